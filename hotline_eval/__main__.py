@@ -1,0 +1,3 @@
+from hotline_eval.cli import main
+
+main()

@@ -1,0 +1,218 @@
+"""``hotline-eval``: one command, a subcommand per process or task.
+
+Configuration comes from the environment only: ``DATABASE_URL`` (default: a
+SQLite file under ``$HOTLINE_EVAL_HOME``, ``./var``), ``HOTLINE_EVAL_RULES``,
+``HOTLINE_EVAL_SPOOL`` (default ``$HOTLINE_EVAL_HOME/spool``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from rating_core.database import home_dir, make_engine
+from rating_core.rules import RulesError, load_rules
+from rating_core.spool import Spool
+from rating_core.store import RatingStore
+
+log = logging.getLogger("hotline_eval")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def spool_dir() -> Path:
+    return Path(os.environ.get("HOTLINE_EVAL_SPOOL") or home_dir() / "spool")
+
+
+def open_store() -> RatingStore:
+    try:
+        rules = load_rules()
+    except RulesError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return RatingStore(make_engine(), rules)
+
+
+def _host_port(value: str, default_port: int) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        return value, default_port
+    try:
+        return host.strip("[]") or "0.0.0.0", int(port)
+    except ValueError:
+        raise click.BadParameter(f"expected HOST:PORT, got {value!r}") from None
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """Post-call evaluation (好差评) for 12345 / 12333 hotlines."""
+    _setup_logging(verbose)
+
+
+# -- database -------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """The rating store's schema and spool."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply the schema migrations."""
+    from rating_core.migrate import upgrade
+
+    engine = make_engine()
+    upgrade(engine, revision)
+    click.echo(f"database at {engine.url.render_as_string(hide_password=True)} is at {revision}")
+
+
+@db.command("replay-spool")
+def db_replay_spool() -> None:
+    """Move events spooled while the database was down into it."""
+    applied = open_store().replay_spool(Spool(spool_dir()))
+    click.echo(f"replayed {applied} event(s)")
+
+
+# -- IVR ----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--listen", default="127.0.0.1:4573", show_default=True, help="HOST:PORT to listen on.")
+def agi(listen: str) -> None:
+    """Run the FastAGI server (Asterisk: AGI(agi://host:4573/postcall?hotline=12345))."""
+    from ivr.agi_server import DEFAULT_PORT
+    from ivr.service import serve_until_signalled
+
+    host, port = _host_port(listen, DEFAULT_PORT)
+    asyncio.run(serve_until_signalled(open_store(), Spool(spool_dir()), host, port))
+
+
+def agi_script() -> None:
+    """Console script ``hotline-eval-agi``: plain AGI over stdin/stdout, one call per process."""
+    from ivr.agi_stdio import open_stdio_session
+    from ivr.call_flow import evaluate
+    from ivr.rating_writer import RatingWriter
+
+    _setup_logging(False)
+    store = open_store()
+
+    async def run() -> None:
+        writer = RatingWriter(store, Spool(spool_dir()))
+        session = await open_stdio_session()
+        try:
+            await evaluate(session, store.rules, writer)
+        finally:
+            await session.close()
+            await writer.stop()
+
+    asyncio.run(run())
+
+
+@main.command()
+@click.option("--calls", default=100, show_default=True, help="Number of calls.")
+@click.option("--concurrency", default=20, show_default=True, help="Calls at once.")
+@click.option("--target", default="127.0.0.1:4573", show_default=True, help="FastAGI server HOST:PORT.")
+@click.option("--seed", default=12345, show_default=True, help="Seed of the caller mix.")
+@click.option("--time-scale", default=0.0, show_default=True, help="1.0 plays prompts in real time; 0 skips waits.")
+@click.option("--check/--no-check", default=True, show_default=True, help="Compare the store with what callers gave.")
+def simulate(calls: int, concurrency: int, target: str, seed: int, time_scale: float, check: bool) -> None:
+    """Play Asterisk's part: N callers over real FastAGI TCP, then a summary."""
+    from ivr.simulator import check_store, plan_calls
+    from ivr.simulator import simulate as run_simulation
+
+    store = open_store()
+    host, port = _host_port(target, 4573)
+    planned = plan_calls(store.rules, calls, seed)
+    summary = asyncio.run(run_simulation(host, port, planned, concurrency=concurrency, time_scale=time_scale))
+    if check:
+        with store.sessions() as session:
+            check_store(session, planned, summary)
+    for line in summary.lines(store.rules):
+        click.echo(line)
+    if summary.errors or summary.mismatches:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--calls", default=60, show_default=True)
+@click.option("--concurrency", default=12, show_default=True)
+@click.option("--port", default=4573, show_default=True, help="Port of the demo's FastAGI server (0 = any free).")
+def demo(calls: int, concurrency: int, port: int) -> None:
+    """The whole loop on one machine: migrate, serve FastAGI, simulate callers, show what landed."""
+    from hotline_eval.demo import run_demo
+
+    sys.exit(run_demo(open_store(), Spool(spool_dir()), calls=calls, concurrency=concurrency, port=port))
+
+
+# -- ratings ------------------------------------------------------------------------
+
+
+@main.group()
+def ratings() -> None:
+    """Read the ratings."""
+
+
+@ratings.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
+@click.option("--since", help="Only calls started at or after this ISO time (UTC unless it says otherwise).")
+def ratings_export(fmt: str, since: str | None) -> None:
+    """Calls with their rating (or 未评价), tags, channel variables and times."""
+    from rating_core.export import export_rows, write_csv, write_jsonl
+
+    since_at = None
+    if since:
+        try:
+            since_at = datetime.fromisoformat(since)
+        except ValueError:
+            raise click.BadParameter(f"not an ISO time: {since!r}", param_hint="--since") from None
+        if since_at.tzinfo is None:
+            since_at = since_at.replace(tzinfo=timezone.utc)
+    store = open_store()
+    with store.sessions() as session:
+        rows = export_rows(session, store.rules, since_at)
+        count = (write_csv if fmt == "csv" else write_jsonl)(rows, sys.stdout)
+    log.info("exported %d call(s)", count)
+
+
+# -- prompts ------------------------------------------------------------------------
+
+
+@main.group()
+def prompts() -> None:
+    """The prompt audio."""
+
+
+@prompts.command("build")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: ivr/sounds).")
+@click.option("--hotline", "hotlines", multiple=True, help="Only these hotlines.")
+def prompts_build(out: Path | None, hotlines: tuple[str, ...]) -> None:
+    """Synthesise 8 kHz WAV prompts from the rules' texts (espeak-ng + sox)."""
+    from ivr.prompts import SOUNDS_DIR, PromptBuildError, build_prompts
+
+    rules = load_rules()
+    try:
+        profiles = [rules.hotline(code) for code in hotlines] if hotlines else list(rules.hotlines.values())
+        built = build_prompts(profiles, out or SOUNDS_DIR)
+    except (KeyError, PromptBuildError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for prompt in built:
+        click.echo(f"{prompt.path}  {prompt.seconds:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
+

@@ -1,0 +1,108 @@
+"""The FastAGI server: many concurrent calls in one asyncio process.
+
+Asterisk connects once per ``AGI(agi://host:port/path?…)``; the path picks the
+script. Whatever happens inside a script, the socket is closed at the end,
+because the dialplan waits until it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from ivr.agi_protocol import AgiConnection
+from ivr.agi_session import AgiSession, ConnectionLost
+
+log = logging.getLogger(__name__)
+
+Script = Callable[[AgiSession], Awaitable[object]]
+
+DEFAULT_PORT = 4573
+
+
+class StreamTransport:
+    """An asyncio stream as an AGI transport."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def read(self) -> bytes:
+        return await self.reader.read(65536)
+
+    async def write(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def close(self) -> None:
+        if not self.writer.is_closing():
+            self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
+
+
+class FastAgiServer:
+    def __init__(self, scripts: dict[str, Script], *, env_timeout: float = 5.0, reply_timeout: float = 300.0) -> None:
+        self.scripts = scripts
+        self.env_timeout = env_timeout
+        self.reply_timeout = reply_timeout
+        self.active: set[asyncio.Task[None]] = set()
+        self.sessions_total = 0
+        self.sessions_failed = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> asyncio.Server:
+        self._server = await asyncio.start_server(self._accept, host, port, backlog=4096, limit=65536)
+        return self._server
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.sockets[0].getsockname()[1]
+
+    async def close(self, grace: float = 30.0) -> None:
+        """Stop accepting, let calls in progress finish for up to ``grace`` seconds."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self.active:
+            _done, pending = await asyncio.wait(set(self.active), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.active.add(task)
+        try:
+            await self._serve(StreamTransport(reader, writer), writer.get_extra_info("peername"))
+        finally:
+            self.active.discard(task)
+
+    async def _serve(self, transport: StreamTransport, peer: object) -> None:
+        self.sessions_total += 1
+        session: AgiSession | None = None
+        try:
+            session = await AgiSession.open(
+                transport, env_timeout=self.env_timeout, reply_timeout=self.reply_timeout, connection=AgiConnection()
+            )
+            script = self.scripts.get(session.env.path)
+            if script is None:
+                self.sessions_failed += 1
+                log.error("FastAGI from %s: no script for path %r (request %s); closing",
+                          peer, session.env.path, session.env.variables.get("agi_request"))
+                return
+            await script(session)
+        except ConnectionLost as exc:
+            self.sessions_failed += 1
+            uniqueid = session.env.uniqueid if session else None
+            log.error("FastAGI from %s (call %s): %s; closing", peer, uniqueid, exc)
+        except Exception:
+            self.sessions_failed += 1
+            log.exception("FastAGI from %s: script failed; closing", peer)
+        finally:
+            await transport.close()

@@ -1,0 +1,228 @@
+"""An AGI session over any byte transport: typed, awaitable commands for the call flow.
+
+This is the thin async adapter around :class:`~ivr.agi_protocol.AgiConnection`.
+It turns Asterisk's reply conventions into Python: a ``-1`` that means the
+caller hung up becomes :class:`ChannelHungUp`; a ``-1`` on a live channel
+(a missing sound file, a recording that could not be written) becomes
+:class:`CommandFailed`; a peer that stops answering becomes
+:class:`ConnectionLost`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from ivr.agi_protocol import (
+    AgiConnection,
+    AgiEnvironment,
+    ConnectionClosed,
+    EnvironmentReceived,
+    HangupReceived,
+    NEED_DATA,
+    RemoteProtocolError,
+    Reply,
+    ReplyReceived,
+)
+
+log = logging.getLogger(__name__)
+
+CHANNEL_UP = 6
+
+
+class Transport(Protocol):
+    async def read(self) -> bytes:
+        """Some bytes, or ``b""`` at end of stream."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class AgiError(Exception):
+    """Base of the errors a call flow sees."""
+
+
+class ChannelHungUp(AgiError):
+    """The caller hung up; only dead-channel commands work from here on."""
+
+
+class ConnectionLost(AgiError):
+    """Asterisk went away, stopped answering, or sent garbage."""
+
+
+class CommandFailed(AgiError):
+    def __init__(self, command: str, reply: Reply) -> None:
+        super().__init__(f"{command} failed: {reply.code} {reply.text}")
+        self.command = command
+        self.reply = reply
+
+
+@dataclass(frozen=True)
+class Recording:
+    """What RECORD FILE reported: how it ended, the key that ended it, and its length."""
+
+    ended_by: str  # "dtmf", "timeout" (silence or length cap) or "hangup"
+    digit: str | None
+    samples: int
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / 8000  # endpos counts 8 kHz samples
+
+
+class AgiSession:
+    def __init__(self, transport: Transport, connection: AgiConnection, *, reply_timeout: float) -> None:
+        self.transport = transport
+        self.connection = connection
+        self.reply_timeout = reply_timeout
+
+    @classmethod
+    async def open(
+        cls, transport: Transport, *, env_timeout: float = 5.0, reply_timeout: float = 300.0,
+        connection: AgiConnection | None = None,
+    ) -> AgiSession:
+        """Read the environment block (under a time limit) and return the session."""
+        session = cls(transport, connection or AgiConnection(), reply_timeout=reply_timeout)
+        try:
+            event = await asyncio.wait_for(session._next_event(), env_timeout)
+        except TimeoutError:
+            raise ConnectionLost(f"no complete environment block within {env_timeout:g} s") from None
+        if not isinstance(event, EnvironmentReceived):
+            raise ConnectionLost(f"expected the environment block, got {event!r}")
+        return session
+
+    @property
+    def env(self) -> AgiEnvironment:
+        assert self.connection.environment is not None
+        return self.connection.environment
+
+    @property
+    def hung_up(self) -> bool:
+        return self.connection.hung_up
+
+    async def _next_event(self):  # type: ignore[no-untyped-def]
+        while True:
+            try:
+                event = self.connection.next_event()
+            except RemoteProtocolError as exc:
+                raise ConnectionLost(f"protocol error: {exc}") from exc
+            if event is not NEED_DATA:
+                return event
+            try:
+                data = await self.transport.read()
+            except (ConnectionError, OSError) as exc:
+                raise ConnectionLost(f"read failed: {exc}") from exc
+            self.connection.receive_data(data)
+
+    async def command(self, *words: str | int) -> Reply:
+        """Send one command and return its reply; raise ChannelHungUp on ``511``."""
+        data = self.connection.send_command(words)
+        try:
+            await self.transport.write(data)
+        except (ConnectionError, OSError) as exc:
+            raise ConnectionLost(f"write failed: {exc}") from exc
+        try:
+            async with asyncio.timeout(self.reply_timeout):
+                while True:
+                    event = await self._next_event()
+                    if isinstance(event, ReplyReceived):
+                        reply = event.reply
+                        break
+                    if isinstance(event, ConnectionClosed):
+                        raise ConnectionLost(f"connection closed while waiting for the reply to {words[0]}")
+                    # HangupReceived: noted by the connection; the reply still follows.
+        except TimeoutError:
+            raise ConnectionLost(f"no reply to {' '.join(map(str, words))[:60]} within {self.reply_timeout:g} s") from None
+        if reply.code == 511:
+            raise ChannelHungUp(f"{words[0]} on a dead channel")
+        if reply.code != 200:
+            raise CommandFailed(" ".join(map(str, words[:2])), reply)
+        return reply
+
+    async def _failed_or_hung_up(self, name: str, reply: Reply) -> AgiError:
+        """Tell a hangup from a failure after ``result=-1``.
+
+        The HANGUP line trails the reply by some 40 ms, so the flag may not be
+        set yet: CHANNEL STATUS answers ``511`` on a dead channel.
+        """
+        if not self.hung_up:
+            try:
+                await self.command("CHANNEL", "STATUS")
+            except ChannelHungUp:
+                pass
+        if self.hung_up:
+            return ChannelHungUp(f"caller hung up during {name}")
+        return CommandFailed(name, reply)
+
+    # -- the commands the flows use ------------------------------------------------
+
+    async def answer(self) -> None:
+        reply = await self.command("ANSWER")
+        if reply.result == "-1":
+            raise await self._failed_or_hung_up("ANSWER", reply)
+
+    async def channel_status(self) -> int:
+        reply = await self.command("CHANNEL", "STATUS")
+        return reply.result_int if reply.result_int is not None else -1
+
+    async def get_variable(self, name: str) -> str | None:
+        """A channel variable, or None when unset (``200 result=0``)."""
+        reply = await self.command("GET", "VARIABLE", name)
+        return reply.data if reply.result == "1" else None
+
+    async def get_full_variable(self, expression: str) -> str | None:
+        reply = await self.command("GET", "FULL", "VARIABLE", expression)
+        return (reply.data or None) if reply.result == "1" else None
+
+    async def set_variable(self, name: str, value: str) -> None:
+        await self.command("SET", "VARIABLE", name, value)
+
+    async def verbose(self, message: str, level: int = 1) -> None:
+        await self.command("VERBOSE", message, level)
+
+    async def get_data(self, sound: str, timeout_ms: int, max_digits: int) -> str | None:
+        """Play ``sound`` (interruptible by any key) and collect digits; None when nothing was pressed."""
+        reply = await self.command("GET", "DATA", sound, timeout_ms, max_digits)
+        if reply.result == "-1":
+            raise await self._failed_or_hung_up("GET DATA", reply)
+        return reply.result or None
+
+    async def stream_file(self, sound: str, escape_digits: str = "") -> str | None:
+        """Play ``sound``; return the escape digit that interrupted it, if any."""
+        reply = await self.command("STREAM", "FILE", sound, escape_digits)
+        code = reply.result_int
+        if code is None or code < 0:
+            raise await self._failed_or_hung_up("STREAM FILE", reply)
+        return chr(code) if code > 0 else None
+
+    async def record_file(
+        self, path: str, fmt: str, escape_digits: str, max_ms: int, *, beep: bool, silence_s: int | None
+    ) -> Recording:
+        words: list[str | int] = ["RECORD", "FILE", path, fmt, escape_digits, max_ms, 0]
+        if beep:
+            words.append("BEEP")
+        if silence_s:
+            words.append(f"s={silence_s}")
+        reply = await self.command(*words)
+        samples = reply.endpos or 0
+        if reply.data == "hangup":
+            return Recording("hangup", None, samples)
+        if reply.data == "dtmf":
+            code = reply.result_int or 0
+            return Recording("dtmf", chr(code) if code > 0 else None, samples)
+        if reply.result == "-1":
+            raise await self._failed_or_hung_up("RECORD FILE", reply)
+        return Recording("timeout", None, samples)
+
+    async def hangup(self) -> None:
+        await self.command("HANGUP")
+
+    async def close(self) -> None:
+        """Close the connection: the dialplan waits until we do, so this always runs."""
+        try:
+            await self.transport.close()
+        except (ConnectionError, OSError) as exc:
+            log.debug("closing the AGI transport: %s", exc)

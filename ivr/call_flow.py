@@ -1,0 +1,234 @@
+"""The post-call evaluation, as the hotline's prompt script.
+
+    1. Read who and what is being rated from the channel variables.
+    2. Rating menu: 非常满意 1 … 非常不满意 5, ``*`` repeats; a key interrupts the
+       prompt. Wrong key: "输入有误" and the menu again. Silence: the menu again,
+       then 未评价. The rating is stored the moment the key is read.
+    3. For a 差评: the reason-tag menu, then an optional voice message.
+    4. Thanks, and hang up.
+
+Keys, prompts, counts and tags come from the hotline's rules; this module
+decides only the order of things.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from ivr.agi_session import AgiSession, ChannelHungUp, CommandFailed, ConnectionLost
+from rating_core.call_events import CallEnded, CallStarted, ProgressMade, RatingGiven, ReasonGiven, VoiceMessageRecorded
+from rating_core.privacy import mask_phone
+from rating_core.rules import HotlineProfile, Level, MenuPolicy, Rules
+from ivr.rating_writer import RatingWriter
+
+log = logging.getLogger(__name__)
+
+# Channel variables the hotline's dialplan sets before sending the caller here.
+CHANNEL_VARIABLES = {
+    "agent_id": "EVAL_AGENT",
+    "queue": "EVAL_QUEUE",
+    "case_number": "EVAL_CASE",
+    "unit": "EVAL_UNIT",
+    "linkedid": "EVAL_LINKEDID",
+}
+HOTLINE_VARIABLE = "EVAL_HOTLINE"
+# Without these the rating cannot be attributed; the others are often legitimately empty
+# (no work order yet, a matter not transferred to a unit).
+EXPECTED_VARIABLES = ("EVAL_AGENT", "EVAL_QUEUE")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class CallFacts:
+    uniqueid: str
+    hotline: str | None
+    caller_number: str | None
+    channel: str | None
+    values: dict[str, str | None] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+
+async def read_call_facts(agi: AgiSession) -> CallFacts:
+    """Who called, which hotline, and the agent/queue/case/unit the dialplan passed."""
+    env = agi.env
+    hotline = env.query.get("hotline") or await agi.get_variable(HOTLINE_VARIABLE)
+    facts = CallFacts(
+        uniqueid=env.uniqueid or f"unknown-{id(agi)}",
+        hotline=hotline,
+        caller_number=env.get("callerid"),
+        channel=env.get("channel"),
+    )
+    for name, variable in CHANNEL_VARIABLES.items():
+        value = await agi.get_variable(variable)
+        facts.values[name] = value or None
+        if not value and variable in EXPECTED_VARIABLES:
+            facts.missing.append(variable)
+    if not facts.values["linkedid"]:
+        # After Queue(…,c) the caller's own channel still carries the original call's linkedid.
+        facts.values["linkedid"] = await agi.get_full_variable("${CHANNEL(linkedid)}")
+    return facts
+
+
+async def evaluate(agi: AgiSession, rules: Rules, writer: RatingWriter) -> str:
+    """Run one evaluation call; return why it ended. Never raises for a call-level problem."""
+    facts = await read_call_facts(agi)
+    context = f"call {facts.uniqueid} ({facts.channel}, caller {mask_phone(facts.caller_number)})"
+    profile = rules.hotlines.get(facts.hotline or "")
+    await writer.write(
+        CallStarted(
+            uniqueid=facts.uniqueid,
+            hotline=facts.hotline or "unknown",
+            at=utcnow(),
+            caller_number=facts.caller_number,
+            channel=facts.channel,
+            variables={"agi_request": agi.env.variables.get("agi_request", "")},
+            **facts.values,
+        )
+    )
+    if facts.missing:
+        log.warning("%s: channel variables not set: %s", context, ", ".join(facts.missing))
+    if profile is None:
+        log.error("%s: unknown hotline %r (known: %s); ending without evaluation",
+                  context, facts.hotline, ", ".join(rules.hotlines))
+        await writer.write(CallEnded(facts.uniqueid, "unknown_hotline", utcnow()))
+        return "unknown_hotline"
+
+    flow = EvaluationFlow(agi, rules, profile, writer, facts.uniqueid)
+    end_reason = "error"
+    try:
+        end_reason = await flow.run()
+    except ChannelHungUp:
+        end_reason = "caller_hangup"
+        log.info("%s: caller hung up at %s", context, flow.progress)
+    except ConnectionLost as exc:
+        end_reason = "connection_lost"
+        log.error("%s: lost Asterisk at %s: %s", context, flow.progress, exc)
+    except Exception:
+        log.exception("%s: evaluation failed at %s", context, flow.progress)
+    finally:
+        await writer.write(ProgressMade(facts.uniqueid, flow.progress, utcnow(), menu_plays=flow.menu_plays))
+        await writer.write(CallEnded(facts.uniqueid, end_reason, utcnow()))
+    return end_reason
+
+
+class EvaluationFlow:
+    def __init__(self, agi: AgiSession, rules: Rules, profile: HotlineProfile, writer: RatingWriter, uniqueid: str):
+        self.agi = agi
+        self.rules = rules
+        self.profile = profile
+        self.writer = writer
+        self.uniqueid = uniqueid
+        self.progress = "connected"
+        self.menu_plays = 0
+        self.unrated_reason = "no_input"
+
+    async def run(self) -> str:
+        await self.agi.answer()
+        level = await self.ask_for_rating()
+        if level is None:
+            await self.say("goodbye")
+            await self.agi.hangup()
+            return self.unrated_reason
+        if level.negative:
+            await self.ask_for_reason()
+            await self.take_voice_message()
+            await self.say("thanks_negative")
+        else:
+            await self.say("thanks")
+        self.progress = "thanks"
+        await self.agi.hangup()
+        return "completed"
+
+    # -- the rating menu ----------------------------------------------------------
+
+    async def ask_for_rating(self) -> Level | None:
+        self.progress = "menu"
+        await self.writer.write(ProgressMade(self.uniqueid, "menu", utcnow()))
+        key = await self.menu(self.profile.menu, "menu", accepted=set(self.profile.keys))
+        if key is None:
+            return None
+        level = self.rules.level_for_key(self.profile, key)
+        assert level is not None
+        await self.writer.write(RatingGiven(self.uniqueid, level.code, "dtmf", utcnow()))
+        self.progress = "rated"
+        return level
+
+    async def ask_for_reason(self) -> None:
+        key = await self.menu(self.profile.tag_menu, "tag_menu", accepted=set(self.profile.tag_keys))
+        tag = self.profile.tag_for_key(key) if key else None
+        if tag is None:
+            return
+        await self.writer.write(ReasonGiven(self.uniqueid, (tag.code,), utcnow()))
+        self.progress = "reason"
+
+    async def menu(self, policy: MenuPolicy, prompt: str, accepted: set[str]) -> str | None:
+        """Play a one-key menu until an accepted key, or give up (None) per the policy."""
+        silent = invalid = repeats = 0
+        pending: str | None = None  # a key pressed during "输入有误" counts as the next choice
+        while True:
+            if pending is None:
+                if prompt == "menu":
+                    self.menu_plays += 1
+                key = await self.agi.get_data(self.profile.sound(prompt), policy.timeout_ms, 1)
+            else:
+                key, pending = pending, None
+            if key in accepted:
+                return key
+            if key is None:
+                silent += 1
+                if silent >= policy.plays:
+                    self.unrated_reason = "no_input"
+                    return None
+                pending = await self.say("no_input", interruptible=True)
+            elif key == self.profile.repeat_key and repeats < policy.max_repeats:
+                repeats += 1
+            else:
+                invalid += 1
+                if invalid > policy.invalid_replays:
+                    self.unrated_reason = "invalid_input"
+                    await self.say("invalid")
+                    return None
+                pending = await self.say("invalid", interruptible=True)
+
+    # -- the voice message --------------------------------------------------------
+
+    async def take_voice_message(self) -> None:
+        policy = self.profile.voice_message
+        if not policy.enabled:
+            return
+        if await self.say("voice_invite", interruptible=True) == policy.end_key:
+            return  # the caller skipped the message
+        day = utcnow().strftime("%Y%m%d")
+        path = f"{policy.directory.rstrip('/')}/{self.profile.code}/{day}/{self.uniqueid}"
+        try:
+            recording = await self.agi.record_file(
+                path, policy.format, policy.end_key, policy.max_seconds * 1000,
+                beep=policy.beep, silence_s=policy.silence_seconds,
+            )
+        except CommandFailed as exc:
+            log.error("call %s: voice message not recorded: %s", self.uniqueid, exc)
+            return
+        if recording.seconds >= policy.min_seconds:
+            await self.writer.write(
+                VoiceMessageRecorded(self.uniqueid, f"{path}.{policy.format}", round(recording.seconds, 2), utcnow())
+            )
+            self.progress = "voice_message"
+        if recording.ended_by == "hangup":
+            raise ChannelHungUp("caller hung up while leaving a voice message")
+
+    # -- prompts ------------------------------------------------------------------
+
+    async def say(self, prompt: str, *, interruptible: bool = False) -> str | None:
+        """Play a prompt; with ``interruptible``, return the menu key that cut it short."""
+        keys = "0123456789*#" if interruptible else ""
+        try:
+            return await self.agi.stream_file(self.profile.sound(prompt), keys)
+        except CommandFailed as exc:
+            # A missing sound file must not end the evaluation: the caller can still press keys.
+            log.error("call %s: prompt %s not played: %s", self.uniqueid, prompt, exc)
+            return None

@@ -1,0 +1,92 @@
+"""Builds the prompt audio (8 kHz mono 16-bit WAV, what Asterisk plays natively) from the rules' texts.
+
+Synthetic Mandarin is a placeholder until a centre records its own voice: drop
+a recording with the same name into the sound folder and it is used instead.
+espeak-ng's plain ``cmn`` voice in Debian's 1.51 reads tone numbers as
+English, so the text goes through pypinyin into the ``cmn-latn-pinyin`` voice.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+from pypinyin import Style, lazy_pinyin
+
+from rating_core.rules import HotlineProfile
+
+SOUNDS_DIR = Path(__file__).with_name("sounds")
+VOICE = "cmn-latn-pinyin"
+DIGITS = dict(zip("0123456789", "零一二三四五六七八九"))
+SYMBOLS = {"*": "星号", "#": "井号", "/": "或"}
+
+
+class PromptBuildError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class BuiltPrompt:
+    hotline: str
+    name: str
+    path: Path
+    seconds: float
+
+
+def speakable(text: str) -> str:
+    """Digits and key symbols as Chinese words, so the pinyin voice reads them in Mandarin."""
+
+    def number(match: re.Match[str]) -> str:
+        run = match.group()
+        spoken = "".join(DIGITS[d] for d in run)
+        # Service numbers (12345, 12333) are read digit by digit with 一 as 幺, as the hotlines say them.
+        return spoken.replace("一", "幺") if len(run) >= 3 else spoken
+
+    return "".join(SYMBOLS.get(ch, ch) for ch in re.sub(r"[0-9]+", number, text))
+
+
+def to_pinyin(text: str) -> str:
+    """Tone-numbered pinyin with punctuation kept as pauses, e.g. ``nin2 hao3 , …``."""
+    words = lazy_pinyin(speakable(text), style=Style.TONE3, neutral_tone_with_five=True)
+    return " ".join(w if w.strip() else "" for w in words).replace("，", ",").replace("。", ".").replace("、", ",")
+
+
+def build_prompts(profiles: list[HotlineProfile], out_dir: Path = SOUNDS_DIR) -> list[BuiltPrompt]:
+    """Synthesise every prompt of every profile into ``out_dir/<hotline>/<name>.wav``."""
+    for tool in ("espeak-ng", "sox"):
+        if shutil.which(tool) is None:
+            raise PromptBuildError(f"{tool} is not installed (Debian: apt-get install espeak-ng sox)")
+    built = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for profile in profiles:
+            target = out_dir / profile.code
+            target.mkdir(parents=True, exist_ok=True)
+            for name, text in profile.prompts.items():
+                raw = Path(tmp) / f"{profile.code}-{name}.wav"
+                path = target / f"{name}.wav"
+                _run(["espeak-ng", "-v", VOICE, "-s", "150", "-w", str(raw), to_pinyin(text)])
+                _run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", str(path),
+                      "norm", "-3"])
+                built.append(BuiltPrompt(profile.code, name, path, wav_seconds(path)))
+    return built
+
+
+def wav_seconds(path: Path) -> float:
+    with wave.open(str(path), "rb") as wav:
+        return wav.getnframes() / wav.getframerate()
+
+
+def sound_lengths(out_dir: Path = SOUNDS_DIR) -> dict[str, float]:
+    """Lengths of the built prompts by Asterisk sound name (``hotline-eval/12345/menu``)."""
+    return {f"hotline-eval/{p.parent.name}/{p.stem}": wav_seconds(p) for p in sorted(out_dir.glob("*/*.wav"))}
+
+
+def _run(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise PromptBuildError(f"{command[0]} failed ({done.returncode}): {done.stderr.strip()[:300]}")

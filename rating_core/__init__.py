@@ -1,0 +1,1 @@
+"""The rating store (SQLAlchemy models, migrations, call events) and the rating rules."""

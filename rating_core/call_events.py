@@ -1,0 +1,211 @@
+"""What the IVR tells the store, as plain events, and how the store applies them.
+
+Every write from a call is one of these events. Being plain data, an event can
+be spooled to disk when the database is unreachable and applied later; being
+idempotent (applying one twice changes nothing), a replay after a write whose
+outcome was unknown is always safe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from rating_core.models import Call, Rating, RatingChange
+from rating_core.rules import Rules
+
+# The order a caller moves through the flow; progress never goes backwards.
+PROGRESS_ORDER = ("connected", "menu", "rated", "reason", "voice_message", "thanks", "completed")
+
+
+@dataclass(frozen=True)
+class CallStarted:
+    kind: ClassVar[str] = "call_started"
+    uniqueid: str
+    hotline: str
+    at: datetime
+    linkedid: str | None = None
+    caller_number: str | None = None
+    agent_id: str | None = None
+    queue: str | None = None
+    case_number: str | None = None
+    unit: str | None = None
+    channel: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProgressMade:
+    kind: ClassVar[str] = "progress"
+    uniqueid: str
+    progress: str
+    at: datetime
+    menu_plays: int | None = None
+
+
+@dataclass(frozen=True)
+class RatingGiven:
+    kind: ClassVar[str] = "rating_given"
+    uniqueid: str
+    level: str
+    channel: str
+    at: datetime
+    source: str = "ivr"
+
+
+@dataclass(frozen=True)
+class ReasonGiven:
+    kind: ClassVar[str] = "reason_given"
+    uniqueid: str
+    tags: tuple[str, ...]
+    at: datetime
+    text: str | None = None
+    source: str = "ivr"
+
+
+@dataclass(frozen=True)
+class VoiceMessageRecorded:
+    kind: ClassVar[str] = "voice_message"
+    uniqueid: str
+    path: str
+    seconds: float
+    at: datetime
+    source: str = "ivr"
+
+
+@dataclass(frozen=True)
+class CallEnded:
+    kind: ClassVar[str] = "call_ended"
+    uniqueid: str
+    end_reason: str
+    at: datetime
+
+
+CallEvent = CallStarted | ProgressMade | RatingGiven | ReasonGiven | VoiceMessageRecorded | CallEnded
+EVENT_TYPES: dict[str, type[CallEvent]] = {
+    cls.kind: cls for cls in (CallStarted, ProgressMade, RatingGiven, ReasonGiven, VoiceMessageRecorded, CallEnded)
+}
+_TIME_FIELDS = {"at"}
+
+
+def to_record(event: CallEvent) -> dict[str, Any]:
+    """A JSON-ready dict of an event (for the spool)."""
+    record = dataclasses.asdict(event)
+    record["kind"] = event.kind
+    record["at"] = event.at.isoformat()
+    if isinstance(event, ReasonGiven):
+        record["tags"] = list(event.tags)
+    return record
+
+
+def from_record(record: dict[str, Any]) -> CallEvent:
+    data = dict(record)
+    cls = EVENT_TYPES[data.pop("kind")]
+    for name in _TIME_FIELDS:
+        data[name] = datetime.fromisoformat(data[name])
+    if cls is ReasonGiven:
+        data["tags"] = tuple(data["tags"])
+    return cls(**data)
+
+
+class UnknownCall(LookupError):
+    """An event names a call the store has never seen."""
+
+
+def apply_event(session: Session, rules: Rules, event: CallEvent) -> None:
+    """Apply one event inside the caller's transaction. Idempotent."""
+    if isinstance(event, CallStarted):
+        _start_call(session, event)
+        return
+    call = session.scalars(select(Call).where(Call.uniqueid == event.uniqueid)).one_or_none()
+    if call is None:
+        raise UnknownCall(f"no call with uniqueid {event.uniqueid!r}")
+    if isinstance(event, ProgressMade):
+        _advance(call, event.progress)
+        if event.menu_plays is not None:
+            call.menu_plays = max(call.menu_plays, event.menu_plays)
+    elif isinstance(event, RatingGiven):
+        _give_rating(session, rules, call, event)
+    elif isinstance(event, ReasonGiven):
+        _update_rating(session, call, event.at, event.source, reason_tags=list(event.tags), reason_text=event.text)
+        _advance(call, "reason")
+    elif isinstance(event, VoiceMessageRecorded):
+        _update_rating(
+            session, call, event.at, event.source,
+            voice_message_file=event.path, voice_message_seconds=event.seconds,
+        )
+        _advance(call, "voice_message")
+    elif isinstance(event, CallEnded):
+        if call.ended_at is None:
+            call.ended_at = event.at
+            call.end_reason = event.end_reason
+            if event.end_reason == "completed":
+                _advance(call, "completed")
+
+
+def _start_call(session: Session, event: CallStarted) -> None:
+    if session.scalars(select(Call.id).where(Call.uniqueid == event.uniqueid)).first() is not None:
+        return
+    session.add(
+        Call(
+            uniqueid=event.uniqueid,
+            linkedid=event.linkedid,
+            hotline=event.hotline,
+            caller_number=event.caller_number,
+            agent_id=event.agent_id,
+            queue=event.queue,
+            case_number=event.case_number,
+            unit=event.unit,
+            channel=event.channel,
+            started_at=event.at,
+            progress="connected",
+            menu_plays=0,
+            variables=dict(event.variables),
+        )
+    )
+    session.flush()
+
+
+def _advance(call: Call, progress: str) -> None:
+    if PROGRESS_ORDER.index(progress) > PROGRESS_ORDER.index(call.progress):
+        call.progress = progress
+
+
+def _give_rating(session: Session, rules: Rules, call: Call, event: RatingGiven) -> None:
+    level = rules.level(event.level)
+    values = {
+        "level": level.code,
+        "stars": level.stars,
+        "is_negative": level.negative,
+        "channel": event.channel,
+        "is_active": event.channel != "default",
+    }
+    rating = call.rating
+    if rating is None:
+        rating = Rating(call=call, rated_at=event.at, updated_at=event.at, reason_tags=[], **values)
+        session.add(rating)
+        session.flush()
+        rating.changes.append(
+            RatingChange(changed_at=event.at, source=event.source, changes={k: [None, v] for k, v in values.items()})
+        )
+    else:
+        _update_rating(session, call, event.at, event.source, **values)
+    _advance(call, "rated")
+
+
+def _update_rating(session: Session, call: Call, at: datetime, source: str, **values: Any) -> None:
+    rating = call.rating
+    if rating is None:
+        raise UnknownCall(f"call {call.uniqueid!r} has no rating to update")
+    moved = {name: [getattr(rating, name), value] for name, value in values.items() if getattr(rating, name) != value}
+    if not moved:
+        return
+    for name, (_old, new) in moved.items():
+        setattr(rating, name, new)
+    rating.updated_at = at
+    rating.changes.append(RatingChange(changed_at=at, source=source, changes=moved))

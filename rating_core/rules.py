@@ -1,0 +1,194 @@
+"""The rating rules, loaded from YAML and checked once at start-up.
+
+Rules are data (``rules.yaml``): a hotline centre changes keys, prompts, tags
+or retry counts by editing a file, not code. Validation happens here so that a
+bad rules file stops the service at start-up with a clear message instead of
+failing in the middle of a call.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_RULES_FILE = Path(__file__).with_name("rules.yaml")
+
+# Prompt names the evaluation flow plays; every hotline must define them all.
+PROMPT_NAMES = (
+    "menu",
+    "invalid",
+    "no_input",
+    "tag_menu",
+    "voice_invite",
+    "thanks",
+    "thanks_negative",
+    "goodbye",
+)
+DTMF_KEYS = frozenset("0123456789*#")
+
+
+class RulesError(ValueError):
+    """The rules file is missing, malformed or inconsistent."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Level(_Frozen):
+    code: str
+    name: str
+    stars: int = Field(ge=1, le=5)
+    score: float = Field(ge=0)
+    negative: bool
+
+
+class ReasonTag(_Frozen):
+    key: str
+    code: str
+    name: str
+
+
+class MenuPolicy(_Frozen):
+    timeout_ms: int = Field(gt=0, le=60_000)
+    plays: int = Field(ge=1, le=10)
+    invalid_replays: int = Field(ge=0, le=10)
+    max_repeats: int = Field(default=3, ge=0, le=10)
+
+
+class VoiceMessagePolicy(_Frozen):
+    enabled: bool
+    max_seconds: int = Field(gt=0, le=600)
+    silence_seconds: int = Field(gt=0, le=60)
+    min_seconds: float = Field(ge=0)
+    end_key: str
+    beep: bool
+    format: str
+    directory: str
+
+
+class HotlineProfile(_Frozen):
+    """Everything the IVR needs to know about one hotline."""
+
+    code: str
+    name: str
+    keys: dict[str, str]
+    repeat_key: str
+    menu: MenuPolicy
+    tag_menu: MenuPolicy
+    voice_message: VoiceMessagePolicy
+    sound_dir: str
+    prompts: dict[str, str]
+    tags: tuple[ReasonTag, ...]
+
+    @model_validator(mode="after")
+    def _check(self) -> HotlineProfile:
+        missing = [name for name in PROMPT_NAMES if name not in self.prompts]
+        if missing:
+            raise ValueError(f"prompts missing: {', '.join(missing)}")
+        used = set(self.keys) | {self.repeat_key}
+        bad = sorted(k for k in used if k not in DTMF_KEYS)
+        if bad or len(self.keys) + 1 != len(used):
+            raise ValueError(f"menu keys must be distinct DTMF keys, got {sorted(used)}")
+        tag_keys = [t.key for t in self.tags]
+        if len(set(tag_keys)) != len(tag_keys) or not set(tag_keys) <= DTMF_KEYS:
+            raise ValueError(f"tag keys must be distinct DTMF keys, got {tag_keys}")
+        if len({t.code for t in self.tags}) != len(self.tags):
+            raise ValueError("tag codes must be distinct")
+        return self
+
+    def sound(self, prompt: str) -> str:
+        """The Asterisk sound name (no extension) of a prompt."""
+        return f"{self.sound_dir}/{prompt}"
+
+    def tag_for_key(self, key: str) -> ReasonTag | None:
+        return next((t for t in self.tags if t.key == key), None)
+
+    @property
+    def tag_keys(self) -> str:
+        return "".join(t.key for t in self.tags)
+
+
+class Rules(_Frozen):
+    levels: tuple[Level, ...]
+    hotlines: dict[str, HotlineProfile]
+
+    @model_validator(mode="after")
+    def _check(self) -> Rules:
+        codes = [level.code for level in self.levels]
+        if len(set(codes)) != len(codes):
+            raise ValueError("level codes must be distinct")
+        for hotline in self.hotlines.values():
+            unknown = sorted(set(hotline.keys.values()) - set(codes))
+            if unknown:
+                raise ValueError(f"hotline {hotline.code}: keys name unknown levels {unknown}")
+        return self
+
+    @cached_property
+    def _levels_by_code(self) -> dict[str, Level]:
+        return {level.code: level for level in self.levels}
+
+    def level(self, code: str) -> Level:
+        try:
+            return self._levels_by_code[code]
+        except KeyError:
+            raise KeyError(f"unknown rating level {code!r}") from None
+
+    def hotline(self, code: str) -> HotlineProfile:
+        try:
+            return self.hotlines[code]
+        except KeyError:
+            raise KeyError(f"unknown hotline {code!r}; known: {', '.join(self.hotlines)}") from None
+
+    def level_for_key(self, hotline: HotlineProfile, key: str) -> Level | None:
+        code = hotline.keys.get(key)
+        return self.level(code) if code is not None else None
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_rules(document: dict[str, Any]) -> Rules:
+    """Build :class:`Rules` from a parsed YAML document."""
+    if not isinstance(document, dict):
+        raise RulesError("the rules file must be a mapping")
+    defaults = document.get("defaults") or {}
+    hotlines = document.get("hotlines") or {}
+    if not hotlines:
+        raise RulesError("the rules file defines no hotline")
+    try:
+        profiles = {}
+        for code, section in hotlines.items():
+            code = str(code)
+            merged = _merge(defaults, section or {})
+            merged["code"] = code
+            merged["sound_dir"] = str(merged.get("sound_dir", "")).format(hotline=code)
+            profiles[code] = merged
+        return Rules.model_validate({"levels": document.get("levels"), "hotlines": profiles})
+    except ValidationError as exc:
+        raise RulesError(f"invalid rules: {exc}") from exc
+
+
+def load_rules(path: str | os.PathLike[str] | None = None) -> Rules:
+    """Load the rules file: ``path``, else ``$HOTLINE_EVAL_RULES``, else the shipped one."""
+    chosen = Path(path or os.environ.get("HOTLINE_EVAL_RULES") or DEFAULT_RULES_FILE)
+    try:
+        document = yaml.safe_load(chosen.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RulesError(f"cannot read rules file {chosen}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise RulesError(f"rules file {chosen} is not valid YAML: {exc}") from exc
+    return parse_rules(document)
