@@ -1,0 +1,33 @@
+# The two commands of the README: `make demo` and `make test`.
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+export TEST_POSTGRES_URL ?= postgresql+psycopg://postgres:postgres@127.0.0.1:5432/hotline_eval_test
+
+.PHONY: setup services demo test bench prompts
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+services:
+	bash tests/services.sh
+
+# The whole loop on the embedded default (SQLite under var/demo): migrate, FastAGI
+# server, simulated Asterisk callers, and what landed in the store.
+demo: setup
+	HOTLINE_EVAL_HOME=var/demo $(BIN)/hotline-eval demo
+
+# The whole test suite, on SQLite and on a real PostgreSQL (installed and started when absent).
+# REQUIRE_POSTGRES turns "PostgreSQL unreachable" into a failure instead of a skip.
+test: setup services
+	REQUIRE_POSTGRES=1 $(BIN)/pytest -q -p no:cacheprovider
+
+bench: setup
+	$(BIN)/python benchmarks/agi_concurrency.py
+
+prompts: setup
+	$(BIN)/hotline-eval prompts build

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs and starts what the test suite needs, when it is absent: sox and
+# espeak-ng (prompt building) and a PostgreSQL server with a test database.
+# Idempotent; safe to run before every test run. Needs root for apt-get.
+set -euo pipefail
+
+PG_DB=${TEST_POSTGRES_DB:-hotline_eval_test}
+PG_HOST=127.0.0.1
+PG_PORT=${TEST_POSTGRES_PORT:-5432}
+
+apt_updated=
+apt_install() {
+    if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+missing=()
+command -v sox >/dev/null || missing+=(sox)
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "services: installing ${missing[*]}"
+    apt_install "${missing[@]}"
+fi
+
+if ! pg_isready -q -h "$PG_HOST" -p "$PG_PORT"; then
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    echo "services: starting PostgreSQL $version"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start
+    for _ in $(seq 1 30); do pg_isready -q -h "$PG_HOST" -p "$PG_PORT" && break; sleep 1; done
+fi
+
+# A fresh Debian cluster only trusts the postgres OS user on the socket: give the
+# role a password for TCP logins (a trust-auth cluster ignores it).
+runuser -u postgres -- psql -q -c "ALTER ROLE postgres PASSWORD 'postgres'" >/dev/null
+if ! runuser -u postgres -- psql -tAc "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'" | grep -q 1; then
+    runuser -u postgres -- createdb "$PG_DB"
+fi
+echo "services: PostgreSQL ready, database $PG_DB"

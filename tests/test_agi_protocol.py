@@ -1,0 +1,246 @@
+"""The sans-I/O AGI protocol, fed the bytes a real Asterisk 22 sent (shared/asterisk/OBSERVED.md)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ivr.agi_protocol import (
+    NEED_DATA,
+    AgiConnection,
+    ArgumentError,
+    ConnectionClosed,
+    EnvironmentReceived,
+    HangupReceived,
+    LocalProtocolError,
+    RemoteProtocolError,
+    Reply,
+    ReplyReceived,
+    format_command,
+    format_reply,
+    parse_reply_line,
+    quote_argument,
+    split_command,
+)
+
+# OBSERVED.md 1.1 A, byte for byte (it arrived in two recv() chunks).
+ENV_A = [
+    b"agi_network: yes\nagi_network_script: postcall?hotline=12345&x=1\nagi_request: agi://127.0.0.1:4573/postcall?hotline=12345&x=1\nagi_channel: Local/silent@caller-sim-00000000;1\nagi_language: en\nagi_type: Local\nagi_uniqueid: 1795316432.0\nagi_version: 22.10.1\nagi_callerid: 13800000000\nagi_calleridname: Citizen\nagi_callingpres: 0\nagi_callingani2: 0\nagi_callington: 0\nagi_callingtns: 0\nagi_dnid: unknown\nagi_rdnis: unknown\nagi_context: caller-sim\n",
+    b"agi_extension: silent\nagi_priority: 1\nagi_enhanced: 0.0\nagi_accountcode: \nagi_threadid: 140180919146176\nagi_arg_1: arg1\nagi_arg_2: arg2\n\n",
+]
+# OBSERVED.md 1.1 B: an empty comma argument still arrives.
+ENV_B_TAIL = b"agi_extension: s\nagi_priority: 1\nagi_enhanced: 0.0\nagi_accountcode: \nagi_threadid: 140180920170176\nagi_arg_1: arg1\nagi_arg_2: \nagi_arg_3: arg3\n\n"
+
+
+def connected(*chunks: bytes) -> AgiConnection:
+    conn = AgiConnection()
+    for chunk in chunks:
+        conn.receive_data(chunk)
+    event = conn.next_event()
+    assert isinstance(event, EnvironmentReceived)
+    return conn
+
+
+def test_environment_block_from_asterisk_22() -> None:
+    env = connected(*ENV_A).environment
+    assert env is not None
+    assert env.is_network
+    assert env.script == "postcall?hotline=12345&x=1"
+    assert env.path == "postcall"
+    assert env.query == {"hotline": "12345", "x": "1"}
+    assert env.uniqueid == "1795316432.0"
+    assert env.get("callerid") == "13800000000"
+    assert env.get("dnid") is None  # Asterisk sends "unknown"
+    assert env.get("accountcode") is None  # sent as "agi_accountcode: " (a trailing space)
+    assert env.variables["agi_accountcode"] == ""
+    assert env.args == ("arg1", "arg2")
+
+
+def test_empty_argument_is_kept_in_place() -> None:
+    env = connected(ENV_A[0], ENV_B_TAIL).environment
+    assert env is not None
+    assert env.args == ("arg1", "", "arg3")
+
+
+def test_environment_split_at_every_byte() -> None:
+    data = b"".join(ENV_A)
+    conn = AgiConnection()
+    for i in range(len(data) - 1):
+        conn.receive_data(data[i : i + 1])
+        assert conn.next_event() is NEED_DATA
+    conn.receive_data(data[-1:])
+    assert isinstance(conn.next_event(), EnvironmentReceived)
+
+
+def test_oversized_environment_is_refused() -> None:
+    conn = AgiConnection(max_env_bytes=4096)
+    conn.receive_data(b"".join(b"agi_var_%d: %s\n" % (i, b"x" * 60) for i in range(100)))
+    with pytest.raises(RemoteProtocolError, match="environment block longer"):
+        conn.next_event()
+
+
+def test_endless_environment_line_is_refused() -> None:
+    conn = AgiConnection(max_env_bytes=4096)
+    conn.receive_data(b"agi_network: " + b"y" * 5000)
+    with pytest.raises(RemoteProtocolError, match="longer than"):
+        conn.next_event()
+
+
+@pytest.mark.parametrize("garbage", [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x16\x03\x01\x02\x00\x01\x00\n\n", b"hello\n"])
+def test_garbage_instead_of_environment(garbage: bytes) -> None:
+    conn = AgiConnection()
+    conn.receive_data(garbage)
+    with pytest.raises(RemoteProtocolError):
+        conn.next_event()
+
+
+def test_close_before_environment_ends() -> None:
+    conn = AgiConnection()
+    conn.receive_data(ENV_A[0])
+    conn.receive_data(b"")
+    with pytest.raises(RemoteProtocolError, match="closed before"):
+        conn.next_event()
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("200 result=0", Reply(200, "0", text="0")),
+        ("200 result=1 (call-0001)", Reply(200, "1", "call-0001", text="1 (call-0001)")),
+        ("200 result=1 ()", Reply(200, "1", "", text="1 ()")),
+        ("200 result=-2", Reply(200, "-2", text="-2")),
+        ("200 result=-1 endpos=0", Reply(200, "-1", None, 0, text="-1 endpos=0")),
+        ("200 result=51 endpos=12160", Reply(200, "51", None, 12160, text="51 endpos=12160")),
+        ("200 result= (timeout)", Reply(200, "", "timeout", text=" (timeout)")),
+        ("200 result=7 (timeout)", Reply(200, "7", "timeout", text="7 (timeout)")),
+        ("200 result=7988 (timeout) endpos=8160", Reply(200, "7988", "timeout", 8160, text="7988 (timeout) endpos=8160")),
+        ("200 result=35 (dtmf) endpos=10400", Reply(200, "35", "dtmf", 10400, text="35 (dtmf) endpos=10400")),
+        ("200 result=-1 (hangup) endpos=24000", Reply(200, "-1", "hangup", 24000, text="-1 (hangup) endpos=24000")),
+        ("510 Invalid or unknown command", Reply(510, text="Invalid or unknown command")),
+        ("511 Command Not Permitted on a dead channel or intercept routine",
+         Reply(511, text="Command Not Permitted on a dead channel or intercept routine")),
+    ],
+)
+def test_replies_seen_from_asterisk_22(line: str, expected: Reply) -> None:
+    assert parse_reply_line(line) == expected
+    assert format_reply(expected) == (line + "\n").encode()
+
+
+def test_variable_value_with_parentheses() -> None:
+    assert parse_reply_line("200 result=1 (市人社局(社保中心))").data == "市人社局(社保中心)"
+
+
+@pytest.mark.parametrize("line", ["HTTP/1.1 200 OK", "200 ok", "200 result=1 trailing", "2000 result=1"])
+def test_malformed_reply_lines(line: str) -> None:
+    with pytest.raises(RemoteProtocolError):
+        parse_reply_line(line)
+
+
+def test_usage_reply_spanning_two_reads() -> None:
+    conn = connected(*ENV_A)
+    conn.send_command(["STREAM", "FILE"])
+    conn.receive_data(b"520-Invalid command syntax.  Proper usage follows:\n")
+    assert conn.next_event() is NEED_DATA
+    conn.receive_data(
+        b"Waits up to <replaceable>timeout</replaceable> milliseconds for channel to receive a DTMF digit.\n"
+        b"HANGUP is a word that may appear in usage text\n"
+        b"520 End of proper usage.\n"
+    )
+    event = conn.next_event()
+    assert isinstance(event, ReplyReceived)
+    assert event.reply.code == 520
+    assert event.reply.usage[0].startswith("Waits up to")
+    assert len(event.reply.usage) == 2
+    assert not conn.hung_up
+
+
+def test_hangup_after_the_interrupted_reply() -> None:
+    # OBSERVED.md 1.4: the reply to the running command first, then a bare HANGUP ~40 ms later.
+    conn = connected(*ENV_A)
+    assert format_command(["STREAM", "FILE", "rating-prompt", ""]) == b'STREAM FILE rating-prompt ""\n'
+    conn.send_command(["STREAM", "FILE", "rating-prompt", ""])
+    conn.receive_data(b"200 result=-1 endpos=16160\n")
+    event = conn.next_event()
+    assert isinstance(event, ReplyReceived) and event.reply.result == "-1"
+    assert not conn.hung_up
+    conn.receive_data(b"HANGUP\n")
+    assert isinstance(conn.next_event(), HangupReceived)
+    assert conn.hung_up
+    conn.send_command(["CHANNEL", "STATUS"])
+    conn.receive_data(b"511 Command Not Permitted on a dead channel or intercept routine\n")
+    event = conn.next_event()
+    assert isinstance(event, ReplyReceived) and event.reply.code == 511
+
+
+def test_hangup_line_is_not_taken_for_the_next_reply() -> None:
+    conn = connected(*ENV_A)
+    conn.receive_data(b"HANGUP\n")  # alone, while no command runs
+    conn.send_command(["GET", "VARIABLE", "RATING_CALLID"])
+    assert isinstance(conn.next_event(), HangupReceived)
+    assert conn.next_event() is NEED_DATA
+    conn.receive_data(b"200 result=1 (call-0001)\n")
+    event = conn.next_event()
+    assert isinstance(event, ReplyReceived) and event.reply.data == "call-0001"
+
+
+def test_unsolicited_reply_is_a_protocol_error() -> None:
+    conn = connected(*ENV_A)
+    conn.receive_data(b"200 result=0\n")
+    with pytest.raises(RemoteProtocolError, match="unsolicited"):
+        conn.next_event()
+
+
+def test_one_command_at_a_time() -> None:
+    conn = connected(*ENV_A)
+    conn.send_command(["ANSWER"])
+    with pytest.raises(LocalProtocolError):
+        conn.send_command(["ANSWER"])
+
+
+def test_close_after_environment() -> None:
+    conn = connected(*ENV_A)
+    conn.receive_data(b"")
+    assert isinstance(conn.next_event(), ConnectionClosed)
+
+
+@pytest.mark.parametrize(
+    ("argument", "quoted"),
+    [("menu", "menu"), ("", '""'), ("a b", '"a b"'), ('say "hi"', '"say \\"hi\\""'), ("C:\\x", '"C:\\\\x"'),
+     ("12345#*0", "12345#*0"), ("${CHANNEL(linkedid)}", "${CHANNEL(linkedid)}")],
+)
+def test_quoting(argument: str, quoted: str) -> None:
+    assert quote_argument(argument) == quoted
+
+
+@pytest.mark.parametrize("argument", ["two\nlines", "cr\r", "nul\0"])
+def test_line_breaks_cannot_be_sent(argument: str) -> None:
+    with pytest.raises(ArgumentError):
+        format_command(["VERBOSE", argument])
+
+
+def test_command_longer_than_asterisk_reads_is_refused() -> None:
+    with pytest.raises(ArgumentError, match="exceeds"):
+        format_command(["VERBOSE", "x" * 3000])
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ('SET VARIABLE RATING_RESULT "5"', ["SET", "VARIABLE", "RATING_RESULT", "5"]),
+        ('STREAM FILE rating-thanks ""', ["STREAM", "FILE", "rating-thanks", ""]),
+        ('RECORD FILE /var/spool/eval/silence wav "#" 10000 0 BEEP s=2',
+         ["RECORD", "FILE", "/var/spool/eval/silence", "wav", "#", "10000", "0", "BEEP", "s=2"]),
+        ('VERBOSE "hello from fastagi" 1', ["VERBOSE", "hello from fastagi", "1"]),
+        ("GET  DATA\tx", ["GET", "DATA", "x"]),
+    ],
+)
+def test_split_like_res_agi(line: str, words: list[str]) -> None:
+    assert split_command(line) == words
+
+
+@given(st.lists(st.text(st.characters(blacklist_characters="\n\r\0", blacklist_categories=("Cs",)), max_size=20),
+                min_size=1, max_size=8))
+def test_every_argument_survives_quoting(words: list[str]) -> None:
+    line = format_command(words).decode()
+    assert split_command(line.rstrip("\n")) == words

@@ -1,0 +1,151 @@
+"""What each kind of bad input gets: a clear log line, a closed socket, and no given rating lost."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from ivr.agi_server import FastAgiServer
+from ivr.service import make_scripts, running_ivr
+from ivr.rating_writer import RatingWriter
+from ivr.simulated_asterisk import Caller, Press, SimulatedChannel, channel_environment, run_call
+from rating_core.database import make_engine
+from rating_core.migrate import upgrade
+from rating_core.models import Call
+from rating_core.spool import Spool
+from rating_core.store import RatingStore
+
+ENV = channel_environment(Caller([]), "1795316432.0", "127.0.0.1", 4573, "postcall?hotline=12345")
+
+
+async def talk(port: int, data: bytes, *, read_for: float = 5.0) -> bytes:
+    """Send raw bytes, then read until the server closes (or give up)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    received = b""
+    try:
+        async with asyncio.timeout(read_for):
+            while chunk := await reader.read(4096):
+                received += chunk
+    finally:
+        writer.close()
+    return received
+
+
+@pytest.fixture
+async def strict_server(sqlite_engine, rules, spool):
+    """A FastAGI server with a short environment timeout."""
+    writer = RatingWriter(RatingStore(sqlite_engine, rules), spool)
+    server = FastAgiServer(make_scripts(rules, writer), env_timeout=0.5)
+    await server.start("127.0.0.1", 0)
+    yield server
+    await server.close()
+    await writer.stop()
+
+
+async def test_oversized_environment_is_cut_off(strict_server, caplog) -> None:
+    flood = b"".join(b"agi_x%d: %s\n" % (i, b"y" * 100) for i in range(400))
+    assert await talk(strict_server.port, flood) == b""  # closed, nothing sent
+    assert "environment block longer than" in caplog.text
+
+
+async def test_endless_environment_times_out(strict_server, caplog) -> None:
+    assert await talk(strict_server.port, b"agi_network: yes\n") == b""
+    assert "no complete environment block within 0.5 s" in caplog.text
+
+
+async def test_garbage_is_refused(strict_server, caplog) -> None:
+    assert await talk(strict_server.port, b"GET / HTTP/1.1\r\nHost: eval\r\n\r\n") == b""
+    assert "not an AGI environment line" in caplog.text
+
+
+async def test_garbage_reply_mid_call_keeps_the_rating(ivr, caplog) -> None:
+    """Asterisk answers the rating, then sends garbage instead of the next reply."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", ivr.server.port)
+    channel = SimulatedChannel(Caller([Press("4")], variables={"EVAL_AGENT": "2001"}), "1795316432.77", "x")
+    writer.write(channel_environment(channel.caller, "1795316432.77", "127.0.0.1", 0, "postcall?hotline=12345"))
+    while (line := await reader.readline()) and not line.startswith(b"GET DATA hotline-eval/12345/tag_menu"):
+        writer.write(channel.handle(line)[0])
+    writer.write(b"\x00\xffNOT AGI AT ALL\n")
+    assert await reader.read() == b""  # the server closed
+    writer.close()
+    with ivr.store.sessions() as s:
+        call = s.scalars(select(Call).options(selectinload(Call.rating))).one()
+    assert call.rating.level == "dissatisfied" and call.end_reason == "connection_lost"
+    assert "protocol error" in caplog.text and "1795316432.77" in caplog.text
+
+
+async def test_socket_closed_mid_reply_keeps_the_rating(ivr, caplog) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", ivr.server.port)
+    channel = SimulatedChannel(Caller([Press("1")]), "1795316432.78", "x")
+    writer.write(channel_environment(channel.caller, "1795316432.78", "127.0.0.1", 0, "postcall?hotline=12345"))
+    while (line := await reader.readline()) and not line.startswith(b"STREAM FILE hotline-eval/12345/thanks"):
+        writer.write(channel.handle(line)[0])
+    writer.write(b"200 res")  # half a reply, then the connection drops
+    writer.close()
+    await writer.wait_closed()
+    for _ in range(50):
+        with ivr.store.sessions() as s:
+            call = s.scalars(select(Call).options(selectinload(Call.rating))).one()
+        if call.end_reason:
+            break
+        await asyncio.sleep(0.05)
+    assert call.rating.level == "very_satisfied" and call.end_reason == "connection_lost"
+    assert "connection closed while waiting for the reply to STREAM" in caplog.text
+
+
+async def test_dead_database_spools_the_rating_and_replays_it(tmp_path, rules, sqlite_engine, caplog) -> None:
+    """Nothing listens on the database port: the rating goes to the spool, then into the real store."""
+    dead = RatingStore(make_engine("postgresql+psycopg://eval@127.0.0.1:9/nothing?connect_timeout=1"), rules)
+    spool = Spool(tmp_path / "spool")
+    async with running_ivr(dead, spool, "127.0.0.1", 0, write_timeout=5.0) as ivr:
+        caller = Caller([Press("5"), Press("2")], variables={"EVAL_AGENT": "3003"})
+        result = await run_call("127.0.0.1", ivr.server.port, caller, uniqueid="1795316432.90")
+    assert result.closed_by_server and not result.error
+    assert "spooling it" in caplog.text and "1795316432.90" in caplog.text
+    assert spool.has_pending()
+    alive = RatingStore(sqlite_engine, rules)
+    assert alive.replay_spool(spool) > 0
+    with alive.sessions() as s:
+        call = s.scalars(select(Call).options(selectinload(Call.rating))).one()
+    assert (call.uniqueid, call.agent_id, call.rating.level, call.rating.reason_tags) == (
+        "1795316432.90", "3003", "very_dissatisfied", ["inefficient"])
+    assert call.end_reason == "completed"
+
+
+def test_plain_agi_over_stdin_stdout(tmp_path: Path) -> None:
+    """`hotline-eval-agi` as Asterisk runs it: env block on stdin, commands on stdout, logs on stderr."""
+    db = tmp_path / "agi.db"
+    env = dict(os.environ, DATABASE_URL=f"sqlite:///{db}", HOTLINE_EVAL_HOME=str(tmp_path))
+    upgrade(make_engine(f"sqlite:///{db}"))
+    channel = SimulatedChannel(Caller([Press("3")], variables={"EVAL_AGENT": "4004"}), "1795316432.5", "x")
+    variables = {"agi_request": "/opt/hotline-eval/bin/hotline-eval-agi", "agi_channel": "PJSIP/trunk-0001",
+                 "agi_uniqueid": "1795316432.5", "agi_callerid": "13900000000", "agi_enhanced": "0.0"}
+    from ivr.agi_protocol import format_environment
+
+    agi = Path(sys.executable).with_name("hotline-eval-agi")
+    proc = subprocess.Popen([str(agi), "hotline=12345"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    assert proc.stdin and proc.stdout
+    proc.stdin.write(format_environment(variables, ["hotline=12345"]))
+    proc.stdin.flush()
+    while line := proc.stdout.readline():
+        reply, _seconds, hung_up = channel.handle(line)
+        proc.stdin.write(reply + (b"HANGUP\n" if hung_up else b""))
+        proc.stdin.flush()
+    proc.stdin.close()
+    assert proc.wait(timeout=30) == 0, proc.stderr.read().decode() if proc.stderr else ""
+    assert channel.commands[-1] == ["HANGUP"] and not channel.violations
+    store = RatingStore(make_engine(f"sqlite:///{db}"), None)  # type: ignore[arg-type]
+    with store.sessions() as s:
+        call = s.scalars(select(Call).options(selectinload(Call.rating))).one()
+    assert (call.agent_id, call.rating.level, call.end_reason) == ("4004", "basic", "completed")

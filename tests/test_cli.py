@@ -1,0 +1,87 @@
+"""The command line as a newcomer and a supervisor use it: demo, db upgrade, export, prompts build."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import pytest
+
+from ivr.prompts import SOUNDS_DIR, sound_lengths, speakable
+
+CLI = str(Path(sys.executable).with_name("hotline-eval"))
+
+
+def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, HOTLINE_EVAL_HOME=str(tmp_path / "home"))
+    env.pop("DATABASE_URL", None)
+    return subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_demo_shows_the_whole_loop(tmp_path: Path) -> None:
+    done = run(tmp_path, "demo", "--calls", "40", "--port", "0")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "store check: 0 mismatch(es)" in done.stdout
+    assert "errors: 0" in done.stdout
+    assert "未评价" in done.stdout
+    assert (tmp_path / "home" / "hotline-eval.db").exists()  # the embedded default
+
+
+def test_upgrade_then_export(tmp_path: Path) -> None:
+    assert run(tmp_path, "db", "upgrade").returncode == 0
+    assert run(tmp_path, "demo", "--calls", "10", "--port", "0").returncode == 0
+    done = run(tmp_path, "ratings", "export", "--format", "jsonl")
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(rows) == 10
+    assert {"uniqueid", "level_name", "channel", "reason_tags", "agent_id", "queue", "case_number",
+            "started_at", "progress"} <= set(rows[0])
+    csv_out = run(tmp_path, "ratings", "export", "--format", "csv", "--since", "2999-01-01").stdout
+    assert csv_out.splitlines()[0].startswith("uniqueid,linkedid,hotline") and len(csv_out.splitlines()) == 1
+
+
+def test_export_rejects_a_bad_time(tmp_path: Path) -> None:
+    done = run(tmp_path, "ratings", "export", "--since", "yesterday")
+    assert done.returncode == 2 and "not an ISO time" in done.stderr
+
+
+def test_broken_rules_file_stops_with_a_message(tmp_path: Path) -> None:
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("hotlines: {}\n", encoding="utf-8")
+    env = dict(os.environ, HOTLINE_EVAL_RULES=str(bad), HOTLINE_EVAL_HOME=str(tmp_path))
+    done = subprocess.run([CLI, "ratings", "export"], capture_output=True, text=True, env=env)
+    assert done.returncode == 1 and "defines no hotline" in done.stderr
+
+
+def test_prompts_build_makes_asterisk_ready_wavs(tmp_path: Path) -> None:
+    done = run(tmp_path, "prompts", "build", "--out", str(tmp_path / "sounds"), "--hotline", "12333")
+    assert done.returncode == 0, done.stderr
+    built = sorted(p.name for p in (tmp_path / "sounds" / "12333").glob("*.wav"))
+    assert built == sorted(f"{n}.wav" for n in ("menu", "invalid", "no_input", "tag_menu", "voice_invite",
+                                               "thanks", "thanks_negative", "goodbye"))
+    with wave.open(str(tmp_path / "sounds" / "12333" / "menu.wav")) as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (8000, 1, 2)
+        assert wav.getnframes() > 8000 * 5  # a long menu, not an empty file
+
+
+def test_unknown_hotline_for_prompts(tmp_path: Path) -> None:
+    done = run(tmp_path, "prompts", "build", "--out", str(tmp_path / "s"), "--hotline", "110")
+    assert done.returncode == 1 and "unknown hotline" in done.stderr
+
+
+def test_shipped_sounds_cover_every_prompt(rules) -> None:
+    lengths = sound_lengths(SOUNDS_DIR)
+    for profile in rules.hotlines.values():
+        for name in profile.prompts:
+            assert lengths.get(profile.sound(name), 0) > 0.5, f"{profile.sound(name)} missing or empty"
+    for path in SOUNDS_DIR.glob("*/*.wav"):
+        with wave.open(str(path)) as wav:
+            assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (8000, 1, 2), path
+
+
+@pytest.mark.parametrize(("text", "spoken"), [("按1", "按一"), ("12345热线", "幺二三四五热线"), ("星号键*", "星号键星号")])
+def test_digits_are_read_in_mandarin(text: str, spoken: str) -> None:
+    assert speakable(text) == spoken
