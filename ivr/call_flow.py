@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from ivr.agi_session import AgiSession, ChannelHungUp, CommandFailed, ConnectionLost
-from rating_core.call_events import CallEnded, CallStarted, ProgressMade, RatingGiven, ReasonGiven, VoiceMessageRecorded
+from rating_core.call_events import CallEnded, CallStarted, RatingGiven, ReasonGiven, VoiceMessageRecorded
 from rating_core.privacy import mask_phone
 from rating_core.rules import HotlineProfile, Level, MenuPolicy, Rules
 from ivr.rating_writer import RatingWriter
@@ -111,8 +111,9 @@ async def evaluate(agi: AgiSession, rules: Rules, writer: RatingWriter) -> str:
     except Exception:
         log.exception("%s: evaluation failed at %s", context, flow.progress)
     finally:
-        await writer.write(ProgressMade(facts.uniqueid, flow.progress, utcnow(), menu_plays=flow.menu_plays))
-        await writer.write(CallEnded(facts.uniqueid, end_reason, utcnow()))
+        # One write says how far the caller got and why the call ended (the flow's own
+        # progress writes are only those that must survive a crash: the rating and what follows).
+        await writer.write(CallEnded(facts.uniqueid, end_reason, utcnow(), flow.progress, flow.menu_plays))
     return end_reason
 
 
@@ -148,7 +149,6 @@ class EvaluationFlow:
 
     async def ask_for_rating(self) -> Level | None:
         self.progress = "menu"
-        await self.writer.write(ProgressMade(self.uniqueid, "menu", utcnow()))
         key = await self.menu(self.profile.menu, "menu", accepted=set(self.profile.keys))
         if key is None:
             return None

@@ -84,6 +84,8 @@ class CallEnded:
     uniqueid: str
     end_reason: str
     at: datetime
+    progress: str | None = None
+    menu_plays: int | None = None
 
 
 CallEvent = CallStarted | ProgressMade | RatingGiven | ReasonGiven | VoiceMessageRecorded | CallEnded
@@ -141,6 +143,10 @@ def apply_event(session: Session, rules: Rules, event: CallEvent) -> None:
         )
         _advance(call, "voice_message")
     elif isinstance(event, CallEnded):
+        if event.progress is not None:
+            _advance(call, event.progress)
+        if event.menu_plays is not None:
+            call.menu_plays = max(call.menu_plays, event.menu_plays)
         if call.ended_at is None:
             call.ended_at = event.at
             call.end_reason = event.end_reason

@@ -1,0 +1,1 @@
+"""Where the Vosk models and the rating grammar live (issue: speech ratings)."""

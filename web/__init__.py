@@ -1,0 +1,1 @@
+"""The web tool for callback agents and supervisors (issue: web tool)."""
