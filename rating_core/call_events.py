@@ -128,9 +128,7 @@ def apply_event(session: Session, rules: Rules, event: CallEvent) -> None:
     if call is None:
         raise UnknownCall(f"no call with uniqueid {event.uniqueid!r}")
     if isinstance(event, ProgressMade):
-        _advance(call, event.progress)
-        if event.menu_plays is not None:
-            call.menu_plays = max(call.menu_plays, event.menu_plays)
+        _note_progress(call, event.progress, event.menu_plays)
     elif isinstance(event, RatingGiven):
         _give_rating(session, rules, call, event)
     elif isinstance(event, ReasonGiven):
@@ -143,10 +141,7 @@ def apply_event(session: Session, rules: Rules, event: CallEvent) -> None:
         )
         _advance(call, "voice_message")
     elif isinstance(event, CallEnded):
-        if event.progress is not None:
-            _advance(call, event.progress)
-        if event.menu_plays is not None:
-            call.menu_plays = max(call.menu_plays, event.menu_plays)
+        _note_progress(call, event.progress, event.menu_plays)
         if call.ended_at is None:
             call.ended_at = event.at
             call.end_reason = event.end_reason
@@ -175,6 +170,13 @@ def _start_call(session: Session, event: CallStarted) -> None:
         )
     )
     session.flush()
+
+
+def _note_progress(call: Call, progress: str | None, menu_plays: int | None) -> None:
+    if progress is not None:
+        _advance(call, progress)
+    if menu_plays is not None:
+        call.menu_plays = max(call.menu_plays, menu_plays)
 
 
 def _advance(call: Call, progress: str) -> None:
