@@ -17,8 +17,11 @@ services:
 	bash tests/services.sh
 
 # The whole loop on the embedded default (SQLite under var/demo): migrate, FastAGI
-# server, simulated Asterisk callers, and what landed in the store.
+# server, simulated Asterisk callers, what landed in the store; then every 差评's
+# callback through the sweep, RQ (a private redis-server, installed if absent),
+# the dialer and a simulated Asterisk AMI.
 demo: setup
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
 	HOTLINE_EVAL_HOME=var/demo $(BIN)/hotline-eval demo
 
 # The whole test suite, on SQLite and on a real PostgreSQL (installed and started when absent).

@@ -2,7 +2,8 @@
 
 Configuration comes from the environment only: ``DATABASE_URL`` (default: a
 SQLite file under ``$HOTLINE_EVAL_HOME``, ``./var``), ``HOTLINE_EVAL_RULES``,
-``HOTLINE_EVAL_SPOOL`` (default ``$HOTLINE_EVAL_HOME/spool``).
+``HOTLINE_EVAL_SPOOL`` (default ``$HOTLINE_EVAL_HOME/spool``), ``REDIS_URL``,
+and for the dialer ``AMI_HOST``, ``AMI_PORT``, ``AMI_USERNAME``, ``AMI_SECRET``.
 """
 
 from __future__ import annotations
@@ -152,10 +153,13 @@ def simulate(calls: int, concurrency: int, target: str, seed: int, time_scale: f
 @click.option("--concurrency", default=12, show_default=True)
 @click.option("--port", default=4573, show_default=True, help="Port of the demo's FastAGI server (0 = any free).")
 def demo(calls: int, concurrency: int, port: int) -> None:
-    """The whole loop on one machine: migrate, serve FastAGI, simulate callers, show what landed."""
+    """The whole loop on one machine: FastAGI, simulated callers, then callbacks through RQ and a simulated AMI."""
     from hotline_eval.demo import run_demo
+    from hotline_eval.demo_callbacks import write_demo_rules
 
-    sys.exit(run_demo(open_store(), Spool(spool_dir()), calls=calls, concurrency=concurrency, port=port))
+    if not os.environ.get("HOTLINE_EVAL_RULES"):
+        os.environ["HOTLINE_EVAL_RULES"] = str(write_demo_rules(home_dir()))
+    sys.exit(run_demo(open_store(), Spool(spool_dir()), home_dir(), calls=calls, concurrency=concurrency, port=port))
 
 
 # -- ratings ------------------------------------------------------------------------
@@ -186,6 +190,119 @@ def ratings_export(fmt: str, since: str | None) -> None:
         rows = export_rows(session, store.rules, since_at)
         count = (write_csv if fmt == "csv" else write_jsonl)(rows, sys.stdout)
     log.info("exported %d call(s)", count)
+
+
+# -- callbacks ----------------------------------------------------------------------
+
+
+def _iso_time(value: str | None, hint: str) -> datetime:
+    if not value:
+        return datetime.now(timezone.utc)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO time: {value!r}", param_hint=hint) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@main.group()
+def callbacks() -> None:
+    """The 差评 callback tasks."""
+
+
+@callbacks.command("list")
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
+@click.option("--full-numbers", is_flag=True, help="Show citizens' numbers unmasked.")
+def callbacks_list(fmt: str, full_numbers: bool) -> None:
+    """Tasks with their deadlines, state, attempts and history, most urgent first."""
+    from rating_core.export import callback_rows, write_jsonl
+
+    store = open_store()
+    with store.sessions() as session:
+        count = write_jsonl(callback_rows(session, now=datetime.now(timezone.utc), full_numbers=full_numbers),
+                            sys.stdout)
+    log.info("listed %d task(s)", count)
+
+
+@callbacks.command("run-due")
+@click.option("--now", "now_iso", help="Pretend it is this ISO time (for checking).")
+def callbacks_run_due(now_iso: str | None) -> None:
+    """One sweep: recompute deadlines, escalate, enqueue what is due (what `rq cron` runs every minute)."""
+    from callback.jobs import sweep_due
+
+    now = _iso_time(now_iso, "--now")
+    try:
+        result = sweep_due(now.isoformat())
+    except Exception as exc:  # Redis down: say so; the tasks stay due in the store.
+        raise click.ClickException(f"sweep failed: {exc}") from exc
+    click.echo(" ".join(f"{k}={v}" for k, v in result.items()))
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Run the jobs waiting now, then exit.")
+def worker(burst: bool) -> None:
+    """Run an RQ worker (with the scheduler) for the callback queue."""
+    from rq import Worker
+
+    from callback.jobs import callback_queue
+
+    queue = callback_queue()
+    Worker([queue], connection=queue.connection).work(burst=burst, with_scheduler=True)
+
+
+@main.command()
+def dialer() -> None:
+    """Run the callback dialer: one AMI connection, Originates for queued attempts."""
+    from callback.dialer import AmiSettings, Dialer
+    from callback.jobs import callback_queue, enqueue_request
+
+    secret = os.environ.get("AMI_SECRET")
+    if not secret:
+        raise click.ClickException("AMI_SECRET is not set (the manager.conf secret of the dialer's user)")
+    settings = AmiSettings(
+        host=os.environ.get("AMI_HOST", "127.0.0.1"), port=int(os.environ.get("AMI_PORT", "5038")),
+        username=os.environ.get("AMI_USERNAME", "hotline-eval"), secret=secret,
+    )
+    store = open_store()
+    queue = callback_queue()
+
+    def on_retry(task_id: int, at: datetime) -> None:
+        with store.sessions() as session:
+            from rating_core.models import CallbackTask
+
+            task = session.get(CallbackTask, task_id)
+            if task is not None:
+                enqueue_request(queue, task_id, task.attempts_made + 1, at=at)
+
+    async def run() -> None:
+        await Dialer(store.sessions, store.rules.callback, settings, on_retry=on_retry).run()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+
+
+@main.group()
+def calendar() -> None:
+    """Working-day calendar overrides (holidays and 调休 days the official data lacks)."""
+
+
+@calendar.command("set")
+@click.argument("day", type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.option("--workday/--holiday", required=True, help="Whether DAY is a working day.")
+@click.option("--note", default=None, help="E.g. the State Council notice it comes from.")
+def calendar_set(day: datetime, workday: bool, note: str | None) -> None:
+    """Mark DAY as a working day or a holiday, and recompute the open tasks' deadlines."""
+    from rating_core.callback_tasks import recompute_deadlines
+    from rating_core.models import CalendarOverride
+
+    store = open_store()
+    with store.sessions.begin() as session:
+        session.merge(CalendarOverride(day=day.date(), is_working_day=workday, note=note))
+        session.flush()
+        moved = recompute_deadlines(session, store.rules.callback, datetime.now(timezone.utc), "cli:calendar")
+    click.echo(f"{day.date()} is now a {'working day' if workday else 'holiday'}; {moved} task deadline(s) moved")
 
 
 # -- prompts ------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from rating_core.callback_tasks import close_task, open_task
 from rating_core.models import Call, Rating, RatingChange
 from rating_core.rules import Rules
 
@@ -204,6 +205,12 @@ def _give_rating(session: Session, rules: Rules, call: Call, event: RatingGiven)
     else:
         _update_rating(session, call, event.at, event.source, **values)
     _advance(call, "rated")
+    # The callback task rides in the same transaction: no 差评 without its task.
+    actor = f"system:{event.source}"
+    if rating.is_negative:
+        open_task(session, rules.callback, rating, event.at, actor)
+    elif rating.callback_task is not None:
+        close_task(session, rating.callback_task, event.at, actor, "评价已改为非差评")
 
 
 def _update_rating(session: Session, call: Call, at: datetime, source: str, **values: Any) -> None:

@@ -1,4 +1,4 @@
-"""Calls with their rating (or 未评价), flattened for supervisors and for checking."""
+"""Calls with their rating (or 未评价), and callback tasks, flattened for supervisors and for checking."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
-from rating_core.models import Call
+from rating_core.models import Call, CallbackTask, Rating
+from rating_core.privacy import mask_phone
 from rating_core.rules import Rules
 
 UNRATED = "未评价"
@@ -72,6 +73,60 @@ def _row(rules: Rules, call: Call) -> dict[str, Any]:
         "updated_at": rating.updated_at.isoformat(),
         "changes": len(rating.changes),
     }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def callback_rows(session: Session, *, now: datetime, full_numbers: bool = False) -> Iterator[dict[str, Any]]:
+    """Callback tasks with their deadlines, state, history and every attempt."""
+    query = (
+        select(CallbackTask)
+        .options(joinedload(CallbackTask.rating).joinedload(Rating.call))
+        .order_by(CallbackTask.verify_by, CallbackTask.id)
+    )
+    for task in session.scalars(query).unique():
+        call = task.rating.call
+        open_ = task.state in ("pending", "dialing", "contacted", "exhausted")
+        yield {
+            "task_id": task.id,
+            "uniqueid": call.uniqueid,
+            "hotline": task.hotline,
+            "number": task.number if full_numbers else mask_phone(task.number),
+            "agent_id": call.agent_id,
+            "level": task.rating.level,
+            "mode": task.mode,
+            "state": task.state,
+            "state_reason": task.state_reason,
+            "created_at": _iso(task.created_at),
+            "verify_by": _iso(task.verify_by),
+            "overdue": open_ and task.verify_by <= now,
+            "escalated_at": _iso(task.escalated_at),
+            "escalation_reason": task.escalation_reason,
+            "appeal_file_by": _iso(task.appeal_file_by),
+            "rectify_by": _iso(task.rectify_by),
+            "appeal_review_by": _iso(task.appeal_review_by),
+            "deadline_note": task.deadline_note,
+            "next_attempt_at": _iso(task.next_attempt_at),
+            "attempts_made": task.attempts_made,
+            "attempts": [
+                {
+                    "seq": a.seq, "status": a.status, "outcome": a.outcome, "channel_id": a.channel_id,
+                    "dial_string": a.dial_string, "requested_at": _iso(a.requested_at),
+                    "originated_at": _iso(a.originated_at), "answered_at": _iso(a.answered_at),
+                    "ended_at": _iso(a.ended_at), "originate_reason": a.originate_reason,
+                    "hangup_cause": a.hangup_cause, "hangup_cause_text": a.hangup_cause_text,
+                    "detail": a.detail, "recording_file": a.recording_file,
+                }
+                for a in task.attempts
+            ],
+            "history": [
+                {"at": _iso(e.at), "actor": e.actor, "kind": e.kind, "from": e.from_state, "to": e.to_state,
+                 "detail": e.detail}
+                for e in task.history
+            ],
+        }
 
 
 def _tag_names(rules: Rules, hotline: str, codes: list[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The rating store's tables: calls, their one rating, and its change history.
+"""The rating store's tables: calls, their one rating and its history, and the callback loop.
 
 A call without a rating row is 未评价; ``Call.progress`` says how far the
 caller got, so a supervisor can tell "hung up during the menu" from "heard the
@@ -7,10 +7,10 @@ menu twice and pressed nothing".
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, TypeDecorator
+from sqlalchemy import JSON, Date, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -107,6 +107,7 @@ class Rating(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     call: Mapped[Call] = relationship(back_populates="rating")
+    callback_task: Mapped[CallbackTask | None] = relationship(back_populates="rating", uselist=False)
     changes: Mapped[list[RatingChange]] = relationship(
         back_populates="rating", order_by="RatingChange.id", cascade="all, delete-orphan"
     )
@@ -126,3 +127,121 @@ class RatingChange(Base):
     changes: Mapped[dict[str, Any]] = mapped_column(JSON)
 
     rating: Mapped[Rating] = relationship(back_populates="changes")
+
+
+class CallbackTask(Base):
+    """The duty to call back one 差评: its deadlines, where it stands, and what comes next.
+
+    Written in the same transaction as the 差评 itself, so a dead Redis or a
+    crashed worker cannot lose it; RQ only runs what this row says is due.
+    """
+
+    __tablename__ = "callback_tasks"
+    __table_args__ = (Index("ix_callback_tasks_state_next_attempt_at", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rating_id: Mapped[int] = mapped_column(ForeignKey("ratings.id", ondelete="CASCADE"), unique=True)
+    hotline: Mapped[str] = mapped_column(String(32))
+    # The citizen's number as the call delivered it (may be absent or malformed).
+    number: Mapped[str | None] = mapped_column(String(64))
+    # agent_first or automated, fixed when the task is created.
+    mode: Mapped[str] = mapped_column(String(16))
+    # pending → dialing → contacted → verified → closed; or not_dialled / exhausted.
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    state_reason: Mapped[str | None] = mapped_column(String(256))
+    assigned_agent: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Deadlines, computed from the policy whose fingerprint is policy_version.
+    verify_by: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    escalate_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    appeal_file_by: Mapped[datetime] = mapped_column(UtcDateTime())
+    rectify_by: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    appeal_review_by: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    deadline_note: Mapped[str | None] = mapped_column(String(256))
+    policy_version: Mapped[str] = mapped_column(String(32))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    attempts_made: Mapped[int] = mapped_column(Integer, default=0)
+    escalated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    escalation_reason: Mapped[str | None] = mapped_column(String(256))
+
+    rating: Mapped[Rating] = relationship(back_populates="callback_task")
+    attempts: Mapped[list[CallbackAttempt]] = relationship(
+        back_populates="task", order_by="CallbackAttempt.seq", cascade="all, delete-orphan"
+    )
+    history: Mapped[list[TaskEvent]] = relationship(
+        back_populates="task", order_by="TaskEvent.id", cascade="all, delete-orphan"
+    )
+
+
+class CallbackAttempt(Base):
+    """One dial of a callback task, from the request to its outcome.
+
+    ``status`` is the dialer's progress (queued → originating → ringing →
+    answered → ended); an attempt leaves ``queued`` only through one
+    conditional UPDATE, which is what guarantees one Originate per attempt.
+    """
+
+    __tablename__ = "callback_attempts"
+    __table_args__ = (Index("ix_callback_attempts_status_id", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("callback_tasks.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    originated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # What was dialled (the Originate's Channel) and the ids that follow it in AMI.
+    dial_string: Mapped[str | None] = mapped_column(String(256))
+    channel_id: Mapped[str] = mapped_column(String(64), unique=True)
+    action_id: Mapped[str] = mapped_column(String(64), unique=True)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    originate_reason: Mapped[int | None] = mapped_column(Integer)
+    hangup_cause: Mapped[int | None] = mapped_column(Integer)
+    hangup_cause_text: Mapped[str | None] = mapped_column(String(128))
+    detail: Mapped[str | None] = mapped_column(String(512))
+    recording_file: Mapped[str | None] = mapped_column(String(512))
+
+    task: Mapped[CallbackTask] = relationship(back_populates="attempts")
+
+
+class TaskEvent(Base):
+    """Something that happened to a callback task, who or what did it, and when."""
+
+    __tablename__ = "callback_task_events"
+    __table_args__ = (Index("ix_callback_task_events_task_id_id", "task_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("callback_tasks.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # e.g. "system:ivr", "system:sweep", "dialer", "agent:1024".
+    actor: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str | None] = mapped_column(String(16))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    task: Mapped[CallbackTask] = relationship(back_populates="history")
+
+
+class CalendarOverride(Base):
+    """A day the official calendar gets wrong for us, or has no data for yet."""
+
+    __tablename__ = "calendar_overrides"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    is_working_day: Mapped[bool] = mapped_column()
+    note: Mapped[str | None] = mapped_column(String(256))
+
+
+class BlockedNumber(Base):
+    """The malicious-rater list: ratings from these numbers are stored, never adopted, never dialled."""
+
+    __tablename__ = "blocked_numbers"
+
+    number: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(256))
+    added_by: Mapped[str] = mapped_column(String(64))
+    added_at: Mapped[datetime] = mapped_column(UtcDateTime())

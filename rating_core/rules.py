@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rating_core.callback_policy import CallbackPolicy
+
 DEFAULT_RULES_FILE = Path(__file__).with_name("rules.yaml")
 
 # Prompt names the evaluation flow plays; every hotline must define them all.
@@ -118,6 +120,7 @@ class HotlineProfile(_Frozen):
 class Rules(_Frozen):
     levels: tuple[Level, ...]
     hotlines: dict[str, HotlineProfile]
+    callback: CallbackPolicy
 
     @model_validator(mode="after")
     def _check(self) -> Rules:
@@ -177,7 +180,9 @@ def parse_rules(document: dict[str, Any]) -> Rules:
             merged["code"] = code
             merged["sound_dir"] = str(merged.get("sound_dir", "")).format(hotline=code)
             profiles[code] = merged
-        return Rules.model_validate({"levels": document.get("levels"), "hotlines": profiles})
+        return Rules.model_validate(
+            {"levels": document.get("levels"), "hotlines": profiles, "callback": document.get("callback")}
+        )
     except ValidationError as exc:
         raise RulesError(f"invalid rules: {exc}") from exc
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, text
 
 from ivr.service import IvrService, running_ivr
 from rating_core.database import make_engine
@@ -34,9 +34,8 @@ def _postgres_engine() -> Engine:
         pytest.skip(f"PostgreSQL unreachable ({exc}); `make test` starts it")
     with engine.begin() as conn:
         # A clean schema per test: drop whatever the last test left, then migrate from nothing.
-        for table in ("rating_changes", "ratings", "calls", "alembic_version"):
-            if inspect(conn).has_table(table):
-                conn.execute(text(f'DROP TABLE "{table}" CASCADE'))
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
     return engine
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what the test suite needs, when it is absent: sox and
-# espeak-ng (prompt building) and a PostgreSQL server with a test database.
+# espeak-ng (prompt building), a PostgreSQL server with a test database, and
+# a Redis server (RQ).
 # Idempotent; safe to run before every test run. Needs root for apt-get.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ missing=()
 command -v sox >/dev/null || missing+=(sox)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "services: installing ${missing[*]}"
     apt_install "${missing[@]}"
@@ -37,3 +39,13 @@ if ! runuser -u postgres -- psql -tAc "SELECT 1 FROM pg_database WHERE datname =
     runuser -u postgres -- createdb "$PG_DB"
 fi
 echo "services: PostgreSQL ready, database $PG_DB"
+
+REDIS_PORT=${TEST_REDIS_PORT:-6379}
+if ! redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+    echo "services: starting Redis on port $REDIS_PORT"
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+        --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.2; done
+fi
+echo "services: Redis ready on port $REDIS_PORT"

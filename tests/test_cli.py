@@ -29,6 +29,25 @@ def test_demo_shows_the_whole_loop(tmp_path: Path) -> None:
     assert "errors: 0" in done.stdout
     assert "未评价" in done.stdout
     assert (tmp_path / "home" / "hotline-eval.db").exists()  # the embedded default
+    # The callback half: every 差评 became a task, was dialled through the simulated AMI, and landed.
+    assert "the dialer placed" in done.stdout and "已接通待核实" in done.stdout
+
+
+def test_callbacks_list_and_a_calendar_override(tmp_path: Path) -> None:
+    assert run(tmp_path, "demo", "--calls", "30", "--port", "0").returncode == 0
+    done = run(tmp_path, "callbacks", "list", "--format", "jsonl")
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert rows and all(row["level"] in ("dissatisfied", "very_dissatisfied") for row in rows)
+    assert all("****" in row["number"] for row in rows if row["number"])  # masked unless asked
+    dialled = [row for row in rows if row["attempts"]]
+    assert dialled and all(row["attempts"][0]["channel_id"].startswith(f"cb-{row['task_id']}-1-") for row in dialled)
+    assert {"verify_by", "escalated_at", "appeal_file_by", "history", "overdue"} <= set(rows[0])
+    verify_by = rows[0]["verify_by"][:10]
+    done = run(tmp_path, "calendar", "set", verify_by, "--holiday", "--note", "test")
+    assert done.returncode == 0 and "is now a holiday" in done.stdout, done.stderr
+    bad = run(tmp_path, "callbacks", "run-due", "--now", "yesterday")
+    assert bad.returncode == 2 and "not an ISO time" in bad.stderr
 
 
 def test_upgrade_then_export(tmp_path: Path) -> None:

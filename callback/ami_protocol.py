@@ -1,0 +1,241 @@
+"""Asterisk Manager Interface, sans I/O: bytes in, messages out; actions in, bytes out.
+
+Nothing here touches a socket (h11's design), so the dialer's asyncio client
+and the simulated Asterisk share one exact parser, and it is tested on bytes.
+What the wire looks like (``../shared/asterisk/OBSERVED.md`` §2, Asterisk 22):
+
+* on connect one banner line, ``Asterisk Call Manager/11.0.0\\r\\n``, with no
+  empty line after it;
+* then messages: ``Key: Value`` lines ending in ``\\r\\n``, a message ending
+  in an empty line. A response starts with ``Response:``, an event with
+  ``Event:``; an empty value is sent as ``Key: `` (trailing space);
+* keys may repeat (``Variable:`` in an Originate), so a message is an ordered
+  list of pairs, not a dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+BANNER_PREFIX = "Asterisk Call Manager/"
+# Far more than any real block (the longest in the transcripts is under 1 KiB);
+# beyond it the peer is not speaking AMI and the connection should be dropped.
+MAX_MESSAGE_BYTES = 256 * 1024
+
+
+class AmiProtocolError(ValueError):
+    """The peer sent something that is not AMI; the connection cannot be trusted."""
+
+
+@dataclass(frozen=True)
+class Banner:
+    text: str
+
+    @property
+    def version(self) -> str:
+        return self.text[len(BANNER_PREFIX):]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One AMI message (response, event or action) as ordered key/value pairs."""
+
+    fields: tuple[tuple[str, str], ...]
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        wanted = key.lower()
+        for name, value in self.fields:
+            if name.lower() == wanted:
+                return value
+        return default
+
+    def get_all(self, key: str) -> list[str]:
+        wanted = key.lower()
+        return [value for name, value in self.fields if name.lower() == wanted]
+
+    def __getitem__(self, key: str) -> str:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    @property
+    def is_response(self) -> bool:
+        return bool(self.fields) and self.fields[0][0].lower() == "response"
+
+    @property
+    def is_event(self) -> bool:
+        return bool(self.fields) and self.fields[0][0].lower() == "event"
+
+    @property
+    def name(self) -> str:
+        """The event name, the response status, or the action name."""
+        return self.fields[0][1] if self.fields else ""
+
+    @property
+    def action_id(self) -> str | None:
+        return self.get("ActionID")
+
+    def as_dict(self) -> dict[str, str]:
+        """First value of each key; for logging and tests."""
+        out: dict[str, str] = {}
+        for name, value in self.fields:
+            out.setdefault(name, value)
+        return out
+
+
+@dataclass(frozen=True)
+class MalformedMessage:
+    """A block that is not ``Key: Value`` lines. Skipped; the stream stays in sync at the next empty line."""
+
+    raw: bytes
+    reason: str
+
+
+class _NeedData:
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA = _NeedData()
+AmiEvent = Banner | Message | MalformedMessage
+
+
+def _split_line(line: str) -> tuple[str, str] | None:
+    key, sep, value = line.partition(":")
+    if not sep or not key or key != key.strip():
+        return None
+    # One space follows the colon; an empty value is "Key: " (OBSERVED.md), keep the rest verbatim.
+    return key, value[1:] if value.startswith(" ") else value
+
+
+def parse_block(raw: bytes) -> Message | MalformedMessage:
+    text = raw.decode("utf-8", errors="replace")
+    fields: list[tuple[str, str]] = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if not line:
+            continue
+        pair = _split_line(line)
+        if pair is None:
+            return MalformedMessage(raw, f"not a 'Key: Value' line: {line[:80]!r}")
+        fields.append(pair)
+    if not fields:
+        return MalformedMessage(raw, "empty message")
+    return Message(tuple(fields))
+
+
+class AmiParser:
+    """Feed it bytes from either side of an AMI connection; take messages out.
+
+    ``expect_banner`` is true on the client side (Asterisk speaks first).
+    Lines may end in ``\\r\\n`` or a bare ``\\n``: Asterisk sends the first,
+    and being liberal costs nothing.
+    """
+
+    def __init__(self, *, expect_banner: bool = True, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
+        self._buffer = bytearray()
+        self._expect_banner = expect_banner
+        self._max = max_message_bytes
+        self.closed = False
+
+    def receive_data(self, data: bytes) -> None:
+        self._buffer += data
+
+    def receive_eof(self) -> None:
+        self.closed = True
+
+    def next_event(self) -> AmiEvent | _NeedData:
+        """The next banner or message, or NEED_DATA. Raises :class:`AmiProtocolError` on garbage."""
+        if self._expect_banner:
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                if len(self._buffer) > 1024:
+                    raise AmiProtocolError("no AMI banner in the first 1024 bytes")
+                return NEED_DATA
+            line = bytes(self._buffer[:end]).rstrip(b"\r").decode("utf-8", errors="replace")
+            del self._buffer[: end + 1]
+            self._expect_banner = False
+            if not line.startswith(BANNER_PREFIX):
+                raise AmiProtocolError(f"not an Asterisk manager: first line {line[:80]!r}")
+            return Banner(line)
+        while True:
+            end, width = self._find_block_end()
+            if end < 0:
+                if len(self._buffer) > self._max:
+                    raise AmiProtocolError(f"message longer than {self._max} bytes without an end")
+                return NEED_DATA
+            raw = bytes(self._buffer[:end])
+            del self._buffer[: end + width]
+            if raw.strip(b"\r\n"):
+                return parse_block(raw)
+            # Stray empty lines between messages carry nothing.
+
+    def _find_block_end(self) -> tuple[int, int]:
+        crlf = self._buffer.find(b"\r\n\r\n")
+        lf = self._buffer.find(b"\n\n")
+        if lf >= 0 and (crlf < 0 or lf < crlf):
+            return lf, 2
+        if crlf >= 0:
+            return crlf, 4
+        if self._buffer.startswith(b"\r\n"):
+            return 0, 2
+        if self._buffer.startswith(b"\n"):
+            return 0, 1
+        return -1, 0
+
+    def events(self) -> list[AmiEvent]:
+        """Every complete message buffered so far."""
+        out: list[AmiEvent] = []
+        while (event := self.next_event()) is not NEED_DATA:
+            out.append(event)  # type: ignore[arg-type]
+        return out
+
+
+def _check(text: str, what: str) -> str:
+    if "\r" in text or "\n" in text:
+        raise ValueError(f"AMI {what} may not contain a line break: {text!r}")
+    return text
+
+
+def format_message(fields: Iterable[tuple[str, str]]) -> bytes:
+    """Any AMI message (action, response or event) as wire bytes."""
+    lines = []
+    for key, value in fields:
+        if not key or ":" in key:
+            raise ValueError(f"bad AMI key {key!r}")
+        lines.append(f"{_check(key, 'key')}: {_check(str(value), 'value')}\r\n")
+    if not lines:
+        raise ValueError("an AMI message needs at least one field")
+    return ("".join(lines) + "\r\n").encode("utf-8")
+
+
+def format_action(action: str, action_id: str, fields: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> bytes:
+    """An action with its ActionID second, as Asterisk echoes it."""
+    pairs = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
+    return format_message([("Action", action), ("ActionID", action_id), *pairs])
+
+
+def originate_fields(
+    *, channel: str, context: str, exten: str, priority: int, caller_id: str, timeout_ms: int,
+    channel_id: str, other_channel_id: str, variables: Mapping[str, str],
+) -> list[tuple[str, str]]:
+    """An Originate that is safe to fire and forget.
+
+    ``Async: true`` always: without it Asterisk answers only when the call
+    ends, blocking the connection. ``ChannelId`` names the channel in
+    advance, so the call can be found again after a lost connection.
+    """
+    fields = [
+        ("Channel", channel), ("Context", context), ("Exten", exten), ("Priority", str(priority)),
+        ("CallerID", caller_id), ("Timeout", str(timeout_ms)), ("Async", "true"),
+        ("ChannelId", channel_id), ("OtherChannelId", other_channel_id),
+    ]
+    for name, value in variables.items():
+        if "=" in name:
+            raise ValueError(f"bad channel variable name {name!r}")
+        fields.append(("Variable", f"{name}={value}"))
+    return fields

@@ -1,0 +1,355 @@
+"""The dialer: turns queued callback attempts into AMI Originates and their events into outcomes.
+
+One long-running process holding one AMI connection (``hotline-eval
+dialer``). The store says what to dial: RQ jobs queue attempts there, the
+dialer claims each with a conditional UPDATE (so an attempt is originated at
+most once, across restarts and extra dialers), sends an ``Async`` Originate
+named by its own ``ChannelId``, follows the call by ActionID and Linkedid,
+and writes the outcome back, where the policy decides the next try.
+
+After a lost connection or a restart, an attempt that was in flight is never
+sent again: it is looked up by its ChannelId with ``Status``, followed if the
+call is still up, and otherwise recorded as ``unknown``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from callback.ami_client import ActionFailed, AmiClient, AmiError
+from callback.ami_protocol import Message, originate_fields
+from callback.call_outcomes import HANGUP_CAUSES, dial_status_outcome, failed_outcome, parse_int
+from rating_core.callback_policy import CallbackPolicy
+from rating_core.callback_tasks import (
+    LIVE_ATTEMPT_STATUSES,
+    claim_attempt,
+    load_calendar,
+    next_slot,
+    note_answered,
+    record_outcome,
+)
+from rating_core.models import CallbackAttempt, CallbackTask
+
+log = logging.getLogger(__name__)
+
+ACTOR = "dialer"
+# Hangup causes may trail a failed OriginateResponse by a few milliseconds.
+CAUSE_GRACE_SECONDS = 0.3
+DEFAULT_AGENT = "queue"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class AmiSettings:
+    host: str
+    port: int
+    username: str
+    secret: str
+
+
+@dataclass
+class LiveAttempt:
+    """What the dialer knows of one call it placed, until the outcome is written."""
+
+    attempt_id: int
+    task_id: int
+    channel_id: str
+    action_id: str
+    mode: str
+    response_deadline: float
+    answered: bool = False
+    reason: int | None = None
+    causes: list[tuple[str, int, str]] = field(default_factory=list)
+    citizen_status: str | None = None
+    finishing: bool = False
+
+
+@dataclass(frozen=True)
+class _Placement:
+    attempt_id: int
+    task_id: int
+    channel_id: str
+    action_id: str
+    mode: str
+    fields: list[tuple[str, str]]
+
+
+class Dialer:
+    def __init__(
+        self, sessions: sessionmaker[Session], policy: CallbackPolicy, ami: AmiSettings, *,
+        poll_interval: float = 1.0, on_retry: Callable[[int, datetime], None] | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.policy = policy
+        self.poll_interval = poll_interval
+        self.on_retry = on_retry
+        self.live: dict[str, LiveAttempt] = {}
+        self._by_action: dict[str, str] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self.client = AmiClient(ami.host, ami.port, ami.username, ami.secret,
+                                on_event=self.handle_event, on_connect=self.reconcile)
+
+    async def run(self) -> None:
+        client = asyncio.create_task(self.client.run())
+        try:
+            while True:
+                await asyncio.sleep(self.poll_interval)
+                if not self.client.connected.is_set():
+                    continue
+                try:
+                    await self.place_queued()
+                    await self.check_overdue()
+                except AmiError as exc:
+                    log.warning("dialer: AMI trouble while placing calls: %s", exc)
+                except Exception:
+                    log.exception("dialer: placing calls failed; trying again next round")
+        finally:
+            client.cancel()
+            await self.client.stop()
+            await asyncio.gather(client, *self._background, return_exceptions=True)
+
+    # -- placing ------------------------------------------------------------
+
+    async def place_queued(self) -> int:
+        placements = await asyncio.to_thread(self._claim_batch)
+        for placement in placements:
+            await self._originate(placement)
+        return len(placements)
+
+    def _claim_batch(self) -> list[_Placement]:
+        """Claim as many queued attempts as free trunk lines allow (lines counted across all dialers)."""
+        dialer = self.policy.dialer
+        out: list[_Placement] = []
+        now = utcnow()
+        with self.sessions.begin() as session:
+            # Queued while the dialer was down and the window has closed since: wait for it to open.
+            if next_slot(now, self.policy, load_calendar(session)) != now:
+                return out
+            busy = session.scalar(
+                select(func.count()).select_from(CallbackAttempt)
+                .where(CallbackAttempt.status.in_(LIVE_ATTEMPT_STATUSES))
+            ) or 0
+            free = dialer.max_channels - busy
+            if free <= 0:
+                return out
+            queued = session.scalars(
+                select(CallbackAttempt).where(CallbackAttempt.status == "queued")
+                .order_by(CallbackAttempt.id).limit(free)
+            ).all()
+            for attempt in queued:
+                task = attempt.task
+                if not dialer.valid_number(task.number):
+                    record_outcome(session, self.policy, attempt.id, "invalid_number", now, ACTOR,
+                                   detail=f"号码格式错误：{task.number!r}")
+                    continue
+                fields, dial_string = self._originate_fields(task, attempt)
+                if claim_attempt(session, attempt.id, now, dial_string):
+                    out.append(_Placement(attempt.id, task.id, attempt.channel_id, attempt.action_id,
+                                          task.mode, fields))
+        return out
+
+    def _originate_fields(self, task: CallbackTask, attempt: CallbackAttempt) -> tuple[list[tuple[str, str]], str]:
+        dialer = self.policy.dialer
+        number = task.number or ""
+        if task.mode == "agent_first":
+            channel = dialer.agent_dial_string.format(agent=task.assigned_agent or DEFAULT_AGENT)
+            leg = dialer.agent_first
+        else:
+            channel = dialer.citizen_dial_string.format(number=number)
+            leg = dialer.automated
+        fields = originate_fields(
+            channel=channel, context=leg.context, exten=leg.exten, priority=leg.priority,
+            caller_id=dialer.caller_id.format(hotline=task.hotline),
+            timeout_ms=dialer.ring_timeout_seconds * 1000,
+            channel_id=attempt.channel_id, other_channel_id=f"{attempt.channel_id}-2",
+            variables={"CALLBACK_TASK": str(task.id), "CALLBACK_ATTEMPT": str(attempt.id),
+                       "CALLBACK_NUMBER": number, "CALLBACK_HOTLINE": task.hotline},
+        )
+        return fields, channel
+
+    async def _originate(self, placement: _Placement) -> None:
+        loop = asyncio.get_running_loop()
+        live = LiveAttempt(
+            placement.attempt_id, placement.task_id, placement.channel_id, placement.action_id, placement.mode,
+            response_deadline=loop.time() + self.policy.dialer.response_timeout_seconds,
+        )
+        # Registered before sending: events may overtake the response.
+        self.live[live.channel_id] = live
+        self._by_action[live.action_id] = live.channel_id
+        try:
+            await self.client.send("Originate", placement.fields, action_id=placement.action_id)
+            log.info("dialer: attempt %s of task %s originated as %s", live.attempt_id, live.task_id, live.channel_id)
+        except ActionFailed as exc:
+            message = exc.response.get("Message") or "Response: Error"
+            log.error("dialer: Asterisk refused the Originate of attempt %s: %s", live.attempt_id, message)
+            await self._write_outcome(live, "failed", detail=f"Asterisk拒绝呼叫：{message}")
+        except (AmiError, asyncio.TimeoutError) as exc:
+            # Unknown whether Asterisk got it: never resend; reconcile() or check_overdue() finds out.
+            log.warning("dialer: no response to the Originate of attempt %s (%s); will look it up by ChannelId",
+                        live.attempt_id, exc)
+
+    # -- following the calls -------------------------------------------------
+
+    def _find(self, message: Message) -> LiveAttempt | None:
+        if message.name == "OriginateResponse":
+            channel_id = self._by_action.get(message.action_id or "")
+            return self.live.get(channel_id) if channel_id else None
+        for key in ("Linkedid", "Uniqueid", "DestLinkedid"):
+            value = message.get(key)
+            if value and value in self.live:
+                return self.live[value]
+        return None
+
+    def handle_event(self, message: Message) -> None:
+        live = self._find(message)
+        if live is None or live.finishing:
+            return
+        name = message.name
+        if name == "OriginateResponse":
+            live.reason = parse_int(message.get("Reason"))
+            if message.get("Response") == "Success" and live.reason == 4:
+                live.answered = True
+                if live.mode == "automated":
+                    self._spawn(self._note_answered(live))
+            else:
+                self._spawn(self._finish_after_grace(live))
+        elif name == "Hangup":
+            cause = parse_int(message.get("Cause"))
+            if cause is not None:
+                live.causes.append((message.get("Uniqueid") or "", cause, message.get("Cause-txt") or ""))
+            if live.answered and message.get("Uniqueid") == live.channel_id:
+                self._spawn(self._finish(live))
+        elif name == "DialEnd" and live.mode == "agent_first" and message.get("DestUniqueid") not in (
+            live.channel_id, f"{live.channel_id}-2"
+        ):
+            live.citizen_status = message.get("DialStatus") or ""
+            if live.citizen_status == "ANSWER":
+                self._spawn(self._note_answered(live))
+
+    def _spawn(self, coroutine) -> None:  # type: ignore[no-untyped-def]
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _note_answered(self, live: LiveAttempt) -> None:
+        def write() -> None:
+            with self.sessions.begin() as session:
+                note_answered(session, live.attempt_id, utcnow())
+        await asyncio.to_thread(write)
+
+    async def _finish_after_grace(self, live: LiveAttempt) -> None:
+        await asyncio.sleep(CAUSE_GRACE_SECONDS)
+        await self._finish(live)
+
+    async def _finish(self, live: LiveAttempt) -> None:
+        if live.finishing:
+            return
+        live.finishing = True
+        outcome, note = self._outcome(live)
+        cause = next((c for _, c, _ in live.causes if c not in (0, 16)), live.causes[0][1] if live.causes else None)
+        cause_text = next((t for _, c, t in live.causes if c == cause), None)
+        await self._write_outcome(live, outcome, reason=live.reason, cause=cause, cause_text=cause_text, detail=note)
+
+    def _outcome(self, live: LiveAttempt) -> tuple[str, str | None]:
+        causes = [c for _, c, _ in live.causes]
+        if live.mode == "automated":
+            return ("answered", None) if live.answered else failed_outcome(live.reason, causes)
+        if not live.answered:
+            agent_outcome, _ = failed_outcome(live.reason, causes)
+            return "failed", f"坐席未接通（{agent_outcome}）"
+        if live.citizen_status is None:
+            return "failed", "坐席接听后未接通市民"
+        if live.citizen_status != "ANSWER":
+            # The citizen leg's cause is more precise than DialStatus (a rejection reads NOANSWER).
+            ours = (live.channel_id, f"{live.channel_id}-2")
+            citizen_causes = [c for uid, c, _ in live.causes if uid not in ours and c in HANGUP_CAUSES]
+            if citizen_causes:
+                return HANGUP_CAUSES[citizen_causes[0]], None
+        return dial_status_outcome(live.citizen_status)
+
+    async def _write_outcome(self, live: LiveAttempt, outcome: str, *, reason: int | None = None,
+                             cause: int | None = None, cause_text: str | None = None,
+                             detail: str | None = None) -> None:
+        def write() -> tuple[str, datetime | None]:
+            with self.sessions.begin() as session:
+                record_outcome(session, self.policy, live.attempt_id, outcome, utcnow(), ACTOR,
+                               reason_code=reason, cause=cause, cause_text=cause_text, detail=detail)
+                task = session.get(CallbackTask, live.task_id)
+                return (task.state, task.next_attempt_at) if task else ("gone", None)
+        try:
+            state, next_at = await asyncio.to_thread(write)
+        finally:
+            self.live.pop(live.channel_id, None)
+            self._by_action.pop(live.action_id, None)
+        log.info("dialer: attempt %s of task %s ended %s%s", live.attempt_id, live.task_id, outcome,
+                 f" ({detail})" if detail else "")
+        if state == "pending" and next_at is not None and self.on_retry is not None:
+            try:
+                self.on_retry(live.task_id, next_at)
+            except Exception as exc:  # Redis down: the sweep will find the task from the store.
+                log.warning("dialer: could not schedule the retry of task %s: %s", live.task_id, exc)
+
+    # -- recovering ---------------------------------------------------------
+
+    async def check_overdue(self) -> None:
+        """Attempts with no OriginateResponse in time: is the call still there?"""
+        now = asyncio.get_running_loop().time()
+        for live in list(self.live.values()):
+            if live.finishing or live.reason is not None or now < live.response_deadline:
+                continue
+            await self._look_up(live)
+
+    async def reconcile(self) -> None:
+        """After (re)connecting: find every attempt left in flight, here or by a dead dialer."""
+        def in_flight() -> list[tuple[int, int, str, str, str, str]]:
+            with self.sessions() as session:
+                rows = session.execute(
+                    select(CallbackAttempt.id, CallbackAttempt.task_id, CallbackAttempt.channel_id,
+                           CallbackAttempt.action_id, CallbackTask.mode, CallbackAttempt.status)
+                    .join(CallbackTask).where(CallbackAttempt.status.in_(LIVE_ATTEMPT_STATUSES))
+                ).all()
+                return [tuple(row) for row in rows]  # type: ignore[misc]
+        loop = asyncio.get_running_loop()
+        for attempt_id, task_id, channel_id, action_id, mode, status in await asyncio.to_thread(in_flight):
+            live = self.live.get(channel_id)
+            if live is None:
+                # A stored "answered" means the citizen answered, in either mode.
+                answered = status == "answered"
+                live = LiveAttempt(attempt_id, task_id, channel_id, action_id, mode, response_deadline=loop.time(),
+                                   answered=answered, citizen_status="ANSWER" if answered else None)
+                self.live[channel_id] = live
+                self._by_action[action_id] = channel_id
+            if not live.finishing:
+                await self._look_up(live)
+
+    async def _look_up(self, live: LiveAttempt) -> None:
+        try:
+            found = await self.client.send_list("Status", {"Channel": live.channel_id}, "StatusComplete")
+        except ActionFailed:
+            found = []
+        if found:
+            # Still up: follow it; its Hangup will end the attempt.
+            live.answered = live.answered or any(m.get("ChannelState") == "6" for m in found)
+            live.response_deadline = asyncio.get_running_loop().time() + self.policy.dialer.response_timeout_seconds
+            log.info("dialer: attempt %s is still up as %s; following it", live.attempt_id, live.channel_id)
+            return
+        citizen_answered = live.answered and (live.mode == "automated" or live.citizen_status == "ANSWER")
+        if (live.reason is not None and not live.answered) or citizen_answered:
+            # The end was missed but what matters is known: the failure's reason, or that the citizen answered.
+            await self._finish(live)
+            return
+        live.finishing = True
+        log.warning("dialer: attempt %s (%s) is not on Asterisk and its end was not seen; outcome unknown",
+                    live.attempt_id, live.channel_id)
+        await self._write_outcome(live, "unknown", reason=live.reason,
+                                  detail="连接中断或拨号器重启，通话已不存在，结果未知；本次尝试不重拨")

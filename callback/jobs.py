@@ -1,0 +1,99 @@
+"""The callback loop's RQ jobs: plain functions that take ids, reading and writing the store.
+
+RQ (with Redis) only carries *when* to look at a task; *what* is due lives in
+the store. So a job that Redis loses is found again by :func:`sweep_due`,
+which ``rq cron`` runs every minute (one cron process per deployment: it has
+no leader election) and ``hotline-eval callbacks run-due`` runs by hand.
+Jobs are idempotent: a task is dialled only through
+:func:`rating_core.callback_tasks.request_attempt`, which checks its state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime, timezone
+from functools import cache
+
+from redis import Redis
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from sqlalchemy.orm import Session, sessionmaker
+
+from rating_core.callback_tasks import SweepResult, request_attempt, sweep
+from rating_core.database import make_engine, make_session_factory
+from rating_core.rules import Rules, load_rules
+
+log = logging.getLogger(__name__)
+
+QUEUE_NAME = "callbacks"
+SWEEP_INTERVAL_SECONDS = 60
+ACTIVE_JOB_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
+
+
+def redis_url() -> str:
+    return os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+def redis_connection(url: str | None = None) -> Redis:
+    return Redis.from_url(url or redis_url(), socket_connect_timeout=5, socket_timeout=10)
+
+
+def callback_queue(connection: Redis | None = None) -> Queue:
+    return Queue(QUEUE_NAME, connection=connection or redis_connection())
+
+
+@cache
+def _store() -> tuple[sessionmaker[Session], Rules]:
+    # One engine per worker process, from the same environment as every other process.
+    return make_session_factory(make_engine()), load_rules()
+
+
+def _now(now_iso: str | None) -> datetime:
+    return datetime.fromisoformat(now_iso) if now_iso else datetime.now(timezone.utc)
+
+
+def request_job_id(task_id: int, attempt_seq: int) -> str:
+    # RQ job ids: letters, digits, "_" and "-" only.
+    return f"callback-request-{int(task_id)}-{int(attempt_seq)}"
+
+
+def request_callback(task_id: int, now_iso: str | None = None) -> str:
+    """RQ job: queue the next dial of a task for the dialer, if the policy allows it now."""
+    sessions, rules = _store()
+    with sessions.begin() as session:
+        decision = request_attempt(session, rules.callback, task_id, _now(now_iso), "system:rq")
+    if decision.attempt_id is not None:
+        log.info("task %s: attempt %s queued for the dialer", task_id, decision.attempt_id)
+        return f"queued attempt {decision.attempt_id}"
+    log.info("task %s: not dialled now (%s)", task_id, decision.reason)
+    return f"not dialled: {decision.reason}"
+
+
+def enqueue_request(queue: Queue, task_id: int, attempt_seq: int, at: datetime | None = None) -> bool:
+    """Enqueue :func:`request_callback` once per (task, attempt); False if it is already waiting."""
+    job_id = request_job_id(task_id, attempt_seq)
+    try:
+        if Job.fetch(job_id, connection=queue.connection).get_status() in ACTIVE_JOB_STATUSES:
+            return False
+    except NoSuchJobError:
+        pass
+    if at is None:
+        queue.enqueue(request_callback, task_id, job_id=job_id)
+    else:
+        queue.enqueue_at(at, request_callback, task_id, job_id=job_id)
+    return True
+
+
+def sweep_due(now_iso: str | None = None, queue: Queue | None = None) -> dict[str, int]:
+    """RQ cron job (and ``callbacks run-due``): one pass over the store, enqueueing what is due."""
+    sessions, rules = _store()
+    with sessions.begin() as session:
+        result: SweepResult = sweep(session, rules.callback, _now(now_iso))
+        due = [(task_id, seq) for task_id, seq in result.due]
+    queue = queue or callback_queue()
+    enqueued = sum(enqueue_request(queue, task_id, seq) for task_id, seq in due)
+    log.info("sweep: %d due, %d enqueued, %d escalated, %d deadlines recomputed",
+             len(due), enqueued, result.escalated, result.recomputed)
+    return {"due": len(due), "enqueued": enqueued, "escalated": result.escalated, "recomputed": result.recomputed}

@@ -1,0 +1,125 @@
+"""The demo's second half: every 差评 from the simulated calls goes round the callback loop.
+
+A private Redis (a ``redis-server`` child on a unix socket under the demo's
+home, unless ``REDIS_URL`` is set), the real sweep and RQ jobs, the real
+dialer, and the simulated Asterisk AMI answering, refusing or ringing out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import subprocess
+import time
+import zlib
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import click
+import yaml
+from rq import Queue, SimpleWorker
+from sqlalchemy import select
+
+from callback.dialer import AmiSettings, Dialer
+from callback.jobs import QUEUE_NAME, redis_connection, sweep_due
+from callback.simulated_ami import SimulatedAsterisk
+from rating_core.models import CallbackAttempt
+from rating_core.export import callback_rows
+from rating_core.rules import DEFAULT_RULES_FILE
+from rating_core.store import RatingStore
+
+# How the demo's citizens pick up, by the last digit of their number.
+PICK_UP = {"6": "busy", "7": "noanswer", "8": "reject", "9": "congest"}
+STATE_NAMES = {"pending": "待重拨", "dialing": "拨号中", "contacted": "已接通待核实", "exhausted": "未接通已升级",
+               "not_dialled": "不回访", "closed": "已关闭", "verified": "已核实"}
+
+
+def write_demo_rules(home: Path) -> Path:
+    """The shipped rules, but calling around the clock, so the demo dials whenever it is run."""
+    document = yaml.safe_load(DEFAULT_RULES_FILE.read_text(encoding="utf-8"))
+    document["callback"]["calling_days"] = "every_day"
+    document["callback"]["calling_windows"] = [{"start": "00:00", "end": "23:59:59.999999"}]
+    document["callback"]["dialer"]["citizen_dial_string"] = "Local/{number}@callback-out"
+    document["callback"]["dialer"]["agent_dial_string"] = "Local/{agent}@callback-agents"
+    path = home / "demo-rules.yaml"
+    home.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@contextlib.contextmanager
+def private_redis(home: Path) -> Iterator[str]:
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    server = shutil.which("redis-server")
+    if server is None:
+        raise click.ClickException("redis-server not found: `make demo` installs it (Debian: apt-get install redis-server)")
+    socket = (home / "redis.sock").resolve()
+    socket.unlink(missing_ok=True)
+    child = subprocess.Popen([server, "--port", "0", "--unixsocket", str(socket), "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not socket.exists():
+            if time.monotonic() > deadline or child.poll() is not None:
+                raise click.ClickException("the demo's redis-server did not start")
+            time.sleep(0.05)
+        url = f"unix://{socket}"
+        os.environ["REDIS_URL"] = url
+        yield url
+    finally:
+        os.environ.pop("REDIS_URL", None)
+        child.terminate()
+        child.wait(timeout=10)
+
+
+def run_callbacks(store: RatingStore, home: Path) -> None:
+    for name in ("callback", "rq", "rating_core"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    tz = ZoneInfo(store.rules.callback.timezone)
+    with private_redis(home) as url:
+        click.echo(f"\n5. callback loop: Redis at {url}; the sweep (what `rq cron` runs each minute) and RQ jobs")
+        connection = redis_connection(url)
+        queue = Queue(QUEUE_NAME, connection=connection)
+        result = sweep_due(queue=queue)
+        SimpleWorker([queue], connection=connection).work(burst=True)
+        click.echo(f"   {result['due']} task(s) due, {result['enqueued']} RQ job(s) run; attempts queued for the dialer")
+        placed = asyncio.run(_dial(store))
+    click.echo(f"\n6. the dialer placed {placed} call(s) through a simulated Asterisk AMI; the tasks now:")
+    with store.sessions() as session:
+        for row in callback_rows(session, now=datetime.now(timezone.utc)):
+            last = row["attempts"][-1] if row["attempts"] else None
+            outcome = f"{last['outcome']} (Q.850 {last['hangup_cause']})" if last else row["state_reason"] or ""
+            verify_by = datetime.fromisoformat(row["verify_by"]).astimezone(tz)
+            click.echo(f"   #{row['task_id']:<3} {row['number']:<12} {STATE_NAMES.get(row['state'], row['state']):<8}"
+                       f" {outcome:<28} 核实期限 {verify_by:%m-%d %H:%M}")
+
+
+async def _dial(store: RatingStore) -> int:
+    def behaviour(number: str) -> str:
+        return PICK_UP.get(number[-1:], "answer")
+
+    ami = SimulatedAsterisk(behaviour=behaviour, ring_seconds=0.3, talk_seconds=0.3, seed=zlib.crc32(b"demo"))
+    await ami.start()
+    dialer = Dialer(store.sessions, store.rules.callback, AmiSettings(ami.host, ami.port, ami.username, ami.secret),
+                    poll_interval=0.05)
+    running = asyncio.create_task(dialer.run())
+
+    def left() -> int:
+        with store.sessions() as session:
+            return len(session.scalars(select(CallbackAttempt.id).where(CallbackAttempt.status != "ended")).all())
+    try:
+        deadline = time.monotonic() + 60
+        while left() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await ami.stop()
+    return len(ami.originates)

@@ -1,0 +1,276 @@
+"""The callback loop's rules: when a 差评 becomes a task, when it is dialled, what an outcome does.
+
+Everything here runs inside a caller's transaction and only touches the
+store, so the RQ jobs, the dialer, the CLI and the web tool all move a task
+the same way, and every move leaves a :class:`TaskEvent` saying who made it.
+
+States::
+
+    pending ──request──▶ dialing ──answered──▶ contacted ──▶ verified ──▶ closed
+       ▲                    │
+       └──retry (policy)────┘──attempts used up──▶ exhausted (escalated)
+    not_dialled: non-adopted rating, malicious-list number, or no usable number
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from rating_core.callback_policy import FINAL_OUTCOMES, CallbackPolicy
+from rating_core.models import BlockedNumber, CalendarOverride, CallbackAttempt, CallbackTask, Rating, TaskEvent
+from rating_core.working_days import WorkingCalendar, add_duration, next_calling_time
+
+log = logging.getLogger(__name__)
+
+OPEN_STATES = ("pending", "dialing", "contacted", "exhausted")
+DIALLABLE_STATES = ("pending",)
+# Attempt statuses while the dialer owns the attempt.
+LIVE_ATTEMPT_STATUSES = ("originating", "ringing", "answered")
+
+
+def load_calendar(session: Session) -> WorkingCalendar:
+    overrides = {row.day: row.is_working_day for row in session.scalars(select(CalendarOverride))}
+    return WorkingCalendar(overrides)
+
+
+def _note(session: Session, task: CallbackTask, at: datetime, actor: str, kind: str,
+          to_state: str | None = None, **detail: object) -> None:
+    from_state = task.state
+    if to_state is not None:
+        task.state = to_state
+    task.updated_at = at
+    session.add(TaskEvent(task=task, at=at, actor=actor, kind=kind, from_state=from_state,
+                          to_state=to_state, detail={k: v for k, v in detail.items() if v is not None}))
+
+
+def _compute_deadlines(task: CallbackTask, rated_at: datetime, policy: CallbackPolicy,
+                       calendar: WorkingCalendar) -> None:
+    tz = ZoneInfo(policy.timezone)
+    task.verify_by = add_duration(task.created_at, policy.verify_within, calendar, tz)
+    lead = policy.escalate_before_deadline
+    lead_delta = (add_duration(task.verify_by, lead, calendar, tz) - task.verify_by)
+    task.escalate_at = max(task.created_at, task.verify_by - lead_delta)
+    task.appeal_file_by = add_duration(rated_at, policy.appeal_file_within, calendar, tz)
+    task.deadline_note = calendar.note()
+    task.policy_version = policy.version
+
+
+def next_slot(after: datetime, policy: CallbackPolicy, calendar: WorkingCalendar) -> datetime | None:
+    return next_calling_time(
+        after, policy.calling_windows, calendar, ZoneInfo(policy.timezone),
+        working_days_only=policy.calling_days == "working_days",
+    )
+
+
+def open_task(session: Session, policy: CallbackPolicy, rating: Rating, at: datetime, actor: str) -> CallbackTask:
+    """Create the callback task of a 差评 (in the rating's own transaction). Idempotent."""
+    if rating.callback_task is not None:
+        return rating.callback_task
+    call = rating.call
+    calendar = load_calendar(session)
+    task = CallbackTask(
+        rating=rating, hotline=call.hotline, number=call.caller_number, mode=policy.mode,
+        state="pending", created_at=at, updated_at=at, attempts_made=0,
+    )
+    _compute_deadlines(task, rating.rated_at, policy, calendar)
+    session.add(task)
+    reason = _why_not_dialled(session, policy, rating, task.number)
+    if reason is not None:
+        task.state_reason = reason
+        _note(session, task, at, actor, "created", "not_dialled", reason=reason)
+        log.info("callback task for call %s not dialled: %s", call.uniqueid, reason)
+    else:
+        task.next_attempt_at = next_slot(at, policy, calendar)
+        _note(session, task, at, actor, "created", "pending", verify_by=task.verify_by.isoformat())
+    return task
+
+
+def _why_not_dialled(session: Session, policy: CallbackPolicy, rating: Rating, number: str | None) -> str | None:
+    if not rating.is_adopted:
+        return f"评价未采纳：{rating.not_adopted_reason or '未说明'}"
+    if not number:
+        return "无来电号码，无法回访"
+    blocked = session.get(BlockedNumber, number)
+    if blocked is not None:
+        return f"号码在恶意评价名单中：{blocked.reason}"
+    if not policy.dialer.valid_number(number):
+        return f"号码格式错误：{number!r}"
+    return None
+
+
+def close_task(session: Session, task: CallbackTask, at: datetime, actor: str, reason: str) -> None:
+    if task.state in ("closed", "not_dialled"):
+        return
+    task.state_reason = reason
+    task.next_attempt_at = None
+    _note(session, task, at, actor, "closed", "closed", reason=reason)
+
+
+@dataclass(frozen=True)
+class AttemptRequest:
+    """What :func:`request_attempt` decided: an attempt to place, or why not (and when to look again)."""
+
+    attempt_id: int | None
+    reason: str | None = None
+    retry_at: datetime | None = None
+
+
+def request_attempt(session: Session, policy: CallbackPolicy, task_id: int, now: datetime,
+                    actor: str, agent: str | None = None) -> AttemptRequest:
+    """Queue the next dial of a task for the dialer, if the policy allows it now."""
+    task = session.get(CallbackTask, task_id, with_for_update=True)
+    if task is None:
+        return AttemptRequest(None, f"no callback task {task_id}")
+    if task.state not in DIALLABLE_STATES:
+        return AttemptRequest(None, f"task is {task.state}")
+    if task.attempts_made >= policy.max_attempts:
+        exhaust(session, task, now, actor)
+        return AttemptRequest(None, "attempts used up")
+    calendar = load_calendar(session)
+    slot = next_slot(now, policy, calendar)
+    if slot != now:
+        task.next_attempt_at = slot
+        return AttemptRequest(None, "outside calling hours", retry_at=slot)
+    seq = task.attempts_made + 1
+    token = uuid.uuid4().hex[:12]
+    attempt = CallbackAttempt(
+        task=task, seq=seq, status="queued", requested_at=now,
+        # Letters, digits and dashes only: valid as RQ job ids, AMI ActionIDs and Asterisk uniqueids.
+        channel_id=f"cb-{task.id}-{seq}-{token}", action_id=f"cb-{task.id}-{seq}-{token}-a",
+    )
+    session.add(attempt)
+    task.attempts_made = seq
+    task.next_attempt_at = None
+    if agent:
+        task.assigned_agent = agent
+    _note(session, task, now, actor, "attempt_requested", "dialing", attempt=seq)
+    session.flush()
+    return AttemptRequest(attempt.id)
+
+
+def claim_attempt(session: Session, attempt_id: int, now: datetime, dial_string: str) -> bool:
+    """Move a queued attempt to ``originating``; False if someone else already did.
+
+    The one conditional UPDATE is the guarantee that an attempt is sent to
+    Asterisk at most once, however many dialers or restarts there are.
+    """
+    result = session.execute(
+        update(CallbackAttempt)
+        .where(CallbackAttempt.id == attempt_id, CallbackAttempt.status == "queued")
+        .values(status="originating", originated_at=now, dial_string=dial_string)
+    )
+    return result.rowcount == 1
+
+
+def record_outcome(session: Session, policy: CallbackPolicy, attempt_id: int, outcome: str, at: datetime,
+                   actor: str, *, reason_code: int | None = None, cause: int | None = None,
+                   cause_text: str | None = None, detail: str | None = None) -> None:
+    """An attempt ended: store how, and decide the task's next step by the policy. Idempotent."""
+    attempt = session.get(CallbackAttempt, attempt_id, with_for_update=True)
+    if attempt is None or attempt.status == "ended":
+        return
+    attempt.status = "ended"
+    attempt.ended_at = at
+    attempt.outcome = outcome
+    attempt.originate_reason = reason_code
+    attempt.hangup_cause = cause
+    attempt.hangup_cause_text = cause_text
+    attempt.detail = detail[:512] if detail else None
+    task = attempt.task
+    session.add(TaskEvent(task=task, at=at, actor=actor, kind="attempt_ended", from_state=task.state,
+                          to_state=None, detail={k: v for k, v in {
+                              "attempt": attempt.seq, "outcome": outcome, "reason": reason_code,
+                              "cause": cause, "detail": detail}.items() if v is not None}))
+    if task.state != "dialing":
+        return  # closed or reassigned meanwhile; the attempt is still on record
+    if outcome == "answered":
+        _note(session, task, at, actor, "contacted", "contacted", attempt=attempt.seq)
+    elif outcome in FINAL_OUTCOMES or task.attempts_made >= policy.max_attempts:
+        exhaust(session, task, at, actor, last_outcome=outcome)
+    else:
+        spacing = timedelta(minutes=policy.retry_after_minutes[outcome])
+        task.next_attempt_at = next_slot(at + spacing, policy, load_calendar(session))
+        _note(session, task, at, actor, "retry_scheduled", "pending",
+              outcome=outcome, next_attempt_at=task.next_attempt_at.isoformat() if task.next_attempt_at else None)
+
+
+def note_answered(session: Session, attempt_id: int, at: datetime) -> None:
+    session.execute(
+        update(CallbackAttempt)
+        .where(CallbackAttempt.id == attempt_id, CallbackAttempt.status.in_(("originating", "ringing")))
+        .values(status="answered", answered_at=at)
+    )
+
+
+def exhaust(session: Session, task: CallbackTask, at: datetime, actor: str, last_outcome: str | None = None) -> None:
+    task.next_attempt_at = None
+    reason = "号码无效，无法接通" if last_outcome == "invalid_number" else f"已拨打{task.attempts_made}次仍未接通"
+    _note(session, task, at, actor, "exhausted", "exhausted", last_outcome=last_outcome)
+    escalate(session, task, at, actor, reason)
+
+
+def escalate(session: Session, task: CallbackTask, at: datetime, actor: str, reason: str) -> bool:
+    """Hand a task to a supervisor (once); the task stays open."""
+    if task.escalated_at is not None:
+        return False
+    task.escalated_at = at
+    task.escalation_reason = reason
+    _note(session, task, at, actor, "escalated", reason=reason)
+    return True
+
+
+def recompute_deadlines(session: Session, policy: CallbackPolicy, now: datetime, actor: str,
+                        *, stale_only: bool = False) -> int:
+    """Recompute open tasks' deadlines: after a policy change (stale_only) or a calendar override (all)."""
+    calendar = load_calendar(session)
+    query = select(CallbackTask).where(CallbackTask.state.in_(OPEN_STATES))
+    if stale_only:
+        query = query.where(CallbackTask.policy_version != policy.version)
+    count = 0
+    for task in session.scalars(query):
+        before = task.verify_by
+        _compute_deadlines(task, task.rating.rated_at, policy, calendar)
+        if task.verify_by != before or stale_only:
+            _note(session, task, now, actor, "deadlines_recomputed", old_verify_by=before.isoformat(),
+                  verify_by=task.verify_by.isoformat())
+            count += 1
+    return count
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    # (task id, the attempt it is due for): one RQ job per pair.
+    due: list[tuple[int, int]]
+    escalated: int
+    recomputed: int
+
+
+def sweep(session: Session, policy: CallbackPolicy, now: datetime, actor: str = "system:sweep",
+          limit: int = 1000) -> SweepResult:
+    """One pass over the store: recompute stale deadlines, escalate what is near, list what is due."""
+    recomputed = recompute_deadlines(session, policy, now, actor, stale_only=True)
+    escalated = 0
+    near = session.scalars(
+        select(CallbackTask).where(
+            CallbackTask.state.in_(("pending", "dialing")),
+            CallbackTask.escalated_at.is_(None),
+            CallbackTask.escalate_at <= now,
+        )
+    )
+    for task in near:
+        overdue = task.verify_by <= now
+        escalated += escalate(session, task, now, actor, "已超过核实期限" if overdue else "临近核实期限仍未回访")
+    due = [(task_id, made + 1) for task_id, made in session.execute(
+        select(CallbackTask.id, CallbackTask.attempts_made)
+        .where(CallbackTask.state == "pending", CallbackTask.next_attempt_at <= now)
+        .order_by(CallbackTask.verify_by, CallbackTask.id)
+        .limit(limit)
+    )]
+    return SweepResult(due=due, escalated=escalated, recomputed=recomputed)

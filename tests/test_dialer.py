@@ -1,0 +1,204 @@
+"""The dialer against a simulated Asterisk speaking AMI over TCP (OBSERVED.md §2 behaviour)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, time, timezone
+
+import pytest
+from sqlalchemy import select
+
+from callback.dialer import AmiSettings, Dialer
+from callback.simulated_ami import SimulatedAsterisk
+from rating_core.call_events import CallStarted, RatingGiven
+from rating_core.callback_policy import CallbackPolicy, CallingWindow, Leg
+from rating_core.callback_tasks import request_attempt
+from rating_core.models import CallbackAttempt, CallbackTask
+from rating_core.rules import Rules
+from rating_core.store import RatingStore
+
+ALL_DAY = (CallingWindow(start=time(0), end=time(23, 59, 59, 999999)),)
+
+
+def policy_for(rules: Rules, **dialer: object) -> CallbackPolicy:
+    settings = rules.callback.dialer.model_copy(update={
+        "citizen_dial_string": "Local/{number}@callback-out", "agent_dial_string": "Local/{agent}@callback-agents",
+        "ring_timeout_seconds": 5, "response_timeout_seconds": 5, "max_channels": 10, **dialer,
+    })
+    return rules.callback.model_copy(update={
+        "mode": "automated", "calling_days": "every_day", "calling_windows": ALL_DAY, "dialer": settings,
+    })
+
+
+class Rig:
+    """A store with tasks, a simulated Asterisk, and dialers to start and kill."""
+
+    def __init__(self, store: RatingStore, policy: CallbackPolicy, sim: SimulatedAsterisk) -> None:
+        self.store, self.policy, self.sim = store, policy, sim
+        self.dialers: list[asyncio.Task[None]] = []
+
+    def add_task(self, number: str, mode: str | None = None) -> int:
+        now = datetime.now(timezone.utc)
+        uid = f"{now.timestamp():.6f}-{number}"
+        self.store.apply([CallStarted(uniqueid=uid, hotline="12345", at=now, caller_number=number),
+                          RatingGiven(uid, "dissatisfied", "dtmf", now)])
+        with self.store.sessions.begin() as session:
+            task = session.scalars(select(CallbackTask).where(CallbackTask.number == number)
+                                   .order_by(CallbackTask.id.desc())).first()
+            if mode:
+                task.mode = mode
+            decision = request_attempt(session, self.policy, task.id, now, "test")
+            assert decision.attempt_id is not None, decision
+            return task.id
+
+    def start_dialer(self, secret: str | None = None) -> Dialer:
+        dialer = Dialer(self.store.sessions, self.policy,
+                        AmiSettings(self.sim.host, self.sim.port, "hotline-eval", secret or "hotline-eval"),
+                        poll_interval=0.05)
+        self.dialers.append(asyncio.create_task(dialer.run()))
+        return dialer
+
+    async def kill_dialers(self) -> None:
+        for task in self.dialers:
+            task.cancel()
+        await asyncio.gather(*self.dialers, return_exceptions=True)
+        self.dialers.clear()
+
+    def attempts(self) -> list[CallbackAttempt]:
+        with self.store.sessions() as session:
+            return list(session.scalars(select(CallbackAttempt).order_by(CallbackAttempt.id)))
+
+    async def until(self, check: Callable[[], bool], timeout: float = 15.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not check():
+            assert loop.time() < deadline, f"timed out; attempts: {[(a.status, a.outcome) for a in self.attempts()]}"
+            await asyncio.sleep(0.05)
+
+    async def all_ended(self, count: int) -> list[CallbackAttempt]:
+        await self.until(lambda: sum(a.status == "ended" for a in self.attempts()) == count)
+        return self.attempts()
+
+
+BEHAVIOUR = {"13800000000": "answer", "13900000000": "busy", "13600000000": "noanswer",
+             "13500000000": "reject", "13700000000": "congest", "13400000000": "unallocated"}
+
+
+@pytest.fixture
+async def rig(sqlite_engine, rules: Rules) -> AsyncIterator[Rig]:
+    policy = policy_for(rules)
+    store = RatingStore(sqlite_engine, rules.model_copy(update={"callback": policy}))
+    sim = SimulatedAsterisk(behaviour=lambda n: BEHAVIOUR.get(n, "answer"), ring_seconds=0.2, talk_seconds=0.2,
+                            seed=7)
+    await sim.start()
+    rig = Rig(store, policy, sim)
+    yield rig
+    await rig.kill_dialers()
+    await sim.stop()
+
+
+async def test_each_observed_outcome_lands_on_its_attempt(rig: Rig) -> None:
+    expected = {"13800000000": ("answered", 16), "13900000000": ("busy", 17), "13600000000": ("no_answer", 19),
+                "13500000000": ("rejected", 21), "13700000000": ("congestion", 34),
+                "13400000000": ("invalid_number", 1)}
+    for number in expected:
+        rig.add_task(number)
+    rig.start_dialer()
+    attempts = await rig.all_ended(len(expected))
+    with rig.store.sessions() as session:
+        got = {session.get(CallbackTask, a.task_id).number: (a.outcome, a.hangup_cause) for a in attempts}
+        states = {t.number: t.state for t in session.scalars(select(CallbackTask))}
+    assert got == expected
+    assert states["13800000000"] == "contacted"
+    assert states["13900000000"] == "pending"         # busy: retried later by policy
+    assert states["13400000000"] == "exhausted"       # no such number: escalated, not redialled
+    originate = rig.sim.originates[0]
+    assert originate["Async"] == "true" and originate["ChannelId"] == attempts[0].channel_id
+    assert originate["Channel"] == "Local/13800000000@callback-out"
+
+
+async def test_agent_first_rings_the_agent_then_the_citizen(rig: Rig) -> None:
+    rig.add_task("13800000000", mode="agent_first")
+    rig.add_task("13900000000", mode="agent_first")
+    rig.start_dialer()
+    attempts = await rig.all_ended(2)
+    assert [a.outcome for a in attempts] == ["answered", "busy"]
+    first = rig.sim.originates[0]
+    assert first["Channel"] == "Local/queue@callback-agents" and first["Context"] == "callback-bridge"
+    assert "CALLBACK_NUMBER=13800000000" in first.get_all("Variable")
+    assert first["CallerID"] == '"12345" <12345>'
+
+
+async def test_an_originate_asterisk_refuses_fails_the_attempt_with_its_message(rig: Rig) -> None:
+    rig.policy = rig.policy.model_copy(update={"dialer": rig.policy.dialer.model_copy(
+        update={"automated": Leg(context="callback-verify", exten="")})})
+    rig.add_task("13800000000")
+    rig.start_dialer()
+    (attempt,) = await rig.all_ended(1)
+    assert attempt.outcome == "failed" and "Extension does not exist." in attempt.detail
+
+
+async def test_no_more_calls_at_once_than_trunk_lines(rig: Rig) -> None:
+    rig.policy = rig.policy.model_copy(update={"dialer": rig.policy.dialer.model_copy(update={"max_channels": 2})})
+    rig.sim.hold_calls.clear()
+    for n in range(5):
+        rig.add_task(f"1380000000{n}")
+    rig.start_dialer()
+    await rig.until(lambda: len(rig.sim.originates) == 2)
+    await asyncio.sleep(0.5)
+    assert len(rig.sim.originates) == 2
+    rig.sim.hold_calls.set()
+    attempts = await rig.all_ended(5)
+    assert [a.outcome for a in attempts] == ["answered"] * 5 and len(rig.sim.originates) == 5
+
+
+async def test_a_connection_dropped_mid_call_is_followed_up_not_redialled(rig: Rig) -> None:
+    rig.sim.talk_seconds = 2.0
+    rig.sim.hold_calls.clear()
+    rig.add_task("13800000000")
+    dialer = rig.start_dialer()
+    await rig.until(lambda: len(rig.sim.originates) == 1)
+    rig.sim.drop_connections()          # the OriginateResponse and channel events go nowhere
+    rig.sim.hold_calls.set()
+    await rig.until(lambda: dialer.client.connections >= 2)
+    (attempt,) = await rig.all_ended(1)
+    assert attempt.outcome == "answered"
+    assert len(rig.sim.originates) == 1
+
+
+async def test_a_call_that_ended_while_disconnected_is_unknown_and_not_redialled(rig: Rig) -> None:
+    rig.sim.hold_calls.clear()
+    rig.add_task("13900000000")  # busy: over in milliseconds
+    dialer = rig.start_dialer()
+    await rig.until(lambda: len(rig.sim.originates) == 1)
+    rig.sim.drop_connections()
+    rig.sim.hold_calls.set()
+    await rig.until(lambda: dialer.client.connections >= 2)
+    (attempt,) = await rig.all_ended(1)
+    assert attempt.outcome == "unknown" and "不重拨" in attempt.detail
+    assert len(rig.sim.originates) == 1
+
+
+async def test_a_dialer_killed_mid_call_leaves_no_duplicate_call(rig: Rig) -> None:
+    rig.sim.talk_seconds = 2.0
+    rig.sim.hold_calls.clear()
+    rig.add_task("13800000000")
+    rig.start_dialer()
+    await rig.until(lambda: len(rig.sim.originates) == 1)
+    await rig.kill_dialers()
+    rig.sim.hold_calls.set()
+    await asyncio.sleep(0.1)
+    rig.start_dialer()                 # the replacement finds the call by its ChannelId
+    (attempt,) = await rig.all_ended(1)
+    assert attempt.outcome == "answered" and len(rig.sim.originates) == 1
+
+
+async def test_a_refused_login_places_nothing_and_says_so(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    rig.add_task("13800000000")
+    with caplog.at_level(logging.ERROR, logger="callback.ami_client"):
+        dialer = rig.start_dialer(secret="wrong")
+        await rig.until(lambda: "refused" in caplog.text)
+    assert dialer.client.connections == 0 and rig.sim.originates == []
+    assert [a.status for a in rig.attempts()] == ["queued"]
