@@ -162,6 +162,16 @@ def demo(calls: int, concurrency: int, port: int) -> None:
     sys.exit(run_demo(open_store(), Spool(spool_dir()), home_dir(), calls=calls, concurrency=concurrency, port=port))
 
 
+def _iso_time(value: str | None, hint: str) -> datetime:
+    if not value:
+        return datetime.now(timezone.utc)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO time: {value!r}", param_hint=hint) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
 # -- ratings ------------------------------------------------------------------------
 
 
@@ -177,14 +187,7 @@ def ratings_export(fmt: str, since: str | None) -> None:
     """Calls with their rating (or 未评价), tags, channel variables and times."""
     from rating_core.export import export_rows, write_csv, write_jsonl
 
-    since_at = None
-    if since:
-        try:
-            since_at = datetime.fromisoformat(since)
-        except ValueError:
-            raise click.BadParameter(f"not an ISO time: {since!r}", param_hint="--since") from None
-        if since_at.tzinfo is None:
-            since_at = since_at.replace(tzinfo=timezone.utc)
+    since_at = _iso_time(since, "--since") if since else None
     store = open_store()
     with store.sessions() as session:
         rows = export_rows(session, store.rules, since_at)
@@ -193,16 +196,6 @@ def ratings_export(fmt: str, since: str | None) -> None:
 
 
 # -- callbacks ----------------------------------------------------------------------
-
-
-def _iso_time(value: str | None, hint: str) -> datetime:
-    if not value:
-        return datetime.now(timezone.utc)
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"not an ISO time: {value!r}", param_hint=hint) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 @main.group()
