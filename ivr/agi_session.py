@@ -20,7 +20,6 @@ from ivr.agi_protocol import (
     AgiEnvironment,
     ConnectionClosed,
     EnvironmentReceived,
-    HangupReceived,
     NEED_DATA,
     RemoteProtocolError,
     Reply,
