@@ -80,7 +80,7 @@ class AmiClient:
         self._ids = (f"{name}-{n}" for n in itertools.count(1))
         self._writer: asyncio.StreamWriter | None = None
         self._pending: dict[str, asyncio.Future[Message]] = {}
-        self._lists: dict[str, list[Message]] = {}
+        self._lists: dict[str, _Listing] = {}
         self._stopping = False
 
     def next_action_id(self) -> str:
@@ -177,8 +177,9 @@ class AmiClient:
             elif not future.done():
                 future.set_result(message)
             return
-        if action_id is not None and action_id in self._lists:
-            self._lists[action_id].append(message)
+        listing = self._lists.get(action_id or "")
+        if listing is not None:
+            listing.add(message)
         try:
             self.on_event(message)
         except Exception:
@@ -196,7 +197,10 @@ class AmiClient:
         for action_id, future in pending.items():
             if not future.done():
                 future.set_exception(ConnectionLost(f"connection lost before the response to {action_id}"))
-        self._lists.clear()
+        listings, self._lists = self._lists, {}
+        for action_id, listing in listings.items():
+            if not listing.done.done():
+                listing.done.set_exception(ConnectionLost(f"connection lost before the end of the list {action_id}"))
 
     async def _ping(self) -> None:
         # A half-open TCP connection (Asterisk host gone) is only noticed by talking.
@@ -237,18 +241,31 @@ class AmiClient:
                         *, timeout: float | None = None) -> list[Message]:
         """An action answered by a list of events ending in ``complete_event`` (Status, CoreShowChannels)."""
         action_id = self.next_action_id()
-        self._lists[action_id] = []
+        listing = _Listing(complete_event, asyncio.get_running_loop().create_future())
+        self._lists[action_id] = listing
         try:
             await self.send(action, fields, action_id=action_id, timeout=timeout)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + (timeout or self.action_timeout)
-            while loop.time() < deadline:
-                items = self._lists.get(action_id)
-                if items is None:
-                    raise ConnectionLost(f"connection lost during {action}")
-                if any(m.name == complete_event for m in items):
-                    return [m for m in items if m.name != complete_event]
-                await asyncio.sleep(0.01)
-            raise asyncio.TimeoutError(f"{action}: no {complete_event} in time")
+            try:
+                return await asyncio.wait_for(asyncio.shield(listing.done), timeout or self.action_timeout)
+            except asyncio.TimeoutError:
+                raise asyncio.TimeoutError(f"{action}: no {complete_event} in time") from None
         finally:
             self._lists.pop(action_id, None)
+            if listing.done.done():
+                listing.done.exception()  # retrieved, even when send() raised first
+
+
+class _Listing:
+    """The events answering one list action, until its completion event."""
+
+    def __init__(self, complete_event: str, done: asyncio.Future[list[Message]]) -> None:
+        self.complete_event = complete_event
+        self.items: list[Message] = []
+        self.done = done
+
+    def add(self, message: Message) -> None:
+        if message.name == self.complete_event:
+            if not self.done.done():
+                self.done.set_result(self.items)
+        else:
+            self.items.append(message)

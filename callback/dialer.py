@@ -45,6 +45,11 @@ CAUSE_GRACE_SECONDS = 0.3
 DEFAULT_AGENT = "queue"
 
 
+def other_channel_id(channel_id: str) -> str:
+    """The ``OtherChannelId`` of an attempt: the second leg of a Local channel pair."""
+    return f"{channel_id}-2"
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -73,6 +78,11 @@ class LiveAttempt:
     citizen_status: str | None = None
     finishing: bool = False
 
+    @property
+    def legs(self) -> tuple[str, str]:
+        """The uniqueids of the two channels the Originate itself creates."""
+        return self.channel_id, other_channel_id(self.channel_id)
+
 
 @dataclass(frozen=True)
 class _Placement:
@@ -87,7 +97,7 @@ class _Placement:
 class Dialer:
     def __init__(
         self, sessions: sessionmaker[Session], policy: CallbackPolicy, ami: AmiSettings, *,
-        poll_interval: float = 1.0, on_retry: Callable[[int, datetime], None] | None = None,
+        poll_interval: float = 1.0, on_retry: Callable[[int, int, datetime], None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.policy = policy
@@ -171,7 +181,7 @@ class Dialer:
             channel=channel, context=leg.context, exten=leg.exten, priority=leg.priority,
             caller_id=dialer.caller_id.format(hotline=task.hotline),
             timeout_ms=dialer.ring_timeout_seconds * 1000,
-            channel_id=attempt.channel_id, other_channel_id=f"{attempt.channel_id}-2",
+            channel_id=attempt.channel_id, other_channel_id=other_channel_id(attempt.channel_id),
             variables={"CALLBACK_TASK": str(task.id), "CALLBACK_ATTEMPT": str(attempt.id),
                        "CALLBACK_NUMBER": number, "CALLBACK_HOTLINE": task.hotline},
         )
@@ -229,9 +239,7 @@ class Dialer:
                 live.causes.append((message.get("Uniqueid") or "", cause, message.get("Cause-txt") or ""))
             if live.answered and message.get("Uniqueid") == live.channel_id:
                 self._spawn(self._finish(live))
-        elif name == "DialEnd" and live.mode == "agent_first" and message.get("DestUniqueid") not in (
-            live.channel_id, f"{live.channel_id}-2"
-        ):
+        elif name == "DialEnd" and live.mode == "agent_first" and message.get("DestUniqueid") not in live.legs:
             live.citizen_status = message.get("DialStatus") or ""
             if live.citizen_status == "ANSWER":
                 self._spawn(self._note_answered(live))
@@ -271,8 +279,7 @@ class Dialer:
             return "failed", "坐席接听后未接通市民"
         if live.citizen_status != "ANSWER":
             # The citizen leg's cause is more precise than DialStatus (a rejection reads NOANSWER).
-            ours = (live.channel_id, f"{live.channel_id}-2")
-            citizen_causes = [c for uid, c, _ in live.causes if uid not in ours and c in HANGUP_CAUSES]
+            citizen_causes = [c for uid, c, _ in live.causes if uid not in live.legs and c in HANGUP_CAUSES]
             if citizen_causes:
                 return HANGUP_CAUSES[citizen_causes[0]], None
         return dial_status_outcome(live.citizen_status)
@@ -280,14 +287,14 @@ class Dialer:
     async def _write_outcome(self, live: LiveAttempt, outcome: str, *, reason: int | None = None,
                              cause: int | None = None, cause_text: str | None = None,
                              detail: str | None = None) -> None:
-        def write() -> tuple[str, datetime | None]:
+        def write() -> tuple[str, int, datetime | None]:
             with self.sessions.begin() as session:
                 record_outcome(session, self.policy, live.attempt_id, outcome, utcnow(), ACTOR,
                                reason_code=reason, cause=cause, cause_text=cause_text, detail=detail)
                 task = session.get(CallbackTask, live.task_id)
-                return (task.state, task.next_attempt_at) if task else ("gone", None)
+                return (task.state, task.attempts_made + 1, task.next_attempt_at) if task else ("gone", 0, None)
         try:
-            state, next_at = await asyncio.to_thread(write)
+            state, next_seq, next_at = await asyncio.to_thread(write)
         finally:
             self.live.pop(live.channel_id, None)
             self._by_action.pop(live.action_id, None)
@@ -295,7 +302,7 @@ class Dialer:
                  f" ({detail})" if detail else "")
         if state == "pending" and next_at is not None and self.on_retry is not None:
             try:
-                self.on_retry(live.task_id, next_at)
+                self.on_retry(live.task_id, next_seq, next_at)
             except Exception as exc:  # Redis down: the sweep will find the task from the store.
                 log.warning("dialer: could not schedule the retry of task %s: %s", live.task_id, exc)
 

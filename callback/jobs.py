@@ -91,9 +91,8 @@ def sweep_due(now_iso: str | None = None, queue: Queue | None = None) -> dict[st
     sessions, rules = _store()
     with sessions.begin() as session:
         result: SweepResult = sweep(session, rules.callback, _now(now_iso))
-        due = [(task_id, seq) for task_id, seq in result.due]
     queue = queue or callback_queue()
-    enqueued = sum(enqueue_request(queue, task_id, seq) for task_id, seq in due)
+    enqueued = sum(enqueue_request(queue, task_id, seq) for task_id, seq in result.due)
     log.info("sweep: %d due, %d enqueued, %d escalated, %d deadlines recomputed",
-             len(due), enqueued, result.escalated, result.recomputed)
-    return {"due": len(due), "enqueued": enqueued, "escalated": result.escalated, "recomputed": result.recomputed}
+             len(result.due), enqueued, result.escalated, result.recomputed)
+    return {"due": len(result.due), "enqueued": enqueued, "escalated": result.escalated, "recomputed": result.recomputed}

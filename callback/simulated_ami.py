@@ -296,6 +296,9 @@ class SimulatedAsterisk:
             return [*response_head, ("Response", "Failure"), ("Channel", dial), *orig_tail, ("Reason", str(reason)),
                     ("Uniqueid", "<unknown>"), ("CallerIDNum", cid), ("CallerIDName", cid)]
 
+        def dial_event(status: str, event: str = "DialEnd") -> None:
+            self._emit([("Event", event), ("Privilege", "call,all"), *one.snapshot("Dest"), ("DialStatus", status)])
+
         def hangup(chan: SimChannel, cause: int) -> None:
             self._chan_event("Hangup", chan, ("Cause", str(cause)), ("Cause-txt", CAUSE_TEXT.get(cause, "Unknown")))
             self.channels.pop(chan.name, None)
@@ -315,8 +318,7 @@ class SimulatedAsterisk:
             events: list[Callable[[], None]] = [
                 lambda: self._chan_event("Newstate", two),
                 lambda: self._chan_event("Newstate", one),
-                lambda: self._emit([("Event", "DialEnd"), ("Privilege", "call,all"), *one.snapshot("Dest"),
-                                    ("DialStatus", "ANSWER")]),
+                lambda: dial_event("ANSWER"),
             ]
             # OriginateResponse comes from another thread in Asterisk: anywhere among these.
             events.insert(self.random.randint(0, len(events)), lambda: self._emit(answered))
@@ -335,8 +337,7 @@ class SimulatedAsterisk:
         if outcome == "noanswer":
             one.state = 5
             self._chan_event("Newstate", one)
-            self._emit([("Event", "DialState"), ("Privilege", "call,all"), *one.snapshot("Dest"),
-                        ("DialStatus", "RINGING")])
+            dial_event("RINGING", "DialState")
             await asyncio.sleep(self.ring_seconds if self.ring_seconds is not None else ring_timeout)
             reason = 3
             tail = [lambda: self._chan_event("HangupRequest", two, ("Cause", "19")),
@@ -345,21 +346,18 @@ class SimulatedAsterisk:
             two.state = 7
             self._chan_event("Newstate", two)
             reason = 5
-            tail = [lambda: self._emit([("Event", "DialEnd"), ("Privilege", "call,all"), *one.snapshot("Dest"),
-                                        ("DialStatus", "BUSY")]),
+            tail = [lambda: dial_event("BUSY"),
                     lambda: hangup(one, 0), lambda: hangup(two, 17)]
         elif outcome == "congest":
             two.state = 7
             self._chan_event("Newstate", two)
             reason = 8
-            tail = [lambda: self._emit([("Event", "DialEnd"), ("Privilege", "call,all"), *one.snapshot("Dest"),
-                                        ("DialStatus", "CONGESTION")]),
+            tail = [lambda: dial_event("CONGESTION"),
                     lambda: hangup(two, 34), lambda: hangup(one, 0)]
         else:  # reject, unallocated: the callee hangs up with a cause, Reason 0
             reason, cause = 0, 1 if outcome == "unallocated" else 21
             tail = [lambda: self._chan_event("HangupRequest", one, ("Cause", str(cause))),
-                    lambda: self._emit([("Event", "DialEnd"), ("Privilege", "call,all"), *one.snapshot("Dest"),
-                                        ("DialStatus", "NOANSWER")]),
+                    lambda: dial_event("NOANSWER"),
                     lambda: hangup(two, cause), lambda: hangup(one, cause)]
         # As with an answered call, the OriginateResponse may come anywhere among the rest.
         tail.insert(self.random.randint(0, len(tail)), lambda: self._emit(failure(reason)))

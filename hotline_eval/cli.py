@@ -259,13 +259,8 @@ def dialer() -> None:
     store = open_store()
     queue = callback_queue()
 
-    def on_retry(task_id: int, at: datetime) -> None:
-        with store.sessions() as session:
-            from rating_core.models import CallbackTask
-
-            task = session.get(CallbackTask, task_id)
-            if task is not None:
-                enqueue_request(queue, task_id, task.attempts_made + 1, at=at)
+    def on_retry(task_id: int, attempt_seq: int, at: datetime) -> None:
+        enqueue_request(queue, task_id, attempt_seq, at=at)
 
     async def run() -> None:
         await Dialer(store.sessions, store.rules.callback, settings, on_retry=on_retry).run()

@@ -13,7 +13,7 @@ import re
 from datetime import time
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 # Attempt outcomes the dialer reports; each may have its own retry spacing.
 ATTEMPT_OUTCOMES = (
@@ -83,18 +83,12 @@ class DialerSettings(_Frozen):
     # Numbers the dialer accepts: digits, optionally a leading +.
     number_pattern: str = r"^\+?[0-9]{3,20}$"
 
-    @field_validator("citizen_dial_string")
+    @field_validator("citizen_dial_string", "agent_dial_string")
     @classmethod
-    def _has_number(cls, value: str) -> str:
-        if "{number}" not in value:
-            raise ValueError("citizen_dial_string must contain {number}")
-        return value
-
-    @field_validator("agent_dial_string")
-    @classmethod
-    def _has_agent(cls, value: str) -> str:
-        if "{agent}" not in value:
-            raise ValueError("agent_dial_string must contain {agent}")
+    def _has_placeholder(cls, value: str, info: ValidationInfo) -> str:
+        placeholder = {"citizen_dial_string": "{number}", "agent_dial_string": "{agent}"}[info.field_name]
+        if placeholder not in value:
+            raise ValueError(f"{info.field_name} must contain {placeholder}")
         return value
 
     @field_validator("number_pattern")

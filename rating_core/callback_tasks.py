@@ -184,10 +184,8 @@ def record_outcome(session: Session, policy: CallbackPolicy, attempt_id: int, ou
     attempt.hangup_cause_text = cause_text
     attempt.detail = detail[:512] if detail else None
     task = attempt.task
-    session.add(TaskEvent(task=task, at=at, actor=actor, kind="attempt_ended", from_state=task.state,
-                          to_state=None, detail={k: v for k, v in {
-                              "attempt": attempt.seq, "outcome": outcome, "reason": reason_code,
-                              "cause": cause, "detail": detail}.items() if v is not None}))
+    _note(session, task, at, actor, "attempt_ended", attempt=attempt.seq, outcome=outcome, reason=reason_code,
+          cause=cause, detail=detail)
     if task.state != "dialing":
         return  # closed or reassigned meanwhile; the attempt is still on record
     if outcome == "answered":

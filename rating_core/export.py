@@ -11,6 +11,7 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
+from rating_core.callback_tasks import OPEN_STATES
 from rating_core.models import Call, CallbackTask, Rating
 from rating_core.privacy import mask_phone
 from rating_core.rules import Rules
@@ -88,7 +89,7 @@ def callback_rows(session: Session, *, now: datetime, full_numbers: bool = False
     )
     for task in session.scalars(query).unique():
         call = task.rating.call
-        open_ = task.state in ("pending", "dialing", "contacted", "exhausted")
+        open_ = task.state in OPEN_STATES
         yield {
             "task_id": task.id,
             "uniqueid": call.uniqueid,

@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 import redis
-import yaml
 from rq import Queue, SimpleWorker
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
 from callback import jobs
+from hotline_eval.demo_callbacks import write_demo_rules
 from rating_core.call_events import CallStarted, RatingGiven
 from rating_core.database import make_engine
 from rating_core.migrate import upgrade
 from rating_core.models import CallbackAttempt, CallbackTask
-from rating_core.rules import DEFAULT_RULES_FILE, load_rules
+from rating_core.rules import load_rules
 from rating_core.store import RatingStore
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -45,11 +45,7 @@ def redis_conn() -> Iterator[redis.Redis]:
 @pytest.fixture
 def loop_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RatingStore]:
     """What a worker process sees: DATABASE_URL, REDIS_URL and a rules file that calls around the clock."""
-    document = yaml.safe_load(DEFAULT_RULES_FILE.read_text(encoding="utf-8"))
-    document["callback"]["calling_days"] = "every_day"
-    document["callback"]["calling_windows"] = [{"start": "00:00", "end": "23:59:59.999999"}]
-    rules_file = tmp_path / "rules.yaml"
-    rules_file.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    rules_file = write_demo_rules(tmp_path)
     url = f"sqlite:///{tmp_path / 'store.db'}"
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("REDIS_URL", REDIS_URL)
