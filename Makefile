@@ -31,6 +31,7 @@ test: setup services
 
 bench: setup
 	$(BIN)/python benchmarks/agi_concurrency.py
+	$(BIN)/python benchmarks/callback_backlog.py
 
 prompts: setup
 	$(BIN)/hotline-eval prompts build

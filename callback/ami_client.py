@@ -229,6 +229,8 @@ class AmiClient:
             writer.write(format_action(action, action_id, fields))
             await writer.drain()
             response = await asyncio.wait_for(asyncio.shield(future), timeout or self.action_timeout)
+        except TimeoutError:
+            raise  # no response in time: the caller decides (TimeoutError is an OSError since 3.11)
         except (ConnectionError, OSError) as exc:
             raise ConnectionLost(str(exc)) from exc
         finally:

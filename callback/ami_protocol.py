@@ -15,8 +15,10 @@ What the wire looks like (``../shared/asterisk/OBSERVED.md`` §2, Asterisk 22):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 BANNER_PREFIX = "Asterisk Call Manager/"
 # Far more than any real block (the longest in the transcripts is under 1 KiB);
@@ -43,12 +45,16 @@ class Message:
 
     fields: tuple[tuple[str, str], ...]
 
-    def get(self, key: str, default: str | None = None) -> str | None:
-        wanted = key.lower()
+    @cached_property
+    def _first_values(self) -> dict[str, str]:
+        # Built on the first lookup: the dialer asks each event for several keys.
+        index: dict[str, str] = {}
         for name, value in self.fields:
-            if name.lower() == wanted:
-                return value
-        return default
+            index.setdefault(name.lower(), value)
+        return index
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return self._first_values.get(key.lower(), default)
 
     def get_all(self, key: str) -> list[str]:
         wanted = key.lower()
@@ -102,15 +108,8 @@ class _NeedData:
 
 
 NEED_DATA = _NeedData()
+_BLOCK_END = re.compile(rb"\r?\n\r?\n")
 AmiEvent = Banner | Message | MalformedMessage
-
-
-def _split_line(line: str) -> tuple[str, str] | None:
-    key, sep, value = line.partition(":")
-    if not sep or not key or key != key.strip():
-        return None
-    # One space follows the colon; an empty value is "Key: " (OBSERVED.md), keep the rest verbatim.
-    return key, value[1:] if value.startswith(" ") else value
 
 
 def parse_block(raw: bytes) -> Message | MalformedMessage:
@@ -119,10 +118,11 @@ def parse_block(raw: bytes) -> Message | MalformedMessage:
     for line in text.replace("\r\n", "\n").split("\n"):
         if not line:
             continue
-        pair = _split_line(line)
-        if pair is None:
+        key, sep, value = line.partition(":")
+        if not sep or not key or key[0].isspace() or key[-1].isspace():
             return MalformedMessage(raw, f"not a 'Key: Value' line: {line[:80]!r}")
-        fields.append(pair)
+        # One space follows the colon; an empty value is "Key: " (OBSERVED.md), keep the rest verbatim.
+        fields.append((key, value[1:] if value[:1] == " " else value))
     if not fields:
         return MalformedMessage(raw, "empty message")
     return Message(tuple(fields))
@@ -175,17 +175,15 @@ class AmiParser:
             # Stray empty lines between messages carry nothing.
 
     def _find_block_end(self) -> tuple[int, int]:
-        crlf = self._buffer.find(b"\r\n\r\n")
-        lf = self._buffer.find(b"\n\n")
-        if lf >= 0 and (crlf < 0 or lf < crlf):
-            return lf, 2
-        if crlf >= 0:
-            return crlf, 4
         if self._buffer.startswith(b"\r\n"):
             return 0, 2
         if self._buffer.startswith(b"\n"):
             return 0, 1
-        return -1, 0
+        # One pass for either line ending (two find() calls would each scan the whole buffer).
+        found = _BLOCK_END.search(self._buffer)
+        if found is None:
+            return -1, 0
+        return found.start(), found.end() - found.start()
 
     def events(self) -> list[AmiEvent]:
         """Every complete message buffered so far."""

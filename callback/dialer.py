@@ -28,6 +28,7 @@ from callback.ami_protocol import Message, originate_fields
 from callback.call_outcomes import HANGUP_CAUSES, dial_status_outcome, failed_outcome, parse_int
 from rating_core.callback_policy import CallbackPolicy
 from rating_core.callback_tasks import (
+    DIALLABLE_STATES,
     LIVE_ATTEMPT_STATUSES,
     claim_attempt,
     load_calendar,
@@ -287,10 +288,15 @@ class Dialer:
     async def _write_outcome(self, live: LiveAttempt, outcome: str, *, reason: int | None = None,
                              cause: int | None = None, cause_text: str | None = None,
                              detail: str | None = None) -> None:
+        template = self.policy.dialer.recording_file
+        recording = template.format(task=live.task_id, attempt=live.attempt_id) \
+            if template and outcome == "answered" else None
+
         def write() -> tuple[str, int, datetime | None]:
             with self.sessions.begin() as session:
                 record_outcome(session, self.policy, live.attempt_id, outcome, utcnow(), ACTOR,
-                               reason_code=reason, cause=cause, cause_text=cause_text, detail=detail)
+                               reason_code=reason, cause=cause, cause_text=cause_text, detail=detail,
+                               recording_file=recording)
                 task = session.get(CallbackTask, live.task_id)
                 return (task.state, task.attempts_made + 1, task.next_attempt_at) if task else ("gone", 0, None)
         try:
@@ -300,7 +306,7 @@ class Dialer:
             self._by_action.pop(live.action_id, None)
         log.info("dialer: attempt %s of task %s ended %s%s", live.attempt_id, live.task_id, outcome,
                  f" ({detail})" if detail else "")
-        if state == "pending" and next_at is not None and self.on_retry is not None:
+        if state in DIALLABLE_STATES and next_at is not None and self.on_retry is not None:
             try:
                 self.on_retry(live.task_id, next_seq, next_at)
             except Exception as exc:  # Redis down: the sweep will find the task from the store.

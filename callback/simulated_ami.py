@@ -11,7 +11,10 @@ real Asterisk's is not stable (the OriginateResponse drifts), so clients
 cannot come to depend on one order.
 
 Who answers is decided per citizen number by ``behaviour``: ``answer``,
-``busy``, ``noanswer``, ``reject``, ``congest``, ``unallocated``.
+``busy``, ``noanswer``, ``reject``, ``congest``, ``unallocated``. What an
+answered call then runs is ``dialplan``, by context: :func:`fastagi_context`
+plays ``callback-verify`` as the shipped extensions.conf does, handing the
+channel to the FastAGI server with a scripted citizen on the line.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from callback.ami_protocol import NEED_DATA, AmiParser, MalformedMessage, Message, format_message
+from ivr.simulated_asterisk import Caller, Reaction, run_call
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +87,34 @@ class _Connection:
             self.writer.write(format_message(fields))
 
 
+# What an answered leg runs in a dialplan context, given the channel and the Originate's variables.
+ContextScript = Callable[["SimChannel", dict[str, str]], Awaitable[None]]
+
+
+def fastagi_context(host: str, port: int, citizen: Callable[[str], list[Reaction]]) -> ContextScript:
+    """``[callback-verify]``: AGI(agi://host:port/callback-verify?task=…&attempt=…) with the citizen's keys."""
+
+    async def run(channel: SimChannel, variables: dict[str, str]) -> None:
+        number = variables.get("CALLBACK_NUMBER", "")
+        caller = Caller(citizen(number), callerid=variables.get("CALLBACK_HOTLINE", ""), variables=variables)
+        script = f"callback-verify?task={variables.get('CALLBACK_TASK', '')}&attempt={variables.get('CALLBACK_ATTEMPT', '')}"
+        result = await run_call(host, port, caller, uniqueid=channel.uniqueid, script=script)
+        if result.error:
+            log.warning("simulated AGI on %s: %s", channel.name, result.error)
+
+    return run
+
+
 class SimulatedAsterisk:
     """An AMI server on ``host:port`` that places simulated callbacks."""
 
     def __init__(
         self, *, username: str = "hotline-eval", secret: str = "hotline-eval",
         behaviour: Callable[[str], str] | None = None, talk_seconds: float = 0.3,
-        ring_seconds: float | None = None, seed: int | None = None,
+        ring_seconds: float | None = None, seed: int | None = None, dialplan: dict[str, ContextScript] | None = None,
     ) -> None:
         self.username, self.secret = username, secret
+        self.dialplan = dialplan or {}
         self.behaviour = behaviour or (lambda number: "answer")
         self.talk_seconds = talk_seconds
         # None: ring for the Originate's own Timeout, as Asterisk does.
@@ -284,14 +307,14 @@ class SimulatedAsterisk:
         self.channels[two.name] = two
         try:
             await self._play(action, one, two, outcome, cid_num, ring_timeout, response_head + aid, orig_tail,
-                             dial, number)
+                             dial, number, variables)
         finally:
             self.channels.pop(one.name, None)
             self.channels.pop(two.name, None)
 
     async def _play(self, action: Message, one: SimChannel, two: SimChannel, outcome: str, cid: str,
                     ring_timeout: float, response_head: list[tuple[str, str]], orig_tail: list[tuple[str, str]],
-                    dial: str, citizen: str | None) -> None:
+                    dial: str, citizen: str | None, variables: dict[str, str]) -> None:
         def failure(reason: int) -> list[tuple[str, str]]:
             return [*response_head, ("Response", "Failure"), ("Channel", dial), *orig_tail, ("Reason", str(reason)),
                     ("Uniqueid", "<unknown>"), ("CallerIDNum", cid), ("CallerIDName", cid)]
@@ -325,8 +348,11 @@ class SimulatedAsterisk:
             for emit in events:
                 emit()
             one.context, one.exten = action.get("Context") or one.context, action.get("Exten") or one.exten
+            script = self.dialplan.get(one.context)
             if citizen is not None:
                 await self._bridge_to_citizen(one, citizen, cid)
+            elif script is not None:
+                await script(one, variables)
             else:
                 await asyncio.sleep(self.talk_seconds)
             self._chan_event("SoftHangupRequest", one, ("Cause", "16"))

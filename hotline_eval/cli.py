@@ -103,19 +103,29 @@ def agi(listen: str) -> None:
 
 
 def agi_script() -> None:
-    """Console script ``hotline-eval-agi``: plain AGI over stdin/stdout, one call per process."""
+    """Console script ``hotline-eval-agi``: plain AGI over stdin/stdout, one call per process.
+
+    The evaluation by default; ``script=callback-verify`` (with ``task=`` and
+    ``attempt=``) runs the automated callback instead.
+    """
     from ivr.agi_stdio import open_stdio_session
-    from ivr.call_flow import evaluate
     from ivr.rating_writer import RatingWriter
+    from ivr.service import make_scripts
 
     _setup_logging(False)
     store = open_store()
 
     async def run() -> None:
         writer = RatingWriter(store, Spool(spool_dir()))
+        scripts = make_scripts(store, writer)
         session = await open_stdio_session()
         try:
-            await evaluate(session, store.rules, writer)
+            name = session.env.query.get("script", "postcall")
+            script = scripts.get(name)
+            if script is None:
+                logging.getLogger("hotline_eval").error("no AGI script %r (known: %s)", name, ", ".join(scripts))
+            else:
+                await script(session)
         finally:
             await session.close()
             await writer.stop()

@@ -38,7 +38,7 @@ def run_demo(store: RatingStore, spool: Spool, home: Path, *, calls: int, concur
             f"   {row['uniqueid']:<18} {row['hotline']:<6} {mask_phone(row['caller_number']):<12} "
             f"工号{row['agent_id'] or '-':<5} {row['level_name']:<6} {tags}{voice}  ({row['end_reason']})"
         )
-    run_callbacks(store, home)
+    run_callbacks(store, spool, home)
     return 0 if not summary.errors and not summary.mismatches else 1
 
 

@@ -3,6 +3,8 @@
 A private Redis (a ``redis-server`` child on a unix socket under the demo's
 home, unless ``REDIS_URL`` is set), the real sweep and RQ jobs, the real
 dialer, and the simulated Asterisk AMI answering, refusing or ringing out.
+The demo runs the automated mode: an answered callback goes to the FastAGI
+server's ``callback-verify`` script, where a scripted citizen keys answers.
 """
 
 from __future__ import annotations
@@ -27,21 +29,30 @@ from sqlalchemy import select
 
 from callback.dialer import AmiSettings, Dialer
 from callback.jobs import QUEUE_NAME, redis_connection, sweep_due
-from callback.simulated_ami import SimulatedAsterisk
+from callback.simulated_ami import SimulatedAsterisk, fastagi_context
+from ivr.service import running_ivr
+from ivr.simulated_asterisk import Press, Reaction
 from rating_core.models import CallbackAttempt
 from rating_core.export import callback_rows
 from rating_core.rules import DEFAULT_RULES_FILE
+from rating_core.spool import Spool
 from rating_core.store import RatingStore
 
-# How the demo's citizens pick up, by the last digit of their number.
+# How the demo's citizens pick up, by the last digit of their number, and what those who answer key
+# (是否本人, 问题是否已解决, 对处理结果是否满意).
 PICK_UP = {"6": "busy", "7": "noanswer", "8": "reject", "9": "congest"}
-STATE_NAMES = {"pending": "待重拨", "dialing": "拨号中", "contacted": "已接通待核实", "exhausted": "未接通已升级",
-               "not_dialled": "不回访", "closed": "已关闭", "verified": "已核实"}
+ANSWERS = {"3": "12", "4": "2", "5": "112"}  # not solved; someone else; solved but not satisfied
+SATISFIED = "111"
+STATE_NAMES = {"pending": "待重拨", "dialing": "拨号中", "contacted": "已接通待处理", "exhausted": "未接通已升级",
+               "not_dialled": "不回访", "closed": "已办结", "rectifying": "限期整改中", "rectified": "待回访满意度"}
+ANSWER_NAMES = {("identity", False): "非本人", ("resolved", True): "已解决", ("resolved", False): "未解决",
+                ("satisfied", True): "满意", ("satisfied", False): "不满意"}
 
 
 def write_demo_rules(home: Path) -> Path:
     """The shipped rules, but calling around the clock, so the demo dials whenever it is run."""
     document = yaml.safe_load(DEFAULT_RULES_FILE.read_text(encoding="utf-8"))
+    document["callback"]["mode"] = "automated"
     document["callback"]["calling_days"] = "every_day"
     document["callback"]["calling_windows"] = [{"start": "00:00", "end": "23:59:59.999999"}]
     document["callback"]["dialer"]["citizen_dial_string"] = "Local/{number}@callback-out"
@@ -79,7 +90,7 @@ def private_redis(home: Path) -> Iterator[str]:
         child.wait(timeout=10)
 
 
-def run_callbacks(store: RatingStore, home: Path) -> None:
+def run_callbacks(store: RatingStore, spool: Spool, home: Path) -> None:
     for name in ("callback", "rq", "rating_core"):
         logging.getLogger(name).setLevel(logging.WARNING)
     tz = ZoneInfo(store.rules.callback.timezone)
@@ -88,24 +99,36 @@ def run_callbacks(store: RatingStore, home: Path) -> None:
         connection = redis_connection(url)
         queue = Queue(QUEUE_NAME, connection=connection)
         result = sweep_due(queue=queue)
-        SimpleWorker([queue], connection=connection).work(burst=True)
+        SimpleWorker([queue], connection=connection).work(burst=True, logging_level="WARNING")
         click.echo(f"   {result['due']} task(s) due, {result['enqueued']} RQ job(s) run; attempts queued for the dialer")
-        placed = asyncio.run(_dial(store))
-    click.echo(f"\n6. the dialer placed {placed} call(s) through a simulated Asterisk AMI; the tasks now:")
+        placed = asyncio.run(_dial(store, spool))
+    click.echo(f"\n6. the dialer placed {placed} call(s) through a simulated Asterisk AMI; answered ones ran the")
+    click.echo("   automated verification (FastAGI callback-verify). The tasks now:")
     with store.sessions() as session:
         for row in callback_rows(session, now=datetime.now(timezone.utc)):
             last = row["attempts"][-1] if row["attempts"] else None
             outcome = f"{last['outcome']} (Q.850 {last['hangup_cause']})" if last else row["state_reason"] or ""
+            said = "、".join(ANSWER_NAMES[key] for a in row["answers"] if (key := (a["question"], a["answer"])) in ANSWER_NAMES)
             verify_by = datetime.fromisoformat(row["verify_by"]).astimezone(tz)
             click.echo(f"   #{row['task_id']:<3} {row['number']:<12} {STATE_NAMES.get(row['state'], row['state']):<8}"
-                       f" {outcome:<28} 核实期限 {verify_by:%m-%d %H:%M}")
+                       f" {outcome:<28} 核实期限 {verify_by:%m-%d %H:%M}  {said}")
 
 
-async def _dial(store: RatingStore) -> int:
+async def _dial(store: RatingStore, spool: Spool) -> int:
     def behaviour(number: str) -> str:
         return PICK_UP.get(number[-1:], "answer")
 
-    ami = SimulatedAsterisk(behaviour=behaviour, ring_seconds=0.3, talk_seconds=0.3, seed=zlib.crc32(b"demo"))
+    def citizen(number: str) -> list[Reaction]:
+        return [Press(key) for key in ANSWERS.get(number[-1:], SATISFIED)]
+
+    async with running_ivr(store, spool, "127.0.0.1", 0) as ivr:
+        verify = fastagi_context("127.0.0.1", ivr.server.port, citizen)
+        ami = SimulatedAsterisk(behaviour=behaviour, ring_seconds=0.3, talk_seconds=0.3, seed=zlib.crc32(b"demo"),
+                                dialplan={"callback-verify": verify})
+        return await _run_dialer(store, ami)
+
+
+async def _run_dialer(store: RatingStore, ami: SimulatedAsterisk) -> int:
     await ami.start()
     dialer = Dialer(store.sessions, store.rules.callback, AmiSettings(ami.host, ami.port, ami.username, ami.secret),
                     poll_interval=0.05)

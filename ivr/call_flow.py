@@ -20,7 +20,8 @@ from datetime import datetime, timezone
 from ivr.agi_session import AgiSession, ChannelHungUp, CommandFailed, ConnectionLost
 from rating_core.call_events import CallEnded, CallStarted, RatingGiven, ReasonGiven, VoiceMessageRecorded
 from rating_core.privacy import mask_phone
-from rating_core.rules import HotlineProfile, Level, MenuPolicy, Rules
+from rating_core.rules import HotlineProfile, Level, Rules
+from ivr.menus import HotlineScript
 from ivr.rating_writer import RatingWriter
 
 log = logging.getLogger(__name__)
@@ -117,16 +118,16 @@ async def evaluate(agi: AgiSession, rules: Rules, writer: RatingWriter) -> str:
     return end_reason
 
 
-class EvaluationFlow:
+class EvaluationFlow(HotlineScript):
     def __init__(self, agi: AgiSession, rules: Rules, profile: HotlineProfile, writer: RatingWriter, uniqueid: str):
-        self.agi = agi
+        super().__init__(agi, profile, uniqueid)
         self.rules = rules
-        self.profile = profile
         self.writer = writer
-        self.uniqueid = uniqueid
         self.progress = "connected"
-        self.menu_plays = 0
-        self.unrated_reason = "no_input"
+
+    @property
+    def menu_plays(self) -> int:
+        return self.plays["menu"]
 
     async def run(self) -> str:
         await self.agi.answer()
@@ -134,7 +135,7 @@ class EvaluationFlow:
         if level is None:
             await self.say("goodbye")
             await self.agi.hangup()
-            return self.unrated_reason
+            return self.gave_up_because
         if level.negative:
             await self.ask_for_reason()
             await self.take_voice_message()
@@ -166,35 +167,6 @@ class EvaluationFlow:
         await self.writer.write(ReasonGiven(self.uniqueid, (tag.code,), utcnow()))
         self.progress = "reason"
 
-    async def menu(self, policy: MenuPolicy, prompt: str, accepted: set[str]) -> str | None:
-        """Play a one-key menu until an accepted key, or give up (None) per the policy."""
-        silent = invalid = repeats = 0
-        pending: str | None = None  # a key pressed during "输入有误" counts as the next choice
-        while True:
-            if pending is None:
-                if prompt == "menu":
-                    self.menu_plays += 1
-                key = await self.agi.get_data(self.profile.sound(prompt), policy.timeout_ms, 1)
-            else:
-                key, pending = pending, None
-            if key in accepted:
-                return key
-            if key is None:
-                silent += 1
-                if silent >= policy.plays:
-                    self.unrated_reason = "no_input"
-                    return None
-                pending = await self.say("no_input", interruptible=True)
-            elif key == self.profile.repeat_key and repeats < policy.max_repeats:
-                repeats += 1
-            else:
-                invalid += 1
-                if invalid > policy.invalid_replays:
-                    self.unrated_reason = "invalid_input"
-                    await self.say("invalid")
-                    return None
-                pending = await self.say("invalid", interruptible=True)
-
     # -- the voice message --------------------------------------------------------
 
     async def take_voice_message(self) -> None:
@@ -220,15 +192,3 @@ class EvaluationFlow:
             self.progress = "voice_message"
         if recording.ended_by == "hangup":
             raise ChannelHungUp("caller hung up while leaving a voice message")
-
-    # -- prompts ------------------------------------------------------------------
-
-    async def say(self, prompt: str, *, interruptible: bool = False) -> str | None:
-        """Play a prompt; with ``interruptible``, return the menu key that cut it short."""
-        keys = "0123456789*#" if interruptible else ""
-        try:
-            return await self.agi.stream_file(self.profile.sound(prompt), keys)
-        except CommandFailed as exc:
-            # A missing sound file must not end the evaluation: the caller can still press keys.
-            log.error("call %s: prompt %s not played: %s", self.uniqueid, prompt, exc)
-            return None

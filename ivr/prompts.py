@@ -32,7 +32,7 @@ class PromptBuildError(RuntimeError):
 
 @dataclass(frozen=True)
 class BuiltPrompt:
-    hotline: str
+    folder: str
     name: str
     path: Path
     seconds: float
@@ -56,23 +56,43 @@ def to_pinyin(text: str) -> str:
     return " ".join(w if w.strip() else "" for w in words).replace("，", ",").replace("。", ".").replace("、", ",")
 
 
+def chinese_number(n: int) -> str:
+    """1–99 as spoken in dates: 十, 十五, 二十一, 三十."""
+    tens, units = divmod(n, 10)
+    if not 0 < n < 100:
+        raise ValueError(f"{n} is not a day or month number")
+    spoken = (DIGITS[str(tens)] if tens > 1 else "") + ("十" if tens else "")
+    return spoken + (DIGITS[str(units)] if units else "")
+
+
+def date_prompts() -> dict[str, str]:
+    """The fragments a callback speaks the rating's date with: month_3 "三月", day_15 "十五日"."""
+    months = {f"month_{m}": f"{chinese_number(m)}月" for m in range(1, 13)}
+    return months | {f"day_{d}": f"{chinese_number(d)}日" for d in range(1, 32)}
+
+
 def build_prompts(profiles: list[HotlineProfile], out_dir: Path = SOUNDS_DIR) -> list[BuiltPrompt]:
-    """Synthesise every prompt of every profile into ``out_dir/<hotline>/<name>.wav``."""
+    """Synthesise every prompt of every profile into ``out_dir/<hotline>/<name>.wav``, and the date fragments."""
     for tool in ("espeak-ng", "sox"):
         if shutil.which(tool) is None:
             raise PromptBuildError(f"{tool} is not installed (Debian: apt-get install espeak-ng sox)")
+    folders = {profile.code: profile.prompts for profile in profiles}
+    fragments = {Path(profile.verification.date_sound_dir).name for profile in profiles}
+    folders |= {folder: date_prompts() for folder in fragments}
     built = []
     with tempfile.TemporaryDirectory() as tmp:
-        for profile in profiles:
-            target = out_dir / profile.code
+        for folder, texts in folders.items():
+            target = out_dir / folder
             target.mkdir(parents=True, exist_ok=True)
-            for name, text in profile.prompts.items():
-                raw = Path(tmp) / f"{profile.code}-{name}.wav"
+            for name, text in texts.items():
+                raw = Path(tmp) / f"{folder}-{name}.wav"
                 path = target / f"{name}.wav"
                 _run(["espeak-ng", "-v", VOICE, "-s", "150", "-w", str(raw), to_pinyin(text)])
+                # Fragments are spoken back to back, so their leading and trailing silence goes.
+                trim = ["silence", "1", "0.02", "1%", "reverse", "silence", "1", "0.02", "1%", "reverse"]
                 _run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", str(path),
-                      "norm", "-3"])
-                built.append(BuiltPrompt(profile.code, name, path, wav_seconds(path)))
+                      *(trim if folder in fragments else []), "norm", "-3"])
+                built.append(BuiltPrompt(folder, name, path, wav_seconds(path)))
     return built
 
 

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
-from rating_core.call_events import CallEnded, CallEvent
+from rating_core.call_events import FINAL_EVENTS, CallEvent
 from rating_core.spool import Spool
 from rating_core.store import RatingStore
 
@@ -62,7 +62,7 @@ class RatingWriter:
             await asyncio.to_thread(self.spool.append, event)
             self.spooled += 1
         finally:
-            if isinstance(event, CallEnded):
+            if isinstance(event, FINAL_EVENTS):
                 self._spooling.discard(event.uniqueid)
 
     async def _commit_forever(self) -> None:

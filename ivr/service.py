@@ -9,10 +9,12 @@ import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from ivr.agi_server import FastAgiServer
+from ivr.agi_server import FastAgiServer, Script
 from ivr.agi_session import AgiSession
 from ivr.call_flow import evaluate
 from ivr.rating_writer import RatingWriter
+from ivr.verification_flow import verify
+from rating_core.callback_tasks import VerificationCall
 from rating_core.rules import Rules
 from rating_core.spool import Spool
 from rating_core.store import RatingStore
@@ -32,11 +34,21 @@ class IvrService:
         return self.store.rules
 
 
-def make_scripts(rules: Rules, writer: RatingWriter) -> dict[str, object]:
+def make_scripts(store: RatingStore, writer: RatingWriter, *, lookup_timeout: float = 5.0) -> dict[str, Script]:
+    """The FastAGI scripts by URL path: the post-call evaluation and the automated callback."""
+    rules = store.rules
+
     async def postcall(agi: AgiSession) -> None:
         await evaluate(agi, rules, writer)
 
-    return {"postcall": postcall}
+    async def lookup(task_id: int, attempt_id: int) -> VerificationCall | None:
+        # The store is read in a thread under a time limit: a slow database must not freeze other calls.
+        return await asyncio.wait_for(asyncio.to_thread(store.verification_call, task_id, attempt_id), lookup_timeout)
+
+    async def callback_verify(agi: AgiSession) -> None:
+        await verify(agi, rules, writer, lookup)
+
+    return {"postcall": postcall, "callback-verify": callback_verify}
 
 
 @contextlib.asynccontextmanager
@@ -47,7 +59,7 @@ async def running_ivr(
     """A started FastAGI server with its writer and spool replayer; all stopped on exit."""
     writer = RatingWriter(store, spool, write_timeout=write_timeout)
     writer.start()
-    server = FastAgiServer(make_scripts(store.rules, writer))  # type: ignore[arg-type]
+    server = FastAgiServer(make_scripts(store, writer))
     await server.start(host, port)
     await writer.replay_once()  # what an earlier run left in the spool
     replayer = asyncio.create_task(writer.replay_forever(replay_interval), name="spool-replayer")

@@ -16,8 +16,9 @@ from typing import Any, ClassVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rating_core.callback_tasks import close_task, open_task
+from rating_core.callback_tasks import close_task, note_script_ended, open_task, record_answer
 from rating_core.models import Call, Rating, RatingChange
+from rating_core.rating_history import change_rating
 from rating_core.rules import Rules
 
 # The order a caller moves through the flow; progress never goes backwards.
@@ -89,10 +90,41 @@ class CallEnded:
     menu_plays: int | None = None
 
 
-CallEvent = CallStarted | ProgressMade | RatingGiven | ReasonGiven | VoiceMessageRecorded | CallEnded
+@dataclass(frozen=True)
+class CallbackAnswered:
+    """The citizen answered a question of the automated callback (``uniqueid`` is the callback's channel)."""
+
+    kind: ClassVar[str] = "callback_answered"
+    uniqueid: str
+    attempt_id: int
+    question: str
+    answer: bool
+    key: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CallbackCallEnded:
+    """The automated callback's script ended, and why (the dialer records the attempt's outcome itself)."""
+
+    kind: ClassVar[str] = "callback_ended"
+    uniqueid: str
+    attempt_id: int
+    end_reason: str
+    at: datetime
+    progress: str | None = None
+
+
+CallEvent = (
+    CallStarted | ProgressMade | RatingGiven | ReasonGiven | VoiceMessageRecorded | CallEnded
+    | CallbackAnswered | CallbackCallEnded
+)
 EVENT_TYPES: dict[str, type[CallEvent]] = {
-    cls.kind: cls for cls in (CallStarted, ProgressMade, RatingGiven, ReasonGiven, VoiceMessageRecorded, CallEnded)
+    cls.kind: cls for cls in (CallStarted, ProgressMade, RatingGiven, ReasonGiven, VoiceMessageRecorded, CallEnded,
+                              CallbackAnswered, CallbackCallEnded)
 }
+# Events after which a call sends nothing more.
+FINAL_EVENTS = (CallEnded, CallbackCallEnded)
 _TIME_FIELDS = {"at"}
 
 
@@ -124,6 +156,13 @@ def apply_event(session: Session, rules: Rules, event: CallEvent) -> None:
     """Apply one event inside the caller's transaction. Idempotent."""
     if isinstance(event, CallStarted):
         _start_call(session, event)
+        return
+    if isinstance(event, CallbackAnswered):
+        record_answer(session, event.attempt_id, event.question, event.answer, event.key, event.uniqueid,
+                      event.at, "system:callback-ivr")
+        return
+    if isinstance(event, CallbackCallEnded):
+        note_script_ended(session, event.attempt_id, event.end_reason, event.progress, event.at)
         return
     call = session.scalars(select(Call).where(Call.uniqueid == event.uniqueid)).one_or_none()
     if call is None:
@@ -217,10 +256,4 @@ def _update_rating(session: Session, call: Call, at: datetime, source: str, **va
     rating = call.rating
     if rating is None:
         raise UnknownCall(f"call {call.uniqueid!r} has no rating to update")
-    moved = {name: [getattr(rating, name), value] for name, value in values.items() if getattr(rating, name) != value}
-    if not moved:
-        return
-    for name, (_old, new) in moved.items():
-        setattr(rating, name, new)
-    rating.updated_at = at
-    rating.changes.append(RatingChange(changed_at=at, source=source, changes=moved))
+    change_rating(rating, at, source, **values)

@@ -28,6 +28,15 @@ ATTEMPT_OUTCOMES = (
 )
 # Outcomes after which dialling the same number again is pointless.
 FINAL_OUTCOMES = frozenset({"answered", "invalid_number"})
+# The four outcomes of a verification (SPEC §3.3), as the report form names them.
+VERDICTS = {
+    "immediate_fix": "情况清楚、诉求合理，立行立改",
+    "deadline_fix": "情况复杂，说明理由、建立台账、限期整改",
+    "explained": "缺乏法定依据，解释说明",
+    "not_adopted": "误评或恶意评价，不予采纳",
+}
+# What an automated callback asks; the citizen answers each yes or no.
+QUESTIONS = {"identity": "是否本人", "resolved": "问题是否已解决", "satisfied": "对处理结果是否满意"}
 
 
 class _Frozen(BaseModel):
@@ -80,6 +89,9 @@ class DialerSettings(_Frozen):
     response_timeout_seconds: int = Field(ge=5, le=3600)
     agent_first: Leg
     automated: Leg
+    # Where the dialplan's MixMonitor writes an answered callback ({task} and {attempt} are the
+    # store's ids, as CALLBACK_TASK / CALLBACK_ATTEMPT); kept on the attempt. None: not recorded.
+    recording_file: str | None = None
     # Numbers the dialer accepts: digits, optionally a leading +.
     number_pattern: str = r"^\+?[0-9]{3,20}$"
 

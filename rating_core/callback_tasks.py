@@ -6,10 +6,16 @@ the same way, and every move leaves a :class:`TaskEvent` saying who made it.
 
 States::
 
-    pending ──request──▶ dialing ──answered──▶ contacted ──▶ verified ──▶ closed
-       ▲                    │
-       └──retry (policy)────┘──attempts used up──▶ exhausted (escalated)
+    pending ──request──▶ dialing ──answered──▶ contacted ──verdict──▶ rectifying (限期整改)
+       ▲                    │                      │                      │ done
+       └──retry (policy)────┘                      └──立行立改/解释说明──▶ rectified
+                            └──attempts used up──▶ exhausted (escalated)
+    rectified ──request──▶ dialing (re-ask, purpose "satisfaction") ──▶ … ──satisfied──▶ closed
+    contacted ──误评/恶意──▶ closed, rating not adopted
     not_dialled: non-adopted rating, malicious-list number, or no usable number
+
+An automated callback may close a task at once: the citizen confirms it is
+them, says the problem is solved and is satisfied with how it was handled.
 """
 
 from __future__ import annotations
@@ -23,14 +29,24 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from rating_core.callback_policy import FINAL_OUTCOMES, CallbackPolicy
-from rating_core.models import BlockedNumber, CalendarOverride, CallbackAttempt, CallbackTask, Rating, TaskEvent
+from rating_core.callback_policy import FINAL_OUTCOMES, QUESTIONS, VERDICTS, CallbackPolicy
+from rating_core.models import (
+    BlockedNumber, CalendarOverride, CallbackAnswer, CallbackAttempt, CallbackTask, Rating, TaskEvent,
+)
+from rating_core.rating_history import change_rating
 from rating_core.working_days import WorkingCalendar, add_duration, next_calling_time
 
 log = logging.getLogger(__name__)
 
-OPEN_STATES = ("pending", "dialing", "contacted", "exhausted")
-DIALLABLE_STATES = ("pending",)
+OPEN_STATES = ("pending", "dialing", "contacted", "rectifying", "rectified", "exhausted")
+# A state the dialer picks tasks from, and the purpose of the call it places.
+DIALLABLE_STATES = {"pending": "verify", "rectified": "satisfaction"}
+# Where a verification may be entered: after contact, or by other means once calling has failed.
+VERIFIABLE_STATES = ("contacted", "exhausted")
+
+
+class TaskRuleError(ValueError):
+    """A move the callback rules do not allow; the message is for the person who tried it (zh-CN)."""
 # Attempt statuses while the dialer owns the attempt.
 LIVE_ATTEMPT_STATUSES = ("originating", "ringing", "answered")
 
@@ -128,10 +144,11 @@ def request_attempt(session: Session, policy: CallbackPolicy, task_id: int, now:
     task = session.get(CallbackTask, task_id, with_for_update=True)
     if task is None:
         return AttemptRequest(None, f"no callback task {task_id}")
-    if task.state not in DIALLABLE_STATES:
+    purpose = DIALLABLE_STATES.get(task.state)
+    if purpose is None:
         return AttemptRequest(None, f"task is {task.state}")
-    if task.attempts_made >= policy.max_attempts:
-        exhaust(session, task, now, actor)
+    if _attempts_for(task, purpose) >= policy.max_attempts:
+        exhaust(session, task, now, actor, purpose=purpose)
         return AttemptRequest(None, "attempts used up")
     calendar = load_calendar(session)
     slot = next_slot(now, policy, calendar)
@@ -141,7 +158,7 @@ def request_attempt(session: Session, policy: CallbackPolicy, task_id: int, now:
     seq = task.attempts_made + 1
     token = uuid.uuid4().hex[:12]
     attempt = CallbackAttempt(
-        task=task, seq=seq, status="queued", requested_at=now,
+        task=task, seq=seq, purpose=purpose, status="queued", requested_at=now,
         # Letters, digits and dashes only: valid as RQ job ids, AMI ActionIDs and Asterisk uniqueids.
         channel_id=f"cb-{task.id}-{seq}-{token}", action_id=f"cb-{task.id}-{seq}-{token}-a",
     )
@@ -150,7 +167,7 @@ def request_attempt(session: Session, policy: CallbackPolicy, task_id: int, now:
     task.next_attempt_at = None
     if agent:
         task.assigned_agent = agent
-    _note(session, task, now, actor, "attempt_requested", "dialing", attempt=seq)
+    _note(session, task, now, actor, "attempt_requested", "dialing", attempt=seq, purpose=purpose)
     session.flush()
     return AttemptRequest(attempt.id)
 
@@ -171,7 +188,8 @@ def claim_attempt(session: Session, attempt_id: int, now: datetime, dial_string:
 
 def record_outcome(session: Session, policy: CallbackPolicy, attempt_id: int, outcome: str, at: datetime,
                    actor: str, *, reason_code: int | None = None, cause: int | None = None,
-                   cause_text: str | None = None, detail: str | None = None) -> None:
+                   cause_text: str | None = None, detail: str | None = None,
+                   recording_file: str | None = None) -> None:
     """An attempt ended: store how, and decide the task's next step by the policy. Idempotent."""
     attempt = session.get(CallbackAttempt, attempt_id, with_for_update=True)
     if attempt is None or attempt.status == "ended":
@@ -183,6 +201,7 @@ def record_outcome(session: Session, policy: CallbackPolicy, attempt_id: int, ou
     attempt.hangup_cause = cause
     attempt.hangup_cause_text = cause_text
     attempt.detail = detail[:512] if detail else None
+    attempt.recording_file = recording_file
     task = attempt.task
     _note(session, task, at, actor, "attempt_ended", attempt=attempt.seq, outcome=outcome, reason=reason_code,
           cause=cause, detail=detail)
@@ -190,13 +209,18 @@ def record_outcome(session: Session, policy: CallbackPolicy, attempt_id: int, ou
         return  # closed or reassigned meanwhile; the attempt is still on record
     if outcome == "answered":
         _note(session, task, at, actor, "contacted", "contacted", attempt=attempt.seq)
-    elif outcome in FINAL_OUTCOMES or task.attempts_made >= policy.max_attempts:
-        exhaust(session, task, at, actor, last_outcome=outcome)
+    elif outcome in FINAL_OUTCOMES or _attempts_for(task, attempt.purpose) >= policy.max_attempts:
+        exhaust(session, task, at, actor, last_outcome=outcome, purpose=attempt.purpose)
     else:
         spacing = timedelta(minutes=policy.retry_after_minutes[outcome])
         task.next_attempt_at = next_slot(at + spacing, policy, load_calendar(session))
-        _note(session, task, at, actor, "retry_scheduled", "pending",
+        back_to = next(state for state, purpose in DIALLABLE_STATES.items() if purpose == attempt.purpose)
+        _note(session, task, at, actor, "retry_scheduled", back_to,
               outcome=outcome, next_attempt_at=task.next_attempt_at.isoformat() if task.next_attempt_at else None)
+
+
+def _attempts_for(task: CallbackTask, purpose: str) -> int:
+    return sum(1 for attempt in task.attempts if attempt.purpose == purpose)
 
 
 def note_answered(session: Session, attempt_id: int, at: datetime) -> None:
@@ -207,9 +231,12 @@ def note_answered(session: Session, attempt_id: int, at: datetime) -> None:
     )
 
 
-def exhaust(session: Session, task: CallbackTask, at: datetime, actor: str, last_outcome: str | None = None) -> None:
+def exhaust(session: Session, task: CallbackTask, at: datetime, actor: str, last_outcome: str | None = None,
+            purpose: str = "verify") -> None:
     task.next_attempt_at = None
-    reason = "号码无效，无法接通" if last_outcome == "invalid_number" else f"已拨打{task.attempts_made}次仍未接通"
+    made = _attempts_for(task, purpose)
+    stage = "整改后回访" if purpose == "satisfaction" else "回访"
+    reason = "号码无效，无法接通" if last_outcome == "invalid_number" else f"{stage}已拨打{made}次仍未接通"
     _note(session, task, at, actor, "exhausted", "exhausted", last_outcome=last_outcome)
     escalate(session, task, at, actor, reason)
 
@@ -265,10 +292,149 @@ def sweep(session: Session, policy: CallbackPolicy, now: datetime, actor: str = 
     for task in near:
         overdue = task.verify_by <= now
         escalated += escalate(session, task, now, actor, "已超过核实期限" if overdue else "临近核实期限仍未回访")
+    late_fixes = session.scalars(
+        select(CallbackTask).where(
+            CallbackTask.state == "rectifying", CallbackTask.escalated_at.is_(None), CallbackTask.rectify_by <= now,
+        )
+    )
+    for task in late_fixes:
+        escalated += escalate(session, task, now, actor, "已超过整改期限仍未完成整改")
     due = [(task_id, made + 1) for task_id, made in session.execute(
         select(CallbackTask.id, CallbackTask.attempts_made)
-        .where(CallbackTask.state == "pending", CallbackTask.next_attempt_at <= now)
+        .where(CallbackTask.state.in_(DIALLABLE_STATES), CallbackTask.next_attempt_at <= now)
         .order_by(CallbackTask.verify_by, CallbackTask.id)
         .limit(limit)
     )]
     return SweepResult(due=due, escalated=escalated, recomputed=recomputed)
+
+
+# -- verification, rectification and the citizen's answers -----------------------
+
+
+def record_verdict(session: Session, policy: CallbackPolicy, task_id: int, verdict: str, at: datetime, actor: str,
+                   note: str, rectify_by: datetime | None = None) -> CallbackTask:
+    """Enter the verification's outcome (SPEC §3.3) and move the task on.
+
+    立行立改 and 解释说明 lead straight to the re-asked satisfaction; 限期整改
+    sets a rectification deadline (the policy's limit, or an earlier one the
+    verifier gives); 误评/恶意评价 marks the rating not adopted and closes the task.
+    """
+    task = session.get(CallbackTask, task_id, with_for_update=True)
+    if task is None:
+        raise TaskRuleError(f"回访任务 {task_id} 不存在")
+    if verdict not in VERDICTS:
+        raise TaskRuleError(f"未知的核实结论：{verdict!r}")
+    if task.state not in VERIFIABLE_STATES:
+        raise TaskRuleError(f"任务当前状态为 {task.state}，不能填写核实结论")
+    if not note.strip():
+        raise TaskRuleError("请填写核实情况说明")
+    if rectify_by is not None and verdict != "deadline_fix":
+        raise TaskRuleError("只有“限期整改”才能填写整改期限")
+    task.verdict, task.verdict_note, task.verified_at = verdict, note.strip(), at
+    if verdict == "deadline_fix":
+        limit = add_duration(at, policy.rectify_within, load_calendar(session), ZoneInfo(policy.timezone))
+        if rectify_by is not None and not at < rectify_by <= limit:
+            raise TaskRuleError(f"整改期限须在现在与 {limit:%Y-%m-%d %H:%M} 之间（不超过{policy.rectify_within.describe()}）")
+        task.rectify_by = rectify_by or limit
+        _note(session, task, at, actor, "verified", "rectifying", verdict=verdict, rectify_by=task.rectify_by.isoformat())
+    elif verdict == "not_adopted":
+        change_rating(task.rating, at, actor, is_adopted=False, not_adopted_reason=f"{VERDICTS[verdict]}：{note.strip()}"[:256])
+        _note(session, task, at, actor, "verified", verdict=verdict)
+        close_task(session, task, at, actor, VERDICTS[verdict])
+    else:
+        _note(session, task, at, actor, "verified", verdict=verdict)
+        _ready_for_reask(session, policy, task, at, actor)
+    return task
+
+
+def mark_rectified(session: Session, policy: CallbackPolicy, task_id: int, at: datetime, actor: str,
+                   note: str) -> CallbackTask:
+    """The unit reports the 限期整改 done: the citizen is called back to re-ask satisfaction."""
+    task = session.get(CallbackTask, task_id, with_for_update=True)
+    if task is None:
+        raise TaskRuleError(f"回访任务 {task_id} 不存在")
+    if task.state != "rectifying":
+        raise TaskRuleError(f"任务当前状态为 {task.state}，不在整改中")
+    if not note.strip():
+        raise TaskRuleError("请填写整改情况")
+    _note(session, task, at, actor, "rectification_reported", note=note.strip(), late=task.rectify_by is not None
+          and at > task.rectify_by)
+    _ready_for_reask(session, policy, task, at, actor)
+    return task
+
+
+def _ready_for_reask(session: Session, policy: CallbackPolicy, task: CallbackTask, at: datetime, actor: str) -> None:
+    task.rectified_at = at
+    task.next_attempt_at = next_slot(at, policy, load_calendar(session))
+    _note(session, task, at, actor, "rectified", "rectified",
+          next_attempt_at=task.next_attempt_at.isoformat() if task.next_attempt_at else None)
+
+
+def record_answer(session: Session, attempt_id: int, question: str, answer: bool, key: str, uniqueid: str,
+                  at: datetime, actor: str) -> None:
+    """Store one answer from a callback and act on it at once (a hang-up later loses nothing). Idempotent.
+
+    Not the person who rated, or not satisfied: a supervisor takes over. Problem
+    solved and satisfied: the loop is closed (整改满意).
+    """
+    if question not in QUESTIONS:
+        raise TaskRuleError(f"未知的回访问题：{question!r}")
+    attempt = session.get(CallbackAttempt, attempt_id)
+    if attempt is None:
+        raise TaskRuleError(f"回访记录 {attempt_id} 不存在")
+    already = session.scalars(select(CallbackAnswer.id).where(
+        CallbackAnswer.attempt_id == attempt_id, CallbackAnswer.question == question)).first()
+    if already is not None:
+        return
+    task = attempt.task
+    session.add(CallbackAnswer(task=task, attempt_id=attempt_id, question=question, answer=answer, key=key,
+                               uniqueid=uniqueid, at=at))
+    _note(session, task, at, actor, "answer", attempt=attempt.seq, question=question, answer=answer)
+    if task.state in ("closed", "not_dialled"):
+        return  # kept on record; the task was settled another way meanwhile
+    if question == "identity" and not answer:
+        escalate(session, task, at, actor, "接听人不是评价人本人，需人工核实")
+    elif question == "resolved":
+        task.citizen_resolved = answer
+        if not answer:
+            task.state_reason = "市民表示问题未解决，待核实处理"
+    elif question == "satisfied":
+        task.citizen_satisfied = answer
+        if answer:
+            close_task(session, task, at, actor, "市民对处理结果满意（整改满意）")
+        else:
+            escalate(session, task, at, actor, "市民对处理结果不满意")
+
+
+def note_script_ended(session: Session, attempt_id: int, end_reason: str, progress: str | None, at: datetime) -> None:
+    """How far the automated callback got, on the task's record (the dialer records the call's outcome)."""
+    attempt = session.get(CallbackAttempt, attempt_id)
+    if attempt is None:
+        raise TaskRuleError(f"回访记录 {attempt_id} 不存在")
+    already = session.scalars(select(TaskEvent.id).where(
+        TaskEvent.task_id == attempt.task_id, TaskEvent.kind == "script_ended",
+        TaskEvent.detail["attempt"].as_integer() == attempt.seq)).first()
+    if already is None:
+        _note(session, attempt.task, at, "system:callback-ivr", "script_ended", attempt=attempt.seq,
+              end_reason=end_reason, progress=progress)
+
+
+@dataclass(frozen=True)
+class VerificationCall:
+    """What the automated callback needs to know to speak to the citizen."""
+
+    task_id: int
+    attempt_id: int
+    hotline: str
+    purpose: str
+    rated_at: datetime
+    state: str
+
+
+def verification_call(session: Session, task_id: int, attempt_id: int) -> VerificationCall | None:
+    """The callback being answered, or None if the ids do not name one of this task's attempts."""
+    attempt = session.get(CallbackAttempt, attempt_id)
+    if attempt is None or attempt.task_id != task_id:
+        return None
+    task = attempt.task
+    return VerificationCall(task.id, attempt.id, task.hotline, attempt.purpose, task.rating.rated_at, task.state)

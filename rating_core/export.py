@@ -109,11 +109,18 @@ def callback_rows(session: Session, *, now: datetime, full_numbers: bool = False
             "rectify_by": _iso(task.rectify_by),
             "appeal_review_by": _iso(task.appeal_review_by),
             "deadline_note": task.deadline_note,
+            "verdict": task.verdict,
+            "verdict_note": task.verdict_note,
+            "verified_at": _iso(task.verified_at),
+            "rectified_at": _iso(task.rectified_at),
+            "citizen_resolved": task.citizen_resolved,
+            "citizen_satisfied": task.citizen_satisfied,
             "next_attempt_at": _iso(task.next_attempt_at),
             "attempts_made": task.attempts_made,
             "attempts": [
                 {
-                    "seq": a.seq, "status": a.status, "outcome": a.outcome, "channel_id": a.channel_id,
+                    "seq": a.seq, "purpose": a.purpose, "status": a.status, "outcome": a.outcome,
+                    "channel_id": a.channel_id,
                     "dial_string": a.dial_string, "requested_at": _iso(a.requested_at),
                     "originated_at": _iso(a.originated_at), "answered_at": _iso(a.answered_at),
                     "ended_at": _iso(a.ended_at), "originate_reason": a.originate_reason,
@@ -121,6 +128,11 @@ def callback_rows(session: Session, *, now: datetime, full_numbers: bool = False
                     "detail": a.detail, "recording_file": a.recording_file,
                 }
                 for a in task.attempts
+            ],
+            "answers": [
+                {"attempt_id": a.attempt_id, "question": a.question, "answer": a.answer, "key": a.key,
+                 "at": _iso(a.at)}
+                for a in task.answers
             ],
             "history": [
                 {"at": _iso(e.at), "actor": e.actor, "kind": e.kind, "from": e.from_state, "to": e.to_state,

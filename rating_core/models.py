@@ -10,7 +10,9 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Date, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON, Date, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, TypeDecorator, UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -137,7 +139,12 @@ class CallbackTask(Base):
     """
 
     __tablename__ = "callback_tasks"
-    __table_args__ = (Index("ix_callback_tasks_state_next_attempt_at", "state", "next_attempt_at"),)
+    __table_args__ = (
+        # The sweep's questions, each answered from an index (benchmarks/callback_backlog.py):
+        # what is due, and what nears its deadline unescalated.
+        Index("ix_callback_tasks_state_next_attempt_at", "state", "next_attempt_at"),
+        Index("ix_callback_tasks_state_escalated_at_escalate_at", "state", "escalated_at", "escalate_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     rating_id: Mapped[int] = mapped_column(ForeignKey("ratings.id", ondelete="CASCADE"), unique=True)
@@ -164,6 +171,14 @@ class CallbackTask(Base):
     attempts_made: Mapped[int] = mapped_column(Integer, default=0)
     escalated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     escalation_reason: Mapped[str | None] = mapped_column(String(256))
+    # The verification's outcome (one of VERDICTS), who reached it, and the handling that followed.
+    verdict: Mapped[str | None] = mapped_column(String(32))
+    verdict_note: Mapped[str | None] = mapped_column(Text)
+    verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    rectified_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # What the citizen said on a callback: 问题是否已解决, and 整改满意 (the re-asked satisfaction).
+    citizen_resolved: Mapped[bool | None] = mapped_column()
+    citizen_satisfied: Mapped[bool | None] = mapped_column()
 
     rating: Mapped[Rating] = relationship(back_populates="callback_task")
     attempts: Mapped[list[CallbackAttempt]] = relationship(
@@ -171,6 +186,9 @@ class CallbackTask(Base):
     )
     history: Mapped[list[TaskEvent]] = relationship(
         back_populates="task", order_by="TaskEvent.id", cascade="all, delete-orphan"
+    )
+    answers: Mapped[list[CallbackAnswer]] = relationship(
+        back_populates="task", order_by="CallbackAnswer.id", cascade="all, delete-orphan"
     )
 
 
@@ -188,6 +206,8 @@ class CallbackAttempt(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("callback_tasks.id", ondelete="CASCADE"), index=True)
     seq: Mapped[int] = mapped_column(Integer)
+    # verify (the first contact) or satisfaction (the re-ask after rectification).
+    purpose: Mapped[str] = mapped_column(String(16), default="verify", server_default="verify")
     status: Mapped[str] = mapped_column(String(16))
     requested_at: Mapped[datetime] = mapped_column(UtcDateTime())
     originated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
@@ -205,6 +225,25 @@ class CallbackAttempt(Base):
     recording_file: Mapped[str | None] = mapped_column(String(512))
 
     task: Mapped[CallbackTask] = relationship(back_populates="attempts")
+
+
+class CallbackAnswer(Base):
+    """One answer the citizen keyed on an automated callback, stored the moment it was read."""
+
+    __tablename__ = "callback_answers"
+    __table_args__ = (UniqueConstraint("attempt_id", "question"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("callback_tasks.id", ondelete="CASCADE"), index=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("callback_attempts.id", ondelete="CASCADE"))
+    # identity (是否本人), resolved (问题是否已解决) or satisfied (对处理结果是否满意).
+    question: Mapped[str] = mapped_column(String(16))
+    answer: Mapped[bool] = mapped_column()
+    key: Mapped[str] = mapped_column(String(4))
+    uniqueid: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    task: Mapped[CallbackTask] = relationship(back_populates="answers")
 
 
 class TaskEvent(Base):

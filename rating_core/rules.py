@@ -31,6 +31,17 @@ PROMPT_NAMES = (
     "thanks",
     "thanks_negative",
     "goodbye",
+    # the automated callback (callback-verify)
+    "verify_greeting",
+    "verify_rated",
+    "verify_identity",
+    "verify_resolved",
+    "verify_rectified",
+    "verify_satisfaction",
+    "verify_not_you",
+    "verify_followup",
+    "verify_thanks",
+    "verify_unavailable",
 )
 DTMF_KEYS = frozenset("0123456789*#")
 
@@ -75,6 +86,24 @@ class VoiceMessagePolicy(_Frozen):
     directory: str
 
 
+class VerificationScript(_Frozen):
+    """The automated callback's yes/no questions, and where the spoken dates (三月, 十五日) live."""
+
+    menu: MenuPolicy
+    yes_key: str
+    no_key: str
+    date_sound_dir: str
+
+    @model_validator(mode="after")
+    def _check(self) -> VerificationScript:
+        if self.yes_key == self.no_key or not {self.yes_key, self.no_key} <= DTMF_KEYS:
+            raise ValueError(f"verification yes/no keys must be two distinct DTMF keys, got {self.yes_key!r}, {self.no_key!r}")
+        return self
+
+    def date_sounds(self, month: int, day: int) -> tuple[str, str]:
+        return f"{self.date_sound_dir}/month_{month}", f"{self.date_sound_dir}/day_{day}"
+
+
 class HotlineProfile(_Frozen):
     """Everything the IVR needs to know about one hotline."""
 
@@ -85,6 +114,7 @@ class HotlineProfile(_Frozen):
     menu: MenuPolicy
     tag_menu: MenuPolicy
     voice_message: VoiceMessagePolicy
+    verification: VerificationScript
     sound_dir: str
     prompts: dict[str, str]
     tags: tuple[ReasonTag, ...]

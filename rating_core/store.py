@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from rating_core.call_events import CallEvent, UnknownCall, apply_event
+from rating_core.callback_tasks import TaskRuleError, VerificationCall, verification_call
 from rating_core.database import make_session_factory
 from rating_core.rules import Rules
 from rating_core.spool import Spool
@@ -44,8 +45,12 @@ class RatingStore:
                 try:
                     with session.begin_nested():
                         apply_event(session, self.rules, event)
-                except UnknownCall as exc:
+                except (UnknownCall, TaskRuleError) as exc:
                     log.error("spool: dropping %s event: %s", event.kind, exc)
+
+    def verification_call(self, task_id: int, attempt_id: int) -> VerificationCall | None:
+        with self.sessions() as session:
+            return verification_call(session, task_id, attempt_id)
 
     def replay_spool(self, spool: Spool) -> int:
         return spool.replay(self.apply_spooled)

@@ -43,8 +43,9 @@ async def talk(port: int, data: bytes, *, read_for: float = 5.0) -> bytes:
 @pytest.fixture
 async def strict_server(sqlite_engine, rules, spool):
     """A FastAGI server with a short environment timeout."""
-    writer = RatingWriter(RatingStore(sqlite_engine, rules), spool)
-    server = FastAgiServer(make_scripts(rules, writer), env_timeout=0.5)
+    store = RatingStore(sqlite_engine, rules)
+    writer = RatingWriter(store, spool)
+    server = FastAgiServer(make_scripts(store, writer), env_timeout=0.5)
     await server.start("127.0.0.1", 0)
     yield server
     await server.close()

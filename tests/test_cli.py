@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ivr.prompts import SOUNDS_DIR, sound_lengths, speakable
+from ivr.prompts import SOUNDS_DIR, chinese_number, sound_lengths, speakable
+from rating_core.rules import PROMPT_NAMES
 
 CLI = str(Path(sys.executable).with_name("hotline-eval"))
 
@@ -29,8 +30,10 @@ def test_demo_shows_the_whole_loop(tmp_path: Path) -> None:
     assert "errors: 0" in done.stdout
     assert "未评价" in done.stdout
     assert (tmp_path / "home" / "hotline-eval.db").exists()  # the embedded default
-    # The callback half: every 差评 became a task, was dialled through the simulated AMI, and landed.
-    assert "the dialer placed" in done.stdout and "已接通待核实" in done.stdout
+    # The callback half: every 差评 became a task, was dialled through the simulated AMI, and landed;
+    # answered ones ran the automated verification, whose answers closed the satisfied citizens' tasks.
+    assert "the dialer placed" in done.stdout and "answered (Q.850 16)" in done.stdout
+    assert "已办结" in done.stdout and "已解决、满意" in done.stdout
 
 
 def test_callbacks_list_and_a_calendar_override(tmp_path: Path) -> None:
@@ -79,8 +82,9 @@ def test_prompts_build_makes_asterisk_ready_wavs(tmp_path: Path) -> None:
     done = run(tmp_path, "prompts", "build", "--out", str(tmp_path / "sounds"), "--hotline", "12333")
     assert done.returncode == 0, done.stderr
     built = sorted(p.name for p in (tmp_path / "sounds" / "12333").glob("*.wav"))
-    assert built == sorted(f"{n}.wav" for n in ("menu", "invalid", "no_input", "tag_menu", "voice_invite",
-                                               "thanks", "thanks_negative", "goodbye"))
+    assert built == sorted(f"{n}.wav" for n in PROMPT_NAMES)
+    dates = {p.stem for p in (tmp_path / "sounds" / "dates").glob("*.wav")}
+    assert dates == {f"month_{m}" for m in range(1, 13)} | {f"day_{d}" for d in range(1, 32)}
     with wave.open(str(tmp_path / "sounds" / "12333" / "menu.wav")) as wav:
         assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (8000, 1, 2)
         assert wav.getnframes() > 8000 * 5  # a long menu, not an empty file
@@ -96,9 +100,17 @@ def test_shipped_sounds_cover_every_prompt(rules) -> None:
     for profile in rules.hotlines.values():
         for name in profile.prompts:
             assert lengths.get(profile.sound(name), 0) > 0.5, f"{profile.sound(name)} missing or empty"
+        for month, day in ((1, 1), (12, 31)):
+            for sound in profile.verification.date_sounds(month, day):
+                assert lengths.get(sound, 0) > 0.3, f"{sound} missing or empty"
     for path in SOUNDS_DIR.glob("*/*.wav"):
         with wave.open(str(path)) as wav:
             assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (8000, 1, 2), path
+
+
+@pytest.mark.parametrize(("n", "spoken"), [(1, "一"), (10, "十"), (15, "十五"), (20, "二十"), (31, "三十一")])
+def test_dates_are_spoken_as_numbers(n: int, spoken: str) -> None:
+    assert chinese_number(n) == spoken
 
 
 @pytest.mark.parametrize(("text", "spoken"), [("按1", "按一"), ("12345热线", "幺二三四五热线"), ("星号键*", "星号键星号")])

@@ -10,8 +10,11 @@ from datetime import datetime, time, timezone
 import pytest
 from sqlalchemy import select
 
+from callback.ami_client import AmiClient, ConnectionLost
 from callback.dialer import AmiSettings, Dialer
-from callback.simulated_ami import SimulatedAsterisk
+from callback.simulated_ami import SimulatedAsterisk, fastagi_context
+from ivr.service import running_ivr
+from ivr.simulated_asterisk import Press
 from rating_core.call_events import CallStarted, RatingGiven
 from rating_core.callback_policy import CallbackPolicy, CallingWindow, Leg
 from rating_core.callback_tasks import request_attempt
@@ -111,6 +114,9 @@ async def test_each_observed_outcome_lands_on_its_attempt(rig: Rig) -> None:
         got = {session.get(CallbackTask, a.task_id).number: (a.outcome, a.hangup_cause) for a in attempts}
         states = {t.number: t.state for t in session.scalars(select(CallbackTask))}
     assert got == expected
+    # Only the answered call was recorded, where the sample dialplan's MixMonitor puts it.
+    assert {a.task_id: a.recording_file for a in attempts if a.recording_file} == {
+        attempts[0].task_id: f"/var/spool/asterisk/monitor/hotline-eval/callback-{attempts[0].task_id}-{attempts[0].id}.wav"}
     assert states["13800000000"] == "contacted"
     assert states["13900000000"] == "pending"         # busy: retried later by policy
     assert states["13400000000"] == "exhausted"       # no such number: escalated, not redialled
@@ -202,3 +208,58 @@ async def test_a_refused_login_places_nothing_and_says_so(rig: Rig, caplog: pyte
         await rig.until(lambda: "refused" in caplog.text)
     assert dialer.client.connections == 0 and rig.sim.originates == []
     assert [a.status for a in rig.attempts()] == ["queued"]
+
+
+async def test_the_automated_callback_records_the_citizens_keys(sqlite_engine, rules: Rules, spool) -> None:
+    """Dialer → AMI Originate → answered leg in [callback-verify] → FastAGI script → answers in the store."""
+    policy = policy_for(rules)
+    store = RatingStore(sqlite_engine, rules.model_copy(update={"callback": policy}))
+    keys = {"13800000000": [Press("1"), Press("1"), Press("1")],  # it's me, solved, satisfied
+            "13900000001": [Press("1"), Press("2")]}               # it's me, not solved
+    async with running_ivr(store, spool, "127.0.0.1", 0) as ivr:
+        sim = SimulatedAsterisk(seed=3, dialplan={
+            "callback-verify": fastagi_context("127.0.0.1", ivr.server.port, lambda number: keys[number])})
+        await sim.start()
+        rig = Rig(store, policy, sim)
+        try:
+            solved, unsolved = (rig.add_task(number) for number in keys)
+            rig.start_dialer()
+            attempts = await rig.all_ended(2)
+        finally:
+            await rig.kill_dialers()
+            await sim.stop()
+    assert [a.outcome for a in attempts] == ["answered", "answered"]
+    with store.sessions() as session:
+        first, second = session.get(CallbackTask, solved), session.get(CallbackTask, unsolved)
+        assert [(a.question, a.answer) for a in first.answers] == [
+            ("identity", True), ("resolved", True), ("satisfied", True)]
+        assert (first.state, first.citizen_satisfied) == ("closed", True)
+        assert (second.state, second.citizen_resolved) == ("contacted", False)
+        # The script ran on the channel the dialer named: answers carry its ChannelId.
+        assert {a.uniqueid for a in first.answers} == {attempts[0].channel_id}
+
+
+async def test_an_action_without_a_response_times_out_and_the_connection_stays(caplog) -> None:
+    """A slow Asterisk is not a lost one: TimeoutError (an OSError since 3.11) must not read as ConnectionLost."""
+
+    async def mute_asterisk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"Asterisk Call Manager/11.0.0\r\n")
+        login = await reader.readuntil(b"\r\n\r\n")
+        action_id = next(line.split(b": ", 1)[1] for line in login.split(b"\r\n") if line.startswith(b"ActionID"))
+        writer.write(b"Response: Success\r\nActionID: " + action_id + b"\r\nMessage: Authentication accepted\r\n\r\n")
+        await reader.read()  # every later action goes unanswered
+
+    server = await asyncio.start_server(mute_asterisk, "127.0.0.1", 0)
+    client = AmiClient("127.0.0.1", server.sockets[0].getsockname()[1], "hotline-eval", "x",
+                       on_event=lambda message: None, ping_interval=3600)
+    running = asyncio.create_task(client.run())
+    try:
+        await asyncio.wait_for(client.connected.wait(), 5)
+        with pytest.raises(TimeoutError) as raised:
+            await client.send("Status", {"Channel": "cb-1-1-x"}, timeout=0.2)
+        assert not isinstance(raised.value, ConnectionLost)
+        assert client.connected.is_set() and client.connections == 1
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        server.close()

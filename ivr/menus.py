@@ -1,0 +1,67 @@
+"""What every script here does on a call: play a hotline's prompts and read one-key menus.
+
+The evaluation and the automated callback differ in what they ask, not in how
+a menu behaves: a key interrupts the prompt, a wrong key gets "输入有误" and
+the menu again, silence gets the menu again, and both give up per the rules.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from ivr.agi_session import AgiSession, CommandFailed
+from rating_core.rules import HotlineProfile, MenuPolicy
+
+log = logging.getLogger(__name__)
+
+ANY_KEY = "0123456789*#"
+
+
+class HotlineScript:
+    def __init__(self, agi: AgiSession, profile: HotlineProfile, uniqueid: str) -> None:
+        self.agi = agi
+        self.profile = profile
+        self.uniqueid = uniqueid
+        self.plays: Counter[str] = Counter()  # how often each menu was played
+        self.gave_up_because = "no_input"  # why the last menu ended without a key
+
+    async def menu(self, policy: MenuPolicy, prompt: str, accepted: set[str]) -> str | None:
+        """Play a one-key menu until an accepted key, or give up (None) per the policy."""
+        silent = invalid = repeats = 0
+        pending: str | None = None  # a key pressed during "输入有误" counts as the next choice
+        while True:
+            if pending is None:
+                self.plays[prompt] += 1
+                key = await self.agi.get_data(self.profile.sound(prompt), policy.timeout_ms, 1)
+            else:
+                key, pending = pending, None
+            if key in accepted:
+                return key
+            if key is None:
+                silent += 1
+                if silent >= policy.plays:
+                    self.gave_up_because = "no_input"
+                    return None
+                pending = await self.say("no_input", interruptible=True)
+            elif key == self.profile.repeat_key and repeats < policy.max_repeats:
+                repeats += 1
+            else:
+                invalid += 1
+                if invalid > policy.invalid_replays:
+                    self.gave_up_because = "invalid_input"
+                    await self.say("invalid")
+                    return None
+                pending = await self.say("invalid", interruptible=True)
+
+    async def say(self, prompt: str, *, interruptible: bool = False) -> str | None:
+        """Play a prompt; with ``interruptible``, return the menu key that cut it short."""
+        return await self.play(self.profile.sound(prompt), interruptible=interruptible)
+
+    async def play(self, sound: str, *, interruptible: bool = False) -> str | None:
+        try:
+            return await self.agi.stream_file(sound, ANY_KEY if interruptible else "")
+        except CommandFailed as exc:
+            # A missing sound file must not end the call: the caller can still press keys.
+            log.error("call %s: sound %s not played: %s", self.uniqueid, sound, exc)
+            return None
