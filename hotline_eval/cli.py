@@ -307,6 +307,37 @@ def calendar_set(day: datetime, workday: bool, note: str | None) -> None:
 
 
 @main.group()
+def figures() -> None:
+    """The 好差评 figures and scores (seed 003's quarterly table)."""
+
+
+@figures.command("score")
+@click.option("--rules", "scheme_key", required=True, help="Scoring scheme, e.g. zibo-district or zibo-department.")
+@click.option("--input", "source", type=click.File("r", encoding="utf-8-sig"), required=True,
+              help="CSV: name,A,M,P,I,D,T,B,N1,N2,N3,adjustment (one row per unit; - for stdin).")
+@click.option("--output", "target", type=click.File("w", encoding="utf-8"), default="-", show_default=True,
+              help="CSV out: the counts, rates (percent), rank, points per item, deduction and score.")
+def figures_score(scheme_key: str, source: click.utils.LazyFile, target: click.utils.LazyFile) -> None:
+    """Score units from their counts: rates, rank points and the composite score, as CSV."""
+    import csv
+
+    from hotline_eval.figures_csv import read_counts, score_header, score_rows
+    from rating_core.scoring import ScoringError, load_scoring_rules, score_units
+
+    try:
+        rules = load_scoring_rules()
+        scheme = rules.scheme(scheme_key)
+        units, warnings = read_counts(source)
+    except ScoringError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    writer = csv.writer(target, lineterminator="\n")
+    writer.writerow(score_header(scheme, rules))
+    writer.writerows(score_rows(score_units(units, scheme, rules), scheme, rules))
+
+
+@main.group()
 def prompts() -> None:
     """The prompt audio."""
 
