@@ -162,14 +162,25 @@ def simulate(calls: int, concurrency: int, target: str, seed: int, time_scale: f
 @click.option("--calls", default=60, show_default=True)
 @click.option("--concurrency", default=12, show_default=True)
 @click.option("--port", default=4573, show_default=True, help="Port of the demo's FastAGI server (0 = any free).")
-def demo(calls: int, concurrency: int, port: int) -> None:
-    """The whole loop on one machine: FastAGI, simulated callers, then callbacks through RQ and a simulated AMI."""
+@click.option("--web-port", default=8000, show_default=True, help="Port of the web tool; 0 = do not serve it.")
+def demo(calls: int, concurrency: int, port: int, web_port: int) -> None:
+    """The whole loop on one machine: FastAGI, simulated callers, callbacks through RQ and a simulated AMI,
+    then the web tool on what they left."""
     from hotline_eval.demo import run_demo
     from hotline_eval.demo_callbacks import write_demo_rules
 
     if not os.environ.get("HOTLINE_EVAL_RULES"):
         os.environ["HOTLINE_EVAL_RULES"] = str(write_demo_rules(home_dir()))
-    sys.exit(run_demo(open_store(), Spool(spool_dir()), home_dir(), calls=calls, concurrency=concurrency, port=port))
+    store = open_store()
+    code = run_demo(store, Spool(spool_dir()), home_dir(), calls=calls, concurrency=concurrency, port=port)
+    if code == 0 and web_port:
+        from hotline_eval.demo_web import serve_web
+
+        try:
+            serve_web(store, web_port)
+        except KeyboardInterrupt:
+            pass
+    sys.exit(code)
 
 
 def _iso_time(value: str | None, hint: str) -> datetime:
@@ -304,6 +315,50 @@ def calendar_set(day: datetime, workday: bool, note: str | None) -> None:
 
 
 # -- prompts ------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--listen", default="127.0.0.1:8000", show_default=True, help="HOST:PORT to serve on.")
+@click.option("--threads", default=8, show_default=True, help="Worker threads.")
+def web(listen: str, threads: int) -> None:
+    """Serve the web tool (waitress). Needs HOTLINE_EVAL_SECRET_KEY; put HTTPS in front of it."""
+    import waitress
+
+    from web import create_app
+
+    host, port = _host_port(listen, 8000)
+    try:
+        app = create_app(open_store())
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"web tool on http://{host}:{port}/")
+    waitress.serve(app, host=host, port=port, threads=threads)
+
+
+@main.group()
+def users() -> None:
+    """Web tool users."""
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["agent", "supervisor", "admin", "unit"]), required=True)
+@click.option("--name", "display_name", default="", help="Name shown on pages (default: the username).")
+@click.option("--agent-id", help="An agent's 工号.")
+@click.option("--unit", help="A unit user's 承办单位.")
+@click.password_option(envvar="HOTLINE_EVAL_NEW_PASSWORD", help="Prompted if not given (or HOTLINE_EVAL_NEW_PASSWORD).")
+def users_create(username: str, role: str, display_name: str, agent_id: str | None, unit: str | None,
+                 password: str) -> None:
+    """Create a user; the first admin is made this way."""
+    from web.accounts import AccountError, create_user
+
+    store = open_store()
+    try:
+        with store.sessions.begin() as session:
+            create_user(session, username, password, role, display_name, agent_id=agent_id, unit=unit)
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"user {username} ({role}) created")
 
 
 @main.group()

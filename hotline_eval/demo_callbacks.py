@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import time
 import zlib
@@ -99,7 +100,12 @@ def run_callbacks(store: RatingStore, spool: Spool, home: Path) -> None:
         connection = redis_connection(url)
         queue = Queue(QUEUE_NAME, connection=connection)
         result = sweep_due(queue=queue)
-        SimpleWorker([queue], connection=connection).work(burst=True, logging_level="WARNING")
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            SimpleWorker([queue], connection=connection).work(burst=True, logging_level="WARNING")
+        finally:
+            for sig, handler in handlers.items():  # RQ's stop handlers would outlive its burst
+                signal.signal(sig, handler)
         click.echo(f"   {result['due']} task(s) due, {result['enqueued']} RQ job(s) run; attempts queued for the dialer")
         placed = asyncio.run(_dial(store, spool))
     click.echo(f"\n6. the dialer placed {placed} call(s) through a simulated Asterisk AMI; answered ones ran the")

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
+import struct
+import wave
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from flask import Flask
 from sqlalchemy import Engine, text
 
 from ivr.service import IvrService, running_ivr
@@ -72,3 +78,67 @@ def spool(tmp_path) -> Spool:
 async def ivr(store: RatingStore, spool: Spool) -> AsyncIterator[IvrService]:
     async with running_ivr(store, spool, "127.0.0.1", 0) as service:
         yield service
+
+
+# -- the web tool -----------------------------------------------------------------------------
+
+WEB_PASSWORD = "correct-horse-battery"
+WEB_USERS = {  # username: (role, 工号, unit)
+    "admin": ("admin", None, None),
+    "agent": ("agent", "2001", None),
+    "rated": ("agent", "1024", None),  # the agent whose call was rated: never calls it back
+    "boss": ("supervisor", None, None),
+    "unit": ("unit", None, "市人社局"),
+}
+
+
+@dataclass
+class WebSite:
+    app: Flask
+    store: RatingStore
+    task_id: int
+    voice_file: Path
+
+
+@pytest.fixture
+def web_site(engine: Engine, rules: Rules, tmp_path: Path) -> WebSite:
+    """The web tool on a store with users and one contacted 差评 (with a real voice message)."""
+    from datetime import datetime, timedelta, timezone
+    from datetime import time as clock
+
+    from rating_core.call_events import CallStarted, RatingGiven, ReasonGiven, VoiceMessageRecorded
+    from rating_core.callback_policy import CallingWindow
+    from rating_core.callback_tasks import claim_attempt, record_outcome, request_attempt
+    from web import create_app
+    from web.accounts import create_user
+
+    # Calling all day, every day: click-to-call must not depend on when the tests run.
+    policy = rules.callback.model_copy(update={
+        "calling_days": "every_day", "calling_windows": (CallingWindow(start=clock(0), end=clock(23, 59, 59)),)})
+    store = RatingStore(engine, rules.model_copy(update={"callback": policy}))
+    recordings = tmp_path / "recordings"
+    voice = recordings / "12345" / "20261120" / "1795316400.1.wav"
+    voice.parent.mkdir(parents=True)
+    with wave.open(str(voice), "wb") as wav:  # 1 s of a 440 Hz tone, 8 kHz mono as Asterisk records
+        wav.setnchannels(1), wav.setsampwidth(2), wav.setframerate(8000)
+        wav.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * n / 8000)))
+                                 for n in range(8000)))
+    now = datetime.now(timezone.utc)
+    uid = "1795316400.1"
+    store.apply([
+        CallStarted(uniqueid=uid, hotline="12345", at=now - timedelta(hours=2), caller_number="13812345678",
+                    agent_id="1024", queue="社保咨询", case_number="GD20261120001", unit="市人社局"),
+        RatingGiven(uid, "very_dissatisfied", "dtmf", now - timedelta(hours=2)),
+        ReasonGiven(uid, ("buck_passing",), now - timedelta(hours=2)),
+        VoiceMessageRecorded(uid, str(voice), 1.0, now - timedelta(hours=2)),
+    ])
+    with store.sessions.begin() as session:
+        for username, (role, agent_id, unit) in WEB_USERS.items():
+            create_user(session, username, WEB_PASSWORD, role, f"{username}用户", agent_id=agent_id, unit=unit)
+        decision = request_attempt(session, policy, 1, now - timedelta(hours=1), "system:rq")
+        assert decision.attempt_id is not None
+        claim_attempt(session, decision.attempt_id, now - timedelta(hours=1), "PJSIP/2001")
+        record_outcome(session, policy, decision.attempt_id, "answered", now - timedelta(minutes=50), "dialer")
+    app = create_app(store, {"SECRET_KEY": "test-secret", "SESSION_COOKIE_SECURE": False,
+                             "RECORDING_ROOTS": [str(recordings)]})
+    return WebSite(app, store, 1, voice)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs and starts what the test suite needs, when it is absent: sox and
-# espeak-ng (prompt building), a PostgreSQL server with a test database, and
-# a Redis server (RQ).
+# espeak-ng (prompt building), a PostgreSQL server with a test database, a
+# Redis server (RQ), and Debian's Chromium (the web tool's browser tests, driven
+# by Playwright at /usr/bin/chromium: Playwright's own browser download is not
+# reachable from here).
 # Idempotent; safe to run before every test run. Needs root for apt-get.
 set -euo pipefail
 
@@ -20,6 +22,7 @@ command -v sox >/dev/null || missing+=(sox)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "services: installing ${missing[*]}"
     apt_install "${missing[@]}"

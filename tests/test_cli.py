@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import wave
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_demo_shows_the_whole_loop(tmp_path: Path) -> None:
-    done = run(tmp_path, "demo", "--calls", "40", "--port", "0")
+    done = run(tmp_path, "demo", "--calls", "40", "--port", "0", "--web-port", "0")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "store check: 0 mismatch(es)" in done.stdout
     assert "errors: 0" in done.stdout
@@ -37,7 +38,7 @@ def test_demo_shows_the_whole_loop(tmp_path: Path) -> None:
 
 
 def test_callbacks_list_and_a_calendar_override(tmp_path: Path) -> None:
-    assert run(tmp_path, "demo", "--calls", "30", "--port", "0").returncode == 0
+    assert run(tmp_path, "demo", "--calls", "30", "--port", "0", "--web-port", "0").returncode == 0
     done = run(tmp_path, "callbacks", "list", "--format", "jsonl")
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
@@ -55,7 +56,7 @@ def test_callbacks_list_and_a_calendar_override(tmp_path: Path) -> None:
 
 def test_upgrade_then_export(tmp_path: Path) -> None:
     assert run(tmp_path, "db", "upgrade").returncode == 0
-    assert run(tmp_path, "demo", "--calls", "10", "--port", "0").returncode == 0
+    assert run(tmp_path, "demo", "--calls", "10", "--port", "0", "--web-port", "0").returncode == 0
     done = run(tmp_path, "ratings", "export", "--format", "jsonl")
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(rows) == 10
@@ -116,3 +117,46 @@ def test_dates_are_spoken_as_numbers(n: int, spoken: str) -> None:
 @pytest.mark.parametrize(("text", "spoken"), [("按1", "按一"), ("12345热线", "幺二三四五热线"), ("星号键*", "星号键星号")])
 def test_digits_are_read_in_mandarin(text: str, spoken: str) -> None:
     assert speakable(text) == spoken
+
+
+def test_the_demo_ends_with_the_web_tool_filled_by_the_loop(tmp_path: Path) -> None:
+    """`make demo`'s last step: the web tool serves what the loop left; an agent signs in and sees the queue."""
+    import http.cookiejar
+    import re
+    import signal
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, HOTLINE_EVAL_HOME=str(tmp_path / "home"))
+    env.pop("DATABASE_URL", None)
+    proc = subprocess.Popen([CLI, "demo", "--calls", "30", "--port", "0", "--web-port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "demo-unit" in line:
+                break
+        output = "".join(lines)
+        assert f"7. the web tool: http://127.0.0.1:{port}/" in output, output[-2000:]
+        password = re.search(r"demo-agent\s+密码 (\S+)", output).group(1)
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(50):  # the server starts right after printing
+            try:
+                login_page = opener.open(f"{base}/login", timeout=5).read().decode()
+                break
+            except OSError:
+                time.sleep(0.1)
+        csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', login_page).group(1)
+        form = urllib.parse.urlencode({"username": "demo-agent", "password": password, "csrf_token": csrf}).encode()
+        queue = opener.open(f"{base}/login", data=form, timeout=10).read().decode()
+        assert "回访队列" in queue and 'data-task="' in queue  # the loop's open 差评, by deadline
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0

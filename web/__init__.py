@@ -1,1 +1,117 @@
-"""The web tool for callback agents and supervisors (issue: web tool)."""
+"""The web tool for callback agents, supervisors, admins and rated units (zh-CN, server-rendered).
+
+``create_app()`` is the application factory (``flask --app web run`` finds
+it); ``hotline-eval web`` serves it. One blueprint per role; every route
+names the roles it admits, every form and htmx request carries a CSRF token,
+and phone numbers are masked unless revealed (an audited action).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, g, redirect, render_template, request, url_for
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy.orm import Session
+
+from rating_core.store import RatingStore
+from web import display
+
+csrf = CSRFProtect()
+login_manager = LoginManager()
+login_manager.login_view = "auth.login"
+login_manager.login_message = "请先登录"
+
+ERRORS = {
+    400: "请求有误",
+    401: "请先登录",
+    403: "您的角色无权访问此页面",
+    404: "页面或记录不存在",
+    405: "不支持的请求方式",
+}
+
+
+def create_app(store: RatingStore | None = None, config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        # Secrets only from the environment; without one the tool refuses to start (see below).
+        SECRET_KEY=os.environ.get("HOTLINE_EVAL_SECRET_KEY"),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=os.environ.get("HOTLINE_EVAL_INSECURE_COOKIES") != "1",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
+        WTF_CSRF_TIME_LIMIT=8 * 3600,
+        RECORDING_ROOTS=None,  # None: the voice-message folders of the rules and Asterisk's monitor folder
+    )
+    app.config.update(config or {})
+    if not app.config["SECRET_KEY"]:
+        if not app.config.get("DEMO"):
+            raise RuntimeError("HOTLINE_EVAL_SECRET_KEY is not set: the web tool signs sessions with it")
+        app.config["SECRET_KEY"] = secrets.token_hex(32)
+    if store is None:
+        from hotline_eval.cli import open_store
+
+        store = open_store()
+    app.extensions["hotline_store"] = store
+    if app.config["RECORDING_ROOTS"] is None:
+        roots = {profile.voice_message.directory for profile in store.rules.hotlines.values()}
+        app.config["RECORDING_ROOTS"] = sorted(roots | {"/var/spool/asterisk/monitor"})
+
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    display.register(app, store.rules)
+
+    from web import admin, agent, auth
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(agent.bp)
+    app.register_blueprint(admin.bp)
+
+    @app.teardown_appcontext
+    def close_session(_error: BaseException | None) -> None:
+        session: Session | None = g.pop("db_session", None)
+        if session is not None:
+            session.close()
+
+    @app.errorhandler(CSRFError)
+    def csrf_failed(error: CSRFError) -> tuple[str, int]:
+        return render_template("error.html", code=400, message="页面已过期或来源不明（CSRF 校验失败），请刷新后重试"), 400
+
+    for code, message in ERRORS.items():
+        app.register_error_handler(code, _error_page(code, message))
+
+    @app.get("/")
+    def index() -> Any:
+        return redirect(url_for("auth.login"))
+
+    return app
+
+
+def _error_page(code: int, message: str) -> Any:
+    def handle(error: Exception) -> Any:
+        if code == 401 and request.method == "GET" and not request.headers.get("HX-Request"):
+            return redirect(url_for("auth.login", next=request.full_path))
+        # Only a description we wrote ourselves (abort(403, description=…)); werkzeug's are English.
+        description = getattr(error, "description", None)
+        detail = description if description != getattr(type(error), "description", None) else None
+        return render_template("error.html", code=code, message=message, detail=detail), code
+
+    return handle
+
+
+def store() -> RatingStore:
+    from flask import current_app
+
+    return current_app.extensions["hotline_store"]
+
+
+def db() -> Session:
+    """The request's session (closed at teardown); commit explicitly, one transaction per action."""
+    if "db_session" not in g:
+        g.db_session = store().sessions()
+    return g.db_session

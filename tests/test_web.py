@@ -1,0 +1,197 @@
+"""The web tool over HTTP (Flask's test client, CSRF on): roles, CSRF, forms, masking, audit (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from rating_core.models import AuditEntry, CallbackAttempt, CallbackTask, TaskEvent
+from tests.conftest import WEB_PASSWORD, WebSite
+
+TOKEN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
+
+
+def token(page: bytes) -> str:
+    found = TOKEN.search(page.decode())
+    assert found, "no CSRF token on the page"
+    return found.group(1) or found.group(2)
+
+
+def signed_in(site: WebSite, username: str) -> FlaskClient:
+    client = site.app.test_client()
+    login_page = client.get("/login")
+    done = client.post("/login", data={"username": username, "password": WEB_PASSWORD,
+                                       "csrf_token": token(login_page.data)})
+    assert done.status_code == 302, done.data.decode()[:500]
+    return client
+
+
+def text(response) -> str:
+    return response.data.decode()
+
+
+def audit_actions(site: WebSite) -> list[tuple[str, str, str | None]]:
+    with site.store.sessions() as session:
+        return [(e.username, e.action, e.target) for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+
+
+def task(site: WebSite) -> CallbackTask:
+    with site.store.sessions() as session:
+        found = session.get(CallbackTask, site.task_id)
+        found.history, found.attempts  # load while open
+        return found
+
+
+def test_every_route_states_its_roles(web_site: WebSite) -> None:
+    open_routes = {"static", "auth.login", "index"}
+    unguarded = [endpoint for endpoint, view in web_site.app.view_functions.items()
+                 if endpoint not in open_routes and not hasattr(view, "required_roles")]
+    assert unguarded == []
+
+
+@pytest.mark.parametrize(
+    ("username", "path", "status"),
+    [
+        ("agent", "/agent/", 200), ("boss", "/agent/", 200), ("unit", "/agent/", 403), ("admin", "/agent/", 403),
+        ("agent", "/admin/audit", 403), ("boss", "/admin/audit", 403), ("admin", "/admin/audit", 200),
+        ("admin", "/admin/users", 200), ("unit", "/admin/users", 403),
+        ("unit", "/unit", 200), ("agent", "/unit", 403),
+        ("agent", "/agent/tasks/1", 200), ("rated", "/agent/tasks/1", 403), ("unit", "/agent/tasks/1", 403),
+        ("agent", "/agent/tasks/999", 404),
+    ],
+)
+def test_roles_reach_only_their_pages(web_site: WebSite, username: str, path: str, status: int) -> None:
+    response = signed_in(web_site, username).get(path)
+    assert response.status_code == status
+    if status == 403:
+        assert "无权访问" in text(response) or "非当事人" in text(response)
+
+
+def test_signed_out_users_are_sent_to_the_login_page(web_site: WebSite) -> None:
+    response = web_site.app.test_client().get("/agent/tasks/1")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login?next=")
+    # htmx and form posts get a plain 401 rather than a redirect.
+    assert web_site.app.test_client().post("/agent/tasks/1/reveal",
+                                           headers={"HX-Request": "true"}).status_code in (400, 401)
+
+
+def test_a_wrong_password_is_refused_and_audited(web_site: WebSite) -> None:
+    client = web_site.app.test_client()
+    response = client.post("/login", data={"username": "agent", "password": "wrong-password!",
+                                           "csrf_token": token(client.get("/login").data)})
+    assert response.status_code == 401 and "用户名或密码错误" in text(response)
+    assert ("agent", "login_failed", None) in audit_actions(web_site)
+
+
+def test_login_never_redirects_off_site(web_site: WebSite) -> None:
+    client = web_site.app.test_client()
+    response = client.post("/login?next=//evil.example/x", data={
+        "username": "agent", "password": WEB_PASSWORD, "csrf_token": token(client.get("/login").data)})
+    assert response.headers["Location"] == "/agent/"
+
+
+def test_the_queue_lists_by_deadline_with_masked_numbers(web_site: WebSite) -> None:
+    page = text(signed_in(web_site, "agent").get("/agent/"))
+    assert "138****5678" in page and "13812345678" not in page
+    assert "推诿扯皮/多次跑腿" in page and "非常不满意" in page and "剩余" in page
+    # The rated agent does not see a 差评 of their own call at all.
+    assert 'data-task="1"' not in text(signed_in(web_site, "rated").get("/agent/"))
+
+
+@pytest.mark.parametrize("forged", [None, "forged-token"])
+def test_a_post_without_a_valid_csrf_token_is_refused_and_changes_nothing(web_site: WebSite, forged) -> None:
+    client = signed_in(web_site, "agent")
+    data = {"verdict": "explained", "note": "已解释"} | ({"csrf_token": forged} if forged else {})
+    response = client.post("/agent/tasks/1/verdict", data=data)
+    assert response.status_code == 400 and "CSRF" in text(response)
+    assert task(web_site).verdict is None
+
+
+def test_htmx_requests_need_the_csrf_header(web_site: WebSite) -> None:
+    client = signed_in(web_site, "agent")
+    page = client.get("/agent/tasks/1")
+    header_token = re.search(r'"X-CSRFToken": "([^"]+)"', text(page)).group(1)
+    assert client.post("/agent/tasks/1/reveal", headers={"HX-Request": "true"}).status_code == 400
+    response = client.post("/agent/tasks/1/reveal", headers={"HX-Request": "true", "X-CSRFToken": header_token})
+    assert response.status_code == 200 and "13812345678" in text(response)
+    assert ("agent", "reveal_number", "task:1") in audit_actions(web_site)
+
+
+def post_verdict(client: FlaskClient, **data: str):
+    page = client.get("/agent/tasks/1")
+    return client.post("/agent/tasks/1/verdict", data={"csrf_token": token(page.data), **data})
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"note": "已核实"}, "请选择核实结论"),
+        ({"verdict": "explained"}, "请填写核实情况说明"),
+        ({"verdict": "made_up", "note": "x"}, "Not a valid choice"),
+        ({"verdict": "explained", "note": "已解释", "rectify_by": "2026-12-01"}, "只有“限期整改”才能填写整改期限"),
+        ({"verdict": "deadline_fix", "note": "台账", "rectify_by": "2030-01-01"}, "不超过15天"),
+        ({"verdict": "deadline_fix", "note": "台账", "rectify_by": "not-a-date"}, "Not a valid date value"),
+    ],
+)
+def test_missing_or_contradictory_verdicts_are_refused_and_nothing_is_saved(web_site, data, message) -> None:
+    response = post_verdict(signed_in(web_site, "agent"), **data)
+    assert response.status_code == 400 and message in text(response)
+    found = task(web_site)
+    assert (found.state, found.verdict, found.rectify_by) == ("contacted", None, None)
+    assert [e.kind for e in found.history if e.kind == "verified"] == []
+
+
+def test_a_verdict_is_saved_and_script_in_the_note_stays_text(web_site: WebSite) -> None:
+    client = signed_in(web_site, "agent")
+    response = post_verdict(client, verdict="immediate_fix", note='<script>alert("x")</script>已当场办理')
+    assert response.status_code == 302
+    found = task(web_site)
+    assert (found.state, found.verdict) == ("rectified", "immediate_fix")
+    with web_site.store.sessions() as session:
+        event = session.scalars(select(TaskEvent).where(TaskEvent.kind == "verified")).one()
+        assert event.actor == "agent:2001"
+    page = text(client.get("/agent/tasks/1"))
+    assert '&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;已当场办理' in page and "<script>alert" not in page
+
+
+def test_click_to_call_queues_an_attempt_that_rings_the_agent(web_site: WebSite) -> None:
+    client = signed_in(web_site, "agent")
+    assert post_verdict(client, verdict="explained", note="已解释政策").status_code == 302
+    page = client.get("/agent/tasks/1")
+    response = client.post("/agent/tasks/1/call", data={"csrf_token": token(page.data)})
+    assert response.status_code == 302
+    with web_site.store.sessions() as session:
+        attempt = session.scalars(select(CallbackAttempt).order_by(CallbackAttempt.id.desc())).first()
+        assert (attempt.status, attempt.purpose) == ("queued", "satisfaction")
+        assert session.get(CallbackTask, 1).assigned_agent == "2001"
+
+
+def test_the_voice_message_plays_for_agents_and_every_play_is_audited(web_site: WebSite) -> None:
+    response = signed_in(web_site, "agent").get("/agent/tasks/1/voice")
+    assert response.status_code == 200 and response.data[:4] == b"RIFF"
+    assert response.mimetype in ("audio/wav", "audio/x-wav")
+    assert ("agent", "play_recording", "task:1:voice") in audit_actions(web_site)
+
+
+def test_a_recording_outside_the_allowed_folders_is_never_served(web_site: WebSite, tmp_path) -> None:
+    secret = tmp_path / "elsewhere.wav"
+    secret.write_bytes(web_site.voice_file.read_bytes())
+    with web_site.store.sessions.begin() as session:
+        session.get(CallbackTask, 1).rating.voice_message_file = str(web_site.voice_file.parent / ".." / ".." /
+                                                                       ".." / "elsewhere.wav")
+    assert signed_in(web_site, "agent").get("/agent/tasks/1/voice").status_code == 404
+    assert [a for a in audit_actions(web_site) if a[1] == "play_recording"] == []
+
+
+def test_unit_users_see_their_units_差评_with_the_appeal_deadline(web_site: WebSite) -> None:
+    page = text(signed_in(web_site, "unit").get("/unit"))
+    assert "#1" in page and "申诉截止" in page and "138" not in page
+
+
+def test_the_audit_page_shows_who_did_what(web_site: WebSite) -> None:
+    signed_in(web_site, "agent").get("/agent/tasks/1/voice")
+    page = text(signed_in(web_site, "admin").get("/admin/audit?action=play_recording"))
+    assert "播放录音" in page and "task:1:voice" in page and "agent" in page

@@ -1,0 +1,122 @@
+"""The web tool in a real browser: Debian's headless Chromium driven by Playwright, as an agent works a 差评."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from rating_core.models import AuditEntry, CallbackTask
+from tests.conftest import WEB_PASSWORD, WebSite
+
+CHROMIUM = "/usr/bin/chromium"
+# As root in a container, without a sandbox; the rest keeps Chromium off the (closed) network.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--autoplay-policy=no-user-gesture-required"]
+
+pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="`make test` installs Debian's chromium")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def site_url(web_site: WebSite) -> Iterator[str]:
+    server = make_server("127.0.0.1", 0, web_site.app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+
+
+def sign_in(page: Page, url: str, username: str) -> None:
+    page.goto(f"{url}/login")
+    page.get_by_label("用户名").fill(username)
+    page.get_by_label("密码").fill(WEB_PASSWORD)
+    page.get_by_role("button", name="登录").click()
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_an_agent_opens_a_task_plays_the_message_and_records_the_outcome(browser: Browser, site_url: str,
+                                                                          web_site: WebSite) -> None:
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("dialog", lambda dialog: errors.append(f"dialog: {dialog.message}"))
+
+    sign_in(page, site_url, "agent")
+    expect(page).to_have_url(f"{site_url}/agent/")
+    row = page.locator('tr[data-task="1"]')
+    expect(row).to_contain_text("138****5678")
+    expect(row).to_contain_text("非常不满意")
+    row.get_by_role("link", name="#1").click()
+
+    # Reveal the number (htmx, with the CSRF header): an audited action.
+    page.get_by_role("button", name="显示完整号码").click()
+    expect(page.locator("#number")).to_contain_text("13812345678")
+
+    # The caller's voice message plays in the browser.
+    played = page.evaluate("""async () => {
+        const audio = document.querySelector('#voice');
+        await audio.play();
+        await new Promise(resolve => setTimeout(resolve, 400));
+        return {duration: audio.duration, time: audio.currentTime, error: audio.error && audio.error.code};
+    }""")
+    assert played["error"] is None and played["duration"] == pytest.approx(1.0, abs=0.05)
+    assert played["time"] > 0
+
+    # The verification: 限期整改 with what was found; script in the note stays text.
+    page.get_by_label("核实结论").select_option("deadline_fix")
+    page.get_by_label("核实情况").fill("涉及多部门，已建立台账<script>alert(1)</script>")
+    page.get_by_role("button", name="保存核实结论").click()
+    expect(page.get_by_role("status")).to_contain_text("核实结论已保存")
+    expect(page.locator("h1")).to_contain_text("限期整改中")
+    expect(page.locator(".verdict-note")).to_contain_text("<script>alert(1)</script>")
+
+    page.get_by_label("整改情况").fill("已补办并电话告知")
+    page.get_by_role("button", name="整改完成，回访满意度").click()
+    expect(page.locator("h1")).to_contain_text("待回访满意度")
+    assert errors == []
+
+    with web_site.store.sessions() as session:
+        task = session.get(CallbackTask, web_site.task_id)
+        assert (task.verdict, task.state) == ("deadline_fix", "rectified")
+        assert task.rectify_by is not None and task.rectified_at is not None
+        actions = session.scalars(select(AuditEntry.action).where(AuditEntry.username == "agent")).all()
+    assert {"login", "reveal_number", "play_recording"} <= set(actions)
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_a_verdict_without_a_note_shows_the_reason_and_saves_nothing(browser: Browser, site_url: str,
+                                                                    web_site: WebSite) -> None:
+    page = browser.new_page()
+    sign_in(page, site_url, "agent")
+    page.goto(f"{site_url}/agent/tasks/1")
+    page.get_by_label("核实结论").select_option("explained")
+    # The browser would refuse an empty required field; remove that to see what the server says.
+    page.evaluate("document.querySelector('#note').removeAttribute('required')")
+    page.get_by_role("button", name="保存核实结论").click()
+    expect(page.locator(".errors")).to_contain_text("请填写核实情况说明")
+    with web_site.store.sessions() as session:
+        assert session.get(CallbackTask, web_site.task_id).verdict is None
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_the_rated_agent_cannot_open_the_task(browser: Browser, site_url: str, web_site: WebSite) -> None:
+    page = browser.new_page()
+    sign_in(page, site_url, "rated")
+    response = page.goto(f"{site_url}/agent/tasks/1")
+    assert response is not None and response.status == 403
+    expect(page.locator("body")).to_contain_text("非当事人")

@@ -1,0 +1,66 @@
+"""Web users: hashed passwords, creation (the CLI makes the first admin), and signing in."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask_login import UserMixin
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from rating_core.models import WebUser
+from web.roles import ROLES
+
+MIN_PASSWORD_LENGTH = 10
+
+
+class AccountError(ValueError):
+    """A user that cannot be created as asked; the message is for the person asking (zh-CN)."""
+
+
+class SignedIn(UserMixin):
+    """What Flask-Login keeps of a user for the request: no ORM object outlives its session."""
+
+    def __init__(self, user: WebUser) -> None:
+        self.id = str(user.id)
+        self.username = user.username
+        self.display_name = user.display_name
+        self.role = user.role
+        self.agent_id = user.agent_id
+        self.unit = user.unit
+
+    @property
+    def role_name(self) -> str:
+        return ROLES[self.role]
+
+
+def create_user(session: Session, username: str, password: str, role: str, display_name: str, *,
+                agent_id: str | None = None, unit: str | None = None) -> WebUser:
+    if role not in ROLES:
+        raise AccountError(f"未知角色 {role!r}（可选：{'、'.join(ROLES)}）")
+    if not username.strip() or len(username) > 64:
+        raise AccountError("用户名不能为空，且不超过64个字符")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"密码至少{MIN_PASSWORD_LENGTH}个字符")
+    if role == "agent" and not agent_id:
+        raise AccountError("回访坐席须填写工号")
+    if role == "unit" and not unit:
+        raise AccountError("承办单位用户须填写单位名称")
+    if session.scalars(select(WebUser.id).where(WebUser.username == username)).first() is not None:
+        raise AccountError(f"用户名 {username} 已存在")
+    user = WebUser(username=username.strip(), display_name=display_name or username, role=role,
+                   password_hash=generate_password_hash(password), agent_id=agent_id, unit=unit,
+                   active=True, created_at=datetime.now(timezone.utc))
+    session.add(user)
+    session.flush()
+    return user
+
+
+def authenticate(session: Session, username: str, password: str) -> WebUser | None:
+    user = session.scalars(select(WebUser).where(WebUser.username == username)).one_or_none()
+    if user is None or not user.active:
+        # Hash anyway, so a wrong username takes as long as a wrong password.
+        check_password_hash(generate_password_hash("x"), password)
+        return None
+    return user if check_password_hash(user.password_hash, password) else None

@@ -1,0 +1,190 @@
+"""Callback agents (and supervisors looking over their shoulder): the queue, a task, its forms."""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+from datetime import datetime, time, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, send_file, url_for
+from flask_login import current_user
+from sqlalchemy import or_, select
+from sqlalchemy.orm import joinedload, selectinload
+
+from rating_core.callback_tasks import OPEN_STATES, VERIFIABLE_STATES, TaskRuleError, mark_rectified, \
+    record_verdict, request_attempt
+from rating_core.models import Call, CallbackAttempt, CallbackTask, Rating
+from web import db, store
+from web.audit import audit
+from web.forms import ActionForm, RectifiedForm, VerdictForm
+from web.roles import PLAY_RECORDINGS, REVEAL_NUMBER, role_required
+
+bp = Blueprint("agent", __name__, url_prefix="/agent")
+
+CALLBACK_ROLES = ("agent", "supervisor")
+
+
+def _actor() -> str:
+    return f"{current_user.role}:{current_user.agent_id or current_user.username}"
+
+
+@bp.get("/")
+@role_required(*CALLBACK_ROLES)
+def queue() -> Any:
+    """Open tasks by verification deadline, soonest (or most overdue) first."""
+    query = (
+        select(CallbackTask).join(CallbackTask.rating).join(Rating.call)
+        .where(CallbackTask.state.in_(OPEN_STATES))
+        .options(joinedload(CallbackTask.rating).joinedload(Rating.call))
+        .order_by(CallbackTask.verify_by, CallbackTask.id)
+    )
+    if current_user.role == "agent":
+        # Mine and the team's unassigned ones, never a 差评 of my own calls (非当事人).
+        query = query.where(
+            or_(CallbackTask.assigned_agent == current_user.agent_id, CallbackTask.assigned_agent.is_(None)),
+            or_(Call.agent_id.is_(None), Call.agent_id != current_user.agent_id),
+        )
+    return render_template("agent/queue.html", tasks=db().scalars(query).all())
+
+
+def _task(task_id: int) -> CallbackTask:
+    task = db().scalars(
+        select(CallbackTask).where(CallbackTask.id == task_id)
+        .options(joinedload(CallbackTask.rating).joinedload(Rating.call),
+                 selectinload(CallbackTask.attempts), selectinload(CallbackTask.history),
+                 selectinload(CallbackTask.answers))
+    ).one_or_none()
+    if task is None:
+        abort(404)
+    if current_user.role == "agent" and task.rating.call.agent_id == current_user.agent_id:
+        abort(403, description="不得回访针对本人服务的差评（非当事人原则）")
+    return task
+
+
+def _page(task: CallbackTask, *, verdict: VerdictForm | None = None, rectified: RectifiedForm | None = None,
+          status: int = 200) -> Any:
+    return render_template(
+        "agent/task.html", task=task, call=task.rating.call, rating=task.rating,
+        verdict_form=verdict or VerdictForm(), rectified_form=rectified or RectifiedForm(), action_form=ActionForm(),
+        can_verify=task.state in VERIFIABLE_STATES, can_report_fix=task.state == "rectifying",
+        can_call=current_user.role == "agent" and task.state in ("pending", "rectified"),
+        can_reveal=current_user.role in REVEAL_NUMBER, can_play=current_user.role in PLAY_RECORDINGS,
+    ), status
+
+
+@bp.get("/tasks/<int:task_id>")
+@role_required(*CALLBACK_ROLES)
+def task(task_id: int) -> Any:
+    return _page(_task(task_id))
+
+
+@bp.post("/tasks/<int:task_id>/verdict")
+@role_required(*CALLBACK_ROLES)
+def verdict(task_id: int) -> Any:
+    found = _task(task_id)
+    form = VerdictForm()
+    if not form.validate_on_submit():
+        return _page(found, verdict=form, status=400)
+    rectify_by = None
+    if form.rectify_by.data is not None:
+        zone = ZoneInfo(store().rules.callback.timezone)
+        rectify_by = datetime.combine(form.rectify_by.data, time(23, 59), zone).astimezone(timezone.utc)
+    session = db()
+    try:
+        record_verdict(session, store().rules.callback, task_id, form.verdict.data or "", datetime.now(timezone.utc),
+                       _actor(), form.note.data or "", rectify_by)
+    except TaskRuleError as exc:
+        session.rollback()
+        form.form_errors.append(str(exc))
+        return _page(_task(task_id), verdict=form, status=400)
+    session.commit()
+    flash("核实结论已保存", "info")
+    return redirect(url_for("agent.task", task_id=task_id))
+
+
+@bp.post("/tasks/<int:task_id>/rectified")
+@role_required(*CALLBACK_ROLES)
+def rectified(task_id: int) -> Any:
+    found = _task(task_id)
+    form = RectifiedForm()
+    if not form.validate_on_submit():
+        return _page(found, rectified=form, status=400)
+    session = db()
+    try:
+        mark_rectified(session, store().rules.callback, task_id, datetime.now(timezone.utc), _actor(),
+                       form.note.data or "")
+    except TaskRuleError as exc:
+        session.rollback()
+        form.form_errors.append(str(exc))
+        return _page(_task(task_id), rectified=form, status=400)
+    session.commit()
+    flash("整改情况已保存，系统将回访市民满意度", "info")
+    return redirect(url_for("agent.task", task_id=task_id))
+
+
+@bp.post("/tasks/<int:task_id>/call")
+@role_required("agent")
+def call(task_id: int) -> Any:
+    """Click-to-call: queue an agent-first attempt for the dialer, ringing this agent first."""
+    _task(task_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    session = db()
+    decision = request_attempt(session, store().rules.callback, task_id, datetime.now(timezone.utc), _actor(),
+                               agent=current_user.agent_id)
+    session.commit()
+    if decision.attempt_id is None:
+        flash(f"暂不能呼叫：{_why(decision.reason)}", "error")
+    else:
+        flash("已发起呼叫：请接听您的分机，接通后系统将转接市民", "info")
+    return redirect(url_for("agent.task", task_id=task_id))
+
+
+def _why(reason: str | None) -> str:
+    return {"outside calling hours": "当前不在呼叫时段", "attempts used up": "呼叫次数已用完"}.get(reason or "", reason or "")
+
+
+@bp.post("/tasks/<int:task_id>/reveal")
+@role_required(*REVEAL_NUMBER)
+def reveal(task_id: int) -> Any:
+    """The full number, for htmx to swap in; an audited action."""
+    found = _task(task_id)
+    session = db()
+    audit(session, "reveal_number", f"task:{task_id}")
+    session.commit()
+    return render_template("agent/number.html", number=found.number)
+
+
+@bp.get("/tasks/<int:task_id>/voice")
+@role_required(*PLAY_RECORDINGS)
+def voice(task_id: int) -> Any:
+    found = _task(task_id)
+    return _recording(found.rating.voice_message_file, f"task:{task_id}:voice")
+
+
+@bp.get("/attempts/<int:attempt_id>/recording")
+@role_required(*PLAY_RECORDINGS)
+def attempt_recording(attempt_id: int) -> Any:
+    attempt = db().get(CallbackAttempt, attempt_id)
+    if attempt is None:
+        abort(404)
+    _task(attempt.task_id)
+    return _recording(attempt.recording_file, f"attempt:{attempt_id}:recording")
+
+
+def _recording(path: str | None, target: str) -> Any:
+    """Serve a recording from the allowed folders only; every play is audited."""
+    if not path:
+        abort(404)
+    real = os.path.realpath(path)
+    roots = [os.path.realpath(root) for root in current_app.config["RECORDING_ROOTS"]]
+    if not any(os.path.commonpath([real, root]) == root for root in roots) or not os.path.isfile(real):
+        current_app.logger.warning("recording %s for %s not served: outside %s or missing", path, target, roots)
+        abort(404)
+    session = db()
+    audit(session, "play_recording", target, file=path)
+    session.commit()
+    mimetype = mimetypes.guess_type(real)[0] or "application/octet-stream"
+    return send_file(real, mimetype=mimetype, conditional=True)

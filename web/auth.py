@@ -1,0 +1,73 @@
+"""Signing in and out, and the landing page of unit users."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_user, logout_user
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+from rating_core.models import Call, CallbackTask, Rating, WebUser
+from web import db, login_manager
+from web.accounts import SignedIn, authenticate
+from web.audit import audit
+from web.forms import ActionForm, LoginForm
+from web.roles import HOME, role_required
+
+bp = Blueprint("auth", __name__)
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> SignedIn | None:
+    user = db().get(WebUser, int(user_id)) if user_id.isdigit() else None
+    return SignedIn(user) if user is not None and user.active else None
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    form = LoginForm()
+    if form.validate_on_submit():
+        session = db()
+        user = authenticate(session, form.username.data or "", form.password.data or "")
+        if user is None:
+            audit(session, "login_failed", username=(form.username.data or "-")[:64])
+            session.commit()
+            flash("用户名或密码错误", "error")
+            return render_template("login.html", form=form), 401
+        login_user(SignedIn(user))
+        audit(session, "login")
+        session.commit()
+        return redirect(_safe_next() or url_for(HOME[user.role]))
+    return render_template("login.html", form=form)
+
+
+def _safe_next() -> str | None:
+    """Only a path on this site: never an open redirect."""
+    target = request.args.get("next") or ""
+    parts = urlsplit(target)
+    return target if target.startswith("/") and not target.startswith("//") and not parts.netloc else None
+
+
+@bp.post("/logout")
+@role_required("agent", "supervisor", "admin", "unit")
+def logout() -> Any:
+    if ActionForm().validate_on_submit():
+        logout_user()
+        flash("已退出登录", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.get("/unit")
+@role_required("unit")
+def unit_home() -> Any:
+    """The 差评 of the signed-in unit, with the deadline to appeal each."""
+    tasks = db().scalars(
+        select(CallbackTask).join(CallbackTask.rating).join(Rating.call)
+        .where(Call.unit == current_user.unit)
+        .options(joinedload(CallbackTask.rating).joinedload(Rating.call))
+        .order_by(CallbackTask.appeal_file_by.desc())
+    ).all()
+    return render_template("unit/home.html", tasks=tasks)

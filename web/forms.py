@@ -1,0 +1,36 @@
+"""The web tool's forms (Flask-WTF: each carries its CSRF token), with zh-CN messages."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import DateField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length, Optional
+
+from rating_core.callback_policy import VERDICTS
+
+
+class LoginForm(FlaskForm):
+    username = StringField("用户名", validators=[DataRequired("请输入用户名"), Length(max=64)])
+    password = PasswordField("密码", validators=[DataRequired("请输入密码"), Length(max=256)])
+
+
+class VerdictForm(FlaskForm):
+    """核实结论: one of the four outcomes, what was found, and for 限期整改 an optional earlier deadline."""
+
+    verdict = SelectField("核实结论", choices=[SelectChoice("", "请选择"),
+                                              *(SelectChoice(code, name) for code, name in VERDICTS.items())],
+                          validators=[DataRequired("请选择核实结论")])
+    note = TextAreaField("核实情况", validators=[DataRequired("请填写核实情况说明"),
+                                                 Length(max=2000, message="核实情况不超过2000字")])
+    rectify_by = DateField("整改期限（限期整改时可填，不填按规定上限）", validators=[Optional()],
+                           format="%Y-%m-%d")
+
+
+class RectifiedForm(FlaskForm):
+    note = TextAreaField("整改情况", validators=[DataRequired("请填写整改情况"),
+                                                 Length(max=2000, message="整改情况不超过2000字")])
+
+
+class ActionForm(FlaskForm):
+    """A button that changes something (click-to-call, sign out): only its CSRF token."""
