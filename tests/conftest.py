@@ -98,6 +98,7 @@ class WebSite:
     store: RatingStore
     task_id: int
     voice_file: Path
+    password: str = WEB_PASSWORD  # every user's
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from rating_core.models import AuditEntry, CallbackAttempt, CallbackTask, TaskEvent
-from tests.conftest import WEB_PASSWORD, WebSite
 
 TOKEN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
 
@@ -20,10 +19,10 @@ def token(page: bytes) -> str:
     return found.group(1) or found.group(2)
 
 
-def signed_in(site: WebSite, username: str) -> FlaskClient:
+def signed_in(site, username: str) -> FlaskClient:
     client = site.app.test_client()
     login_page = client.get("/login")
-    done = client.post("/login", data={"username": username, "password": WEB_PASSWORD,
+    done = client.post("/login", data={"username": username, "password": site.password,
                                        "csrf_token": token(login_page.data)})
     assert done.status_code == 302, done.data.decode()[:500]
     return client
@@ -33,19 +32,19 @@ def text(response) -> str:
     return response.data.decode()
 
 
-def audit_actions(site: WebSite) -> list[tuple[str, str, str | None]]:
+def audit_actions(site) -> list[tuple[str, str, str | None]]:
     with site.store.sessions() as session:
         return [(e.username, e.action, e.target) for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
 
 
-def task(site: WebSite) -> CallbackTask:
+def task(site) -> CallbackTask:
     with site.store.sessions() as session:
         found = session.get(CallbackTask, site.task_id)
         found.history, found.attempts  # load while open
         return found
 
 
-def test_every_route_states_its_roles(web_site: WebSite) -> None:
+def test_every_route_states_its_roles(web_site) -> None:
     open_routes = {"static", "auth.login", "index"}
     unguarded = [endpoint for endpoint, view in web_site.app.view_functions.items()
                  if endpoint not in open_routes and not hasattr(view, "required_roles")]
@@ -63,14 +62,14 @@ def test_every_route_states_its_roles(web_site: WebSite) -> None:
         ("agent", "/agent/tasks/999", 404),
     ],
 )
-def test_roles_reach_only_their_pages(web_site: WebSite, username: str, path: str, status: int) -> None:
+def test_roles_reach_only_their_pages(web_site, username: str, path: str, status: int) -> None:
     response = signed_in(web_site, username).get(path)
     assert response.status_code == status
     if status == 403:
         assert "无权访问" in text(response) or "非当事人" in text(response)
 
 
-def test_signed_out_users_are_sent_to_the_login_page(web_site: WebSite) -> None:
+def test_signed_out_users_are_sent_to_the_login_page(web_site) -> None:
     response = web_site.app.test_client().get("/agent/tasks/1")
     assert response.status_code == 302 and response.headers["Location"].startswith("/login?next=")
     # htmx and form posts get a plain 401 rather than a redirect.
@@ -78,7 +77,7 @@ def test_signed_out_users_are_sent_to_the_login_page(web_site: WebSite) -> None:
                                            headers={"HX-Request": "true"}).status_code in (400, 401)
 
 
-def test_a_wrong_password_is_refused_and_audited(web_site: WebSite) -> None:
+def test_a_wrong_password_is_refused_and_audited(web_site) -> None:
     client = web_site.app.test_client()
     response = client.post("/login", data={"username": "agent", "password": "wrong-password!",
                                            "csrf_token": token(client.get("/login").data)})
@@ -86,14 +85,14 @@ def test_a_wrong_password_is_refused_and_audited(web_site: WebSite) -> None:
     assert ("agent", "login_failed", None) in audit_actions(web_site)
 
 
-def test_login_never_redirects_off_site(web_site: WebSite) -> None:
+def test_login_never_redirects_off_site(web_site) -> None:
     client = web_site.app.test_client()
     response = client.post("/login?next=//evil.example/x", data={
-        "username": "agent", "password": WEB_PASSWORD, "csrf_token": token(client.get("/login").data)})
+        "username": "agent", "password": web_site.password, "csrf_token": token(client.get("/login").data)})
     assert response.headers["Location"] == "/agent/"
 
 
-def test_the_queue_lists_by_deadline_with_masked_numbers(web_site: WebSite) -> None:
+def test_the_queue_lists_by_deadline_with_masked_numbers(web_site) -> None:
     page = text(signed_in(web_site, "agent").get("/agent/"))
     assert "138****5678" in page and "13812345678" not in page
     assert "推诿扯皮/多次跑腿" in page and "非常不满意" in page and "剩余" in page
@@ -102,7 +101,7 @@ def test_the_queue_lists_by_deadline_with_masked_numbers(web_site: WebSite) -> N
 
 
 @pytest.mark.parametrize("forged", [None, "forged-token"])
-def test_a_post_without_a_valid_csrf_token_is_refused_and_changes_nothing(web_site: WebSite, forged) -> None:
+def test_a_post_without_a_valid_csrf_token_is_refused_and_changes_nothing(web_site, forged) -> None:
     client = signed_in(web_site, "agent")
     data = {"verdict": "explained", "note": "已解释"} | ({"csrf_token": forged} if forged else {})
     response = client.post("/agent/tasks/1/verdict", data=data)
@@ -110,7 +109,7 @@ def test_a_post_without_a_valid_csrf_token_is_refused_and_changes_nothing(web_si
     assert task(web_site).verdict is None
 
 
-def test_htmx_requests_need_the_csrf_header(web_site: WebSite) -> None:
+def test_htmx_requests_need_the_csrf_header(web_site) -> None:
     client = signed_in(web_site, "agent")
     page = client.get("/agent/tasks/1")
     header_token = re.search(r'"X-CSRFToken": "([^"]+)"', text(page)).group(1)
@@ -144,7 +143,7 @@ def test_missing_or_contradictory_verdicts_are_refused_and_nothing_is_saved(web_
     assert [e.kind for e in found.history if e.kind == "verified"] == []
 
 
-def test_a_verdict_is_saved_and_script_in_the_note_stays_text(web_site: WebSite) -> None:
+def test_a_verdict_is_saved_and_script_in_the_note_stays_text(web_site) -> None:
     client = signed_in(web_site, "agent")
     response = post_verdict(client, verdict="immediate_fix", note='<script>alert("x")</script>已当场办理')
     assert response.status_code == 302
@@ -157,7 +156,7 @@ def test_a_verdict_is_saved_and_script_in_the_note_stays_text(web_site: WebSite)
     assert '&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;已当场办理' in page and "<script>alert" not in page
 
 
-def test_click_to_call_queues_an_attempt_that_rings_the_agent(web_site: WebSite) -> None:
+def test_click_to_call_queues_an_attempt_that_rings_the_agent(web_site) -> None:
     client = signed_in(web_site, "agent")
     assert post_verdict(client, verdict="explained", note="已解释政策").status_code == 302
     page = client.get("/agent/tasks/1")
@@ -169,14 +168,14 @@ def test_click_to_call_queues_an_attempt_that_rings_the_agent(web_site: WebSite)
         assert session.get(CallbackTask, 1).assigned_agent == "2001"
 
 
-def test_the_voice_message_plays_for_agents_and_every_play_is_audited(web_site: WebSite) -> None:
+def test_the_voice_message_plays_for_agents_and_every_play_is_audited(web_site) -> None:
     response = signed_in(web_site, "agent").get("/agent/tasks/1/voice")
     assert response.status_code == 200 and response.data[:4] == b"RIFF"
     assert response.mimetype in ("audio/wav", "audio/x-wav")
     assert ("agent", "play_recording", "task:1:voice") in audit_actions(web_site)
 
 
-def test_a_recording_outside_the_allowed_folders_is_never_served(web_site: WebSite, tmp_path) -> None:
+def test_a_recording_outside_the_allowed_folders_is_never_served(web_site, tmp_path) -> None:
     secret = tmp_path / "elsewhere.wav"
     secret.write_bytes(web_site.voice_file.read_bytes())
     with web_site.store.sessions.begin() as session:
@@ -186,12 +185,12 @@ def test_a_recording_outside_the_allowed_folders_is_never_served(web_site: WebSi
     assert [a for a in audit_actions(web_site) if a[1] == "play_recording"] == []
 
 
-def test_unit_users_see_their_units_差评_with_the_appeal_deadline(web_site: WebSite) -> None:
+def test_unit_users_see_their_units_差评_with_the_appeal_deadline(web_site) -> None:
     page = text(signed_in(web_site, "unit").get("/unit"))
     assert "#1" in page and "申诉截止" in page and "138" not in page
 
 
-def test_the_audit_page_shows_who_did_what(web_site: WebSite) -> None:
+def test_the_audit_page_shows_who_did_what(web_site) -> None:
     signed_in(web_site, "agent").get("/agent/tasks/1/voice")
     page = text(signed_in(web_site, "admin").get("/admin/audit?action=play_recording"))
     assert "播放录音" in page and "task:1:voice" in page and "agent" in page

@@ -12,7 +12,6 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from rating_core.models import AuditEntry, CallbackTask
-from tests.conftest import WEB_PASSWORD, WebSite
 
 CHROMIUM = "/usr/bin/chromium"
 # As root in a container, without a sandbox; the rest keeps Chromium off the (closed) network.
@@ -32,7 +31,7 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def site_url(web_site: WebSite) -> Iterator[str]:
+def site_url(web_site) -> Iterator[str]:
     server = make_server("127.0.0.1", 0, web_site.app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -41,22 +40,22 @@ def site_url(web_site: WebSite) -> Iterator[str]:
     thread.join()
 
 
-def sign_in(page: Page, url: str, username: str) -> None:
+def sign_in(page: Page, url: str, username: str, password: str) -> None:
     page.goto(f"{url}/login")
     page.get_by_label("用户名").fill(username)
-    page.get_by_label("密码").fill(WEB_PASSWORD)
+    page.get_by_label("密码").fill(password)
     page.get_by_role("button", name="登录").click()
 
 
 @pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 def test_an_agent_opens_a_task_plays_the_message_and_records_the_outcome(browser: Browser, site_url: str,
-                                                                          web_site: WebSite) -> None:
+                                                                          web_site) -> None:
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("dialog", lambda dialog: errors.append(f"dialog: {dialog.message}"))
 
-    sign_in(page, site_url, "agent")
+    sign_in(page, site_url, "agent", web_site.password)
     expect(page).to_have_url(f"{site_url}/agent/")
     row = page.locator('tr[data-task="1"]')
     expect(row).to_contain_text("138****5678")
@@ -100,9 +99,9 @@ def test_an_agent_opens_a_task_plays_the_message_and_records_the_outcome(browser
 
 @pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 def test_a_verdict_without_a_note_shows_the_reason_and_saves_nothing(browser: Browser, site_url: str,
-                                                                    web_site: WebSite) -> None:
+                                                                    web_site) -> None:
     page = browser.new_page()
-    sign_in(page, site_url, "agent")
+    sign_in(page, site_url, "agent", web_site.password)
     page.goto(f"{site_url}/agent/tasks/1")
     page.get_by_label("核实结论").select_option("explained")
     # The browser would refuse an empty required field; remove that to see what the server says.
@@ -114,9 +113,9 @@ def test_a_verdict_without_a_note_shows_the_reason_and_saves_nothing(browser: Br
 
 
 @pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
-def test_the_rated_agent_cannot_open_the_task(browser: Browser, site_url: str, web_site: WebSite) -> None:
+def test_the_rated_agent_cannot_open_the_task(browser: Browser, site_url: str, web_site) -> None:
     page = browser.new_page()
-    sign_in(page, site_url, "rated")
+    sign_in(page, site_url, "rated", web_site.password)
     response = page.goto(f"{site_url}/agent/tasks/1")
     assert response is not None and response.status == 403
     expect(page.locator("body")).to_contain_text("非当事人")
