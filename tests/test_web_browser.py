@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -119,3 +120,32 @@ def test_the_rated_agent_cannot_open_the_task(browser: Browser, site_url: str, w
     response = page.goto(f"{site_url}/agent/tasks/1")
     assert response is not None and response.status == 403
     expect(page.locator("body")).to_contain_text("非当事人")
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_a_supervisor_reads_the_figures_with_a_chart_and_exports_them(browser: Browser, site_url: str,
+                                                                      web_site, tmp_path) -> None:
+    import io
+
+    from openpyxl import load_workbook
+
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sign_in(page, site_url, "boss", web_site.password)
+    page.get_by_role("link", name="统计通报").click()
+    page.get_by_label("维度").select_option("agent")
+    page.get_by_role("button", name="查看").click()
+    expect(page.locator('tr[data-unit="1024"] .score')).to_have_text(re.compile(r"^\d+\.\d\d$"))
+    # Chart.js drew the scores: one bar per row of the table, on a canvas with pixels.
+    drawn = page.evaluate("""() => ({bars: window.scoreChart.data.datasets[0].data.length,
+                                      rows: document.querySelectorAll('#figures tbody tr').length,
+                                      width: document.querySelector('#score-chart').width})""")
+    assert drawn["bars"] == drawn["rows"] == 1 and drawn["width"] > 0
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="导出 Excel").click()
+    saved = tmp_path / download_info.value.suggested_filename
+    download_info.value.save_as(saved)
+    sheet = load_workbook(io.BytesIO(saved.read_bytes())).active
+    assert sheet.cell(row=4, column=2).value == "1024" and sheet.cell(row=3, column=1).value == "序号"
+    assert errors == []

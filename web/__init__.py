@@ -66,10 +66,11 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
     login_manager.init_app(app)
     display.register(app, store.rules)
 
-    from web import admin, agent, auth
+    from web import admin, agent, auth, supervisor
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(agent.bp)
+    app.register_blueprint(supervisor.bp)
     app.register_blueprint(admin.bp)
 
     @app.teardown_appcontext
