@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
@@ -194,3 +195,47 @@ def test_the_audit_page_shows_who_did_what(web_site) -> None:
     signed_in(web_site, "agent").get("/agent/tasks/1/voice")
     page = text(signed_in(web_site, "admin").get("/admin/audit?action=play_recording"))
     assert "播放录音" in page and "task:1:voice" in page and "agent" in page
+
+
+def reask_answered(site) -> None:
+    """After a verdict, the dialer's agent-first re-ask call was answered (the agent spoke to the citizen)."""
+    from datetime import datetime, timezone
+
+    from rating_core.callback_tasks import claim_attempt, record_outcome, request_attempt
+
+    policy = site.store.rules.callback
+    now = datetime.now(timezone.utc)
+    with site.store.sessions.begin() as session:
+        attempt = request_attempt(session, policy, site.task_id, now, "agent:2001", agent="2001").attempt_id
+        claim_attempt(session, attempt, now, "PJSIP/2001")
+        record_outcome(session, policy, attempt, "answered", now, "dialer")
+
+
+def test_the_agent_enters_the_re_asked_satisfaction_and_the_report_says_so(web_site) -> None:
+    from docx import Document
+
+    client = signed_in(web_site, "agent")
+    assert client.get("/agent/tasks/1/report").status_code == 404
+    assert post_verdict(client, verdict="explained", note="已向市民解释社保转移政策").status_code == 302
+    page = client.get("/agent/tasks/1")
+    refused = client.post("/agent/tasks/1/satisfaction", data={"satisfied": "yes", "csrf_token": token(page.data)})
+    assert refused.status_code == 400 and "没有待录入满意度的回访通话" in text(refused)
+    reask_answered(web_site)
+    page = client.get("/agent/tasks/1")
+    assert "录入回访满意度" in text(page)
+    missing = client.post("/agent/tasks/1/satisfaction", data={"csrf_token": token(page.data)})
+    assert missing.status_code == 400 and "请选择市民的回答" in text(missing)
+    done = client.post("/agent/tasks/1/satisfaction", data={"satisfied": "yes", "csrf_token": token(page.data)})
+    assert done.status_code == 302
+    found = task(web_site)
+    assert (found.state, found.citizen_satisfied) == ("closed", True)
+
+    report = text(client.get("/agent/tasks/1/report"))
+    assert "政务服务差评事项核查整改情况报告单" in report and "局行风办：" in report
+    assert "收到“非常不满意”差评" in report and "agent用户同志（非当事人）" in report
+    assert "缺乏法定依据" in report and "其对我们的整改措施表示满意" in report and "坐席工号1024" in report
+    word = client.get("/agent/tasks/1/report.docx")
+    assert word.status_code == 200 and "attachment" in word.headers["Content-Disposition"]
+    paragraphs = [p.text for p in Document(io.BytesIO(word.data)).paragraphs]
+    assert paragraphs[0] == "政务服务差评事项核查整改情况报告单" and "二、整改情况" in paragraphs
+    assert any("表示满意" in p for p in paragraphs)

@@ -47,6 +47,9 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
         PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
         WTF_CSRF_TIME_LIMIT=8 * 3600,
         RECORDING_ROOTS=None,  # None: the voice-message folders of the rules and Asterisk's monitor folder
+        # Who the 核查整改情况报告单 is from (default: the hotline's name) and to.
+        REPORT_ORGANISATION=os.environ.get("HOTLINE_EVAL_REPORT_FROM"),
+        REPORT_ADDRESSEE=os.environ.get("HOTLINE_EVAL_REPORT_TO"),
     )
     app.config.update(config or {})
     if not app.config["SECRET_KEY"]:

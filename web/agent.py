@@ -8,17 +8,19 @@ from datetime import datetime, time, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, send_file, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, send_file, url_for
 from flask_login import current_user
 from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from rating_core.callback_tasks import OPEN_STATES, VERIFIABLE_STATES, TaskRuleError, mark_rectified, \
-    record_verdict, request_attempt
-from rating_core.models import Call, CallbackAttempt, CallbackTask, Rating
+    record_answer, record_verdict, request_attempt
+from rating_core.models import Call, CallbackAttempt, CallbackTask, Rating, WebUser
+from rating_core.verification_report import Report, build_report
 from web import db, store
 from web.audit import audit
-from web.forms import ActionForm, RectifiedForm, VerdictForm
+from web.forms import ActionForm, RectifiedForm, SatisfactionForm, VerdictForm
+from web.report_docx import report_docx
 from web.roles import PLAY_RECORDINGS, REVEAL_NUMBER, role_required
 
 bp = Blueprint("agent", __name__, url_prefix="/agent")
@@ -63,11 +65,21 @@ def _task(task_id: int) -> CallbackTask:
     return task
 
 
+def _reask(task: CallbackTask) -> CallbackAttempt | None:
+    """The answered re-ask call whose answer an agent has still to enter (agent-first mode), if any."""
+    last = task.attempts[-1] if task.attempts else None
+    if (last is None or last.purpose != "satisfaction" or last.outcome != "answered" or task.state != "contacted"
+            or any(a.attempt_id == last.id and a.question == "satisfied" for a in task.answers)):
+        return None
+    return last
+
+
 def _page(task: CallbackTask, *, verdict: VerdictForm | None = None, rectified: RectifiedForm | None = None,
-          status: int = 200) -> Any:
+          satisfaction: SatisfactionForm | None = None, status: int = 200) -> Any:
     return render_template(
         "agent/task.html", task=task, call=task.rating.call, rating=task.rating,
         verdict_form=verdict or VerdictForm(), rectified_form=rectified or RectifiedForm(), action_form=ActionForm(),
+        satisfaction_form=satisfaction or SatisfactionForm(), can_enter_satisfaction=_reask(task) is not None,
         can_verify=task.state in VERIFIABLE_STATES, can_report_fix=task.state == "rectifying",
         can_call=current_user.role == "agent" and task.state in ("pending", "rectified"),
         can_reveal=current_user.role in REVEAL_NUMBER, can_play=current_user.role in PLAY_RECORDINGS,
@@ -122,6 +134,56 @@ def rectified(task_id: int) -> Any:
     session.commit()
     flash("整改情况已保存，系统将回访市民满意度", "info")
     return redirect(url_for("agent.task", task_id=task_id))
+
+
+@bp.post("/tasks/<int:task_id>/satisfaction")
+@role_required(*CALLBACK_ROLES)
+def satisfaction(task_id: int) -> Any:
+    """The citizen's answer to the re-asked satisfaction, entered by the agent who called."""
+    found = _task(task_id)
+    form = SatisfactionForm()
+    attempt = _reask(found)
+    if attempt is None:
+        form.form_errors.append("没有待录入满意度的回访通话")
+        return _page(found, satisfaction=form, status=400)
+    if not form.validate_on_submit():
+        return _page(found, satisfaction=form, status=400)
+    session = db()
+    record_answer(session, attempt.id, "satisfied", form.satisfied.data == "yes", "-", attempt.channel_id,
+                  datetime.now(timezone.utc), _actor())
+    session.commit()
+    flash("已记录市民满意度", "info")
+    return redirect(url_for("agent.task", task_id=task_id))
+
+
+@bp.get("/tasks/<int:task_id>/report")
+@role_required(*CALLBACK_ROLES)
+def report(task_id: int) -> Any:
+    """The 核查整改情况报告单, printable."""
+    return render_template("agent/report.html", report=_report(_task(task_id)), task_id=task_id)
+
+
+@bp.get("/tasks/<int:task_id>/report.docx")
+@role_required(*CALLBACK_ROLES)
+def report_word(task_id: int) -> Any:
+    data = report_docx(_report(_task(task_id)))
+    return Response(data, mimetype="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                    headers={"Content-Disposition": f'attachment; filename="report-{task_id}.docx"'})
+
+
+def _report(task: CallbackTask) -> Report:
+    if task.verdict is None:
+        abort(404, description="该差评尚未填写核实结论，暂无报告单")
+    verified = next((e for e in reversed(task.history) if e.kind == "verified"), None)
+    verifier = verified.actor if verified else "—"
+    _role, _, who = verifier.partition(":")
+    user = db().scalars(select(WebUser).where(or_(WebUser.agent_id == who, WebUser.username == who))).first()
+    profile = store().rules.hotlines.get(task.hotline)
+    return build_report(
+        task, store().rules, verifier=user.display_name if user else who or verifier,
+        organisation=current_app.config.get("REPORT_ORGANISATION") or (profile.name if profile else task.hotline),
+        addressee=current_app.config.get("REPORT_ADDRESSEE") or "局行风办", today=datetime.now(timezone.utc),
+    )
 
 
 @bp.post("/tasks/<int:task_id>/call")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms import DateField, PasswordField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
@@ -30,6 +30,13 @@ class VerdictForm(FlaskForm):
 class RectifiedForm(FlaskForm):
     note = TextAreaField("整改情况", validators=[DataRequired("请填写整改情况"),
                                                  Length(max=2000, message="整改情况不超过2000字")])
+
+
+class SatisfactionForm(FlaskForm):
+    """整改满意: what the citizen said when the agent called back after the rectification."""
+
+    satisfied = RadioField("市民对处理结果是否满意", choices=[SelectChoice("yes", "满意"), SelectChoice("no", "不满意")],
+                           validators=[DataRequired("请选择市民的回答")])
 
 
 class ActionForm(FlaskForm):
