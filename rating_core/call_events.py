@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rating_core.callback_tasks import close_task, note_script_ended, open_task, record_answer
-from rating_core.models import Call, Rating, RatingChange
+from rating_core.models import BlockedNumber, Call, Rating, RatingChange
 from rating_core.rating_history import change_rating
 from rating_core.rules import Rules
 
@@ -235,6 +235,9 @@ def _give_rating(session: Session, rules: Rules, call: Call, event: RatingGiven)
     }
     rating = call.rating
     if rating is None:
+        blocked = session.get(BlockedNumber, call.caller_number) if call.caller_number else None
+        if blocked is not None:  # the malicious-rater list: stored, never adopted
+            values |= {"is_adopted": False, "not_adopted_reason": f"号码在恶意评价名单中：{blocked.reason}"[:256]}
         rating = Rating(call=call, rated_at=event.at, updated_at=event.at, reason_tags=[], **values)
         session.add(rating)
         session.flush()

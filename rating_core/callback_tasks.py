@@ -56,7 +56,7 @@ def load_calendar(session: Session) -> WorkingCalendar:
     return WorkingCalendar(overrides)
 
 
-def _note(session: Session, task: CallbackTask, at: datetime, actor: str, kind: str,
+def note_event(session: Session, task: CallbackTask, at: datetime, actor: str, kind: str,
           to_state: str | None = None, **detail: object) -> None:
     from_state = task.state
     if to_state is not None:
@@ -100,11 +100,11 @@ def open_task(session: Session, policy: CallbackPolicy, rating: Rating, at: date
     reason = _why_not_dialled(session, policy, rating, task.number)
     if reason is not None:
         task.state_reason = reason
-        _note(session, task, at, actor, "created", "not_dialled", reason=reason)
+        note_event(session, task, at, actor, "created", "not_dialled", reason=reason)
         log.info("callback task for call %s not dialled: %s", call.uniqueid, reason)
     else:
         task.next_attempt_at = next_slot(at, policy, calendar)
-        _note(session, task, at, actor, "created", "pending", verify_by=task.verify_by.isoformat())
+        note_event(session, task, at, actor, "created", "pending", verify_by=task.verify_by.isoformat())
     return task
 
 
@@ -126,7 +126,7 @@ def close_task(session: Session, task: CallbackTask, at: datetime, actor: str, r
         return
     task.state_reason = reason
     task.next_attempt_at = None
-    _note(session, task, at, actor, "closed", "closed", reason=reason)
+    note_event(session, task, at, actor, "closed", "closed", reason=reason)
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ def request_attempt(session: Session, policy: CallbackPolicy, task_id: int, now:
     task.next_attempt_at = None
     if agent:
         task.assigned_agent = agent
-    _note(session, task, now, actor, "attempt_requested", "dialing", attempt=seq, purpose=purpose)
+    note_event(session, task, now, actor, "attempt_requested", "dialing", attempt=seq, purpose=purpose)
     session.flush()
     return AttemptRequest(attempt.id)
 
@@ -203,19 +203,19 @@ def record_outcome(session: Session, policy: CallbackPolicy, attempt_id: int, ou
     attempt.detail = detail[:512] if detail else None
     attempt.recording_file = recording_file
     task = attempt.task
-    _note(session, task, at, actor, "attempt_ended", attempt=attempt.seq, outcome=outcome, reason=reason_code,
+    note_event(session, task, at, actor, "attempt_ended", attempt=attempt.seq, outcome=outcome, reason=reason_code,
           cause=cause, detail=detail)
     if task.state != "dialing":
         return  # closed or reassigned meanwhile; the attempt is still on record
     if outcome == "answered":
-        _note(session, task, at, actor, "contacted", "contacted", attempt=attempt.seq)
+        note_event(session, task, at, actor, "contacted", "contacted", attempt=attempt.seq)
     elif outcome in FINAL_OUTCOMES or _attempts_for(task, attempt.purpose) >= policy.max_attempts:
         exhaust(session, task, at, actor, last_outcome=outcome, purpose=attempt.purpose)
     else:
         spacing = timedelta(minutes=policy.retry_after_minutes[outcome])
         task.next_attempt_at = next_slot(at + spacing, policy, load_calendar(session))
         back_to = next(state for state, purpose in DIALLABLE_STATES.items() if purpose == attempt.purpose)
-        _note(session, task, at, actor, "retry_scheduled", back_to,
+        note_event(session, task, at, actor, "retry_scheduled", back_to,
               outcome=outcome, next_attempt_at=task.next_attempt_at.isoformat() if task.next_attempt_at else None)
 
 
@@ -237,7 +237,7 @@ def exhaust(session: Session, task: CallbackTask, at: datetime, actor: str, last
     made = _attempts_for(task, purpose)
     stage = "整改后回访" if purpose == "satisfaction" else "回访"
     reason = "号码无效，无法接通" if last_outcome == "invalid_number" else f"{stage}已拨打{made}次仍未接通"
-    _note(session, task, at, actor, "exhausted", "exhausted", last_outcome=last_outcome)
+    note_event(session, task, at, actor, "exhausted", "exhausted", last_outcome=last_outcome)
     escalate(session, task, at, actor, reason)
 
 
@@ -247,7 +247,7 @@ def escalate(session: Session, task: CallbackTask, at: datetime, actor: str, rea
         return False
     task.escalated_at = at
     task.escalation_reason = reason
-    _note(session, task, at, actor, "escalated", reason=reason)
+    note_event(session, task, at, actor, "escalated", reason=reason)
     return True
 
 
@@ -263,7 +263,7 @@ def recompute_deadlines(session: Session, policy: CallbackPolicy, now: datetime,
         before = task.verify_by
         _compute_deadlines(task, task.rating.rated_at, policy, calendar)
         if task.verify_by != before or stale_only:
-            _note(session, task, now, actor, "deadlines_recomputed", old_verify_by=before.isoformat(),
+            note_event(session, task, now, actor, "deadlines_recomputed", old_verify_by=before.isoformat(),
                   verify_by=task.verify_by.isoformat())
             count += 1
     return count
@@ -336,13 +336,13 @@ def record_verdict(session: Session, policy: CallbackPolicy, task_id: int, verdi
         if rectify_by is not None and not at < rectify_by <= limit:
             raise TaskRuleError(f"整改期限须在现在与 {limit:%Y-%m-%d %H:%M} 之间（不超过{policy.rectify_within.describe()}）")
         task.rectify_by = rectify_by or limit
-        _note(session, task, at, actor, "verified", "rectifying", verdict=verdict, rectify_by=task.rectify_by.isoformat())
+        note_event(session, task, at, actor, "verified", "rectifying", verdict=verdict, rectify_by=task.rectify_by.isoformat())
     elif verdict == "not_adopted":
         change_rating(task.rating, at, actor, is_adopted=False, not_adopted_reason=f"{VERDICTS[verdict]}：{note.strip()}"[:256])
-        _note(session, task, at, actor, "verified", verdict=verdict)
+        note_event(session, task, at, actor, "verified", verdict=verdict)
         close_task(session, task, at, actor, VERDICTS[verdict])
     else:
-        _note(session, task, at, actor, "verified", verdict=verdict)
+        note_event(session, task, at, actor, "verified", verdict=verdict)
         _ready_for_reask(session, policy, task, at, actor)
     return task
 
@@ -357,7 +357,7 @@ def mark_rectified(session: Session, policy: CallbackPolicy, task_id: int, at: d
         raise TaskRuleError(f"任务当前状态为 {task.state}，不在整改中")
     if not note.strip():
         raise TaskRuleError("请填写整改情况")
-    _note(session, task, at, actor, "rectification_reported", note=note.strip(), late=task.rectify_by is not None
+    note_event(session, task, at, actor, "rectification_reported", note=note.strip(), late=task.rectify_by is not None
           and at > task.rectify_by)
     _ready_for_reask(session, policy, task, at, actor)
     return task
@@ -366,7 +366,7 @@ def mark_rectified(session: Session, policy: CallbackPolicy, task_id: int, at: d
 def _ready_for_reask(session: Session, policy: CallbackPolicy, task: CallbackTask, at: datetime, actor: str) -> None:
     task.rectified_at = at
     task.next_attempt_at = next_slot(at, policy, load_calendar(session))
-    _note(session, task, at, actor, "rectified", "rectified",
+    note_event(session, task, at, actor, "rectified", "rectified",
           next_attempt_at=task.next_attempt_at.isoformat() if task.next_attempt_at else None)
 
 
@@ -389,7 +389,7 @@ def record_answer(session: Session, attempt_id: int, question: str, answer: bool
     task = attempt.task
     session.add(CallbackAnswer(task=task, attempt_id=attempt_id, question=question, answer=answer, key=key,
                                uniqueid=uniqueid, at=at))
-    _note(session, task, at, actor, "answer", attempt=attempt.seq, question=question, answer=answer)
+    note_event(session, task, at, actor, "answer", attempt=attempt.seq, question=question, answer=answer)
     if task.state in ("closed", "not_dialled"):
         return  # kept on record; the task was settled another way meanwhile
     if question == "identity" and not answer:
@@ -415,7 +415,7 @@ def note_script_ended(session: Session, attempt_id: int, end_reason: str, progre
         TaskEvent.task_id == attempt.task_id, TaskEvent.kind == "script_ended",
         TaskEvent.detail["attempt"].as_integer() == attempt.seq)).first()
     if already is None:
-        _note(session, attempt.task, at, "system:callback-ivr", "script_ended", attempt=attempt.seq,
+        note_event(session, attempt.task, at, "system:callback-ivr", "script_ended", attempt=attempt.seq,
               end_reason=end_reason, progress=progress)
 
 

@@ -335,3 +335,25 @@ class FigureAdjustment(Base):
     reason: Mapped[str] = mapped_column(Text)
     entered_by: Mapped[str] = mapped_column(String(64))
     entered_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Appeal(Base):
+    """申诉复核: the rated unit disputes a 差评 within its window; a supervisor decides within theirs."""
+
+    __tablename__ = "appeals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("callback_tasks.id", ondelete="CASCADE"), unique=True)
+    unit: Mapped[str] = mapped_column(String(256))
+    reason: Mapped[str] = mapped_column(Text)
+    filed_by: Mapped[str] = mapped_column(String(64))
+    filed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    review_by: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    # upheld (the rating becomes 误评 / 恶意 and not adopted) or rejected; None while under review.
+    decision: Mapped[str | None] = mapped_column(String(16))
+    finding: Mapped[str | None] = mapped_column(String(16))
+    decision_note: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    task: Mapped[CallbackTask] = relationship()

@@ -58,7 +58,7 @@ def test_every_route_states_its_roles(web_site) -> None:
         ("agent", "/agent/", 200), ("boss", "/agent/", 200), ("unit", "/agent/", 403), ("admin", "/agent/", 403),
         ("agent", "/admin/audit", 403), ("boss", "/admin/audit", 403), ("admin", "/admin/audit", 200),
         ("admin", "/admin/users", 200), ("unit", "/admin/users", 403),
-        ("unit", "/unit", 200), ("agent", "/unit", 403),
+        ("unit", "/unit/", 200), ("agent", "/unit/", 403),
         ("agent", "/agent/tasks/1", 200), ("rated", "/agent/tasks/1", 403), ("unit", "/agent/tasks/1", 403),
         ("agent", "/agent/tasks/999", 404),
     ],
@@ -187,7 +187,7 @@ def test_a_recording_outside_the_allowed_folders_is_never_served(web_site, tmp_p
 
 
 def test_unit_users_see_their_units_差评_with_the_appeal_deadline(web_site) -> None:
-    page = text(signed_in(web_site, "unit").get("/unit"))
+    page = text(signed_in(web_site, "unit").get("/unit/"))
     assert "#1" in page and "申诉截止" in page and "138" not in page
 
 

@@ -69,11 +69,12 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
     login_manager.init_app(app)
     display.register(app, store.rules)
 
-    from web import admin, agent, auth, supervisor
+    from web import admin, agent, auth, supervisor, unit
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(agent.bp)
     app.register_blueprint(supervisor.bp)
+    app.register_blueprint(unit.bp)
     app.register_blueprint(admin.bp)
 
     @app.teardown_appcontext

@@ -1,4 +1,4 @@
-"""Signing in and out, and the landing page of unit users."""
+"""Signing in and out."""
 
 from __future__ import annotations
 
@@ -6,11 +6,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_user, logout_user
-from sqlalchemy import select
-from sqlalchemy.orm import joinedload
-
-from rating_core.models import Call, CallbackTask, Rating, WebUser
+from flask_login import login_user, logout_user
+from rating_core.models import WebUser
 from web import db, login_manager
 from web.accounts import SignedIn, authenticate
 from web.audit import audit
@@ -58,16 +55,3 @@ def logout() -> Any:
         logout_user()
         flash("已退出登录", "info")
     return redirect(url_for("auth.login"))
-
-
-@bp.get("/unit")
-@role_required("unit")
-def unit_home() -> Any:
-    """The 差评 of the signed-in unit, with the deadline to appeal each."""
-    tasks = db().scalars(
-        select(CallbackTask).join(CallbackTask.rating).join(Rating.call)
-        .where(Call.unit == current_user.unit)
-        .options(joinedload(CallbackTask.rating).joinedload(Rating.call))
-        .order_by(CallbackTask.appeal_file_by.desc())
-    ).all()
-    return render_template("unit/home.html", tasks=tasks)

@@ -20,7 +20,7 @@ REVEAL_NUMBER = frozenset({"agent", "supervisor", "admin"})
 # Who may listen to voice messages and call recordings (always audited).
 PLAY_RECORDINGS = frozenset({"agent", "supervisor", "admin"})
 # Where each role lands after signing in.
-HOME = {"agent": "agent.queue", "supervisor": "agent.queue", "admin": "admin.audit", "unit": "auth.unit_home"}
+HOME = {"agent": "agent.queue", "supervisor": "agent.queue", "admin": "admin.audit", "unit": "unit.home"}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
