@@ -69,6 +69,8 @@ async def read_call_facts(agi: AgiSession) -> CallFacts:
         facts.values[name] = value or None
         if not value and variable in EXPECTED_VARIABLES:
             facts.missing.append(variable)
+    # The service call's recording, when the dialplan passes it (?recording=${MIXMONITOR_FILENAME}).
+    facts.values["recording_file"] = env.query.get("recording") or None
     if not facts.values["linkedid"]:
         # After Queue(…,c) the caller's own channel still carries the original call's linkedid.
         facts.values["linkedid"] = await agi.get_full_variable("${CHANNEL(linkedid)}")

@@ -39,6 +39,7 @@ class CallStarted:
     unit: str | None = None
     channel: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
+    recording_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,7 @@ def _start_call(session: Session, event: CallStarted) -> None:
             case_number=event.case_number,
             unit=event.unit,
             channel=event.channel,
+            recording_file=event.recording_file,
             started_at=event.at,
             progress="connected",
             menu_plays=0,

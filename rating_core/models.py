@@ -74,6 +74,8 @@ class Call(Base):
     case_number: Mapped[str | None] = mapped_column(String(128), index=True)
     unit: Mapped[str | None] = mapped_column(String(256))
     channel: Mapped[str | None] = mapped_column(String(256))
+    # The service call's own recording (the hotline's MixMonitor file), for quality listening.
+    recording_file: Mapped[str | None] = mapped_column(String(512))
     started_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # How far the caller got: connected, menu, rated, reason, voice_message, thanks, completed.
@@ -357,3 +359,39 @@ class Appeal(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     task: Mapped[CallbackTask] = relationship()
+
+
+class QualitySample(Base):
+    """A random sample of recorded calls, stratified, for supervisors to listen to and score."""
+
+    __tablename__ = "quality_samples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    period: Mapped[str] = mapped_column(String(32))
+    # Comma-separated strata (hotline, agent, level); up to per_stratum calls drawn from each.
+    strata: Mapped[str] = mapped_column(String(64))
+    per_stratum: Mapped[int] = mapped_column(Integer)
+    # The draw is repeatable: the same period, strata and seed give the same calls.
+    seed: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    items: Mapped[list[QualityItem]] = relationship(
+        back_populates="sample", order_by="QualityItem.id", cascade="all, delete-orphan"
+    )
+
+
+class QualityItem(Base):
+    __tablename__ = "quality_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sample_id: Mapped[int] = mapped_column(ForeignKey("quality_samples.id", ondelete="CASCADE"), index=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    stratum: Mapped[str] = mapped_column(String(256))
+    score: Mapped[int | None] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    scored_by: Mapped[str | None] = mapped_column(String(64))
+    scored_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    sample: Mapped[QualitySample] = relationship(back_populates="items")
+    call: Mapped[Call] = relationship()

@@ -128,7 +128,8 @@ def web_site(engine: Engine, rules: Rules, tmp_path: Path) -> WebSite:
     uid = "1795316400.1"
     store.apply([
         CallStarted(uniqueid=uid, hotline="12345", at=now - timedelta(hours=2), caller_number="13812345678",
-                    agent_id="1024", queue="社保咨询", case_number="GD20261120001", unit="市人社局"),
+                    agent_id="1024", queue="社保咨询", case_number="GD20261120001", unit="市人社局",
+                    recording_file=str(voice)),  # stands in for the service call's MixMonitor file
         RatingGiven(uid, "very_dissatisfied", "dtmf", now - timedelta(hours=2)),
         ReasonGiven(uid, ("buck_passing",), now - timedelta(hours=2)),
         VoiceMessageRecorded(uid, str(voice), 1.0, now - timedelta(hours=2)),
@@ -141,5 +142,5 @@ def web_site(engine: Engine, rules: Rules, tmp_path: Path) -> WebSite:
         claim_attempt(session, decision.attempt_id, now - timedelta(hours=1), "PJSIP/2001")
         record_outcome(session, policy, decision.attempt_id, "answered", now - timedelta(minutes=50), "dialer")
     app = create_app(store, {"SECRET_KEY": "test-secret", "SESSION_COOKIE_SECURE": False,
-                             "RECORDING_ROOTS": [str(recordings)]})
+                             "RECORDING_ROOTS": [str(recordings)], "TRANSCODE_DIR": str(tmp_path / "transcoded")})
     return WebSite(app, store, 1, voice)

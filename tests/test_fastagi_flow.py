@@ -192,3 +192,11 @@ async def test_many_concurrent_calls_each_land_as_given(ivr: IvrService) -> None
     assert summary.errors == [] and summary.mismatches == []
     assert sum(summary.expected_levels.values()) + summary.unrated == 150
     assert {"satisfied", "silent", "early_hangup", "dissatisfied_with_message"} <= set(summary.by_kind)
+
+
+async def test_the_service_calls_recording_comes_with_the_agi_url(ivr: IvrService) -> None:
+    path = "/var/spool/asterisk/monitor/1795316432-2001.wav"
+    result = await place(ivr, Press("2"), script=f"postcall?hotline=12345&recording={path}")
+    assert stored(ivr, result).recording_file == path
+    plain = await place(ivr, Press("2"))
+    assert stored(ivr, plain).recording_file is None

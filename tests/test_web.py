@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
+import wave
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
@@ -239,3 +242,24 @@ def test_the_agent_enters_the_re_asked_satisfaction_and_the_report_says_so(web_s
     paragraphs = [p.text for p in Document(io.BytesIO(word.data)).paragraphs]
     assert paragraphs[0] == "政务服务差评事项核查整改情况报告单" and "二、整改情况" in paragraphs
     assert any("表示满意" in p for p in paragraphs)
+
+
+def use_gsm_voice_message(site) -> Path:
+    """Asterisk's wav49: GSM 6.10 in a WAV container, which browsers cannot play."""
+    gsm = site.voice_file.with_name("gsm-message.wav")
+    subprocess.run(["sox", str(site.voice_file), "-e", "gsm-full-rate", str(gsm)], check=True)
+    with site.store.sessions.begin() as session:
+        session.get(CallbackTask, site.task_id).rating.voice_message_file = str(gsm)
+    return gsm
+
+
+def test_a_gsm_recording_is_served_as_pcm_and_the_original_kept(web_site) -> None:
+    gsm = use_gsm_voice_message(web_site)
+    original = gsm.read_bytes()
+    client = signed_in(web_site, "agent")
+    served = client.get("/agent/tasks/1/voice")
+    assert served.status_code == 200
+    with wave.open(io.BytesIO(served.data)) as wav:  # the wave module reads PCM only
+        assert (wav.getframerate(), wav.getsampwidth(), wav.getnframes()) == (8000, 2, 8000)
+    assert gsm.read_bytes() == original
+    assert client.get("/agent/tasks/1/voice").data == served.data  # from the cache the second time

@@ -149,3 +149,26 @@ def test_a_supervisor_reads_the_figures_with_a_chart_and_exports_them(browser: B
     sheet = load_workbook(io.BytesIO(saved.read_bytes())).active
     assert sheet.cell(row=4, column=2).value == "1024" and sheet.cell(row=3, column=1).value == "序号"
     assert errors == []
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_a_gsm_voice_message_plays_in_the_browser(browser: Browser, site_url: str, web_site) -> None:
+    """Asterisk's wav49 (GSM in WAV) does not play in Chromium as it is; the tool serves a PCM copy."""
+    import subprocess
+
+    from rating_core.models import CallbackTask as Task
+
+    gsm = web_site.voice_file.with_name("gsm-message.wav")
+    subprocess.run(["sox", str(web_site.voice_file), "-e", "gsm-full-rate", str(gsm)], check=True)
+    with web_site.store.sessions.begin() as session:
+        session.get(Task, web_site.task_id).rating.voice_message_file = str(gsm)
+    page = browser.new_page()
+    sign_in(page, site_url, "agent", web_site.password)
+    page.goto(f"{site_url}/agent/tasks/1")
+    played = page.evaluate("""async () => {
+        const audio = document.querySelector('#voice');
+        await audio.play();
+        await new Promise(resolve => setTimeout(resolve, 300));
+        return {duration: audio.duration, time: audio.currentTime, error: audio.error && audio.error.code};
+    }""")
+    assert played["error"] is None and played["duration"] == pytest.approx(1.0, abs=0.05) and played["time"] > 0

@@ -61,6 +61,10 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
 
         store = open_store()
     app.extensions["hotline_store"] = store
+    if not app.config.get("TRANSCODE_DIR"):
+        from rating_core.database import home_dir
+
+        app.config["TRANSCODE_DIR"] = str(home_dir() / "transcoded")
     if app.config["RECORDING_ROOTS"] is None:
         roots = {profile.voice_message.directory for profile in store.rules.hotlines.values()}
         app.config["RECORDING_ROOTS"] = sorted(roots | {"/var/spool/asterisk/monitor"})

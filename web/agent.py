@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import mimetypes
-import os
 from datetime import datetime, time, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, send_file, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload, selectinload
@@ -20,6 +18,7 @@ from rating_core.verification_report import Report, build_report
 from web import db, store
 from web.audit import audit
 from web.forms import ActionForm, RectifiedForm, SatisfactionForm, VerdictForm
+from web.recordings import serve_recording
 from web.report_docx import report_docx
 from web.roles import PLAY_RECORDINGS, REVEAL_NUMBER, role_required
 
@@ -223,7 +222,7 @@ def reveal(task_id: int) -> Any:
 @role_required(*PLAY_RECORDINGS)
 def voice(task_id: int) -> Any:
     found = _task(task_id)
-    return _recording(found.rating.voice_message_file, f"task:{task_id}:voice")
+    return serve_recording(found.rating.voice_message_file, f"task:{task_id}:voice")
 
 
 @bp.get("/attempts/<int:attempt_id>/recording")
@@ -233,20 +232,4 @@ def attempt_recording(attempt_id: int) -> Any:
     if attempt is None:
         abort(404)
     _task(attempt.task_id)
-    return _recording(attempt.recording_file, f"attempt:{attempt_id}:recording")
-
-
-def _recording(path: str | None, target: str) -> Any:
-    """Serve a recording from the allowed folders only; every play is audited."""
-    if not path:
-        abort(404)
-    real = os.path.realpath(path)
-    roots = [os.path.realpath(root) for root in current_app.config["RECORDING_ROOTS"]]
-    if not any(os.path.commonpath([real, root]) == root for root in roots) or not os.path.isfile(real):
-        current_app.logger.warning("recording %s for %s not served: outside %s or missing", path, target, roots)
-        abort(404)
-    session = db()
-    audit(session, "play_recording", target, file=path)
-    session.commit()
-    mimetype = mimetypes.guess_type(real)[0] or "application/octet-stream"
-    return send_file(real, mimetype=mimetype, conditional=True)
+    return serve_recording(attempt.recording_file, f"attempt:{attempt_id}:recording")
