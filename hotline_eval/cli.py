@@ -372,9 +372,15 @@ def figures() -> None:
               help="CSV: name,A,M,P,I,D,T,B,N1,N2,N3,adjustment (one row per unit; - for stdin).")
 @click.option("--output", "target", type=click.File("w", encoding="utf-8"), default="-", show_default=True,
               help="CSV out: the counts, rates (percent), rank, points per item, deduction and score.")
-def figures_score(scheme_key: str, source: click.utils.LazyFile, target: click.utils.LazyFile) -> None:
+@click.option("--adjustment", "adjustment_kind", type=click.Choice(["delta", "points"]), default="delta",
+              show_default=True,
+              help="delta: the column adds to the scheme's base (10); points: it is the 加减分 item as a published "
+                   "table prints it (base included).")
+def figures_score(scheme_key: str, source: click.utils.LazyFile, target: click.utils.LazyFile,
+                  adjustment_kind: str) -> None:
     """Score units from their counts: rates, rank points and the composite score, as CSV."""
     import csv
+    from dataclasses import replace
 
     from hotline_eval.figures_csv import read_counts, score_header, score_rows
     from rating_core.scoring import ScoringError, load_scoring_rules, score_units
@@ -387,9 +393,26 @@ def figures_score(scheme_key: str, source: click.utils.LazyFile, target: click.u
         raise click.ClickException(str(exc)) from exc
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
+    if adjustment_kind == "points":
+        units = [replace(unit, adjustment=unit.adjustment - scheme.adjustment.base) for unit in units]
     writer = csv.writer(target, lineterminator="\n")
     writer.writerow(score_header(scheme, rules))
     writer.writerows(score_rows(score_units(units, scheme, rules), scheme, rules))
+
+
+@figures.command("rollup")
+@click.option("--days", type=int, default=None, help="Also rebuild the last N days (nightly, or after a spool replay).")
+def figures_rollup(days: int | None) -> None:
+    """Bring the daily figure rollups up to date (the figures page does this before each read)."""
+    from zoneinfo import ZoneInfo
+
+    from rating_core.figure_rollups import refresh
+
+    store = open_store()
+    with store.sessions.begin() as session:
+        rebuilt = refresh(session, ZoneInfo(store.rules.callback.timezone), datetime.now(timezone.utc),
+                          days_back=days)
+    click.echo(f"rollups: {rebuilt} day(s) rebuilt")
 
 
 @main.group()

@@ -19,16 +19,18 @@ One aggregate query per request: conditional sums grouped by the dimension.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, and_, case, exists, func, select
+from sqlalchemy import Integer, Select, and_, case, exists, func, select
 from sqlalchemy.orm import Session
 
 from rating_core.models import Call, CallbackAttempt, CallbackTask, FigureAdjustment, Rating
-from rating_core.scoring import ScoringRules, UnitCounts, UnitScore, score_units
+from rating_core.scoring import COUNT_NAMES, ScoringRules, UnitCounts, UnitScore, score_units
 
 # What a table row can stand for, and the column that names it.
 DIMENSIONS = {
@@ -49,6 +51,7 @@ class Period:
     label: str
     start: datetime
     end: datetime  # exclusive
+    zone: ZoneInfo | None = None  # set when the bounds are local midnights (whole days)
 
 
 def parse_period(text: str, zone: ZoneInfo) -> Period:
@@ -75,7 +78,7 @@ def parse_period(text: str, zone: ZoneInfo) -> Period:
         raise PeriodError(f"无法识别的时段 {text!r}：{exc}") from None
     start = datetime.combine(first, time(0), zone).astimezone(timezone.utc)
     end = datetime.combine(last, time(0), zone).astimezone(timezone.utc)
-    return Period(text, start, end)
+    return Period(text, start, end, zone)
 
 
 def current_quarter(now: datetime, zone: ZoneInfo) -> str:
@@ -87,40 +90,43 @@ def _count(condition: object) -> object:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0).cast(Integer)
 
 
-def unit_counts(session: Session, period: Period, by: str, hotline: str | None = None) -> list[UnitCounts]:
-    """The counts of every unit of ``by`` with calls in ``period``, by name."""
-    label_column = DIMENSIONS[by][1]
+def count_columns() -> list[Any]:
+    """The ten counts as SQL aggregates over calls ⟕ ratings ⟕ callback tasks (see the module docstring)."""
     answered = exists().where(CallbackAttempt.task_id == CallbackTask.id, CallbackAttempt.outcome == "answered")
     negative = and_(Rating.id.is_not(None), Rating.is_negative.is_(True))
+    return [
+        func.count(Call.id).label("A"),
+        _count(Rating.id.is_not(None)).label("M"),
+        _count(and_(Rating.id.is_not(None), Rating.is_active.is_(True))).label("P"),
+        _count(and_(Rating.id.is_not(None), Rating.is_active.is_(True), Rating.is_negative.is_(False))).label("I"),
+        _count(negative).label("D"),
+        _count(and_(negative, Rating.is_adopted.is_(True))).label("T"),
+        _count(and_(negative, Rating.is_adopted.is_(False))).label("B"),
+        _count(and_(negative, CallbackTask.id.is_not(None),
+                    (CallbackTask.verified_at.is_not(None)) | answered)).label("N1"),
+        _count(and_(negative, CallbackTask.rectified_at.is_not(None))).label("N2"),
+        _count(and_(negative, CallbackTask.citizen_satisfied.is_(True))).label("N3"),
+    ]
+
+
+def counts_query(group_by: list[Any], start: datetime, end: datetime, hotline: str | None = None) -> Select[Any]:
     query = (
-        select(
-            label_column.label("name"),
-            func.count(Call.id).label("A"),
-            _count(Rating.id.is_not(None)).label("M"),
-            _count(and_(Rating.id.is_not(None), Rating.is_active.is_(True))).label("P"),
-            _count(and_(Rating.id.is_not(None), Rating.is_active.is_(True), Rating.is_negative.is_(False))).label("I"),
-            _count(negative).label("D"),
-            _count(and_(negative, Rating.is_adopted.is_(True))).label("T"),
-            _count(and_(negative, Rating.is_adopted.is_(False))).label("B"),
-            _count(and_(negative, CallbackTask.id.is_not(None),
-                        (CallbackTask.verified_at.is_not(None)) | answered)).label("N1"),
-            _count(and_(negative, CallbackTask.rectified_at.is_not(None))).label("N2"),
-            _count(and_(negative, CallbackTask.citizen_satisfied.is_(True))).label("N3"),
-        )
+        select(*group_by, *count_columns())
         .select_from(Call)
         .outerjoin(Rating, Rating.call_id == Call.id)
         .outerjoin(CallbackTask, CallbackTask.rating_id == Rating.id)
-        .where(Call.started_at >= period.start, Call.started_at < period.end)
-        .group_by(label_column)
-        .order_by(label_column)
+        .where(Call.started_at >= start, Call.started_at < end)
+        .group_by(*group_by)
     )
-    if hotline:
-        query = query.where(Call.hotline == hotline)
-    return [
-        UnitCounts(row.name or UNNAMED, {name: int(getattr(row, name)) for name in
-                                         ("A", "M", "P", "I", "D", "T", "B", "N1", "N2", "N3")})
-        for row in session.execute(query)
-    ]
+    return query.where(Call.hotline == hotline) if hotline else query
+
+
+def unit_counts(session: Session, period: Period, by: str, hotline: str | None = None) -> list[UnitCounts]:
+    """The counts of every unit of ``by`` with calls in ``period``, read from the calls themselves."""
+    column = DIMENSIONS[by][1]
+    query = counts_query([column.label("name")], period.start, period.end, hotline).order_by(column)
+    return [UnitCounts(row.name or UNNAMED, {name: int(getattr(row, name)) for name in COUNT_NAMES})
+            for row in session.execute(query)]
 
 
 def adjustments(session: Session, period: str, by: str) -> dict[str, Decimal]:
@@ -133,11 +139,17 @@ def adjustments(session: Session, period: str, by: str) -> dict[str, Decimal]:
     return {name: Decimal(total) for name, total in rows}
 
 
+Counter = Callable[[Session, Period, str, "str | None"], list[UnitCounts]]
+
+
 def figures_table(session: Session, period: Period, by: str, scheme_key: str, rules: ScoringRules,
-                  hotline: str | None = None) -> list[UnitScore]:
-    """Seed 003's table for one period and dimension: counts, adjustments, scores; best score first."""
+                  hotline: str | None = None, counts: Counter = unit_counts) -> list[UnitScore]:
+    """Seed 003's table for one period and dimension: counts, adjustments, scores; best score first.
+
+    ``counts`` reads the counts: from the calls (default) or from the daily rollups.
+    """
     extra = adjustments(session, period.label, by)
     units = [replace(unit, adjustment=extra.get(unit.name, Decimal(0)))
-             for unit in unit_counts(session, period, by, hotline)]
+             for unit in counts(session, period, by, hotline)]
     scores = score_units(units, rules.scheme(scheme_key), rules)
     return sorted(scores, key=lambda score: (-score.total, score.unit.name))

@@ -160,3 +160,11 @@ def test_the_demo_ends_with_the_web_tool_filled_by_the_loop(tmp_path: Path) -> N
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
+
+
+def test_figures_rollup_by_hand(tmp_path: Path) -> None:
+    assert run(tmp_path, "db", "upgrade").returncode == 0
+    done = run(tmp_path, "figures", "rollup", "--days", "3")
+    assert done.returncode == 0 and "rollups: 3 day(s) rebuilt" in done.stdout, done.stderr
+    again = run(tmp_path, "figures", "rollup")
+    assert again.returncode == 0 and "rollups: 0 day(s) rebuilt" in again.stdout

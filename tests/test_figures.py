@@ -175,3 +175,52 @@ def test_overdue_and_escalated_tasks_are_listed(web_site) -> None:
         task.verify_by = datetime.now(timezone.utc) - timedelta(hours=1)
     page = signed_in(web_site, "boss").get("/supervisor/overdue").data.decode()
     assert "#1" in page and "已超期" in page
+
+
+# -- the daily rollups ------------------------------------------------------------------------------
+
+
+def both_ways(store: RatingStore, by: str) -> tuple[list, list]:
+    from rating_core.figure_rollups import rolled_up_counts
+
+    period = parse_period("2026Q4", ZONE)
+    with store.sessions() as session:
+        return unit_counts(session, period, by), rolled_up_counts(session, period, by)
+
+
+def refreshed(store: RatingStore, now: datetime, days_back: int | None = None) -> int:
+    from rating_core.figure_rollups import refresh
+
+    with store.sessions.begin() as session:
+        return refresh(session, ZONE, now, days_back=days_back)
+
+
+@pytest.mark.parametrize("by", ["hotline", "unit", "queue", "agent"])
+def test_the_rollups_give_the_same_counts_as_the_calls(filled: RatingStore, by: str) -> None:
+    assert refreshed(filled, T0 + timedelta(hours=1)) > 0
+    live, rolled = both_ways(filled, by)
+    assert rolled == live and live
+
+
+def test_the_rollups_follow_later_changes_and_cost_nothing_when_idle(filled: RatingStore, rules) -> None:
+    refreshed(filled, T0 + timedelta(hours=3))
+    # Nothing changed (and no call began within the hour of slack before the watermark): nothing rebuilt.
+    assert refreshed(filled, T0 + timedelta(hours=4)) == 0
+    # Later: a new 差评 is handled, and an old task's caller answers the re-ask (days after the call).
+    later = T0 + timedelta(days=3)
+    task_id = call(filled, "1002", "dissatisfied", at=later)
+    handle(filled, rules, task_id, verdict="immediate_fix", satisfied=True)
+    assert refreshed(filled, later + timedelta(hours=1)) >= 1
+    live, rolled = both_ways(filled, "agent")
+    assert rolled == live
+    assert {u.name: u.counts["N3"] for u in rolled}["1002"] == 1
+
+
+def test_a_late_replayed_call_needs_the_nightly_rebuild(filled: RatingStore) -> None:
+    refreshed(filled, T0 + timedelta(days=10))
+    call(filled, "1003", "satisfied", at=T0 - timedelta(days=1))  # a spool replayed long after the call
+    refreshed(filled, T0 + timedelta(days=10, minutes=1))
+    live, rolled = both_ways(filled, "agent")
+    assert "1003" in {u.name for u in live} and "1003" not in {u.name for u in rolled}
+    refreshed(filled, T0 + timedelta(days=10, minutes=2), days_back=14)
+    assert both_ways(filled, "agent")[1] == both_ways(filled, "agent")[0]

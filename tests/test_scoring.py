@@ -156,3 +156,21 @@ def test_cli_warns_about_odd_counts_but_scores_them(tmp_path: Path) -> None:
 def test_cli_unknown_scheme(tmp_path: Path) -> None:
     done = figures(tmp_path, HEADER + "甲,1,1,1,1,0,0,0,0,0,0,0\n", scheme="zibo-city")
     assert done.returncode == 1 and "known: zibo-district, zibo-department" in done.stderr
+
+
+def test_cli_reads_the_adjustment_as_a_delta_or_as_the_printed_points(tmp_path: Path) -> None:
+    row = HEADER + "甲,100,100,50,50,0,0,0,0,0,0,12\n"
+    delta = figures(tmp_path, row)
+    source = tmp_path / "counts.csv"
+    points = subprocess.run([CLI, "figures", "score", "--rules", "zibo-district", "--input", str(source),
+                             "--adjustment", "points"], capture_output=True, text=True, timeout=60)
+    # 40 + 20 + 20 + 10 (first) = 90, plus 加减分: 10 + 12 = 22 as a delta (capped total 100), 12 as printed.
+    assert delta.stdout.splitlines()[1].split(",")[-2:] == ["22.00", "100.00"]
+    assert points.stdout.splitlines()[1].split(",")[-2:] == ["12.00", "100.00"]
+    lower = HEADER + "甲,100,90,50,50,0,0,0,0,0,0,8\n"
+    # 36 + 20 + 20 + 10, plus 加减分 10 + 8 = 104, capped; or 8 as printed = 94.
+    assert figures(tmp_path, lower).stdout.splitlines()[1].split(",")[-1] == "100.00"
+    source.write_text(lower, encoding="utf-8")
+    printed = subprocess.run([CLI, "figures", "score", "--rules", "zibo-district", "--input", str(source),
+                              "--adjustment", "points"], capture_output=True, text=True, timeout=60)
+    assert printed.stdout.splitlines()[1].split(",")[-1] == "94.00"

@@ -15,8 +15,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from rating_core.callback_tasks import OPEN_STATES
-from rating_core.figures import DIMENSIONS, Period, PeriodError, current_quarter, figures_table, parse_period, \
-    unit_counts
+from rating_core.figure_rollups import refresh, rolled_up_counts
+from rating_core.figures import DIMENSIONS, Period, PeriodError, current_quarter, figures_table, parse_period
 from rating_core.figures_xlsx import write_report
 from rating_core.appeals import FINDINGS as APPEAL_FINDINGS
 from rating_core.appeals import AppealError, block_number, decide_appeal, unblock_number
@@ -61,9 +61,13 @@ def _choices() -> dict[str, str]:
 
 
 def _table(chosen: dict[str, str]) -> tuple[Period, list[Any]]:
+    """The scored table, read from the daily rollups after bringing them up to date."""
+    session = db()
+    refresh(session, _zone(), datetime.now(timezone.utc))
+    session.commit()
     period = parse_period(chosen["period"], _zone())
-    scores = figures_table(db(), period, chosen["by"], chosen["scheme"], load_scoring_rules(),
-                           chosen["hotline"] or None)
+    scores = figures_table(session, period, chosen["by"], chosen["scheme"], load_scoring_rules(),
+                           chosen["hotline"] or None, counts=rolled_up_counts)
     return period, scores
 
 
@@ -95,7 +99,7 @@ def _trend(period: Period, hotline: str | None) -> dict[str, list[Any]]:
     start = period.start
     while start < period.end and len(labels) < 60:
         end = min(start + step, period.end)
-        units = unit_counts(db(), Period("", start, end), "hotline", hotline)
+        units = rolled_up_counts(db(), Period("", start, end, _zone()), "hotline", hotline)
         m = sum(unit.counts["M"] for unit in units)
         t = sum(unit.counts["T"] for unit in units)
         labels.append(start.astimezone(_zone()).strftime("%m-%d"))
