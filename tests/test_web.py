@@ -263,3 +263,21 @@ def test_a_gsm_recording_is_served_as_pcm_and_the_original_kept(web_site) -> Non
         assert (wav.getframerate(), wav.getsampwidth(), wav.getnframes()) == (8000, 2, 8000)
     assert gsm.read_bytes() == original
     assert client.get("/agent/tasks/1/voice").data == served.data  # from the cache the second time
+
+
+def test_the_factory_alone_serves_from_the_environment_and_needs_a_secret(tmp_path, monkeypatch) -> None:
+    """`flask --app web run` calls create_app() with nothing: the store and the secret come from the environment."""
+    from rating_core.database import make_engine
+    from rating_core.migrate import upgrade
+    from web import create_app
+
+    url = f"sqlite:///{tmp_path / 'env.db'}"
+    upgrade(make_engine(url))
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.delenv("HOTLINE_EVAL_SECRET_KEY", raising=False)
+    with pytest.raises(RuntimeError, match="HOTLINE_EVAL_SECRET_KEY"):
+        create_app()
+    monkeypatch.setenv("HOTLINE_EVAL_SECRET_KEY", "from-the-environment")
+    app = create_app()
+    assert app.config["SESSION_COOKIE_SECURE"] is True and app.config["SESSION_COOKIE_HTTPONLY"] is True
+    assert app.test_client().get("/login").status_code == 200

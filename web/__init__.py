@@ -56,10 +56,11 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
         if not app.config.get("DEMO"):
             raise RuntimeError("HOTLINE_EVAL_SECRET_KEY is not set: the web tool signs sessions with it")
         app.config["SECRET_KEY"] = secrets.token_hex(32)
-    if store is None:
-        from hotline_eval.cli import open_store
+    if store is None:  # `flask --app web run`: the store the environment names
+        from rating_core.database import make_engine
+        from rating_core.rules import load_rules
 
-        store = open_store()
+        store = RatingStore(make_engine(), load_rules())
     app.extensions["hotline_store"] = store
     if not app.config.get("TRANSCODE_DIR"):
         from rating_core.database import home_dir

@@ -1,0 +1,94 @@
+"""Supervisors: 申诉复核 (deciding units' appeals) and the malicious-rater list (routes on the supervisor blueprint)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+from rating_core.appeals import FINDINGS as APPEAL_FINDINGS
+from rating_core.appeals import AppealError, block_number, decide_appeal, unblock_number
+from rating_core.models import Appeal, BlockedNumber, CallbackTask, Rating
+from web import db
+from web.roles import role_required
+from web.supervisor import FIGURE_ROLES, bp
+
+
+@bp.get("/appeals")
+@role_required(*FIGURE_ROLES)
+def appeals() -> Any:
+    """Appeals under review first, by their review deadline; then the decided ones."""
+    rows = db().scalars(
+        select(Appeal).options(joinedload(Appeal.task).joinedload(CallbackTask.rating).joinedload(Rating.call))
+        .order_by(Appeal.decision.is_not(None), Appeal.review_by)
+    ).all()
+    return render_template("supervisor/appeals.html", appeals=rows, findings=APPEAL_FINDINGS)
+
+
+@bp.post("/appeals/<int:appeal_id>/decide")
+@role_required("supervisor")
+def decide(appeal_id: int) -> Any:
+    form = request.form
+    session = db()
+    try:
+        decide_appeal(session, appeal_id, form.get("decision") == "upheld", form.get("finding") or None,
+                      form.get("note", ""), datetime.now(timezone.utc), f"supervisor:{current_user.username}",
+                      block_number=form.get("block") == "1")
+    except AppealError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("supervisor.appeals"))
+    session.commit()
+    flash("复核结论已保存", "info")
+    return redirect(url_for("supervisor.appeals"))
+
+
+@bp.get("/blocked")
+@role_required(*FIGURE_ROLES)
+def blocked() -> Any:
+    entries = db().scalars(select(BlockedNumber).order_by(BlockedNumber.added_at.desc())).all()
+    # The page shows masked numbers only; removal posts an opaque signed token, not the number.
+    tokens = {entry.number: _number_tokens().dumps(entry.number) for entry in entries}
+    return render_template("supervisor/blocked.html", entries=entries, tokens=tokens)
+
+
+def _number_tokens() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="blocked-number")
+
+
+@bp.post("/blocked")
+@role_required("supervisor")
+def add_blocked() -> Any:
+    session = db()
+    try:
+        block_number(session, request.form.get("number", ""), request.form.get("reason", ""),
+                     datetime.now(timezone.utc), f"supervisor:{current_user.username}")
+    except AppealError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("supervisor.blocked"))
+    session.commit()
+    flash("已加入恶意评价名单：此后该号码的评价不予采纳、不回访", "info")
+    return redirect(url_for("supervisor.blocked"))
+
+
+@bp.post("/blocked/remove")
+@role_required("supervisor")
+def remove_blocked() -> Any:
+    session = db()
+    try:
+        unblock_number(session, _number_tokens().loads(request.form.get("token", "")))
+    except BadSignature:
+        abort(400, description="无效的号码标识")
+    except AppealError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("supervisor.blocked"))
+    session.commit()
+    flash("已移出恶意评价名单", "info")
+    return redirect(url_for("supervisor.blocked"))

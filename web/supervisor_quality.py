@@ -1,0 +1,95 @@
+"""Supervisors: quality listening (质检抽听) — drawing samples, listening, scoring (routes on the supervisor blueprint)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from rating_core.figures import PeriodError, current_quarter, parse_period
+from rating_core.models import Call, QualityItem, QualitySample
+from rating_core.quality import STRATA, QualityError, draw_sample, score_item
+from web import db, store
+from web.recordings import serve_recording
+from web.roles import role_required
+from web.supervisor import FIGURE_ROLES, _zone, bp
+
+
+@bp.get("/quality")
+@role_required(*FIGURE_ROLES)
+def quality() -> Any:
+    samples = db().scalars(select(QualitySample).order_by(QualitySample.id.desc())).all()
+    return render_template("supervisor/quality.html", samples=samples, strata=STRATA,
+                           period=current_quarter(datetime.now(timezone.utc), _zone()))
+
+
+@bp.post("/quality")
+@role_required("supervisor")
+def new_sample() -> Any:
+    form = request.form
+    session = db()
+    try:
+        period = parse_period(form.get("period", ""), _zone())
+        per_stratum = int(form.get("per_stratum") or 0)
+        sample = draw_sample(session, store().rules, period, tuple(form.getlist("strata")), per_stratum,
+                             secrets.randbelow(2**31), current_user.username, datetime.now(timezone.utc))
+    except (PeriodError, QualityError) as exc:
+        session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("supervisor.quality"))
+    except ValueError:
+        session.rollback()
+        flash("每层抽取数须为整数", "error")
+        return redirect(url_for("supervisor.quality"))
+    session.commit()
+    flash(f"已抽取 {len(sample.items)} 条录音", "info")
+    return redirect(url_for("supervisor.quality_sample", sample_id=sample.id))
+
+
+@bp.get("/quality/<int:sample_id>")
+@role_required(*FIGURE_ROLES)
+def quality_sample(sample_id: int) -> Any:
+    sample = db().scalars(
+        select(QualitySample).where(QualitySample.id == sample_id)
+        .options(selectinload(QualitySample.items).joinedload(QualityItem.call).joinedload(Call.rating))
+    ).one_or_none()
+    if sample is None:
+        abort(404)
+    return render_template("supervisor/quality_sample.html", sample=sample, strata=STRATA)
+
+
+@bp.post("/quality/items/<int:item_id>/score")
+@role_required("supervisor")
+def score(item_id: int) -> Any:
+    session = db()
+    item = session.get(QualityItem, item_id)
+    if item is None:
+        abort(404)
+    try:
+        value = int(request.form.get("score", ""))
+        score_item(session, item_id, value, request.form.get("comment", ""), current_user.username,
+                   datetime.now(timezone.utc))
+    except QualityError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+    except ValueError:
+        session.rollback()
+        flash("评分须为0到100的整数", "error")
+    else:
+        session.commit()
+        flash("评分已保存", "info")
+    return redirect(url_for("supervisor.quality_sample", sample_id=item.sample_id) + f"#item-{item_id}")
+
+
+@bp.get("/quality/items/<int:item_id>/recording")
+@role_required(*FIGURE_ROLES)
+def quality_recording(item_id: int) -> Any:
+    item = db().get(QualityItem, item_id)
+    if item is None:
+        abort(404)
+    return serve_recording(item.call.recording_file, f"call:{item.call.uniqueid}:recording")
