@@ -12,9 +12,10 @@ cannot come to depend on one order.
 
 Who answers is decided per citizen number by ``behaviour``: ``answer``,
 ``busy``, ``noanswer``, ``reject``, ``congest``, ``unallocated``. What an
-answered call then runs is ``dialplan``, by context: :func:`fastagi_context`
-plays ``callback-verify`` as the shipped extensions.conf does, handing the
-channel to the FastAGI server with a scripted citizen on the line.
+answered call then runs is ``dialplan``, by context: e.g. ``callback-verify``
+handing the channel to the FastAGI server with a scripted citizen on the line
+(``hotline_eval.demo_callbacks.fastagi_context``, which joins this simulator to
+the IVR's, so that neither package imports the other).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from callback.ami_protocol import NEED_DATA, AmiParser, MalformedMessage, Message, format_message
-from ivr.simulated_asterisk import Caller, Reaction, run_call
 
 log = logging.getLogger(__name__)
 
@@ -89,20 +89,6 @@ class _Connection:
 
 # What an answered leg runs in a dialplan context, given the channel and the Originate's variables.
 ContextScript = Callable[["SimChannel", dict[str, str]], Awaitable[None]]
-
-
-def fastagi_context(host: str, port: int, citizen: Callable[[str], list[Reaction]]) -> ContextScript:
-    """``[callback-verify]``: AGI(agi://host:port/callback-verify?task=…&attempt=…) with the citizen's keys."""
-
-    async def run(channel: SimChannel, variables: dict[str, str]) -> None:
-        number = variables.get("CALLBACK_NUMBER", "")
-        caller = Caller(citizen(number), callerid=variables.get("CALLBACK_HOTLINE", ""), variables=variables)
-        script = f"callback-verify?task={variables.get('CALLBACK_TASK', '')}&attempt={variables.get('CALLBACK_ATTEMPT', '')}"
-        result = await run_call(host, port, caller, uniqueid=channel.uniqueid, script=script)
-        if result.error:
-            log.warning("simulated AGI on %s: %s", channel.name, result.error)
-
-    return run
 
 
 class SimulatedAsterisk:

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -30,9 +30,9 @@ from sqlalchemy import select
 
 from callback.dialer import AmiSettings, Dialer
 from callback.jobs import QUEUE_NAME, redis_connection, sweep_due
-from callback.simulated_ami import SimulatedAsterisk, fastagi_context
+from callback.simulated_ami import ContextScript, SimChannel, SimulatedAsterisk
 from ivr.service import running_ivr
-from ivr.simulated_asterisk import Press, Reaction
+from ivr.simulated_asterisk import Caller, Press, Reaction, run_call
 from rating_core.models import CallbackAttempt
 from rating_core.export import callback_rows
 from rating_core.rules import DEFAULT_RULES_FILE
@@ -48,6 +48,20 @@ STATE_NAMES = {"pending": "待重拨", "dialing": "拨号中", "contacted": "已
                "not_dialled": "不回访", "closed": "已办结", "rectifying": "限期整改中", "rectified": "待回访满意度"}
 ANSWER_NAMES = {("identity", False): "非本人", ("resolved", True): "已解决", ("resolved", False): "未解决",
                 ("satisfied", True): "满意", ("satisfied", False): "不满意"}
+
+
+def fastagi_context(host: str, port: int, citizen: Callable[[str], list[Reaction]]) -> ContextScript:
+    """``[callback-verify]``: AGI(agi://host:port/callback-verify?task=…&attempt=…) with the citizen's keys."""
+
+    async def run(channel: SimChannel, variables: dict[str, str]) -> None:
+        number = variables.get("CALLBACK_NUMBER", "")
+        caller = Caller(citizen(number), callerid=variables.get("CALLBACK_HOTLINE", ""), variables=variables)
+        script = f"callback-verify?task={variables.get('CALLBACK_TASK', '')}&attempt={variables.get('CALLBACK_ATTEMPT', '')}"
+        result = await run_call(host, port, caller, uniqueid=channel.uniqueid, script=script)
+        if result.error:
+            logging.getLogger(__name__).warning("simulated AGI on %s: %s", channel.name, result.error)
+
+    return run
 
 
 def write_demo_rules(home: Path) -> Path:

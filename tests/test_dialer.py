@@ -12,7 +12,8 @@ from sqlalchemy import select
 
 from callback.ami_client import AmiClient, ConnectionLost
 from callback.dialer import AmiSettings, Dialer
-from callback.simulated_ami import SimulatedAsterisk, fastagi_context
+from callback.simulated_ami import SimulatedAsterisk
+from hotline_eval.demo_callbacks import fastagi_context
 from ivr.service import running_ivr
 from ivr.simulated_asterisk import Press
 from rating_core.call_events import CallStarted, RatingGiven
