@@ -1,4 +1,4 @@
-"""``rq cron callback.cron_config``: the one periodic sweep of the callback loop.
+"""``rq cron callback.cron_config``: the periodic sweep of the callback loop, and webhook delivery.
 
 Run exactly one ``rq cron`` per deployment; it has no leader election, and
 two would sweep twice (harmless, since jobs are idempotent, but wasteful).
@@ -6,6 +6,10 @@ two would sweep twice (harmless, since jobs are idempotent, but wasteful).
 
 from rq import cron
 
-from callback.jobs import QUEUE_NAME, SWEEP_INTERVAL_SECONDS, sweep_due
+from callback.jobs import QUEUE_NAME, SWEEP_INTERVAL_SECONDS, deliver_webhooks, sweep_due
+
+# Webhooks go out within seconds of the change; a pass with nothing to do is two small queries.
+WEBHOOK_INTERVAL_SECONDS = 10
 
 cron.register(sweep_due, queue_name=QUEUE_NAME, interval=SWEEP_INTERVAL_SECONDS)
+cron.register(deliver_webhooks, queue_name=QUEUE_NAME, interval=WEBHOOK_INTERVAL_SECONDS)

@@ -96,3 +96,16 @@ def sweep_due(now_iso: str | None = None, queue: Queue | None = None) -> dict[st
     log.info("sweep: %d due, %d enqueued, %d escalated, %d deadlines recomputed",
              len(result.due), enqueued, result.escalated, result.recomputed)
     return {"due": len(result.due), "enqueued": enqueued, "escalated": result.escalated, "recomputed": result.recomputed}
+
+
+def deliver_webhooks() -> dict[str, int]:
+    """RQ cron job (and ``webhooks deliver``): one delivery pass over the outbox."""
+    import httpx
+
+    from callback.webhook_delivery import deliver_pass
+
+    sessions, _rules = _store()
+    with httpx.Client() as client:
+        result = deliver_pass(sessions, client)
+    return {"fanned_out": result.fanned_out, "delivered": result.delivered, "failed": result.failed,
+            "dead": result.dead}

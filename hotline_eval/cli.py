@@ -416,6 +416,99 @@ def figures_rollup(days: int | None) -> None:
 
 
 @main.group()
+def webhooks() -> None:
+    """Outbound webhooks (Standard Webhooks) to the platforms."""
+
+
+@webhooks.command("add")
+@click.argument("url")
+@click.option("--events", required=True, help="Comma-separated event types, or * for all.")
+@click.option("--secret", envvar="HOTLINE_EVAL_WEBHOOK_SECRET", help="whsec_… (default: a new one, printed once).")
+def webhooks_add(url: str, events: str, secret: str | None) -> None:
+    """Subscribe an endpoint."""
+    from rating_core.webhook_endpoints import EndpointError, add_endpoint
+
+    store = open_store()
+    try:
+        with store.sessions.begin() as session:
+            endpoint = add_endpoint(session, url, [e.strip() for e in events.split(",") if e.strip()],
+                                    datetime.now(timezone.utc), secret)
+            endpoint_id, made = endpoint.id, endpoint.secret
+    except EndpointError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"endpoint {endpoint_id}: {url}")
+    if not secret:
+        click.echo(f"secret (give it to the receiver; it is not shown again): {made}")
+
+
+@webhooks.command("list")
+def webhooks_list() -> None:
+    """Endpoints with their deliveries by status, and the dead letters."""
+    from sqlalchemy import func, select
+
+    from rating_core.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
+
+    store = open_store()
+    with store.sessions() as session:
+        for endpoint in session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)):
+            counts = dict(session.execute(
+                select(WebhookDelivery.status, func.count()).where(WebhookDelivery.endpoint_id == endpoint.id)
+                .group_by(WebhookDelivery.status)).all())
+            state = "active" if endpoint.active else f"disabled ({endpoint.disabled_reason})"
+            click.echo(f"{endpoint.id}  {endpoint.url}  {state}  events={','.join(endpoint.event_types)}  "
+                       + "  ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+        dead = session.execute(
+            select(OutboxEvent.event_id, OutboxEvent.type, WebhookDelivery.endpoint_id, WebhookDelivery.attempts,
+                   WebhookDelivery.last_error)
+            .join(WebhookDelivery, WebhookDelivery.event_id == OutboxEvent.id)
+            .where(WebhookDelivery.status == "dead").order_by(OutboxEvent.id)).all()
+        for event_id, event_type, endpoint_id, attempts, error in dead:
+            click.echo(f"dead  {event_id}  {event_type}  endpoint {endpoint_id}  {attempts} attempts  {error}")
+
+
+@webhooks.command("deliver")
+def webhooks_deliver() -> None:
+    """One delivery pass now (what `rq cron` runs every 10 s)."""
+    from callback.jobs import deliver_webhooks
+
+    click.echo(" ".join(f"{k}={v}" for k, v in deliver_webhooks().items()))
+
+
+@webhooks.command("replay")
+@click.option("--event", "event_id", help="One event (its webhook-id), to every endpoint it went to.")
+@click.option("--dead", is_flag=True, help="Every dead delivery.")
+def webhooks_replay(event_id: str | None, dead: bool) -> None:
+    """Send again (same webhook-id, so receivers still apply each event once)."""
+    from callback.webhook_delivery import replay
+
+    if not event_id and not dead:
+        raise click.UsageError("give --event ID or --dead")
+    store = open_store()
+    with store.sessions.begin() as session:
+        count = replay(session, event_id=event_id, dead=dead, now=datetime.now(timezone.utc))
+    click.echo(f"{count} delivery(ies) queued again")
+
+
+@webhooks.command("rotate")
+@click.argument("endpoint_id", type=int)
+@click.option("--overlap-hours", default=24, show_default=True, help="How long the old secret still signs.")
+def webhooks_rotate(endpoint_id: int, overlap_hours: int) -> None:
+    """A new signing secret; both sign until the overlap ends."""
+    from datetime import timedelta
+
+    from rating_core.webhook_endpoints import EndpointError, rotate_secret
+
+    store = open_store()
+    try:
+        with store.sessions.begin() as session:
+            secret = rotate_secret(session, endpoint_id, datetime.now(timezone.utc),
+                                   timedelta(hours=overlap_hours)).secret
+    except EndpointError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"new secret (give it to the receiver; it is not shown again): {secret}")
+
+
+@main.group()
 def prompts() -> None:
     """The prompt audio."""
 

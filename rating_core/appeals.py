@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from rating_core.callback_policy import CallbackPolicy
 from rating_core.callback_tasks import close_task, load_calendar, note_event
 from rating_core.models import Appeal, BlockedNumber, CallbackTask
+from rating_core.outbox import emit
 from rating_core.rating_history import change_rating
 from rating_core.working_days import add_duration
 
@@ -81,6 +82,8 @@ def decide_appeal(session: Session, appeal_id: int, upheld: bool, finding: str |
         if block_number and task.number and session.get(BlockedNumber, task.number) is None:
             session.add(BlockedNumber(number=task.number, reason=f"申诉复核认定恶意评价（任务 {task.id}）",
                                       added_by=actor, added_at=at))
+    emit(session, "appeal.decided", task.rating, at, decision=appeal.decision, finding=appeal.finding,
+         note=appeal.decision_note)
     return appeal
 
 

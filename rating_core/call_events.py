@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from rating_core.callback_tasks import close_task, note_script_ended, open_task, record_answer
 from rating_core.models import BlockedNumber, Call, Rating, RatingChange
+from rating_core.outbox import emit
 from rating_core.rating_history import change_rating
 from rating_core.rules import Rules
 
@@ -246,8 +247,10 @@ def _give_rating(session: Session, rules: Rules, call: Call, event: RatingGiven)
         rating.changes.append(
             RatingChange(changed_at=event.at, source=event.source, changes={k: [None, v] for k, v in values.items()})
         )
+        created = changed = True
     else:
-        _update_rating(session, call, event.at, event.source, **values)
+        created = False
+        changed = _update_rating(session, call, event.at, event.source, announce=False, **values)
     _advance(call, "rated")
     # The callback task rides in the same transaction: no 差评 without its task.
     actor = f"system:{event.source}"
@@ -255,10 +258,19 @@ def _give_rating(session: Session, rules: Rules, call: Call, event: RatingGiven)
         open_task(session, rules.callback, rating, event.at, actor)
     elif rating.callback_task is not None:
         close_task(session, rating.callback_task, event.at, actor, "评价已改为非差评")
+    if created:
+        emit(session, "rating.defaulted" if event.channel == "default" else "rating.created", rating, event.at)
+    elif changed:
+        emit(session, "rating.updated", rating, event.at, source=event.source, fields=sorted(values))
 
 
-def _update_rating(session: Session, call: Call, at: datetime, source: str, **values: Any) -> None:
+def _update_rating(session: Session, call: Call, at: datetime, source: str, *, announce: bool = True,
+                   **values: Any) -> bool:
+    """Change the call's rating; with ``announce``, tell the platforms (the outbox) if anything moved."""
     rating = call.rating
     if rating is None:
         raise UnknownCall(f"call {call.uniqueid!r} has no rating to update")
-    change_rating(rating, at, source, **values)
+    changed = change_rating(rating, at, source, **values)
+    if changed and announce:
+        emit(session, "rating.updated", rating, at, source=source, fields=sorted(values))
+    return changed

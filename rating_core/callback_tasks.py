@@ -33,6 +33,7 @@ from rating_core.callback_policy import FINAL_OUTCOMES, QUESTIONS, VERDICTS, Cal
 from rating_core.models import (
     BlockedNumber, CalendarOverride, CallbackAnswer, CallbackAttempt, CallbackTask, Rating, TaskEvent,
 )
+from rating_core.outbox import emit
 from rating_core.rating_history import change_rating
 from rating_core.working_days import WorkingCalendar, add_duration, next_calling_time
 
@@ -205,6 +206,8 @@ def record_outcome(session: Session, policy: CallbackPolicy, attempt_id: int, ou
     task = attempt.task
     note_event(session, task, at, actor, "attempt_ended", attempt=attempt.seq, outcome=outcome, reason=reason_code,
           cause=cause, detail=detail)
+    emit(session, "callback.attempt", task.rating, at, attempt=attempt.seq, purpose=attempt.purpose, outcome=outcome,
+         hangup_cause=cause)
     if task.state != "dialing":
         return  # closed or reassigned meanwhile; the attempt is still on record
     if outcome == "answered":
@@ -337,13 +340,16 @@ def record_verdict(session: Session, policy: CallbackPolicy, task_id: int, verdi
             raise TaskRuleError(f"整改期限须在现在与 {limit:%Y-%m-%d %H:%M} 之间（不超过{policy.rectify_within.describe()}）")
         task.rectify_by = rectify_by or limit
         note_event(session, task, at, actor, "verified", "rectifying", verdict=verdict, rectify_by=task.rectify_by.isoformat())
+        emit(session, "complaint.verified", task.rating, at, verdict=verdict)
     elif verdict == "not_adopted":
         change_rating(task.rating, at, actor, is_adopted=False, not_adopted_reason=f"{VERDICTS[verdict]}：{note.strip()}"[:256])
         note_event(session, task, at, actor, "verified", verdict=verdict)
         close_task(session, task, at, actor, VERDICTS[verdict])
+        emit(session, "complaint.verified", task.rating, at, verdict=verdict)
     else:
         note_event(session, task, at, actor, "verified", verdict=verdict)
-        _ready_for_reask(session, policy, task, at, actor)
+        emit(session, "complaint.verified", task.rating, at, verdict=verdict)
+        _ready_for_reask(session, policy, task, at, actor)  # then complaint.rectified
     return task
 
 
@@ -368,6 +374,7 @@ def _ready_for_reask(session: Session, policy: CallbackPolicy, task: CallbackTas
     task.next_attempt_at = next_slot(at, policy, load_calendar(session))
     note_event(session, task, at, actor, "rectified", "rectified",
           next_attempt_at=task.next_attempt_at.isoformat() if task.next_attempt_at else None)
+    emit(session, "complaint.rectified", task.rating, at)
 
 
 def record_answer(session: Session, attempt_id: int, question: str, answer: bool, key: str, uniqueid: str,
@@ -400,6 +407,7 @@ def record_answer(session: Session, attempt_id: int, question: str, answer: bool
             task.state_reason = "市民表示问题未解决，待核实处理"
     elif question == "satisfied":
         task.citizen_satisfied = answer
+        emit(session, "complaint.satisfaction", task.rating, at, satisfied=answer)
         if answer:
             close_task(session, task, at, actor, "市民对处理结果满意（整改满意）")
         else:

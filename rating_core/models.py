@@ -430,3 +430,62 @@ class FigureRollupState(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     refreshed_to: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class OutboxEvent(Base):
+    """A change the platforms must hear of, written in the change's own transaction (the outbox)."""
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (Index("ix_outbox_events_fanned_out_id", "fanned_out", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # webhook-id on the wire: the receiver's key for "once per event".
+    event_id: Mapped[str] = mapped_column(String(40), unique=True)
+    type: Mapped[str] = mapped_column(String(48))
+    # Events of one rating are delivered in the order of their ids.
+    rating_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    fanned_out: Mapped[bool] = mapped_column(default=False)
+
+
+class WebhookEndpoint(Base):
+    """A receiver of our events: where, which types, and the signing secret (two while one is rotated out)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(1024))
+    secret: Mapped[str] = mapped_column(String(128))
+    previous_secret: Mapped[str | None] = mapped_column(String(128))
+    previous_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    event_types: Mapped[list[str]] = mapped_column(JSON)
+    active: Mapped[bool] = mapped_column(default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class WebhookDelivery(Base):
+    """One event to one endpoint: pending until a 2xx, dead after the retry window, replayable."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "endpoint_id"),
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("outbox_events.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True)
+    rating_id: Mapped[int | None] = mapped_column(Integer)
+    # pending, delivered or dead.
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(512))
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    event: Mapped[OutboxEvent] = relationship()
+    endpoint: Mapped[WebhookEndpoint] = relationship()

@@ -168,3 +168,18 @@ def test_figures_rollup_by_hand(tmp_path: Path) -> None:
     assert done.returncode == 0 and "rollups: 3 day(s) rebuilt" in done.stdout, done.stderr
     again = run(tmp_path, "figures", "rollup")
     assert again.returncode == 0 and "rollups: 0 day(s) rebuilt" in again.stdout
+
+
+def test_webhook_endpoints_on_the_command_line(tmp_path: Path) -> None:
+    assert run(tmp_path, "db", "upgrade").returncode == 0
+    bad = run(tmp_path, "webhooks", "add", "https://platform.example/hooks", "--events", "rating.sold")
+    assert bad.returncode == 1 and "unknown event types" in bad.stderr
+    done = run(tmp_path, "webhooks", "add", "https://platform.example/hooks", "--events",
+               "rating.created,complaint.verified")
+    assert done.returncode == 0 and "secret (give it to the receiver" in done.stdout and "whsec_" in done.stdout
+    listed = run(tmp_path, "webhooks", "list")
+    assert "https://platform.example/hooks  active  events=complaint.verified,rating.created" in listed.stdout
+    assert run(tmp_path, "webhooks", "replay").returncode == 2  # says what to give
+    assert "0 delivery(ies) queued again" in run(tmp_path, "webhooks", "replay", "--dead").stdout
+    rotated = run(tmp_path, "webhooks", "rotate", "1")
+    assert rotated.returncode == 0 and "new secret" in rotated.stdout

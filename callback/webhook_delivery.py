@@ -1,0 +1,219 @@
+"""Delivering the outbox to the platforms' webhook endpoints (Standard Webhooks), as an RQ job or by hand.
+
+Each pass:
+
+1. fans new outbox events out into one delivery row per subscribed endpoint;
+2. takes the deliveries that are due, the oldest pending event of each rating
+   and endpoint only (so a rating's events arrive in order), claims each with
+   a conditional UPDATE (a lease: two workers never send the same row at once),
+   signs it and POSTs it;
+3. records the answer: a 2xx delivers; 410 Gone disables the endpoint; anything
+   else (429, 5xx, other 4xx, a timeout, a refused connection) retries with
+   exponential backoff and jitter, honouring ``Retry-After``, for three days,
+   after which the delivery is dead (listed and replayable from the CLI).
+
+The ``webhook-id`` is the event's id, the same on every retry and replay, so a
+receiver that keeps the ids it has seen applies each event once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+
+import httpx
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+from standardwebhooks.webhooks import Webhook
+
+from rating_core.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
+
+log = logging.getLogger(__name__)
+
+RETRY_WINDOW = timedelta(days=3)
+FIRST_RETRY = timedelta(seconds=5)
+LONGEST_WAIT = timedelta(hours=6)
+LEASE = timedelta(seconds=60)  # how long a claimed delivery is ours while its request runs
+REQUEST_TIMEOUT = 10.0
+BATCH = 200
+
+
+def body_of(event: OutboxEvent) -> str:
+    """The exact text that is signed and sent."""
+    return json.dumps(event.payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def signature(endpoint: WebhookEndpoint, event_id: str, at: datetime, body: str) -> str:
+    """``v1,…``, and a second signature with the old secret while a rotation overlaps."""
+    stamp = at.astimezone(timezone.utc)  # the library reads the timestamp as UTC whatever its zone
+    signatures = [Webhook(endpoint.secret).sign(event_id, stamp, body)]
+    if endpoint.previous_secret and endpoint.previous_until and at < endpoint.previous_until:
+        signatures.append(Webhook(endpoint.previous_secret).sign(event_id, stamp, body))
+    return " ".join(signatures)
+
+
+def backoff(attempts: int, rng: random.Random) -> timedelta:
+    """5 s, 10 s, 20 s … up to 6 h, each between half and all of it (jitter spreads a thundering herd)."""
+    wait = min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), LONGEST_WAIT)
+    return wait * (0.5 + rng.random() / 2)
+
+
+def retry_after(value: str | None, now: datetime) -> timedelta | None:
+    if not value:
+        return None
+    try:
+        return timedelta(seconds=max(0, int(value.strip())))
+    except ValueError:
+        pass
+    try:
+        return max(parsedate_to_datetime(value) - now, timedelta(0))
+    except (TypeError, ValueError):
+        return None
+
+
+def fan_out(session: Session) -> int:
+    """One delivery per (new event, subscribed active endpoint); the event is then marked fanned out."""
+    endpoints = session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.active.is_(True))).all()
+    events = session.scalars(
+        select(OutboxEvent).where(OutboxEvent.fanned_out.is_(False)).order_by(OutboxEvent.id).limit(5000)
+    ).all()
+    created = 0
+    for event in events:
+        for endpoint in endpoints:
+            if event.type in endpoint.event_types or "*" in endpoint.event_types:
+                session.add(WebhookDelivery(event_id=event.id, endpoint_id=endpoint.id, rating_id=event.rating_id,
+                                            status="pending", attempts=0, next_attempt_at=event.created_at))
+                created += 1
+        event.fanned_out = True
+    return created
+
+
+@dataclass
+class PassResult:
+    fanned_out: int = 0
+    delivered: int = 0
+    failed: int = 0
+    dead: int = 0
+    disabled: list[str] = field(default_factory=list)
+
+
+def _due(session: Session, now: datetime) -> list[int]:
+    """Due deliveries that head their (endpoint, rating) queue, oldest first."""
+    heads = (
+        select(WebhookDelivery.endpoint_id, WebhookDelivery.rating_id, func.min(WebhookDelivery.event_id).label("first"))
+        .where(WebhookDelivery.status == "pending")
+        .group_by(WebhookDelivery.endpoint_id, WebhookDelivery.rating_id)
+        .subquery()
+    )
+    query = (
+        select(WebhookDelivery.id)
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .join(heads, (heads.c.endpoint_id == WebhookDelivery.endpoint_id)
+              & (heads.c.first == WebhookDelivery.event_id))
+        .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,
+               WebhookEndpoint.active.is_(True))
+        .order_by(WebhookDelivery.event_id)
+        .limit(BATCH)
+    )
+    return list(session.scalars(query))
+
+
+def deliver_pass(sessions: sessionmaker[Session], client: httpx.Client, now: datetime | None = None,
+                 rng: random.Random | None = None) -> PassResult:
+    """Fan out, then send what is due until nothing more can go in this pass."""
+    rng = rng or random.Random()
+    result = PassResult()
+    with sessions.begin() as session:
+        result.fanned_out = fan_out(session)
+    while True:
+        at = now or datetime.now(timezone.utc)
+        with sessions() as session:
+            due = _due(session, at)
+        progressed = False
+        for delivery_id in due:
+            outcome = _deliver(sessions, client, delivery_id, at, rng, result)
+            progressed = progressed or outcome
+        if not progressed:
+            return result
+
+
+def _deliver(sessions: sessionmaker[Session], client: httpx.Client, delivery_id: int, now: datetime,
+             rng: random.Random, result: PassResult) -> bool:
+    """Send one delivery; True if it was delivered (its rating's next event may now go)."""
+    with sessions.begin() as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        if delivery is None or delivery.status != "pending":
+            return False
+        claimed = session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == "pending",
+                   WebhookDelivery.next_attempt_at == delivery.next_attempt_at)
+            .values(next_attempt_at=now + LEASE)
+        ).rowcount
+        if claimed != 1:
+            return False  # another worker has it
+        endpoint, event = delivery.endpoint, delivery.event
+        url, body, event_id = endpoint.url, body_of(event), event.event_id
+        headers = {"content-type": "application/json; charset=utf-8", "webhook-id": event_id,
+                   "webhook-timestamp": str(int(now.timestamp())),
+                   "webhook-signature": signature(endpoint, event_id, now, body)}
+    status: int | None = None
+    error: str | None = None
+    wait: timedelta | None = None
+    try:
+        response = client.post(url, content=body.encode("utf-8"), headers=headers, timeout=REQUEST_TIMEOUT)
+        status = response.status_code
+        wait = retry_after(response.headers.get("retry-after"), now)
+        if not 200 <= status < 300:
+            error = f"HTTP {status}: {response.text[:200]}"
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:512]
+    with sessions.begin() as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        assert delivery is not None
+        delivery.attempts += 1
+        delivery.first_attempt_at = delivery.first_attempt_at or now
+        delivery.last_status, delivery.last_error = status, error
+        if error is None:
+            delivery.status, delivery.delivered_at = "delivered", now
+            result.delivered += 1
+            return True
+        result.failed += 1
+        if status == 410:
+            endpoint = delivery.endpoint
+            endpoint.active = False
+            endpoint.disabled_reason = f"410 Gone at {now.isoformat()}"
+            delivery.next_attempt_at = now
+            result.disabled.append(endpoint.url)
+            log.warning("webhooks: %s answered 410 Gone; endpoint disabled", endpoint.url)
+            return False
+        delay = max(backoff(delivery.attempts, rng), min(wait or timedelta(0), LONGEST_WAIT))
+        if now + delay - delivery.first_attempt_at > RETRY_WINDOW:
+            delivery.status = "dead"
+            result.dead += 1
+            log.error("webhooks: event %s to %s is dead after %d attempts: %s",
+                      delivery.event.event_id, delivery.endpoint.url, delivery.attempts, error)
+        else:
+            delivery.next_attempt_at = now + delay
+            log.info("webhooks: event %s to %s failed (%s); retry in %s",
+                     delivery.event.event_id, delivery.endpoint.url, error, delay)
+    return False
+
+
+def replay(session: Session, *, event_id: str | None = None, dead: bool = False, now: datetime) -> int:
+    """Send again: one event (to every endpoint it went to) or every dead delivery. The webhook-id stays."""
+    query = select(WebhookDelivery)
+    if event_id:
+        query = query.join(OutboxEvent).where(OutboxEvent.event_id == event_id)
+    if dead:
+        query = query.where(WebhookDelivery.status == "dead")
+    count = 0
+    for delivery in session.scalars(query):
+        delivery.status, delivery.next_attempt_at = "pending", now
+        delivery.attempts, delivery.first_attempt_at, delivery.delivered_at = 0, None, None
+        count += 1
+    return count

@@ -1,0 +1,93 @@
+"""The outbox: each change the platforms must hear of becomes an event row in the change's own transaction.
+
+A crash, a dead Redis or an unreachable platform can therefore lose nothing:
+the delivery jobs (``callback/webhook_delivery.py``) read this table. The
+payload is the rating as the platforms file it (schema:
+``rating_core/webhook_payload.schema.json``), with the 差评's handling, and
+what this event adds (``data``).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from rating_core.models import OutboxEvent, Rating
+
+SCHEMA_VERSION = "1.0"
+EVENT_TYPES = {
+    "rating.created": "评价产生",
+    "rating.updated": "评价变更（含不予采纳）",
+    "rating.defaulted": "超期默认评价",
+    "complaint.verified": "差评核实",
+    "complaint.rectified": "差评整改完成",
+    "complaint.satisfaction": "整改满意度回访",
+    "appeal.decided": "申诉复核结论",
+    "callback.attempt": "回访呼叫结果",
+}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def rating_payload(rating: Rating) -> dict[str, Any]:
+    call = rating.call
+    task = rating.callback_task
+    body: dict[str, Any] = {
+        "call_uniqueid": call.uniqueid,
+        "linkedid": call.linkedid,
+        "hotline": call.hotline,
+        "case_number": call.case_number,
+        "service_item": call.queue,
+        "department": call.unit,
+        "region_code": os.environ.get("HOTLINE_EVAL_REGION_CODE"),
+        "evaluated_staff": call.agent_id,
+        "channel": rating.channel,
+        "level": rating.level,
+        "stars": rating.stars,
+        "negative": rating.is_negative,
+        "reason_codes": list(rating.reason_tags or []),
+        "reason_text": rating.reason_text,
+        "default_evaluation": rating.channel == "default",
+        "valid": rating.is_adopted,
+        "invalid_reason": rating.not_adopted_reason,
+        "rated_at": _iso(rating.rated_at),
+        "updated_at": _iso(rating.updated_at),
+    }
+    complaint = None
+    if task is not None:
+        answered = any(attempt.outcome == "answered" for attempt in task.attempts)
+        complaint = {
+            "task_id": task.id,
+            "state": task.state,
+            "verify_by": _iso(task.verify_by),
+            "replied": answered or task.verified_at is not None,
+            "verdict": task.verdict,
+            "verdict_note": task.verdict_note,
+            "verified_at": _iso(task.verified_at),
+            "rectify_by": _iso(task.rectify_by),
+            "rectified_at": _iso(task.rectified_at),
+            "citizen_resolved": task.citizen_resolved,
+            "citizen_satisfied": task.citizen_satisfied,
+        }
+    return {"rating": body, "complaint": complaint}
+
+
+def emit(session: Session, event_type: str, rating: Rating, at: datetime, **data: Any) -> OutboxEvent:
+    """Add an event for ``rating`` to the caller's transaction."""
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown outbox event type {event_type!r}")
+    session.flush()  # ids and relationships as they now stand
+    event_id = f"evt_{uuid.uuid4().hex}"
+    event = OutboxEvent(
+        event_id=event_id, type=event_type, rating_id=rating.id, created_at=at, fanned_out=False,
+        payload={"schema_version": SCHEMA_VERSION, "id": event_id, "type": event_type, "occurred_at": _iso(at),
+                 **rating_payload(rating), "data": data},
+    )
+    session.add(event)
+    return event
