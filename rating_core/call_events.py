@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rating_core.callback_tasks import close_task, note_script_ended, open_task, record_answer
+from rating_core.inbound import apply_pending_case
 from rating_core.models import BlockedNumber, Call, Rating, RatingChange
 from rating_core.outbox import emit
 from rating_core.rating_history import change_rating
@@ -194,25 +195,25 @@ def apply_event(session: Session, rules: Rules, event: CallEvent) -> None:
 def _start_call(session: Session, event: CallStarted) -> None:
     if session.scalars(select(Call.id).where(Call.uniqueid == event.uniqueid)).first() is not None:
         return
-    session.add(
-        Call(
-            uniqueid=event.uniqueid,
-            linkedid=event.linkedid,
-            hotline=event.hotline,
-            caller_number=event.caller_number,
-            agent_id=event.agent_id,
-            queue=event.queue,
-            case_number=event.case_number,
-            unit=event.unit,
-            channel=event.channel,
-            recording_file=event.recording_file,
-            started_at=event.at,
-            progress="connected",
-            menu_plays=0,
-            variables=dict(event.variables),
-        )
+    call = Call(
+        uniqueid=event.uniqueid,
+        linkedid=event.linkedid,
+        hotline=event.hotline,
+        caller_number=event.caller_number,
+        agent_id=event.agent_id,
+        queue=event.queue,
+        case_number=event.case_number,
+        unit=event.unit,
+        channel=event.channel,
+        recording_file=event.recording_file,
+        started_at=event.at,
+        progress="connected",
+        menu_plays=0,
+        variables=dict(event.variables),
     )
+    session.add(call)
     session.flush()
+    apply_pending_case(session, call, event.at)  # the platform's 工单 may have come first
 
 
 def _note_progress(call: Call, progress: str | None, menu_plays: int | None) -> None:

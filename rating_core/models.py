@@ -489,3 +489,30 @@ class WebhookDelivery(Base):
 
     event: Mapped[OutboxEvent] = relationship()
     endpoint: Mapped[WebhookEndpoint] = relationship()
+
+
+class InboundEvent(Base):
+    """An event the platform pushed to us, kept by its webhook-id so a redelivery is applied once."""
+
+    __tablename__ = "inbound_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(String(128), unique=True)
+    type: Mapped[str] = mapped_column(String(48))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class CaseRecord(Base):
+    """The platform's case (工单) for a call: may come before the call reaches us, and is applied when it does."""
+
+    __tablename__ = "case_records"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The call as the platform knows it: Asterisk's linkedid of the original call, or the uniqueid.
+    linkedid: Mapped[str | None] = mapped_column(String(64), index=True)
+    uniqueid: Mapped[str | None] = mapped_column(String(64), index=True)
+    case_number: Mapped[str] = mapped_column(String(128))
+    unit: Mapped[str | None] = mapped_column(String(256))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    applied_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

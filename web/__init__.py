@@ -74,13 +74,14 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
     login_manager.init_app(app)
     display.register(app, store.rules)
 
-    from web import admin, agent, auth, supervisor, unit
+    from web import admin, agent, api, auth, supervisor, unit
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(agent.bp)
     app.register_blueprint(supervisor.bp)
     app.register_blueprint(unit.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(api.bp)
 
     @app.teardown_appcontext
     def close_session(_error: BaseException | None) -> None:
