@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -123,31 +124,42 @@ def _due(session: Session, now: datetime) -> list[int]:
 
 
 def deliver_pass(sessions: sessionmaker[Session], client: httpx.Client, now: datetime | None = None,
-                 rng: random.Random | None = None) -> PassResult:
-    """Fan out, then send what is due until nothing more can go in this pass."""
+                 rng: random.Random | None = None, concurrency: int = 8) -> PassResult:
+    """Fan out, then send what is due until nothing more can go in this pass.
+
+    The heads of different (endpoint, rating) queues are independent, so up to
+    ``concurrency`` of them are in flight at once; a rating's next event is
+    only taken in the next round, after its head was delivered.
+    """
     rng = rng or random.Random()
     result = PassResult()
     with sessions.begin() as session:
         result.fanned_out = fan_out(session)
-    while True:
-        at = now or datetime.now(timezone.utc)
-        with sessions() as session:
-            due = _due(session, at)
-        progressed = False
-        for delivery_id in due:
-            outcome = _deliver(sessions, client, delivery_id, at, rng, result)
-            progressed = progressed or outcome
-        if not progressed:
-            return result
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="webhook") as pool:
+        while True:
+            at = now or datetime.now(timezone.utc)
+            with sessions() as session:
+                due = _due(session, at)
+            outcomes = list(pool.map(lambda delivery_id: _deliver(sessions, client, delivery_id, at, rng), due))
+            for outcome in outcomes:
+                if outcome == "delivered":
+                    result.delivered += 1
+                elif outcome != "skipped":  # failed, dead or disabled: the attempt failed
+                    result.failed += 1
+                    result.dead += outcome == "dead"
+                    if outcome.startswith("disabled:"):
+                        result.disabled.append(outcome.removeprefix("disabled:"))
+            if "delivered" not in outcomes:
+                return result
 
 
 def _deliver(sessions: sessionmaker[Session], client: httpx.Client, delivery_id: int, now: datetime,
-             rng: random.Random, result: PassResult) -> bool:
-    """Send one delivery; True if it was delivered (its rating's next event may now go)."""
+             rng: random.Random) -> str:
+    """Send one delivery: ``delivered``, ``failed``, ``dead``, ``disabled:<url>`` or ``skipped``."""
     with sessions.begin() as session:
         delivery = session.get(WebhookDelivery, delivery_id)
         if delivery is None or delivery.status != "pending":
-            return False
+            return "skipped"
         claimed = session.execute(
             update(WebhookDelivery)
             .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == "pending",
@@ -155,7 +167,7 @@ def _deliver(sessions: sessionmaker[Session], client: httpx.Client, delivery_id:
             .values(next_attempt_at=now + LEASE)
         ).rowcount
         if claimed != 1:
-            return False  # another worker has it
+            return "skipped"  # another worker has it
         endpoint, event = delivery.endpoint, delivery.event
         url, body, event_id = endpoint.url, body_of(event), event.event_id
         headers = {"content-type": "application/json; charset=utf-8", "webhook-id": event_id,
@@ -180,40 +192,22 @@ def _deliver(sessions: sessionmaker[Session], client: httpx.Client, delivery_id:
         delivery.last_status, delivery.last_error = status, error
         if error is None:
             delivery.status, delivery.delivered_at = "delivered", now
-            result.delivered += 1
-            return True
-        result.failed += 1
+            return "delivered"
         if status == 410:
             endpoint = delivery.endpoint
             endpoint.active = False
             endpoint.disabled_reason = f"410 Gone at {now.isoformat()}"
             delivery.next_attempt_at = now
-            result.disabled.append(endpoint.url)
             log.warning("webhooks: %s answered 410 Gone; endpoint disabled", endpoint.url)
-            return False
+            return f"disabled:{endpoint.url}"
         delay = max(backoff(delivery.attempts, rng), min(wait or timedelta(0), LONGEST_WAIT))
         if now + delay - delivery.first_attempt_at > RETRY_WINDOW:
             delivery.status = "dead"
-            result.dead += 1
             log.error("webhooks: event %s to %s is dead after %d attempts: %s",
                       delivery.event.event_id, delivery.endpoint.url, delivery.attempts, error)
         else:
             delivery.next_attempt_at = now + delay
             log.info("webhooks: event %s to %s failed (%s); retry in %s",
                      delivery.event.event_id, delivery.endpoint.url, error, delay)
-    return False
-
-
-def replay(session: Session, *, event_id: str | None = None, dead: bool = False, now: datetime) -> int:
-    """Send again: one event (to every endpoint it went to) or every dead delivery. The webhook-id stays."""
-    query = select(WebhookDelivery)
-    if event_id:
-        query = query.join(OutboxEvent).where(OutboxEvent.event_id == event_id)
-    if dead:
-        query = query.where(WebhookDelivery.status == "dead")
-    count = 0
-    for delivery in session.scalars(query):
-        delivery.status, delivery.next_attempt_at = "pending", now
-        delivery.attempts, delivery.first_attempt_at, delivery.delivered_at = 0, None, None
-        count += 1
-    return count
+            return "failed"
+    return "dead"

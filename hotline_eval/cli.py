@@ -479,7 +479,7 @@ def webhooks_deliver() -> None:
 @click.option("--dead", is_flag=True, help="Every dead delivery.")
 def webhooks_replay(event_id: str | None, dead: bool) -> None:
     """Send again (same webhook-id, so receivers still apply each event once)."""
-    from callback.webhook_delivery import replay
+    from rating_core.webhook_endpoints import replay
 
     if not event_id and not dead:
         raise click.UsageError("give --event ID or --dead")

@@ -1,4 +1,4 @@
-"""Webhook endpoints: who receives which events, signed with which secret, and rotating that secret."""
+"""Webhook endpoints: who receives which events, signed with which secret; rotating it; replaying deliveries."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import secrets
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rating_core.models import WebhookEndpoint
+from rating_core.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from rating_core.outbox import EVENT_TYPES
 
 SECRET_PREFIX = "whsec_"
@@ -59,3 +60,18 @@ def rotate_secret(session: Session, endpoint_id: int, at: datetime, overlap: tim
     endpoint.previous_secret, endpoint.previous_until = endpoint.secret, at + overlap
     endpoint.secret = check_secret(secret) if secret else new_secret()
     return endpoint
+
+
+def replay(session: Session, *, event_id: str | None = None, dead: bool = False, now: datetime) -> int:
+    """Send again: one event (to every endpoint it went to) or every dead delivery. The webhook-id stays."""
+    query = select(WebhookDelivery)
+    if event_id:
+        query = query.join(OutboxEvent).where(OutboxEvent.event_id == event_id)
+    if dead:
+        query = query.where(WebhookDelivery.status == "dead")
+    count = 0
+    for delivery in session.scalars(query):
+        delivery.status, delivery.next_attempt_at = "pending", now
+        delivery.attempts, delivery.first_attempt_at, delivery.delivered_at = 0, None, None
+        count += 1
+    return count

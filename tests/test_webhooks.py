@@ -22,11 +22,11 @@ from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
 from callback import webhook_delivery
-from callback.webhook_delivery import deliver_pass, replay
+from callback.webhook_delivery import deliver_pass
 from rating_core.call_events import CallStarted, RatingGiven, ReasonGiven
 from rating_core.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from rating_core.store import RatingStore
-from rating_core.webhook_endpoints import EndpointError, add_endpoint, new_secret, rotate_secret
+from rating_core.webhook_endpoints import EndpointError, add_endpoint, new_secret, replay, rotate_secret
 
 T0 = datetime(2026, 11, 20, 1, 30, tzinfo=timezone.utc)
 _ids = iter(range(10**6))
@@ -326,3 +326,47 @@ def test_every_event_the_loop_makes_matches_the_documented_schema(store: RatingS
     assert types == ["rating.created", "rating.updated", "callback.attempt", "complaint.verified",
                      "complaint.rectified", "complaint.satisfaction"]
     assert events[-1].payload["complaint"]["citizen_satisfied"] is True
+
+
+# -- the admin's page ------------------------------------------------------------------------------
+
+
+def admin_client(site, username: str = "admin"):
+    import re
+
+    client = site.app.test_client()
+    token = re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', client.get("/login").data.decode())[1]
+    client.post("/login", data={"username": username, "password": site.password, "csrf_token": token})
+    page = client.get("/admin/webhooks").data.decode()
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    return client, found[1] if found else token
+
+
+def test_an_admin_manages_endpoints_and_replays_dead_letters(web_site) -> None:
+    client, token = admin_client(web_site)
+    bad = client.post("/admin/webhooks", follow_redirects=True,
+                      data={"url": "ftp://nowhere", "events": ["rating.created"], "csrf_token": token})
+    assert "not an http(s) URL" in bad.data.decode()
+    added = client.post("/admin/webhooks", follow_redirects=True, data={
+        "url": "https://platform.example/hooks", "events": ["rating.created", "appeal.decided"], "csrf_token": token})
+    page = added.data.decode()
+    assert "签名密钥（仅显示一次" in page and "whsec_" in page and 'data-endpoint="1"' in page
+    assert "whsec_" not in client.get("/admin/webhooks").data.decode()  # shown once only
+    client.post("/admin/webhooks/1/disable", data={"csrf_token": token})
+    with web_site.store.sessions() as session:
+        assert session.get(WebhookEndpoint, 1).active is False
+    with web_site.store.sessions.begin() as session:
+        webhook_delivery.fan_out(session)
+        event = session.scalars(select(OutboxEvent)).first()
+        session.add(WebhookDelivery(event_id=event.id, endpoint_id=1, rating_id=event.rating_id, status="dead",
+                                    attempts=31, next_attempt_at=T0, last_error="HTTP 500: oops"))
+    page = client.get("/admin/webhooks").data.decode()
+    assert event.event_id in page and "HTTP 500: oops" in page
+    done = client.post("/admin/webhooks/replay", follow_redirects=True, data={"event_id": event.event_id,
+                                                                              "csrf_token": token})
+    assert "已重新排队 1 条推送" in done.data.decode()
+    with web_site.store.sessions() as session:
+        assert session.scalars(select(WebhookDelivery.status)).all() == ["pending"]
+    agent, agent_token = admin_client(web_site, "agent")
+    assert agent.get("/admin/webhooks").status_code == 403
+    assert agent.post("/admin/webhooks/replay", data={"csrf_token": agent_token}).status_code == 403
