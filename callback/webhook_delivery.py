@@ -11,6 +11,8 @@ Each pass:
    else (429, 5xx, other 4xx, a timeout, a refused connection) retries with
    exponential backoff and jitter, honouring ``Retry-After``, for three days,
    after which the delivery is dead (listed and replayable from the CLI).
+   When an endpoint answers 2xx again, its other deliveries waiting in backoff
+   are due at once: after an outage everything follows the first success.
 
 The ``webhook-id`` is the event's id, the same on every retry and replay, so a
 receiver that keeps the ids it has seen applies each event once.
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 
 RETRY_WINDOW = timedelta(days=3)
 FIRST_RETRY = timedelta(seconds=5)
-LONGEST_WAIT = timedelta(hours=6)
+LONGEST_WAIT = timedelta(hours=1)
 LEASE = timedelta(seconds=60)  # how long a claimed delivery is ours while its request runs
 REQUEST_TIMEOUT = 10.0
 BATCH = 200
@@ -58,8 +60,9 @@ def signature(endpoint: WebhookEndpoint, event_id: str, at: datetime, body: str)
 
 
 def backoff(attempts: int, rng: random.Random) -> timedelta:
-    """5 s, 10 s, 20 s … up to 6 h, each between half and all of it (jitter spreads a thundering herd)."""
-    wait = min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), LONGEST_WAIT)
+    """5 s, 10 s, 20 s … up to 1 h, each between half and all of it (jitter spreads a thundering herd)."""
+    doublings = min(max(attempts - 1, 0), 20)  # 5 s × 2**20 is past the cap already; more would overflow
+    wait = min(FIRST_RETRY * (2 ** doublings), LONGEST_WAIT)
     return wait * (0.5 + rng.random() / 2)
 
 
@@ -192,6 +195,13 @@ def _deliver(sessions: sessionmaker[Session], client: httpx.Client, delivery_id:
         delivery.last_status, delivery.last_error = status, error
         if error is None:
             delivery.status, delivery.delivered_at = "delivered", now
+            # The endpoint is back: what waits in backoff for it need not wait any longer.
+            session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.endpoint_id == delivery.endpoint_id, WebhookDelivery.status == "pending",
+                       WebhookDelivery.attempts > 0, WebhookDelivery.next_attempt_at > now + LEASE)
+                .values(next_attempt_at=now)
+            )
             return "delivered"
         if status == 410:
             endpoint = delivery.endpoint

@@ -370,3 +370,19 @@ def test_an_admin_manages_endpoints_and_replays_dead_letters(web_site) -> None:
     agent, agent_token = admin_client(web_site, "agent")
     assert agent.get("/admin/webhooks").status_code == 403
     assert agent.post("/admin/webhooks/replay", data={"csrf_token": agent_token}).status_code == 403
+
+
+def test_after_an_outage_the_first_success_brings_the_rest_forward(store, receiver, client, secret) -> None:
+    subscribe(store, receiver.url, secret)
+    port = receiver.port
+    receiver.stop()
+    rate(store, level="satisfied")
+    at = T0
+    for _ in range(8):  # down for a while: the first event's retries spread out
+        run(store, client, at)
+        at += timedelta(minutes=10)
+    rate(store, level="basic")  # a second rating's event, newer: due now, first in line once the receiver is back
+    receiver.port = port
+    receiver.start()
+    result = run(store, client, at)
+    assert result.delivered == 2 and len(receiver.accepted) == 2  # the older one did not wait out its backoff
