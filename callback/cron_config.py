@@ -6,10 +6,12 @@ two would sweep twice (harmless, since jobs are idempotent, but wasteful).
 
 from rq import cron
 
-from callback.jobs import QUEUE_NAME, SWEEP_INTERVAL_SECONDS, deliver_webhooks, sweep_due
+from callback.jobs import QUEUE_NAME, SWEEP_INTERVAL_SECONDS, default_unrated_calls, deliver_webhooks, sweep_due
 
 # Webhooks go out within seconds of the change; a pass with nothing to do is two small queries.
 WEBHOOK_INTERVAL_SECONDS = 10
 
 cron.register(sweep_due, queue_name=QUEUE_NAME, interval=SWEEP_INTERVAL_SECONDS)
 cron.register(deliver_webhooks, queue_name=QUEUE_NAME, interval=WEBHOOK_INTERVAL_SECONDS)
+# Default ratings are dated when each call's period ended, so an hourly pass is exact enough.
+cron.register(default_unrated_calls, queue_name=QUEUE_NAME, interval=3600)

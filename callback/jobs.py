@@ -109,3 +109,15 @@ def deliver_webhooks() -> dict[str, int]:
         result = deliver_pass(sessions, client)
     return {"fanned_out": result.fanned_out, "delivered": result.delivered, "failed": result.failed,
             "dead": result.dead}
+
+
+def default_unrated_calls(now_iso: str | None = None) -> int:
+    """RQ cron job (and ``lifecycle run``): 未评价 calls past their period get the default rating."""
+    from rating_core.lifecycle import default_unrated
+
+    sessions, rules = _store()
+    with sessions.begin() as session:
+        given = default_unrated(session, rules, _now(now_iso))
+    if given:
+        log.info("lifecycle: %d call(s) given the default rating", given)
+    return given

@@ -509,6 +509,21 @@ def webhooks_rotate(endpoint_id: int, overlap_hours: int) -> None:
 
 
 @main.group()
+def lifecycle() -> None:
+    """What happens to ratings after the call (defaults for 未评价)."""
+
+
+@lifecycle.command("run")
+@click.option("--now", "now_iso", help="ISO time to run as (default: now).")
+def lifecycle_run(now_iso: str | None) -> None:
+    """One pass: 未评价 calls past their period get the default rating (rules.yaml lifecycle.default_rating)."""
+    from callback.jobs import default_unrated_calls
+
+    now = _iso_time(now_iso, "--now")
+    click.echo(f"{default_unrated_calls(now.isoformat())} call(s) given the default rating")
+
+
+@main.group()
 def prompts() -> None:
     """The prompt audio."""
 

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rating_core.callback_policy import CallbackPolicy
+from rating_core.callback_policy import CallbackPolicy, Duration
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("rules.yaml")
 
@@ -147,10 +147,24 @@ class HotlineProfile(_Frozen):
         return "".join(t.key for t in self.tags)
 
 
+class DefaultRating(_Frozen):
+    """未评价 after ``after`` becomes ``level``, flagged default: never 主动评价, never a 差评 (四平 7.3)."""
+
+    enabled: bool
+    after: Duration
+    level: str
+
+
+class Lifecycle(_Frozen):
+    # A rules file without the section invents no ratings; the shipped one enables 四平's 7 days.
+    default_rating: DefaultRating = DefaultRating(enabled=False, after=Duration(amount=7, unit="days"), level="basic")
+
+
 class Rules(_Frozen):
     levels: tuple[Level, ...]
     hotlines: dict[str, HotlineProfile]
     callback: CallbackPolicy
+    lifecycle: Lifecycle = Lifecycle()
 
     @model_validator(mode="after")
     def _check(self) -> Rules:
@@ -161,6 +175,10 @@ class Rules(_Frozen):
             unknown = sorted(set(hotline.keys.values()) - set(codes))
             if unknown:
                 raise ValueError(f"hotline {hotline.code}: keys name unknown levels {unknown}")
+        default = self.lifecycle.default_rating.level
+        if self.lifecycle.default_rating.enabled and (
+                default not in codes or next(lv for lv in self.levels if lv.code == default).negative):
+            raise ValueError(f"lifecycle.default_rating.level must be a known level that is not a 差评, got {default!r}")
         return self
 
     @cached_property
@@ -211,7 +229,8 @@ def parse_rules(document: dict[str, Any]) -> Rules:
             merged["sound_dir"] = str(merged.get("sound_dir", "")).format(hotline=code)
             profiles[code] = merged
         return Rules.model_validate(
-            {"levels": document.get("levels"), "hotlines": profiles, "callback": document.get("callback")}
+            {"levels": document.get("levels"), "hotlines": profiles, "callback": document.get("callback"),
+             "lifecycle": document.get("lifecycle") or {}}
         )
     except ValidationError as exc:
         raise RulesError(f"invalid rules: {exc}") from exc

@@ -183,3 +183,14 @@ def test_webhook_endpoints_on_the_command_line(tmp_path: Path) -> None:
     assert "0 delivery(ies) queued again" in run(tmp_path, "webhooks", "replay", "--dead").stdout
     rotated = run(tmp_path, "webhooks", "rotate", "1")
     assert rotated.returncode == 0 and "new secret" in rotated.stdout
+
+
+def test_lifecycle_run_gives_defaults_to_old_unrated_calls(tmp_path: Path) -> None:
+    assert run(tmp_path, "demo", "--calls", "20", "--port", "0", "--web-port", "0").returncode == 0
+    unrated = sum(1 for row in map(json.loads, run(tmp_path, "ratings", "export", "--format", "jsonl").stdout.splitlines())
+                  if row["level"] is None)
+    assert unrated > 0
+    assert "0 call(s) given" in run(tmp_path, "lifecycle", "run").stdout  # too soon
+    done = run(tmp_path, "lifecycle", "run", "--now", "2099-01-01T00:00:00+08:00")
+    assert done.returncode == 0 and f"{unrated} call(s) given the default rating" in done.stdout, done.stderr
+    assert "not an ISO time" in run(tmp_path, "lifecycle", "run", "--now", "next week").stderr

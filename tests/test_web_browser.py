@@ -137,7 +137,9 @@ def test_a_supervisor_reads_the_figures_with_a_chart_and_exports_them(browser: B
     page.get_by_label("维度").select_option("agent")
     page.get_by_role("button", name="查看").click()
     expect(page.locator('tr[data-unit="1024"] .score')).to_have_text(re.compile(r"^\d+\.\d\d$"))
-    # Chart.js drew the scores: one bar per row of the table, on a canvas with pixels.
+    # Chart.js drew the scores: one bar per row of the table, on a canvas with pixels. The chart script runs
+    # at the end of the page, after the table is already visible: wait for it.
+    page.wait_for_function("() => window.scoreChart !== undefined")
     drawn = page.evaluate("""() => ({bars: window.scoreChart.data.datasets[0].data.length,
                                       rows: document.querySelectorAll('#figures tbody tr').length,
                                       width: document.querySelector('#score-chart').width})""")
