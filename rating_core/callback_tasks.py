@@ -446,3 +446,30 @@ def verification_call(session: Session, task_id: int, attempt_id: int) -> Verifi
         return None
     task = attempt.task
     return VerificationCall(task.id, attempt.id, task.hotline, attempt.purpose, task.rating.rated_at, task.state)
+
+
+def readopt(session: Session, policy: CallbackPolicy, task_id: int, at: datetime, actor: str,
+            reason: str) -> CallbackTask:
+    """Undo a non-adoption (a verdict, appeal, 初核 or list decision found wrong): the 差评 counts again
+    and its callback task is open again, with the history kept."""
+    task = session.get(CallbackTask, task_id, with_for_update=True)
+    if task is None:
+        raise TaskRuleError(f"回访任务 {task_id} 不存在")
+    rating = task.rating
+    if rating.is_adopted:
+        raise TaskRuleError("该评价已是采纳状态")
+    if not reason.strip():
+        raise TaskRuleError("请填写恢复采纳的理由")
+    change_rating(rating, at, actor, is_adopted=True, not_adopted_reason=None)
+    if task.verdict == "not_adopted":
+        task.verdict, task.verdict_note, task.verified_at = None, None, None
+    blocked = _why_not_dialled(session, policy, rating, task.number)
+    if blocked is not None:
+        task.state_reason = blocked
+        note_event(session, task, at, actor, "readopted", "not_dialled", reason=reason.strip(), not_dialled=blocked)
+    else:
+        task.state_reason = None
+        task.next_attempt_at = next_slot(at, policy, load_calendar(session))
+        note_event(session, task, at, actor, "readopted", "pending", reason=reason.strip())
+    emit(session, "rating.updated", rating, at, source=actor, fields=["is_adopted"])
+    return task

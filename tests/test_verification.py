@@ -359,3 +359,22 @@ def test_the_callback_also_runs_as_plain_agi(tmp_path, rules) -> None:
     assert channel.commands[-1] == ["HANGUP"] and not channel.violations
     assert answers(store, task_id) == [("identity", True), ("resolved", True), ("satisfied", True)]
     assert task(store, task_id).state == "closed"
+
+
+def test_a_wrongly_rejected_差评_is_readopted_and_its_task_reopens(store, rules) -> None:
+    from rating_core.callback_tasks import readopt
+
+    task_id = contacted(store, rules)
+    verdict(store, rules, task_id, "not_adopted", T0 + timedelta(hours=1), "误按")
+    at = T0 + timedelta(hours=2)
+    with pytest.raises(TaskRuleError, match="理由"), store.sessions.begin() as session:
+        readopt(session, rules.callback, task_id, at, "supervisor:boss", " ")
+    with store.sessions.begin() as session:
+        readopt(session, rules.callback, task_id, at, "supervisor:boss", "复听录音，确为差评")
+    found = task(store, task_id)
+    assert (found.state, found.verdict, found.next_attempt_at) == ("pending", None, at)
+    assert found.rating.is_adopted is True and found.rating.not_adopted_reason is None
+    assert [e.kind for e in found.history][-1] == "readopted"
+    assert found.rating.changes[-1].changes["is_adopted"] == [False, True]
+    with pytest.raises(TaskRuleError, match="已是采纳"), store.sessions.begin() as session:
+        readopt(session, rules.callback, task_id, at, "supervisor:boss", "again")

@@ -282,3 +282,19 @@ def test_the_factory_alone_serves_from_the_environment_and_needs_a_secret(tmp_pa
     app = create_app()
     assert app.config["SESSION_COOKIE_SECURE"] is True and app.config["SESSION_COOKIE_HTTPONLY"] is True
     assert app.test_client().get("/login").status_code == 200
+
+
+def test_a_supervisor_readopts_a_rejected_差评(web_site) -> None:
+    agent = signed_in(web_site, "agent")
+    assert post_verdict(agent, verdict="not_adopted", note="市民称误按").status_code == 302
+    assert agent.post("/agent/tasks/1/readopt", data={"reason": "x", "csrf_token": token(
+        agent.get("/agent/tasks/1").data)}).status_code == 403
+    boss = signed_in(web_site, "boss")
+    page = boss.get("/agent/tasks/1")
+    assert "恢复采纳" in text(page)
+    done = boss.post("/agent/tasks/1/readopt", follow_redirects=True,
+                     data={"reason": "复听录音确为差评", "csrf_token": token(page.data)})
+    assert "已恢复采纳" in text(done)
+    with web_site.store.sessions() as session:
+        found = session.get(CallbackTask, 1)
+        assert found.state == "pending" and found.rating.is_adopted is True

@@ -6,12 +6,12 @@ from datetime import datetime, time, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
-from rating_core.callback_tasks import OPEN_STATES, VERIFIABLE_STATES, TaskRuleError, mark_rectified, \
+from rating_core.callback_tasks import OPEN_STATES, VERIFIABLE_STATES, TaskRuleError, mark_rectified, readopt, \
     record_answer, record_verdict, request_attempt
 from rating_core.models import Call, CallbackAttempt, CallbackTask, Rating, WebUser
 from rating_core.verification_report import Report, build_report
@@ -132,6 +132,24 @@ def rectified(task_id: int) -> Any:
         return _page(_task(task_id), rectified=form, status=400)
     session.commit()
     flash("整改情况已保存，系统将回访市民满意度", "info")
+    return redirect(url_for("agent.task", task_id=task_id))
+
+
+@bp.post("/tasks/<int:task_id>/readopt")
+@role_required("supervisor")
+def readopt_rating(task_id: int) -> Any:
+    """恢复采纳: a supervisor finds a non-adoption wrong; the 差评 counts again and its callback reopens."""
+    _task(task_id)
+    session = db()
+    try:
+        readopt(session, store().rules.callback, task_id, datetime.now(timezone.utc), _actor(),
+                request.form.get("reason", ""))
+    except TaskRuleError as exc:
+        session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("agent.task", task_id=task_id))
+    session.commit()
+    flash("已恢复采纳，回访任务重新开启", "info")
     return redirect(url_for("agent.task", task_id=task_id))
 
 
