@@ -27,6 +27,9 @@ class CalendarDataMissing(UserWarning):
     """No official holiday data for a year: weekdays were assumed."""
 
 
+_LOGGED_YEARS: set[int] = set()
+
+
 class WorkingCalendar:
     """Which days are working days: overrides first, then the official calendar, then weekdays."""
 
@@ -47,7 +50,9 @@ class WorkingCalendar:
                     f"no official holiday data for {day.year}: treating Monday–Friday as working days; "
                     f"enter the year's holidays and 调休 days as calendar overrides"
                 )
-                log.warning(message)
+                if day.year not in _LOGGED_YEARS:  # once per process, not at every minute's sweep
+                    _LOGGED_YEARS.add(day.year)
+                    log.warning(message)
                 warnings.warn(message, CalendarDataMissing, stacklevel=2)
             return day.weekday() < 5
 

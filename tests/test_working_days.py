@@ -74,3 +74,16 @@ def test_calling_windows_on_working_days() -> None:
     assert in_calling_window(at(2026, 11, 20, 9, 0), WINDOWS, calendar, TZ, **kwargs)
     assert not in_calling_window(at(2026, 10, 5, 9, 0), WINDOWS, calendar, TZ, **kwargs)
     assert in_calling_window(at(2026, 10, 5, 9, 0), WINDOWS, calendar, TZ, working_days_only=False)
+
+
+def test_a_missing_year_is_logged_once_per_process_not_at_every_sweep(caplog) -> None:
+    import logging
+
+    from rating_core import working_days
+
+    working_days._LOGGED_YEARS.discard(2031)
+    with caplog.at_level(logging.WARNING), warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalendarDataMissing)
+        for _ in range(3):  # each sweep builds a new calendar
+            WorkingCalendar({}).is_working_day(date(2031, 3, 3))
+    assert sum("no official holiday data for 2031" in r.getMessage() for r in caplog.records) == 1
