@@ -100,8 +100,10 @@ def block_number(session: Session, number: str, reason: str, at: datetime, actor
     return entry
 
 
-def unblock_number(session: Session, number: str) -> None:
+def unblock_number(session: Session, number: str) -> BlockedNumber:
+    """Take a number off the list; the entry that was removed."""
     entry = session.get(BlockedNumber, number)
     if entry is None:
         raise AppealError("该号码不在恶意评价名单中")
     session.delete(entry)
+    return entry

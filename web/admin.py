@@ -7,13 +7,14 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import Session, joinedload
 
 from rating_core.models import AuditEntry, WebhookDelivery, WebhookEndpoint, WebUser
 from rating_core.outbox import EVENT_TYPES
 from rating_core.webhook_endpoints import EndpointError, add_endpoint, replay, rotate_secret
 from web import db
 from web.audit import audit as record_audit
+from web.changes import commit_or_flash
 from web.roles import ROLES, role_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -64,16 +65,15 @@ def webhooks() -> Any:
 @bp.post("/webhooks")
 @role_required("admin")
 def add_webhook() -> Any:
-    session = db()
-    try:
+    def add(session: Session) -> WebhookEndpoint:
         endpoint = add_endpoint(session, request.form.get("url", "").strip(), request.form.getlist("events"),
                                 datetime.now(timezone.utc))
-    except EndpointError as exc:
-        session.rollback()
-        flash(str(exc), "error")
+        record_audit(session, "webhook_added", f"endpoint:{endpoint.id}", url=endpoint.url)
+        return endpoint
+
+    endpoint = commit_or_flash(add, EndpointError)
+    if endpoint is None:
         return redirect(url_for("admin.webhooks"))
-    record_audit(session, "webhook_added", f"endpoint:{endpoint.id}", url=endpoint.url)
-    session.commit()
     flash(f"已添加推送地址 {endpoint.url}；签名密钥（仅显示一次，请交给接收方）：{endpoint.secret}", "info")
     return redirect(url_for("admin.webhooks"))
 

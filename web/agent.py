@@ -17,6 +17,7 @@ from rating_core.models import Call, CallbackAttempt, CallbackTask, Rating, WebU
 from rating_core.verification_report import Report, build_report
 from web import db, store
 from web.audit import audit
+from web.changes import commit_or_flash
 from web.forms import ActionForm, RectifiedForm, SatisfactionForm, VerdictForm
 from web.recordings import serve_recording
 from web.report_docx import report_docx
@@ -140,16 +141,11 @@ def rectified(task_id: int) -> Any:
 def readopt_rating(task_id: int) -> Any:
     """恢复采纳: a supervisor finds a non-adoption wrong; the 差评 counts again and its callback reopens."""
     _task(task_id)
-    session = db()
-    try:
-        readopt(session, store().rules.callback, task_id, datetime.now(timezone.utc), _actor(),
-                request.form.get("reason", ""))
-    except TaskRuleError as exc:
-        session.rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("agent.task", task_id=task_id))
-    session.commit()
-    flash("已恢复采纳，回访任务重新开启", "info")
+    reopened = commit_or_flash(lambda session: readopt(
+        session, store().rules.callback, task_id, datetime.now(timezone.utc), _actor(), request.form.get("reason", ""),
+    ), TaskRuleError)
+    if reopened is not None:
+        flash("已恢复采纳，回访任务重新开启", "info")
     return redirect(url_for("agent.task", task_id=task_id))
 
 

@@ -15,6 +15,7 @@ from rating_core.appeals import FINDINGS as APPEAL_FINDINGS
 from rating_core.appeals import AppealError, block_number, decide_appeal, unblock_number
 from rating_core.models import Appeal, BlockedNumber, CallbackTask, Rating
 from web import db
+from web.changes import commit_or_flash
 from web.roles import role_required
 from web.supervisor import FIGURE_ROLES, bp
 
@@ -34,17 +35,12 @@ def appeals() -> Any:
 @role_required("supervisor")
 def decide(appeal_id: int) -> Any:
     form = request.form
-    session = db()
-    try:
-        decide_appeal(session, appeal_id, form.get("decision") == "upheld", form.get("finding") or None,
-                      form.get("note", ""), datetime.now(timezone.utc), f"supervisor:{current_user.username}",
-                      block_number=form.get("block") == "1")
-    except AppealError as exc:
-        session.rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("supervisor.appeals"))
-    session.commit()
-    flash("复核结论已保存", "info")
+    decided = commit_or_flash(lambda session: decide_appeal(
+        session, appeal_id, form.get("decision") == "upheld", form.get("finding") or None, form.get("note", ""),
+        datetime.now(timezone.utc), f"supervisor:{current_user.username}", block_number=form.get("block") == "1",
+    ), AppealError)
+    if decided is not None:
+        flash("复核结论已保存", "info")
     return redirect(url_for("supervisor.appeals"))
 
 
@@ -64,31 +60,22 @@ def _number_tokens() -> URLSafeSerializer:
 @bp.post("/blocked")
 @role_required("supervisor")
 def add_blocked() -> Any:
-    session = db()
-    try:
-        block_number(session, request.form.get("number", ""), request.form.get("reason", ""),
-                     datetime.now(timezone.utc), f"supervisor:{current_user.username}")
-    except AppealError as exc:
-        session.rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("supervisor.blocked"))
-    session.commit()
-    flash("已加入恶意评价名单：此后该号码的评价不予采纳、不回访", "info")
+    added = commit_or_flash(lambda session: block_number(
+        session, request.form.get("number", ""), request.form.get("reason", ""), datetime.now(timezone.utc),
+        f"supervisor:{current_user.username}",
+    ), AppealError)
+    if added is not None:
+        flash("已加入恶意评价名单：此后该号码的评价不予采纳、不回访", "info")
     return redirect(url_for("supervisor.blocked"))
 
 
 @bp.post("/blocked/remove")
 @role_required("supervisor")
 def remove_blocked() -> Any:
-    session = db()
     try:
-        unblock_number(session, _number_tokens().loads(request.form.get("token", "")))
+        number = _number_tokens().loads(request.form.get("token", ""))
     except BadSignature:
         abort(400, description="无效的号码标识")
-    except AppealError as exc:
-        session.rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("supervisor.blocked"))
-    session.commit()
-    flash("已移出恶意评价名单", "info")
+    if commit_or_flash(lambda session: unblock_number(session, number), AppealError) is not None:
+        flash("已移出恶意评价名单", "info")
     return redirect(url_for("supervisor.blocked"))

@@ -15,6 +15,7 @@ from rating_core.figures import PeriodError, current_quarter, parse_period
 from rating_core.models import Call, QualityItem, QualitySample
 from rating_core.quality import STRATA, QualityError, draw_sample, score_item
 from web import db, store
+from web.changes import FormError, commit_or_flash, whole_number
 from web.recordings import serve_recording
 from web.roles import role_required
 from web.supervisor import FIGURE_ROLES, _zone, bp
@@ -32,21 +33,13 @@ def quality() -> Any:
 @role_required("supervisor")
 def new_sample() -> Any:
     form = request.form
-    session = db()
-    try:
-        period = parse_period(form.get("period", ""), _zone())
-        per_stratum = int(form.get("per_stratum") or 0)
-        sample = draw_sample(session, store().rules, period, tuple(form.getlist("strata")), per_stratum,
-                             secrets.randbelow(2**31), current_user.username, datetime.now(timezone.utc))
-    except (PeriodError, QualityError) as exc:
-        session.rollback()
-        flash(str(exc), "error")
+    sample = commit_or_flash(lambda session: draw_sample(
+        session, store().rules, parse_period(form.get("period", ""), _zone()), tuple(form.getlist("strata")),
+        whole_number(form.get("per_stratum"), "每层抽取数须为整数"), secrets.randbelow(2**31),
+        current_user.username, datetime.now(timezone.utc),
+    ), PeriodError, QualityError, FormError)
+    if sample is None:
         return redirect(url_for("supervisor.quality"))
-    except ValueError:
-        session.rollback()
-        flash("每层抽取数须为整数", "error")
-        return redirect(url_for("supervisor.quality"))
-    session.commit()
     flash(f"已抽取 {len(sample.items)} 条录音", "info")
     return redirect(url_for("supervisor.quality_sample", sample_id=sample.id))
 
@@ -66,22 +59,14 @@ def quality_sample(sample_id: int) -> Any:
 @bp.post("/quality/items/<int:item_id>/score")
 @role_required("supervisor")
 def score(item_id: int) -> Any:
-    session = db()
-    item = session.get(QualityItem, item_id)
+    item = db().get(QualityItem, item_id)
     if item is None:
         abort(404)
-    try:
-        value = int(request.form.get("score", ""))
-        score_item(session, item_id, value, request.form.get("comment", ""), current_user.username,
-                   datetime.now(timezone.utc))
-    except QualityError as exc:
-        session.rollback()
-        flash(str(exc), "error")
-    except ValueError:
-        session.rollback()
-        flash("评分须为0到100的整数", "error")
-    else:
-        session.commit()
+    scored = commit_or_flash(lambda session: score_item(
+        session, item_id, whole_number(request.form.get("score"), "评分须为0到100的整数"),
+        request.form.get("comment", ""), current_user.username, datetime.now(timezone.utc),
+    ), QualityError, FormError)
+    if scored is not None:
         flash("评分已保存", "info")
     return redirect(url_for("supervisor.quality_sample", sample_id=item.sample_id) + f"#item-{item_id}")
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import joinedload
 from rating_core.appeals import AppealError, file_appeal
 from rating_core.models import Appeal, Call, CallbackTask, Rating
 from web import db, store
+from web.changes import commit_or_flash
 from web.roles import role_required
 
 bp = Blueprint("unit", __name__, url_prefix="/unit")
@@ -35,14 +36,10 @@ def home() -> Any:
 @bp.post("/tasks/<int:task_id>/appeal")
 @role_required("unit")
 def appeal(task_id: int) -> Any:
-    session = db()
-    try:
-        file_appeal(session, store().rules.callback, task_id, current_user.unit or "", request.form.get("reason", ""),
-                    datetime.now(timezone.utc), f"unit:{current_user.username}")
-    except AppealError as exc:
-        session.rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("unit.home"))
-    session.commit()
-    flash("申诉已提交，复核结果将在期限内反馈", "info")
+    filed = commit_or_flash(lambda session: file_appeal(
+        session, store().rules.callback, task_id, current_user.unit or "", request.form.get("reason", ""),
+        datetime.now(timezone.utc), f"unit:{current_user.username}",
+    ), AppealError)
+    if filed is not None:
+        flash("申诉已提交，复核结果将在期限内反馈", "info")
     return redirect(url_for("unit.home"))
