@@ -224,3 +224,15 @@ def test_a_late_replayed_call_needs_the_nightly_rebuild(filled: RatingStore) -> 
     assert "1003" in {u.name for u in live} and "1003" not in {u.name for u in rolled}
     refreshed(filled, T0 + timedelta(days=10, minutes=2), days_back=14)
     assert both_ways(filled, "agent")[1] == both_ways(filled, "agent")[0]
+
+
+def test_daily_counts_add_up_to_the_period(filled: RatingStore) -> None:
+    from rating_core.figure_rollups import daily_counts, rolled_up_counts
+
+    refreshed(filled, T0 + timedelta(hours=3))
+    period = parse_period("2026Q4", ZONE)
+    with filled.sessions() as session:
+        days = daily_counts(session, period)
+        total = rolled_up_counts(session, period, "hotline")
+    assert list(days) == [T0.date()]
+    assert days[T0.date()] == {name: sum(u.counts[name] for u in total) for name in days[T0.date()]}

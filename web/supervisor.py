@@ -7,17 +7,17 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
 
 from rating_core.callback_tasks import OPEN_STATES
-from rating_core.figure_rollups import refresh, rolled_up_counts
+from rating_core.figure_rollups import daily_counts, refresh, rolled_up_counts
 from rating_core.figures import DIMENSIONS, Period, PeriodError, current_quarter, figures_table, parse_period
 from rating_core.figures_xlsx import write_report
 from rating_core.models import CallbackTask, FigureAdjustment, Rating
-from rating_core.scoring import ScoringError, load_scoring_rules, rounded
+from rating_core.scoring import ScoringError, ScoringRules, load_scoring_rules, rounded
 from web import db, store
 from web.roles import role_required
 
@@ -31,9 +31,16 @@ def _zone() -> ZoneInfo:
     return ZoneInfo(store().rules.callback.timezone)
 
 
+def _scoring() -> ScoringRules:
+    """The scoring schemes, read once per process like the rules (a changed file needs a restart)."""
+    if "hotline_scoring" not in current_app.extensions:
+        current_app.extensions["hotline_scoring"] = load_scoring_rules()
+    return current_app.extensions["hotline_scoring"]
+
+
 def _choices() -> dict[str, str]:
     """The table's period, dimension, scheme and hotline from the query string (400 in Chinese when wrong)."""
-    scoring = load_scoring_rules()
+    scoring = _scoring()
     chosen = {
         "period": request.values.get("period") or current_quarter(datetime.now(timezone.utc), _zone()),
         "by": request.values.get("by") or "hotline",
@@ -59,7 +66,7 @@ def _table(chosen: dict[str, str]) -> tuple[Period, list[Any]]:
     refresh(session, _zone(), datetime.now(timezone.utc))
     session.commit()
     period = parse_period(chosen["period"], _zone())
-    scores = figures_table(session, period, chosen["by"], chosen["scheme"], load_scoring_rules(),
+    scores = figures_table(session, period, chosen["by"], chosen["scheme"], _scoring(),
                            chosen["hotline"] or None, counts=rolled_up_counts)
     return period, scores
 
@@ -69,7 +76,7 @@ def _table(chosen: dict[str, str]) -> tuple[Period, list[Any]]:
 def figures() -> Any:
     chosen = _choices()
     period, scores = _table(chosen)
-    scoring = load_scoring_rules()
+    scoring = _scoring()
     chart = {
         "labels": [score.unit.name for score in scores],
         "scores": [float(rounded(score.total)) for score in scores],
@@ -86,19 +93,20 @@ def figures() -> Any:
 
 
 def _trend(period: Period, hotline: str | None) -> dict[str, list[Any]]:
-    """好评率 and 差评 per week (per day for a period of a fortnight or less)."""
-    step = timedelta(days=1) if period.end - period.start <= timedelta(days=15) else timedelta(days=7)
+    """好评率 and 差评 per week (per day for a period of a fortnight or less), from one query of daily counts."""
+    days = daily_counts(db(), period, hotline)
+    zone = _zone()
+    step = 1 if period.end - period.start <= timedelta(days=15) else 7
+    first, end = period.start.astimezone(zone).date(), period.end.astimezone(zone).date()
     labels, good, negative = [], [], []
-    start = period.start
-    while start < period.end and len(labels) < 60:
-        end = min(start + step, period.end)
-        units = rolled_up_counts(db(), Period("", start, end, _zone()), "hotline", hotline)
-        m = sum(unit.counts["M"] for unit in units)
-        t = sum(unit.counts["T"] for unit in units)
-        labels.append(start.astimezone(_zone()).strftime("%m-%d"))
+    start = first
+    while start < end and len(labels) < 60:
+        bucket = [days[day] for n in range(step) if (day := start + timedelta(days=n)) < end and day in days]
+        m, t = sum(c["M"] for c in bucket), sum(c["T"] for c in bucket)
+        labels.append(start.strftime("%m-%d"))
         good.append(round(100 * (1 - t / m), 2) if m else None)
-        negative.append(sum(unit.counts["D"] for unit in units))
-        start = end
+        negative.append(sum(c["D"] for c in bucket))
+        start += timedelta(days=step)
     return {"labels": labels, "good_rate": good, "negative": negative}
 
 
@@ -107,7 +115,7 @@ def _trend(period: Period, hotline: str | None) -> dict[str, list[Any]]:
 def figures_xlsx() -> Any:
     chosen = _choices()
     _period, scores = _table(chosen)
-    scoring = load_scoring_rules()
+    scoring = _scoring()
     scheme = scoring.schemes[chosen["scheme"]]
     heading = DIMENSIONS[chosen["by"]][0]
     title = f"{chosen['period']}各{heading}“好差评”评估通报表"
