@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from ivr.agi_session import AgiSession, ChannelHungUp, CommandFailed, ConnectionLost
+from ivr.agi_session import AgiSession, ChannelHungUp, CommandFailed
 from rating_core.call_events import CallEnded, CallStarted, RatingGiven, ReasonGiven, VoiceMessageRecorded
 from rating_core.privacy import mask_phone
 from rating_core.rules import HotlineProfile, Level, Rules
@@ -104,15 +104,7 @@ async def evaluate(agi: AgiSession, rules: Rules, writer: RatingWriter) -> str:
     flow = EvaluationFlow(agi, rules, profile, writer, facts.uniqueid)
     end_reason = "error"
     try:
-        end_reason = await flow.run()
-    except ChannelHungUp:
-        end_reason = "caller_hangup"
-        log.info("%s: caller hung up at %s", context, flow.progress)
-    except ConnectionLost as exc:
-        end_reason = "connection_lost"
-        log.error("%s: lost Asterisk at %s: %s", context, flow.progress, exc)
-    except Exception:
-        log.exception("%s: evaluation failed at %s", context, flow.progress)
+        end_reason = await flow.run_to_the_end(context, "caller_hangup")
     finally:
         # One write says how far the caller got and why the call ended (the flow's own
         # progress writes are only those that must survive a crash: the rating and what follows).
@@ -125,7 +117,6 @@ class EvaluationFlow(HotlineScript):
         super().__init__(agi, profile, uniqueid)
         self.rules = rules
         self.writer = writer
-        self.progress = "connected"
 
     @property
     def menu_plays(self) -> int:

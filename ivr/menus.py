@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-from ivr.agi_session import AgiSession, CommandFailed
+from ivr.agi_session import AgiSession, ChannelHungUp, CommandFailed, ConnectionLost
 from rating_core.rules import HotlineProfile, MenuPolicy
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,25 @@ class HotlineScript:
         self.uniqueid = uniqueid
         self.plays: Counter[str] = Counter()  # how often each menu was played
         self.gave_up_because = "no_input"  # why the last menu ended without a key
+        self.progress = "connected"  # how far the call got, for the log and the store
+
+    async def run(self) -> str:
+        """The script itself; returns why the call ended."""
+        raise NotImplementedError
+
+    async def run_to_the_end(self, context: str, hangup_reason: str) -> str:
+        """Run the script and say why the call ended; never raises for a call-level problem."""
+        try:
+            return await self.run()
+        except ChannelHungUp:
+            log.info("%s: hung up at %s", context, self.progress)
+            return hangup_reason
+        except ConnectionLost as exc:
+            log.error("%s: lost Asterisk at %s: %s", context, self.progress, exc)
+            return "connection_lost"
+        except Exception:
+            log.exception("%s: script failed at %s", context, self.progress)
+            return "error"
 
     async def menu(self, policy: MenuPolicy, prompt: str, accepted: set[str]) -> str | None:
         """Play a one-key menu until an accepted key, or give up (None) per the policy."""

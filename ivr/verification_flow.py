@@ -77,15 +77,7 @@ async def verify(agi: AgiSession, rules: Rules, writer: RatingWriter, lookup: Lo
     flow = VerificationFlow(agi, rules, profile, writer, uniqueid, callback)
     end_reason = "error"
     try:
-        end_reason = await flow.run()
-    except ChannelHungUp:
-        end_reason = "citizen_hangup"
-        log.info("%s: citizen hung up at %s", context, flow.progress)
-    except ConnectionLost as exc:
-        end_reason = "connection_lost"
-        log.error("%s: lost Asterisk at %s: %s", context, flow.progress, exc)
-    except Exception:
-        log.exception("%s: callback script failed at %s", context, flow.progress)
+        end_reason = await flow.run_to_the_end(context, "citizen_hangup")
     finally:
         await writer.write(CallbackCallEnded(uniqueid, callback.attempt_id, end_reason, utcnow(), flow.progress))
     return end_reason
@@ -111,7 +103,6 @@ class VerificationFlow(HotlineScript):
         self.callback = callback
         self.script = profile.verification
         self.zone = ZoneInfo(rules.callback.timezone)
-        self.progress = "connected"
 
     async def run(self) -> str:
         await self.agi.answer()
