@@ -12,6 +12,7 @@ from rating_core.appeals import AppealError, block_number, decide_appeal, file_a
 from rating_core.call_events import CallStarted, RatingGiven
 from rating_core.models import Appeal, BlockedNumber, CallbackTask, Rating
 from rating_core.store import RatingStore
+from web_pages import csrf, signed_in
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=CST)  # a Friday
@@ -134,20 +135,6 @@ def test_the_malicious_list_by_hand(store) -> None:
 
 
 # -- the pages -------------------------------------------------------------------------------------
-
-TOKEN = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
-
-
-def signed_in(site, username: str):
-    client = site.app.test_client()
-    page = client.get("/login").data.decode()
-    client.post("/login", data={"username": username, "password": site.password, "csrf_token": TOKEN.search(page)[1]})
-    return client
-
-
-def csrf(client, path: str) -> str:
-    return TOKEN.search(client.get(path).data.decode())[1]
-
 
 def test_a_unit_appeals_and_a_supervisor_upholds_it(web_site) -> None:
     unit = signed_in(web_site, "unit")

@@ -17,6 +17,7 @@ from rating_core.figures import PeriodError, figures_table, parse_period, unit_c
 from rating_core.models import CallbackTask, FigureAdjustment
 from rating_core.scoring import load_scoring_rules
 from rating_core.store import RatingStore
+from web_pages import signed_in, token
 
 ZONE = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=ZONE)  # a Friday morning, in 2026Q4
@@ -97,16 +98,6 @@ def test_an_unreadable_period_is_refused_in_chinese(text: str) -> None:
 
 # -- the supervisor's pages ------------------------------------------------------------------------
 
-TOKEN = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
-
-
-def signed_in(site, username: str):
-    client = site.app.test_client()
-    page = client.get("/login").data.decode()
-    client.post("/login", data={"username": username, "password": site.password, "csrf_token": TOKEN.search(page)[1]})
-    return client
-
-
 def quarter() -> str:
     now = datetime.now(timezone.utc).astimezone(ZONE)
     return f"{now.year}Q{(now.month - 1) // 3 + 1}"
@@ -152,7 +143,7 @@ def test_a_bad_adjustment_is_refused_and_nothing_stored(web_site, points: str, r
     page = client.get(f"/supervisor/figures?by=agent&period={quarter()}").data.decode()
     response = client.post(f"/supervisor/figures/adjustments?by=agent&period={quarter()}", follow_redirects=True,
                            data={"name": "1024", "points": points, "reason": reason,
-                                 "csrf_token": TOKEN.search(page)[1]})
+                                 "csrf_token": token(page)})
     assert message in response.data.decode()
     with web_site.store.sessions() as session:
         assert session.query(FigureAdjustment).count() == 0
@@ -164,7 +155,7 @@ def test_an_adjustment_changes_the_score(web_site) -> None:
     page = client.get(url).data.decode()
     before = re.search(r'data-unit="1024">.*?class="score"><strong>([\d.]+)<', page, re.S)[1]
     client.post(f"/supervisor/figures/adjustments?by=agent&period={quarter()}",
-                data={"name": "1024", "points": "-2.5", "reason": "数据不真实", "csrf_token": TOKEN.search(page)[1]})
+                data={"name": "1024", "points": "-2.5", "reason": "数据不真实", "csrf_token": token(page)})
     after = re.search(r'data-unit="1024">.*?class="score"><strong>([\d.]+)<', client.get(url).data.decode(), re.S)[1]
     assert Decimal(before) - Decimal(after) == Decimal("2.5")
 

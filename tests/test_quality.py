@@ -15,6 +15,7 @@ from rating_core.figures import parse_period
 from rating_core.models import AuditEntry, QualityItem
 from rating_core.quality import QualityError, draw_sample, score_item
 from rating_core.store import RatingStore
+from web_pages import csrf, signed_in
 
 ZONE = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=ZONE)
@@ -70,19 +71,9 @@ def test_scores_are_0_to_100(recorded, rules) -> None:
         score_item(session, item_id, 101, "", "boss", T0)
 
 
-TOKEN = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
-
-
-def signed_in(site, username: str):
-    client = site.app.test_client()
-    page = client.get("/login").data.decode()
-    client.post("/login", data={"username": username, "password": site.password, "csrf_token": TOKEN.search(page)[1]})
-    return client
-
-
 def test_a_supervisor_draws_listens_and_scores(web_site) -> None:
     boss = signed_in(web_site, "boss")
-    token = TOKEN.search(boss.get("/supervisor/quality").data.decode())[1]
+    token = csrf(boss, "/supervisor/quality")
     now = datetime.now(timezone.utc).astimezone(ZONE)
     period = f"{now.year}Q{(now.month - 1) // 3 + 1}"
     page = boss.post("/supervisor/quality", follow_redirects=True, data={

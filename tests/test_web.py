@@ -13,24 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from rating_core.models import AuditEntry, CallbackAttempt, CallbackTask, TaskEvent
-
-TOKEN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
-
-
-def token(page: bytes) -> str:
-    found = TOKEN.search(page.decode())
-    assert found, "no CSRF token on the page"
-    return found.group(1) or found.group(2)
-
-
-def signed_in(site, username: str) -> FlaskClient:
-    client = site.app.test_client()
-    login_page = client.get("/login")
-    done = client.post("/login", data={"username": username, "password": site.password,
-                                       "csrf_token": token(login_page.data)})
-    assert done.status_code == 302, done.data.decode()[:500]
-    return client
-
+from web_pages import signed_in, token
 
 def text(response) -> str:
     return response.data.decode()
