@@ -16,6 +16,7 @@ caller does, as on a real channel.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from dataclasses import dataclass, field
 
@@ -383,3 +384,21 @@ async def run_call(
     except (ConnectionError, OSError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     return result
+
+
+def run_agi_process(command: list[str], channel: SimulatedChannel, variables: dict[str, str], args: list[str],
+                    env: dict[str, str], timeout: float = 30.0) -> tuple[int, str]:
+    """Plain ``AGI(program,args)`` as Asterisk runs it: the environment block and replies on the program's stdin,
+    its commands read from its stdout. Returns the exit code and what it wrote to stderr."""
+    proc = subprocess.Popen([*command, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdin.write(format_environment(variables, args))
+    proc.stdin.flush()
+    while line := proc.stdout.readline():
+        reply, _seconds, hung_up = channel.handle(line)
+        proc.stdin.write(reply + (HANGUP_LINE if hung_up else b""))
+        proc.stdin.flush()
+    proc.stdin.close()
+    code = proc.wait(timeout=timeout)
+    return code, proc.stderr.read().decode(errors="replace")

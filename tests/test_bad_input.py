@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from sqlalchemy.orm import selectinload
 from ivr.agi_server import FastAgiServer
 from ivr.service import make_scripts, running_ivr
 from ivr.rating_writer import RatingWriter
-from ivr.simulated_asterisk import Caller, Press, SimulatedChannel, channel_environment, run_call
+from ivr.simulated_asterisk import Caller, Press, SimulatedChannel, channel_environment, run_agi_process, run_call
 from rating_core.database import make_engine
 from rating_core.migrate import upgrade
 from rating_core.models import Call
@@ -130,20 +129,9 @@ def test_plain_agi_over_stdin_stdout(tmp_path: Path) -> None:
     channel = SimulatedChannel(Caller([Press("3")], variables={"EVAL_AGENT": "4004"}), "1795316432.5", "x")
     variables = {"agi_request": "/opt/hotline-eval/bin/hotline-eval-agi", "agi_channel": "PJSIP/trunk-0001",
                  "agi_uniqueid": "1795316432.5", "agi_callerid": "13900000000", "agi_enhanced": "0.0"}
-    from ivr.agi_protocol import format_environment
-
-    agi = Path(sys.executable).with_name("hotline-eval-agi")
-    proc = subprocess.Popen([str(agi), "hotline=12345"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
-    assert proc.stdin and proc.stdout
-    proc.stdin.write(format_environment(variables, ["hotline=12345"]))
-    proc.stdin.flush()
-    while line := proc.stdout.readline():
-        reply, _seconds, hung_up = channel.handle(line)
-        proc.stdin.write(reply + (b"HANGUP\n" if hung_up else b""))
-        proc.stdin.flush()
-    proc.stdin.close()
-    assert proc.wait(timeout=30) == 0, proc.stderr.read().decode() if proc.stderr else ""
+    agi = str(Path(sys.executable).with_name("hotline-eval-agi"))
+    code, stderr = run_agi_process([agi], channel, variables, ["hotline=12345"], env)
+    assert code == 0, stderr
     assert channel.commands[-1] == ["HANGUP"] and not channel.violations
     store = RatingStore(make_engine(f"sqlite:///{db}"), None)  # type: ignore[arg-type]
     with store.sessions() as s:

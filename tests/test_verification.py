@@ -8,7 +8,6 @@ channel, as the dialer's Originate would start it.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,9 +15,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from ivr.agi_protocol import format_environment
 from ivr.service import IvrService
-from ivr.simulated_asterisk import Caller, CallResult, HangUp, Press, Silence, SimulatedChannel, run_call
+from ivr.simulated_asterisk import (
+    Caller, CallResult, HangUp, Press, Silence, SimulatedChannel, run_agi_process, run_call,
+)
 from rating_core.call_events import CallbackAnswered, CallStarted, RatingGiven, from_record, to_record
 from rating_core.callback_tasks import (
     TaskRuleError,
@@ -343,19 +343,10 @@ def test_the_callback_also_runs_as_plain_agi(tmp_path, rules) -> None:
     channel = SimulatedChannel(Caller([Press("1"), Press("1"), Press("1")]), "1795400001.1", "x")
     variables = {"agi_request": "/opt/hotline-eval/bin/hotline-eval-agi", "agi_channel": "PJSIP/trunk-0002",
                  "agi_uniqueid": "1795400001.1", "agi_callerid": "12345"}
-    agi = Path(sys.executable).with_name("hotline-eval-agi")
+    agi = str(Path(sys.executable).with_name("hotline-eval-agi"))
     env = dict(os.environ, DATABASE_URL=f"sqlite:///{db}", HOTLINE_EVAL_HOME=str(tmp_path))
-    proc = subprocess.Popen([str(agi), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
-    assert proc.stdin and proc.stdout
-    proc.stdin.write(format_environment(variables, args))
-    proc.stdin.flush()
-    while line := proc.stdout.readline():
-        reply, _seconds, hung_up = channel.handle(line)
-        proc.stdin.write(reply + (b"HANGUP\n" if hung_up else b""))
-        proc.stdin.flush()
-    proc.stdin.close()
-    assert proc.wait(timeout=30) == 0, proc.stderr.read().decode() if proc.stderr else ""
+    code, stderr = run_agi_process([agi], channel, variables, args, env)
+    assert code == 0, stderr
     assert channel.commands[-1] == ["HANGUP"] and not channel.violations
     assert answers(store, task_id) == [("identity", True), ("resolved", True), ("satisfied", True)]
     assert task(store, task_id).state == "closed"
