@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -44,21 +41,11 @@ from rating_core.database import make_engine, make_session_factory  # noqa: E402
 from rating_core.migrate import upgrade  # noqa: E402
 from rating_core.models import Call, CallbackTask, Rating  # noqa: E402
 from rating_core.rules import load_rules  # noqa: E402
+from timing import timed  # noqa: E402 (benchmarks/ is the script's folder)
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)  # Monday 10:00 in Shanghai
 STATES = ["pending"] * 60 + ["dialing"] * 5 + ["contacted"] * 10 + ["rectifying"] * 5 + ["rectified"] * 5 + \
     ["exhausted"] * 3 + ["closed"] * 10 + ["not_dialled"] * 2
-
-
-def timed(work: Callable[[], object], rounds: int) -> float:
-    """Median seconds of ``rounds`` runs (after one warm-up)."""
-    work()
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        work()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 # -- 1. the due batch ---------------------------------------------------------------

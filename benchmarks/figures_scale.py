@@ -21,10 +21,8 @@ The one-off full rollup build is reported too. Figures are medians of
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -37,6 +35,7 @@ from rating_core.database import make_engine, make_session_factory  # noqa: E402
 from rating_core.figure_rollups import refresh, rolled_up_counts  # noqa: E402
 from rating_core.figures import parse_period, unit_counts  # noqa: E402
 from rating_core.migrate import upgrade  # noqa: E402
+from timing import timed  # noqa: E402 (benchmarks/ is the script's folder)
 
 ZONE = ZoneInfo("Asia/Shanghai")
 FILL = [
@@ -71,16 +70,6 @@ FILL = [
        FROM ratings r JOIN calls c ON c.id = r.call_id WHERE r.is_negative""",
     "ANALYZE",
 ]
-
-
-def timed(work: Callable[[], object], rounds: int) -> float:
-    work()
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        work()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def fill(engine: Engine, rows: int) -> float:
