@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, time, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from flask_wtf import FlaskForm
 from sqlalchemy import or_, select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from rating_core.callback_tasks import OPEN_STATES, VERIFIABLE_STATES, TaskRuleError, mark_rectified, readopt, \
     record_answer, record_verdict, request_attempt
@@ -103,17 +105,10 @@ def verdict(task_id: int) -> Any:
     if form.rectify_by.data is not None:
         zone = ZoneInfo(store().rules.callback.timezone)
         rectify_by = datetime.combine(form.rectify_by.data, time(23, 59), zone).astimezone(timezone.utc)
-    session = db()
-    try:
-        record_verdict(session, store().rules.callback, task_id, form.verdict.data or "", datetime.now(timezone.utc),
-                       _actor(), form.note.data or "", rectify_by)
-    except TaskRuleError as exc:
-        session.rollback()
-        form.form_errors.append(str(exc))
-        return _page(_task(task_id), verdict=form, status=400)
-    session.commit()
-    flash("核实结论已保存", "info")
-    return redirect(url_for("agent.task", task_id=task_id))
+    return _save(task_id, lambda session: record_verdict(
+        session, store().rules.callback, task_id, form.verdict.data or "", datetime.now(timezone.utc), _actor(),
+        form.note.data or "", rectify_by,
+    ), "verdict", form, "核实结论已保存")
 
 
 @bp.post("/tasks/<int:task_id>/rectified")
@@ -123,16 +118,22 @@ def rectified(task_id: int) -> Any:
     form = RectifiedForm()
     if not form.validate_on_submit():
         return _page(found, rectified=form, status=400)
+    return _save(task_id, lambda session: mark_rectified(
+        session, store().rules.callback, task_id, datetime.now(timezone.utc), _actor(), form.note.data or "",
+    ), "rectified", form, "整改情况已保存，系统将回访市民满意度")
+
+
+def _save(task_id: int, change: Callable[[Session], object], form_name: str, form: FlaskForm, done: str) -> Any:
+    """Apply a task form's change; a rule's refusal goes back on the form (400) and nothing is saved."""
     session = db()
     try:
-        mark_rectified(session, store().rules.callback, task_id, datetime.now(timezone.utc), _actor(),
-                       form.note.data or "")
+        change(session)
     except TaskRuleError as exc:
         session.rollback()
         form.form_errors.append(str(exc))
-        return _page(_task(task_id), rectified=form, status=400)
+        return _page(_task(task_id), status=400, **{form_name: form})
     session.commit()
-    flash("整改情况已保存，系统将回访市民满意度", "info")
+    flash(done, "info")
     return redirect(url_for("agent.task", task_id=task_id))
 
 
