@@ -32,6 +32,7 @@ test: setup services
 bench: setup
 	$(BIN)/python benchmarks/agi_concurrency.py
 	$(BIN)/python benchmarks/callback_backlog.py
+	$(BIN)/python benchmarks/speech.py
 
 prompts: setup
 	$(BIN)/hotline-eval prompts build

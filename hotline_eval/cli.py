@@ -93,13 +93,70 @@ def db_replay_spool() -> None:
 
 @main.command()
 @click.option("--listen", default="127.0.0.1:4573", show_default=True, help="HOST:PORT to listen on.")
-def agi(listen: str) -> None:
+@click.option("--audiosocket", default="127.0.0.1:9092", show_default=True,
+              help="HOST:PORT of the AudioSocket server that receives callers' speech.")
+@click.option("--audiosocket-advertise", default=None, metavar="HOST:PORT",
+              help="Where Asterisk reaches the AudioSocket server, if not --audiosocket itself.")
+@click.option("--speech-workers", default=2, show_default=True, help="Speech recognition processes.")
+def agi(listen: str, audiosocket: str, audiosocket_advertise: str | None, speech_workers: int) -> None:
     """Run the FastAGI server (Asterisk: AGI(agi://host:4573/postcall?hotline=12345))."""
     from ivr.agi_server import DEFAULT_PORT
     from ivr.service import serve_until_signalled
 
     host, port = _host_port(listen, DEFAULT_PORT)
-    asyncio.run(serve_until_signalled(open_store(), Spool(spool_dir()), host, port))
+    asyncio.run(serve_until_signalled(open_store(), Spool(spool_dir()), host, port,
+                                      audiosocket=_host_port(audiosocket, 9092),
+                                      audiosocket_advertise=audiosocket_advertise, speech_workers=speech_workers))
+
+
+# -- speech models ----------------------------------------------------------------------
+
+
+@main.group()
+def models() -> None:
+    """The Vosk speech models (installed under $HOTLINE_EVAL_MODELS, default $HOTLINE_EVAL_HOME/models)."""
+
+
+@models.command("fetch")
+@click.argument("name")
+@click.option("--from", "source", default=None, metavar="URL_OR_ZIP",
+              help="A URL, a zip file or an unpacked folder (default: the model's published URL).")
+def models_fetch(name: str, source: str | None) -> None:
+    """Install model NAME, verifying every file against its manifest."""
+    from speech_models.fetch import FetchError, fetch
+
+    try:
+        folder = fetch(name, source)
+    except (FetchError, KeyError) as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from exc
+    click.echo(f"{name}: installed and verified in {folder}")
+
+
+@models.command("check")
+def models_check() -> None:
+    """Which models are installed and verified, and which hotlines hear speech; exit 1 when one cannot."""
+    from speech_models.manifests import catalog, locate
+
+    rules = open_store().rules
+    statuses = {name: locate(name, full=True) for name in catalog()}
+    for name, status in statuses.items():
+        where = f"ok, {status.directory}" if status.usable else "; ".join(status.problems[:3])
+        click.echo(f"model {name} ({status.manifest.language}): {where}")
+    missing = 0
+    for hotline in rules.hotlines.values():
+        language = hotline.speech.language
+        if language is None:
+            click.echo(f"hotline {hotline.code}: keys only (no speech configured)")
+            continue
+        model = rules.speech_languages[language].model
+        status = statuses.get(model)
+        if status is not None and status.usable:
+            click.echo(f"hotline {hotline.code}: speech ({language}, {model})")
+        else:
+            missing += 1
+            click.echo(f"hotline {hotline.code}: KEYS ONLY: speech model {model} is not installed")
+    if missing:
+        sys.exit(1)
 
 
 def agi_script() -> None:

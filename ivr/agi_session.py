@@ -216,6 +216,13 @@ class AgiSession:
             raise await self._failed_or_hung_up("RECORD FILE", reply)
         return Recording("timeout", None, samples)
 
+    async def exec_application(self, application: str, data: str) -> int:
+        """``EXEC`` a dialplan application; its result, or ChannelHungUp / CommandFailed on ``-1``."""
+        reply = await self.command("EXEC", application, data)
+        if reply.result == "-1":
+            raise await self._failed_or_hung_up(f"EXEC {application}", reply)
+        return reply.result_int or 0
+
     async def hangup(self) -> None:
         await self.command("HANGUP")
 

@@ -4,6 +4,8 @@
     2. Rating menu: 非常满意 1 … 非常不满意 5, ``*`` repeats; a key interrupts the
        prompt. Wrong key: "输入有误" and the menu again. Silence: the menu again,
        then 未评价. The rating is stored the moment the key is read.
+       Where the hotline hears speech, the menu first invites the caller to
+       say the rating; speech not understood is re-asked, then keys take over.
     3. For a 差评: the reason-tag menu, then an optional voice message.
     4. Thanks, and hang up.
 
@@ -23,6 +25,7 @@ from rating_core.privacy import mask_phone
 from rating_core.rules import HotlineProfile, Level, Rules
 from ivr.menus import HotlineScript
 from ivr.rating_writer import RatingWriter
+from ivr.speech_listener import SpeechListener
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +80,7 @@ async def read_call_facts(agi: AgiSession) -> CallFacts:
     return facts
 
 
-async def evaluate(agi: AgiSession, rules: Rules, writer: RatingWriter) -> str:
+async def evaluate(agi: AgiSession, rules: Rules, writer: RatingWriter, speech: SpeechListener | None = None) -> str:
     """Run one evaluation call; return why it ended. Never raises for a call-level problem."""
     facts = await read_call_facts(agi)
     context = f"call {facts.uniqueid} ({facts.channel}, caller {mask_phone(facts.caller_number)})"
@@ -101,7 +104,7 @@ async def evaluate(agi: AgiSession, rules: Rules, writer: RatingWriter) -> str:
         await writer.write(CallEnded(facts.uniqueid, "unknown_hotline", utcnow()))
         return "unknown_hotline"
 
-    flow = EvaluationFlow(agi, rules, profile, writer, facts.uniqueid)
+    flow = EvaluationFlow(agi, rules, profile, writer, facts.uniqueid, speech)
     end_reason = "error"
     try:
         end_reason = await flow.run_to_the_end(context, "caller_hangup")
@@ -113,14 +116,16 @@ async def evaluate(agi: AgiSession, rules: Rules, writer: RatingWriter) -> str:
 
 
 class EvaluationFlow(HotlineScript):
-    def __init__(self, agi: AgiSession, rules: Rules, profile: HotlineProfile, writer: RatingWriter, uniqueid: str):
+    def __init__(self, agi: AgiSession, rules: Rules, profile: HotlineProfile, writer: RatingWriter, uniqueid: str,
+                 speech: SpeechListener | None = None):
         super().__init__(agi, profile, uniqueid)
         self.rules = rules
         self.writer = writer
+        self.speech = speech if speech is not None and speech.hears(profile) else None
 
     @property
     def menu_plays(self) -> int:
-        return self.plays["menu"]
+        return self.plays["menu"] + self.plays["speech_menu"]
 
     async def run(self) -> str:
         await self.agi.answer()
@@ -143,12 +148,41 @@ class EvaluationFlow(HotlineScript):
 
     async def ask_for_rating(self) -> Level | None:
         self.progress = "menu"
+        if self.speech is not None:
+            level = await self.ask_by_voice()
+            if level is not None:
+                return level
         key = await self.menu(self.profile.menu, "menu", accepted=set(self.profile.keys))
         if key is None:
             return None
-        level = self.rules.level_for_key(self.profile, key)
+        return await self.rated(key, "dtmf")
+
+    async def ask_by_voice(self) -> Level | None:
+        """Say it or press it; speech not understood is asked again, then the key menu takes over (None)."""
+        assert self.speech is not None
+        prompt = "speech_menu"
+        for _ in range(self.profile.speech.retries + 1):
+            self.plays[prompt] += 1
+            key = await self.say(prompt, interruptible=True)
+            if key is not None:
+                return await self.rated(key, "dtmf") if key in self.profile.keys else None
+            heard = await self.speech.listen(self.agi, self.profile, self.uniqueid)
+            if heard.level is not None or heard.key in self.profile.keys:
+                level = await self.rated(heard.level or heard.key, "speech" if heard.level else "dtmf")  # type: ignore[arg-type]
+                if heard.hung_up:
+                    raise ChannelHungUp("caller hung up right after rating")
+                return level
+            if heard.key is not None or heard.unavailable or heard.silent:
+                return None  # a stray key, no listening, or nothing said: the key menu
+            prompt = "speech_retry"
+        return None
+
+    async def rated(self, key_or_level: str, channel: str) -> Level:
+        """Store the rating the moment it is known (a key, or a level heard in speech)."""
+        level = (self.rules.level_for_key(self.profile, key_or_level) if channel == "dtmf"
+                 else self.rules.level(key_or_level))
         assert level is not None
-        await self.writer.write(RatingGiven(self.uniqueid, level.code, "dtmf", utcnow()))
+        await self.writer.write(RatingGiven(self.uniqueid, level.code, channel, utcnow()))
         self.progress = "rated"
         return level
 

@@ -1,7 +1,8 @@
 """Builds the prompt audio (8 kHz mono 16-bit WAV, what Asterisk plays natively) from the rules' texts.
 
-Synthetic Mandarin is a placeholder until a centre records its own voice: drop
-a recording with the same name into the sound folder and it is used instead.
+Synthetic Mandarin (and Korean, for a hotline whose ``prompt_voice`` is ``ko``)
+is a placeholder until a centre records its own voice: drop a recording with
+the same name into the sound folder and it is used instead.
 espeak-ng's plain ``cmn`` voice in Debian's 1.51 reads tone numbers as
 English, so the text goes through pypinyin into the ``cmn-latn-pinyin`` voice.
 """
@@ -77,6 +78,7 @@ def build_prompts(profiles: list[HotlineProfile], out_dir: Path = SOUNDS_DIR) ->
         if shutil.which(tool) is None:
             raise PromptBuildError(f"{tool} is not installed (Debian: apt-get install espeak-ng sox)")
     folders = {profile.code: profile.prompts for profile in profiles}
+    voices = {profile.code: profile.prompt_voice for profile in profiles}
     fragments = {Path(profile.verification.date_sound_dir).name for profile in profiles}
     folders |= {folder: date_prompts() for folder in fragments}
     built = []
@@ -87,7 +89,9 @@ def build_prompts(profiles: list[HotlineProfile], out_dir: Path = SOUNDS_DIR) ->
             for name, text in texts.items():
                 raw = Path(tmp) / f"{folder}-{name}.wav"
                 path = target / f"{name}.wav"
-                _run(["espeak-ng", "-v", VOICE, "-s", "150", "-w", str(raw), to_pinyin(text)])
+                voice = voices.get(folder, VOICE)
+                spoken = to_pinyin(text) if voice == VOICE else text
+                _run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(raw), spoken])
                 # Fragments are spoken back to back, so their leading and trailing silence goes.
                 trim = ["silence", "1", "0.02", "1%", "reverse", "silence", "1", "0.02", "1%", "reverse"]
                 _run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", str(path),

@@ -13,11 +13,15 @@ from ivr.agi_server import FastAgiServer, Script
 from ivr.agi_session import AgiSession
 from ivr.call_flow import evaluate
 from ivr.rating_writer import RatingWriter
+from ivr.audiosocket_server import AudioSocketServer
+from ivr.speech_listener import SpeechListener
+from ivr.speech_workers import GrammarSpec, RecognizerPool
 from ivr.verification_flow import verify
 from rating_core.callback_tasks import VerificationCall
 from rating_core.rules import Rules
 from rating_core.spool import Spool
 from rating_core.store import RatingStore
+from speech_models.manifests import locate
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +32,20 @@ class IvrService:
     spool: Spool
     writer: RatingWriter
     server: FastAgiServer
+    speech: SpeechListener | None = None
 
     @property
     def rules(self) -> Rules:
         return self.store.rules
 
 
-def make_scripts(store: RatingStore, writer: RatingWriter, *, lookup_timeout: float = 5.0) -> dict[str, Script]:
+def make_scripts(store: RatingStore, writer: RatingWriter, *, lookup_timeout: float = 5.0,
+                 speech: SpeechListener | None = None) -> dict[str, Script]:
     """The FastAGI scripts by URL path: the post-call evaluation and the automated callback."""
     rules = store.rules
 
     async def postcall(agi: AgiSession) -> None:
-        await evaluate(agi, rules, writer)
+        await evaluate(agi, rules, writer, speech)
 
     async def lookup(task_id: int, attempt_id: int) -> VerificationCall | None:
         # The store is read in a thread under a time limit: a slow database must not freeze other calls.
@@ -51,20 +57,66 @@ def make_scripts(store: RatingStore, writer: RatingWriter, *, lookup_timeout: fl
     return {"postcall": postcall, "callback-verify": callback_verify}
 
 
+def speech_grammars(rules: Rules) -> tuple[dict[str, str], dict[str, GrammarSpec]]:
+    """The models to load ({name: folder}) and a grammar per hotline that hears speech and has its model."""
+    models: dict[str, str] = {}
+    grammars: dict[str, GrammarSpec] = {}
+    for hotline in rules.hotlines.values():
+        if hotline.speech.language is None:
+            continue
+        model = rules.speech_languages[hotline.speech.language].model
+        status = locate(model)
+        if not status.usable:
+            log.warning("hotline %s: speech model %s is not usable (%s); keys only",
+                        hotline.code, model, "; ".join(status.problems[:3]))
+            continue
+        models[model] = str(status.directory)
+        grammars[hotline.code] = (model, rules.speech_phrases(hotline))
+    return models, grammars
+
+
+@contextlib.asynccontextmanager
+async def running_speech(rules: Rules, host: str, port: int, *, advertise: str | None = None,
+                         workers: int = 2) -> AsyncIterator[SpeechListener | None]:
+    """The AudioSocket server and the recognition workers; None when no hotline can hear speech here."""
+    models, grammars = speech_grammars(rules)
+    if not grammars:
+        yield None
+        return
+    pool = RecognizerPool(models, grammars, workers=workers)
+    await asyncio.to_thread(pool.start)
+    for code, (model, _) in grammars.items():
+        grammar = pool.grammars.get(code)
+        if grammar is None:
+            log.warning("hotline %s: speech model %s failed to load; keys only", code, model)
+        elif grammar.left_out:
+            log.warning("hotline %s: model %s cannot hear %s", code, model, ", ".join(grammar.left_out))
+    server = AudioSocketServer()
+    try:
+        await server.start(host, port)
+        address = advertise or f"{host}:{server.port}"
+        log.info("AudioSocket server on %s:%d (Asterisk connects to %s); speech for %s",
+                 host, server.port, address, ", ".join(pool.grammars) or "no hotline")
+        yield SpeechListener(server, pool, address)
+    finally:
+        await server.close()
+        await asyncio.to_thread(pool.close)
+
+
 @contextlib.asynccontextmanager
 async def running_ivr(
     store: RatingStore, spool: Spool, host: str, port: int, *, replay_interval: float = 15.0,
-    write_timeout: float = 10.0,
+    write_timeout: float = 10.0, speech: SpeechListener | None = None,
 ) -> AsyncIterator[IvrService]:
     """A started FastAGI server with its writer and spool replayer; all stopped on exit."""
     writer = RatingWriter(store, spool, write_timeout=write_timeout)
     writer.start()
-    server = FastAgiServer(make_scripts(store, writer))
+    server = FastAgiServer(make_scripts(store, writer, speech=speech))
     await server.start(host, port)
     await writer.replay_once()  # what an earlier run left in the spool
     replayer = asyncio.create_task(writer.replay_forever(replay_interval), name="spool-replayer")
     try:
-        yield IvrService(store, spool, writer, server)
+        yield IvrService(store, spool, writer, server, speech)
     finally:
         await server.close()
         replayer.cancel()
@@ -73,12 +125,17 @@ async def running_ivr(
         await writer.replay_once()
 
 
-async def serve_until_signalled(store: RatingStore, spool: Spool, host: str, port: int) -> None:
+async def serve_until_signalled(store: RatingStore, spool: Spool, host: str, port: int, *,
+                                audiosocket: tuple[str, int] = ("127.0.0.1", 9092),
+                                audiosocket_advertise: str | None = None, speech_workers: int = 2) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with running_ivr(store, spool, host, port) as ivr:
+    async with (
+        running_speech(store.rules, *audiosocket, advertise=audiosocket_advertise, workers=speech_workers) as speech,
+        running_ivr(store, spool, host, port, speech=speech) as ivr,
+    ):
         log.info("FastAGI server listening on %s:%d (hotlines: %s)", host, ivr.server.port, ", ".join(store.rules.hotlines))
         await stop.wait()
         log.info("stopping: waiting for %d call(s) in progress", len(ivr.server.active))

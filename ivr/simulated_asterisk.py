@@ -8,9 +8,11 @@ allows there, ``510``/``520`` for bad commands). :func:`run_call` connects it
 to a FastAGI server over real TCP.
 
 A caller is a list of reactions, one used at each point where Asterisk waits
-for the caller: GET DATA, WAIT FOR DIGIT, RECORD FILE, and STREAM FILE with
-escape digits. A STREAM FILE without escape digits plays out whatever the
-caller does, as on a real channel.
+for the caller: GET DATA, WAIT FOR DIGIT, RECORD FILE, STREAM FILE with
+escape digits, and ``EXEC AudioSocket`` (where :func:`play_audiosocket` connects
+to the flow's AudioSocket server and streams what the caller says, as §3 of
+the transcripts shows). A STREAM FILE without escape digits plays out
+whatever the caller does, as on a real channel.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from ivr.agi_protocol import (
@@ -30,6 +33,7 @@ from ivr.agi_protocol import (
     format_reply,
     split_command,
 )
+from ivr.audiosocket_protocol import FRAME_BYTES, SILENCE_FRAME, Kind, encode
 
 SAMPLE_RATE = 8000
 DEFAULT_SOUND_SECONDS = 3.0
@@ -61,7 +65,27 @@ class HangUp:
     """The caller hangs up while Asterisk waits for them."""
 
 
-Reaction = Press | Silence | Speak | HangUp
+@dataclass(frozen=True)
+class Say:
+    """In an AudioSocket session the caller says ``audio`` (8 kHz 16-bit mono PCM), then
+    presses ``press`` or hangs up (``hang_up``), else stays silent until the server ends it.
+    ``hang_up_after`` cuts the audio off mid-utterance at that many bytes."""
+
+    audio: bytes = b""
+    press: str | None = None
+    hang_up: bool = False
+    hang_up_after: int | None = None
+
+
+Reaction = Press | Silence | Speak | HangUp | Say
+
+
+@dataclass(frozen=True)
+class AudioSocketRequest:
+    session: uuid.UUID
+    host: str
+    port: int
+    reaction: Reaction
 
 
 @dataclass
@@ -116,6 +140,7 @@ class SimulatedChannel:
     commands: list[list[str]] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
+    audiosocket: AudioSocketRequest | None = None  # an EXEC AudioSocket the transport must play out
     _next: int = 0
 
     def __post_init__(self) -> None:
@@ -132,6 +157,10 @@ class SimulatedChannel:
             self._next += 1
             return self.caller.reactions[self._next - 1]
         return Silence()
+
+    def _speaks_next(self) -> bool:
+        """A caller who will speak lets the prompt play out and speaks when listened to."""
+        return self._next < len(self.caller.reactions) and isinstance(self.caller.reactions[self._next], Say)
 
     def _sound_seconds(self, name: str) -> float | None:
         if self.sounds is None:
@@ -201,7 +230,32 @@ class SimulatedChannel:
     def _exec(self, args: list[str]) -> tuple[Reply, float]:
         if args[0].lower() not in _APPLICATIONS:
             return Reply(200, "-2"), 0.0
-        return (Reply(200, "0"), 0.0) if self.alive else (Reply(200, "-1"), 0.0)
+        if not self.alive:
+            return Reply(200, "-1"), 0.0
+        if args[0].lower() == "audiosocket":
+            return self._audiosocket(args[1] if len(args) > 1 else "")
+        return Reply(200, "0"), 0.0
+
+    def _audiosocket(self, data: str) -> tuple[Reply, float]:
+        """Note the session for the transport; the reply stands only if nobody plays it (no connection)."""
+        session, _, address = data.partition(",")
+        host, _, port = address.rpartition(":")
+        try:
+            self.audiosocket = AudioSocketRequest(uuid.UUID(session), host, int(port), self._reaction())
+        except ValueError:
+            self.violations.append(f"EXEC AudioSocket with bad arguments {data!r}")
+        return Reply(200, "-1"), 0.0
+
+    def audiosocket_reply(self, outcome: str) -> tuple[bytes, bool]:
+        """The EXEC's reply once the session is over, as observed: the server ended it (``0``),
+        the caller hung up (``-1`` then HANGUP), or there was no connection (``-1``)."""
+        self.audiosocket = None
+        if outcome == "server":
+            return format_reply(Reply(200, "0")), False
+        if outcome == "caller":
+            self.alive = False
+            return format_reply(Reply(200, "-1")), True
+        return format_reply(Reply(200, "-1")), False
 
     def _hangup(self, args: list[str]) -> tuple[Reply, float]:
         self.alive = False
@@ -214,7 +268,7 @@ class SimulatedChannel:
             self.failure = True
             return Reply(200, "-1", endpos=0), 0.0
         full = int(length * SAMPLE_RATE)
-        if not escape:
+        if not escape or self._speaks_next():
             return Reply(200, "0", endpos=full), length
         reaction = self._reaction()
         if isinstance(reaction, HangUp):
@@ -363,6 +417,9 @@ async def run_call(
                         channel.violations.append(f"more than {max_commands} commands")
                         break
                     reply, seconds, hung_up = channel.handle(raw)
+                    if channel.audiosocket is not None:
+                        outcome = await play_audiosocket(channel.audiosocket, time_scale=time_scale)
+                        reply, hung_up = channel.audiosocket_reply(outcome)
                     if time_scale and seconds:
                         await asyncio.sleep(seconds * time_scale)
                     writer.write(reply)
@@ -384,6 +441,72 @@ async def run_call(
     except (ConnectionError, OSError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     return result
+
+
+async def play_audiosocket(request: AudioSocketRequest, *, time_scale: float = 0.0,
+                           silence_after: float = 3.0, timeout: float = 30.0) -> str:
+    """Asterisk's side of one AudioSocket session: "server" when the server ended it with
+    ``00 00 00``, "caller" when the caller hung up (a plain close, as Asterisk does), "failed"
+    when there was no connection. Frames go every 20 ms × ``time_scale`` (0: as fast as the
+    socket takes them); after the caller's audio come ``silence_after`` seconds of silence."""
+    try:
+        reader, writer = await asyncio.open_connection(request.host, request.port)
+    except OSError:
+        return "failed"
+    reaction = request.reaction
+    say = reaction if isinstance(reaction, Say) else Say()
+    ended = asyncio.Event()
+
+    async def watch_server() -> None:
+        # The server's audio goes to the caller; its 00 00 00 ends the session.
+        try:
+            while header := await reader.readexactly(3):
+                kind, length = header[0], int.from_bytes(header[1:], "big")
+                await reader.readexactly(length)
+                if kind == Kind.HANGUP:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        ended.set()
+
+    async def frame(data: bytes) -> None:
+        writer.write(data)
+        await writer.drain()
+        await asyncio.sleep(0.02 * time_scale)
+
+    watcher = asyncio.create_task(watch_server())
+    outcome = "server"
+    try:
+        async with asyncio.timeout(timeout):
+            writer.write(encode(Kind.UUID, request.session.bytes))
+            audio = say.audio if say.hang_up_after is None else say.audio[:say.hang_up_after]
+            for start in range(0, len(audio), FRAME_BYTES):
+                if ended.is_set():
+                    break
+                await frame(encode(Kind.AUDIO, audio[start:start + FRAME_BYTES]))
+            if isinstance(reaction, HangUp) or say.hang_up or say.hang_up_after is not None:
+                outcome = "caller"
+            elif not ended.is_set():
+                if say.press:
+                    for digit in say.press:
+                        await frame(encode(Kind.DTMF, digit.encode()))
+                for _ in range(int(silence_after / 0.02)):
+                    if ended.is_set():
+                        break
+                    await frame(encode(Kind.AUDIO, SILENCE_FRAME))
+                await ended.wait()
+    except TimeoutError:
+        outcome = "caller"  # the server never ended it; the caller gives up
+    except (ConnectionError, OSError):
+        outcome = "server" if ended.is_set() else "caller"
+    finally:
+        watcher.cancel()
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
+    return outcome
 
 
 def run_agi_process(command: list[str], channel: SimulatedChannel, variables: dict[str, str], args: list[str],

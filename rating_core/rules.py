@@ -43,6 +43,8 @@ PROMPT_NAMES = (
     "verify_thanks",
     "verify_unavailable",
 )
+# Prompts a hotline that hears speech plays besides: the menu that invites speech, and the re-ask.
+SPEECH_PROMPT_NAMES = ("speech_menu", "speech_retry")
 DTMF_KEYS = frozenset("0123456789*#")
 
 
@@ -104,6 +106,26 @@ class VerificationScript(_Frozen):
         return f"{self.date_sound_dir}/month_{month}", f"{self.date_sound_dir}/day_{day}"
 
 
+class SpeechLanguage(_Frozen):
+    """A language callers may say their rating in: its Vosk model and the phrases for each level.
+
+    ``digits`` are the spoken menu keys ("一" means key 1, whatever level key 1 is).
+    """
+
+    model: str
+    levels: dict[str, tuple[str, ...]]
+    digits: dict[str, tuple[str, ...]] = {}
+
+
+class SpeechPolicy(_Frozen):
+    """Whether and how a hotline listens for a spoken rating; ``language: null`` means keys only."""
+
+    language: str | None = None
+    min_confidence: float = Field(default=0.6, ge=0.0, le=1.0)
+    listen_seconds: float = Field(default=6.0, gt=0)
+    retries: int = Field(default=1, ge=0)  # re-asks after speech that was not understood
+
+
 class HotlineProfile(_Frozen):
     """Everything the IVR needs to know about one hotline."""
 
@@ -118,10 +140,14 @@ class HotlineProfile(_Frozen):
     sound_dir: str
     prompts: dict[str, str]
     tags: tuple[ReasonTag, ...]
+    # espeak-ng voice for the placeholder prompts; cmn-latn-pinyin is fed pinyin (ivr/prompts.py).
+    prompt_voice: str = "cmn-latn-pinyin"
+    speech: SpeechPolicy = SpeechPolicy()
 
     @model_validator(mode="after")
     def _check(self) -> HotlineProfile:
-        missing = [name for name in PROMPT_NAMES if name not in self.prompts]
+        needed = PROMPT_NAMES + (SPEECH_PROMPT_NAMES if self.speech.language else ())
+        missing = [name for name in needed if name not in self.prompts]
         if missing:
             raise ValueError(f"prompts missing: {', '.join(missing)}")
         used = set(self.keys) | {self.repeat_key}
@@ -165,6 +191,7 @@ class Rules(_Frozen):
     hotlines: dict[str, HotlineProfile]
     callback: CallbackPolicy
     lifecycle: Lifecycle = Lifecycle()
+    speech_languages: dict[str, SpeechLanguage] = {}
 
     @model_validator(mode="after")
     def _check(self) -> Rules:
@@ -175,11 +202,37 @@ class Rules(_Frozen):
             unknown = sorted(set(hotline.keys.values()) - set(codes))
             if unknown:
                 raise ValueError(f"hotline {hotline.code}: keys name unknown levels {unknown}")
+            if hotline.speech.language:
+                self._check_speech(hotline, codes)
         default = self.lifecycle.default_rating.level
         if self.lifecycle.default_rating.enabled and (
                 default not in codes or next(lv for lv in self.levels if lv.code == default).negative):
             raise ValueError(f"lifecycle.default_rating.level must be a known level that is not a 差评, got {default!r}")
         return self
+
+    def _check_speech(self, hotline: HotlineProfile, codes: list[str]) -> None:
+        language = self.speech_languages.get(hotline.speech.language or "")
+        if language is None:
+            raise ValueError(f"hotline {hotline.code}: unknown speech language {hotline.speech.language!r} "
+                             f"(known: {', '.join(self.speech_languages) or 'none'})")
+        unknown = sorted(set(language.levels) - set(codes))
+        if unknown:
+            raise ValueError(f"speech language {hotline.speech.language}: phrases for unknown levels {unknown}")
+        phrases = self.speech_phrases(hotline)
+        said = [p for words in language.levels.values() for p in words] + [
+            p for key, words in language.digits.items() if key in hotline.keys for p in words]
+        if len(said) != len(phrases):
+            raise ValueError(f"speech language {hotline.speech.language}: a phrase is given for two answers")
+
+    def speech_phrases(self, hotline: HotlineProfile) -> dict[str, str]:
+        """What a caller of ``hotline`` may say, each phrase with the code of the level it means."""
+        language = self.speech_languages.get(hotline.speech.language or "")
+        if language is None:
+            return {}
+        phrases = {phrase: level for level, words in language.levels.items() for phrase in words}
+        phrases |= {phrase: hotline.keys[key] for key, words in language.digits.items()
+                    if key in hotline.keys for phrase in words}
+        return phrases
 
     @cached_property
     def _levels_by_code(self) -> dict[str, Level]:
@@ -230,7 +283,8 @@ def parse_rules(document: dict[str, Any]) -> Rules:
             profiles[code] = merged
         return Rules.model_validate(
             {"levels": document.get("levels"), "hotlines": profiles, "callback": document.get("callback"),
-             "lifecycle": document.get("lifecycle") or {}}
+             "lifecycle": document.get("lifecycle") or {},
+             "speech_languages": document.get("speech_languages") or {}}
         )
     except ValidationError as exc:
         raise RulesError(f"invalid rules: {exc}") from exc

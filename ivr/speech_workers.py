@@ -1,0 +1,251 @@
+"""Vosk recognition in worker processes, fed while the caller speaks.
+
+Each worker process loads every configured model once (a model is hundreds
+of MB and seconds to load) and builds the rating grammars from the words its
+model knows. A call's stream is pinned to one worker, because a Vosk
+recogniser holds the decoding state and cannot move between processes; audio
+goes over in 60 ms batches, and the worker reports Vosk's endpoint (the
+caller stopped speaking) as soon as it sees it. The event loop only ever
+puts messages on a queue, so decoding never blocks a call.
+
+Why not ``concurrent.futures.ProcessPoolExecutor``: it hands each task to
+whichever worker is free, and a streaming recogniser needs every chunk of one
+call to reach the same process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import multiprocessing
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from speech_models.grammar import RatingGrammar, build_grammar
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 8000
+BATCH_BYTES = 960  # 60 ms of 8 kHz 16-bit audio per message to the worker
+
+# A grammar to build in every worker: the model it runs on and {phrase: level code}.
+GrammarSpec = tuple[str, Mapping[str, str]]
+ResultCallback = Callable[[dict[str, Any], bool], None]  # (Vosk result, final?)
+
+
+class SpeechUnavailable(RuntimeError):
+    """No worker can decode for this grammar (model missing, failed to load, or worker died)."""
+
+
+# -- the worker process ------------------------------------------------------------------
+
+
+def _worker_main(number: int, inbox: Any, outbox: Any, models: dict[str, str], grammars: dict[str, GrammarSpec]) -> None:
+    import vosk  # only the workers load the engine
+
+    vosk.SetLogLevel(-1)
+    loaded = {}
+    for name, path in models.items():
+        try:
+            loaded[name] = vosk.Model(path)
+        except Exception as exc:  # Vosk raises a bare Exception for a corrupt model
+            outbox.put(("load_failed", number, name, f"{type(exc).__name__}: {exc}"))
+    built: dict[str, RatingGrammar] = {}
+    for key, (model_name, phrases) in grammars.items():
+        model = loaded.get(model_name)
+        if model is not None:
+            built[key] = build_grammar(phrases, lambda word, m=model: m.vosk_model_find_word(word) >= 0)
+    outbox.put(("ready", number, built))
+    recognisers: dict[int, Any] = {}
+    while True:
+        message = inbox.get()
+        op, stream = message[0], message[1]
+        if op == "stop":
+            break
+        try:
+            if op == "open":
+                grammar = built.get(message[2])
+                model = loaded[grammars[message[2]][0]] if grammar is not None else loaded.get(message[2])
+                if model is None:
+                    outbox.put(("error", stream, f"no model for {message[2]!r}"))
+                    continue
+                recogniser = (vosk.KaldiRecognizer(model, SAMPLE_RATE, json.dumps(list(grammar.alternatives), ensure_ascii=False))
+                              if grammar is not None else vosk.KaldiRecognizer(model, SAMPLE_RATE))
+                recogniser.SetWords(True)
+                recognisers[stream] = recogniser
+            elif op == "audio":
+                recogniser = recognisers.get(stream)
+                if recogniser is not None and recogniser.AcceptWaveform(message[2]):
+                    outbox.put(("result", stream, json.loads(recogniser.Result())))
+            elif op == "finish":
+                recogniser = recognisers.pop(stream, None)
+                outbox.put(("final", stream, json.loads(recogniser.FinalResult()) if recogniser else {}))
+            elif op == "drop":
+                recognisers.pop(stream, None)
+        except Exception as exc:
+            recognisers.pop(stream, None)
+            outbox.put(("error", stream, f"{type(exc).__name__}: {exc}"))
+
+
+# -- the event loop's side ---------------------------------------------------------------
+
+
+@dataclass
+class _Worker:
+    number: int
+    process: Any
+    inbox: Any
+    streams: set[int] = field(default_factory=set)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+
+class RecognitionStream:
+    """One caller's audio on its way to a worker. ``on_result`` is called on the event loop."""
+
+    def __init__(self, pool: RecognizerPool, worker: _Worker, number: int, on_result: ResultCallback) -> None:
+        self.pool = pool
+        self.worker = worker
+        self.number = number
+        self.on_result = on_result
+        self.loop = asyncio.get_running_loop()  # results are delivered on the loop that opened the stream
+        self._pending = bytearray()
+        self.closed = False
+
+    def feed(self, pcm: bytes) -> None:
+        if self.closed:
+            return
+        self._pending += pcm
+        if len(self._pending) >= BATCH_BYTES:
+            self.worker.inbox.put(("audio", self.number, bytes(self._pending)))
+            self._pending.clear()
+
+    def finish(self) -> None:
+        """Decode what is left; the final result comes through ``on_result(result, True)``."""
+        if self.closed:
+            return
+        if self._pending:
+            self.worker.inbox.put(("audio", self.number, bytes(self._pending)))
+            self._pending.clear()
+        self.worker.inbox.put(("finish", self.number))
+
+    def close(self) -> None:
+        """No more results wanted (the caller pressed a key, hung up, or the answer is in)."""
+        if not self.closed:
+            self.closed = True
+            self.worker.inbox.put(("drop", self.number))
+            self.pool._forget(self)
+
+
+class RecognizerPool:
+    """Worker processes for ``models`` ({name: folder}) with the given grammars built in each."""
+
+    def __init__(self, models: Mapping[str, str], grammars: Mapping[str, GrammarSpec], *, workers: int = 2,
+                 start_timeout: float = 120.0) -> None:
+        self.models = dict(models)
+        self.grammar_specs = dict(grammars)
+        self.size = max(1, workers)
+        self.start_timeout = start_timeout
+        self.grammars: dict[str, RatingGrammar] = {}  # as the workers built them
+        self.failed_models: dict[str, str] = {}
+        self._workers: list[_Worker] = []
+        self._streams: dict[int, RecognitionStream] = {}
+        self._numbers = itertools.count(1)
+        self._outbox: Any = None
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the workers and wait until each has loaded its models (blocking: run it in a thread)."""
+        context = multiprocessing.get_context("spawn")  # no forked copies of the server's threads and sockets
+        self._outbox = context.Queue()
+        for number in range(self.size):
+            inbox = context.Queue()
+            process = context.Process(target=_worker_main, name=f"speech-worker-{number}", daemon=True,
+                                      args=(number, inbox, self._outbox, self.models, self.grammar_specs))
+            process.start()
+            self._workers.append(_Worker(number, process, inbox))
+        ready = 0
+        while ready < self.size:
+            try:
+                message = self._outbox.get(True, self.start_timeout)
+            except queue.Empty:
+                log.error("speech workers: %d of %d ready after %g s; going on with those", ready, self.size,
+                          self.start_timeout)
+                break
+            if message[0] == "load_failed":
+                self.failed_models[message[2]] = message[3]
+            elif message[0] == "ready":
+                ready += 1
+                self.grammars = message[2]
+        for name, why in self.failed_models.items():
+            log.error("speech model %s failed to load from %s: %s", name, self.models[name], why)
+        self._reader = threading.Thread(target=self._read_results, name="speech-results", daemon=True)
+        self._reader.start()
+
+    def can_decode(self, grammar: str) -> bool:
+        return grammar in self.grammars and any(w.alive for w in self._workers)
+
+    def open(self, grammar: str, on_result: ResultCallback) -> RecognitionStream:
+        """A stream on the least busy live worker."""
+        if grammar not in self.grammars:
+            raise SpeechUnavailable(f"no grammar {grammar!r} (its model is missing or failed to load)")
+        alive = [w for w in self._workers if w.alive]
+        if not alive:
+            raise SpeechUnavailable("every speech worker has died")
+        worker = min(alive, key=lambda w: len(w.streams))
+        stream = RecognitionStream(self, worker, next(self._numbers), on_result)
+        worker.streams.add(stream.number)
+        self._streams[stream.number] = stream
+        worker.inbox.put(("open", stream.number, grammar))
+        return stream
+
+    def _forget(self, stream: RecognitionStream) -> None:
+        self._streams.pop(stream.number, None)
+        stream.worker.streams.discard(stream.number)
+
+    def _read_results(self) -> None:
+        while True:
+            try:
+                message = self._outbox.get()
+            except (EOFError, OSError):
+                return
+            if message[0] == "stop":
+                return
+            stream = self._streams.get(message[1])
+            if stream is not None:
+                try:
+                    stream.loop.call_soon_threadsafe(self._deliver, stream, message)
+                except RuntimeError:  # that loop has closed: nobody is waiting any more
+                    pass
+
+    @staticmethod
+    def _deliver(stream: RecognitionStream, message: tuple[Any, ...]) -> None:
+        kind, number = message[0], message[1]
+        if stream.closed:
+            return
+        if kind == "error":
+            log.error("speech stream %d: %s", number, message[2])
+            stream.on_result({"error": message[2]}, True)
+        else:
+            stream.on_result(message[2], kind == "final")
+
+    def close(self) -> None:
+        """Stop the workers (blocking: run it in a thread)."""
+        for worker in self._workers:
+            worker.inbox.put(("stop", 0))
+        for worker in self._workers:
+            worker.process.join(10)
+            if worker.alive:
+                worker.process.kill()
+        if self._outbox is not None:
+            self._outbox.put(("stop", 0))
+            if self._reader is not None:
+                self._reader.join(5)
+        self._workers.clear()

