@@ -7,6 +7,7 @@ the menu again, silence gets the menu again, and both give up per the rules.
 
 from __future__ import annotations
 
+import abc
 import logging
 from collections import Counter
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 ANY_KEY = "0123456789*#"
 
 
-class HotlineScript:
+class HotlineScript(abc.ABC):
     def __init__(self, agi: AgiSession, profile: HotlineProfile, uniqueid: str) -> None:
         self.agi = agi
         self.profile = profile
@@ -27,9 +28,9 @@ class HotlineScript:
         self.gave_up_because = "no_input"  # why the last menu ended without a key
         self.progress = "connected"  # how far the call got, for the log and the store
 
+    @abc.abstractmethod
     async def run(self) -> str:
         """The script itself; returns why the call ended."""
-        raise NotImplementedError
 
     async def run_to_the_end(self, context: str, hangup_reason: str) -> str:
         """Run the script and say why the call ended; never raises for a call-level problem."""

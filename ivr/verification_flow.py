@@ -88,11 +88,21 @@ async def _apologise(agi: AgiSession, rules: Rules, hotline: str | None, context
     profile = rules.hotlines.get(hotline or "")
     try:
         if profile is not None:
-            await agi.answer()
-            await HotlineScript(agi, profile, agi.env.uniqueid or "").say("verify_unavailable")
-        await agi.hangup()
+            await Apology(agi, profile, agi.env.uniqueid or "").run()
+        else:
+            await agi.hangup()
     except (ChannelHungUp, ConnectionLost) as exc:
         log.info("%s: ended while apologising: %s", context, exc)
+
+
+class Apology(HotlineScript):
+    """The whole script when a callback cannot go on: the hotline's apology, then hang up."""
+
+    async def run(self) -> str:
+        await self.agi.answer()
+        await self.say("verify_unavailable")
+        await self.agi.hangup()
+        return "apologised"
 
 
 class VerificationFlow(HotlineScript):
