@@ -10,9 +10,9 @@ for callers: accuracy is reported, never asserted.
 * RTF: decode seconds / audio seconds for one stream, grammar and free mode;
 * streams: C callers at once over real AudioSocket TCP at real-time pace into
   the recognition workers; the answer latency is from the caller's last frame
-  of speech to the server ending the session, so it includes Vosk's endpoint
-  (the trailing silence ``--endpoint.rule2.min-trailing-silence`` in the
-  model's conf). Ratios are against one stream measured in the same run.
+  of speech to the server having its answer (it then ends the session), so it
+  includes Vosk's endpoint (the trailing silence
+  ``--endpoint.rule2.min-trailing-silence`` in the model's conf). Ratios are against one stream measured in the same run.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ivr.audiosocket_protocol import FRAME_BYTES, SILENCE_FRAME, Kind, encode  # noqa: E402
 from ivr.audiosocket_server import AudioSocketServer  # noqa: E402
+from ivr.simulated_asterisk import AudioSocketRequest, Say, play_audiosocket  # noqa: E402
 from ivr.speech_listener import SpeechListener  # noqa: E402
 from ivr.speech_workers import RecognizerPool  # noqa: E402
 from rating_core.rules import load_rules  # noqa: E402
@@ -78,42 +78,16 @@ def real_time_factor(model_dir: str, grammar: list[str] | None, audio: list[byte
 
 
 async def one_caller(port: int, listener: SpeechListener, hotline, pcm: bytes) -> tuple[float, str | None]:  # type: ignore[no-untyped-def]
+    """One caller at real-time pace; seconds from the last frame of speech to the session's end."""
     session = uuid.uuid4()
-    heard = []
-
-    async def handler(call) -> None:  # type: ignore[no-untyped-def]
-        heard.append(await listener._hear(call, hotline))
-
-    listener.server.expect(session, str(session), handler)
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(encode(Kind.UUID, session.bytes))
-    loop = asyncio.get_running_loop()
-    next_at = loop.time()
-    for start in range(0, len(pcm), FRAME_BYTES):
-        writer.write(encode(Kind.AUDIO, pcm[start:start + FRAME_BYTES]))
-        next_at += 0.02
-        await asyncio.sleep(max(0.0, next_at - loop.time()))
-    end_of_speech = time.perf_counter()
-
-    async def keep_talking() -> None:  # the channel keeps sending (silent) frames
-        nonlocal next_at
-        while True:
-            writer.write(encode(Kind.AUDIO, SILENCE_FRAME))
-            next_at += 0.02
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
-
-    talker = asyncio.create_task(keep_talking())
-    try:
-        while header := await reader.readexactly(3):
-            await reader.readexactly(int.from_bytes(header[1:], "big"))
-            if header[0] == Kind.HANGUP:
-                break
-    except asyncio.IncompleteReadError:
-        pass
-    latency = time.perf_counter() - end_of_speech
-    talker.cancel()
-    writer.close()
-    return latency, heard[0].level if heard else None
+    hearing = listener.expect(session, str(session), hotline)
+    ended_speaking: list[float] = []
+    answered: list[float] = []  # the moment the server has its answer and ends the session
+    hearing.add_done_callback(lambda _: answered.append(time.perf_counter()))
+    await play_audiosocket(AudioSocketRequest(session, "127.0.0.1", port, Say(pcm)), time_scale=1.0,
+                           on_end_of_speech=lambda: ended_speaking.append(time.perf_counter()))
+    heard = await hearing
+    return answered[0] - ended_speaking[0], heard.level
 
 
 async def concurrent(pool: RecognizerPool, rules, pcm: bytes, streams: int) -> list[float]:  # type: ignore[no-untyped-def]

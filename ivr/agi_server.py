@@ -21,6 +21,16 @@ Script = Callable[[AgiSession], Awaitable[object]]
 DEFAULT_PORT = 4573
 
 
+async def close_quietly(writer: asyncio.StreamWriter) -> None:
+    """Close a stream and wait for it; a peer that already went away is no error."""
+    if not writer.is_closing():
+        writer.close()
+    try:
+        await writer.wait_closed()
+    except (ConnectionError, OSError):
+        pass
+
+
 class StreamTransport:
     """An asyncio stream as an AGI transport."""
 
@@ -36,12 +46,7 @@ class StreamTransport:
         await self.writer.drain()
 
     async def close(self) -> None:
-        if not self.writer.is_closing():
-            self.writer.close()
-        try:
-            await self.writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
+        await close_quietly(self.writer)
 
 
 class FastAgiServer:

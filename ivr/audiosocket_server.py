@@ -19,6 +19,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 
+from ivr.agi_server import close_quietly
 from ivr.audiosocket_protocol import (
     NEED_DATA,
     SILENCE_FRAME,
@@ -106,11 +107,7 @@ class AudioSocketServer:
         except (ConnectionError, OSError) as exc:
             log.info("AudioSocket from %s: %s", peer, exc)
         finally:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
+            await close_quietly(writer)
             self.active.discard(task)
 
     async def _serve(self, call: AudioSocketCall, handler: Handler, conn: AudioSocketConnection,

@@ -21,6 +21,7 @@ import asyncio
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ivr.agi_protocol import (
@@ -33,6 +34,7 @@ from ivr.agi_protocol import (
     format_reply,
     split_command,
 )
+from ivr.agi_server import close_quietly
 from ivr.audiosocket_protocol import FRAME_BYTES, SILENCE_FRAME, Kind, encode
 
 SAMPLE_RATE = 8000
@@ -431,11 +433,7 @@ async def run_call(
                         writer.write(HANGUP_LINE)
                         await writer.drain()
             finally:
-                writer.close()
-                try:
-                    await writer.wait_closed()
-                except (ConnectionError, OSError):
-                    pass
+                await close_quietly(writer)
     except TimeoutError:
         result.error = f"call not finished within {timeout:g} s (server never closed?)"
     except (ConnectionError, OSError) as exc:
@@ -444,11 +442,13 @@ async def run_call(
 
 
 async def play_audiosocket(request: AudioSocketRequest, *, time_scale: float = 0.0,
-                           silence_after: float = 3.0, timeout: float = 30.0) -> str:
+                           silence_after: float = 3.0, timeout: float = 30.0,
+                           on_end_of_speech: Callable[[], object] | None = None) -> str:
     """Asterisk's side of one AudioSocket session: "server" when the server ended it with
     ``00 00 00``, "caller" when the caller hung up (a plain close, as Asterisk does), "failed"
     when there was no connection. Frames go every 20 ms × ``time_scale`` (0: as fast as the
-    socket takes them); after the caller's audio come ``silence_after`` seconds of silence."""
+    socket takes them); after the caller's audio (``on_end_of_speech`` is called when its last
+    frame is sent) come ``silence_after`` seconds of silence."""
     try:
         reader, writer = await asyncio.open_connection(request.host, request.port)
     except OSError:
@@ -469,10 +469,15 @@ async def play_audiosocket(request: AudioSocketRequest, *, time_scale: float = 0
             pass
         ended.set()
 
+    loop = asyncio.get_running_loop()
+    next_at = loop.time()
+
     async def frame(data: bytes) -> None:
+        nonlocal next_at
         writer.write(data)
         await writer.drain()
-        await asyncio.sleep(0.02 * time_scale)
+        next_at += 0.02 * time_scale  # on a schedule, as a channel's frames are: no drift from the sleeps
+        await asyncio.sleep(max(0.0, next_at - loop.time()))
 
     watcher = asyncio.create_task(watch_server())
     outcome = "server"
@@ -484,6 +489,8 @@ async def play_audiosocket(request: AudioSocketRequest, *, time_scale: float = 0
                 if ended.is_set():
                     break
                 await frame(encode(Kind.AUDIO, audio[start:start + FRAME_BYTES]))
+            if on_end_of_speech is not None:
+                on_end_of_speech()
             if isinstance(reaction, HangUp) or say.hang_up or say.hang_up_after is not None:
                 outcome = "caller"
             elif not ended.is_set():
@@ -501,11 +508,7 @@ async def play_audiosocket(request: AudioSocketRequest, *, time_scale: float = 0
         outcome = "server" if ended.is_set() else "caller"
     finally:
         watcher.cancel()
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
+        await close_quietly(writer)
     return outcome
 
 

@@ -58,45 +58,47 @@ class SpeechListener:
     def hears(self, hotline: HotlineProfile) -> bool:
         return hotline.speech.language is not None and self.pool.can_decode(hotline.code)
 
-    async def listen(self, agi: AgiSession, hotline: HotlineProfile, call_id: str) -> Heard:
-        session = uuid.uuid4()
-        outcome: list[Heard] = []
-        done = asyncio.Event()
+    def expect(self, session: uuid.UUID, call_id: str, hotline: HotlineProfile) -> asyncio.Future[Heard]:
+        """Announce an AudioSocket session; the future holds what was heard (cancelled if the hearing failed)."""
+        heard: asyncio.Future[Heard] = asyncio.get_running_loop().create_future()
 
         async def handler(call: AudioSocketCall) -> None:
             try:
-                outcome.append(await self._hear(call, hotline))
+                heard.set_result(await self._hear(call, hotline))
             finally:
-                done.set()
-
-        async def heard_by_now() -> Heard | None:
-            # On a hangup Asterisk answers the EXEC at once, while the last words may still be decoding.
-            if not self.server.expecting(session):
-                try:
-                    async with asyncio.timeout(self.final_timeout + 1.0):
-                        await done.wait()
-                except TimeoutError:
-                    pass
-            return outcome[0] if outcome else None
+                if not heard.done():
+                    heard.cancel()
 
         self.server.expect(session, call_id, handler)
+        return heard
+
+    async def _heard_by_now(self, session: uuid.UUID, heard: asyncio.Future[Heard]) -> Heard | None:
+        # On a hangup Asterisk answers the EXEC at once, while the last words may still be decoding.
+        if not self.server.expecting(session):
+            await asyncio.wait({heard}, timeout=self.final_timeout + 1.0)
+        return heard.result() if heard.done() and not heard.cancelled() else None
+
+    async def listen(self, agi: AgiSession, hotline: HotlineProfile, call_id: str) -> Heard:
+        session = uuid.uuid4()
+        hearing = self.expect(session, call_id, hotline)
+        failure: CommandFailed | None = None
         try:
-            await agi.exec_application("AudioSocket", f"{session},{self.address}")
-        except ChannelHungUp:
-            last = await heard_by_now()
-            if last is not None and (last.level or last.key):
-                return Heard(last.level, last.key, last.understood, hung_up=True)
-            raise
-        except CommandFailed as exc:
-            if await heard_by_now() is None:
-                log.error("call %s: AudioSocket to %s did not run (%s); keys only", call_id, self.address, exc)
-                return Heard(unavailable=f"AudioSocket failed: {exc}")
+            try:
+                await agi.exec_application("AudioSocket", f"{session},{self.address}")
+            except ChannelHungUp:
+                last = await self._heard_by_now(session, hearing)
+                if last is not None and (last.level or last.key):
+                    return Heard(last.level, last.key, last.understood, hung_up=True)
+                raise
+            except CommandFailed as exc:
+                failure = exc
+            heard = await self._heard_by_now(session, hearing)
         finally:
-            self.server.forget(session)
-        if await heard_by_now() is None:
-            log.error("call %s: AudioSocket to %s ended without a connection; keys only", call_id, self.address)
-            return Heard(unavailable="no AudioSocket connection")
-        heard = outcome[0]
+            self.server.forget(session)  # only now: whether it came tells how long to wait for the hearing
+        if heard is None:
+            why = f"did not run ({failure})" if failure else "ended without a connection"
+            log.error("call %s: AudioSocket to %s %s; keys only", call_id, self.address, why)
+            return Heard(unavailable=f"AudioSocket failed: {failure}" if failure else "no AudioSocket connection")
         if heard.understood is not None:
             log.info("call %s: heard %r (confidence %.2f) -> %s", call_id, heard.understood.text,
                      heard.understood.confidence, heard.level or heard.understood.why_not)

@@ -262,12 +262,7 @@ async def test_a_session_that_never_sends_audio_ends_at_the_listening_window(poo
     listener = SpeechListener(server, pool, f"127.0.0.1:{server.port}")
     hotline = speech_rules(listen_seconds=1.0).hotline(KOREAN)
     session = uuid.uuid4()
-    heard = []
-
-    async def handler(call) -> None:  # type: ignore[no-untyped-def]
-        heard.append(await listener._hear(call, hotline))
-
-    server.expect(session, "test-call", handler)
+    hearing = listener.expect(session, "test-call", hotline)
     try:
         got = await exchange(server.port, encode(Kind.UUID, session.bytes))
     finally:
@@ -276,7 +271,8 @@ async def test_a_session_that_never_sends_audio_ends_at_the_listening_window(poo
     frames = got[:-3]
     assert len(frames) % 323 == 0 and len(frames) // 323 >= 10  # 20 ms silence frames while listening
     assert frames[:3] == b"\x10\x01\x40"
-    assert heard[0].level is None and heard[0].silent
+    heard = await hearing
+    assert heard.level is None and heard.silent
 
 
 # -- no model, a broken model -------------------------------------------------------------------------
