@@ -1,4 +1,4 @@
-"""``rq cron callback.cron_config``: the periodic sweep of the callback loop, and webhook delivery.
+"""``rq cron callback.cron_config``: the callback loop's sweep, webhook delivery, default ratings, SMS reminders.
 
 Run exactly one ``rq cron`` per deployment; it has no leader election, and
 two would sweep twice (harmless, since jobs are idempotent, but wasteful).
@@ -6,7 +6,9 @@ two would sweep twice (harmless, since jobs are idempotent, but wasteful).
 
 from rq import cron
 
-from callback.jobs import QUEUE_NAME, SWEEP_INTERVAL_SECONDS, default_unrated_calls, deliver_webhooks, sweep_due
+from callback.jobs import (
+    QUEUE_NAME, SWEEP_INTERVAL_SECONDS, default_unrated_calls, deliver_webhooks, send_sms_reminders, sweep_due,
+)
 
 # Webhooks go out within seconds of the change; a pass with nothing to do is two small queries.
 WEBHOOK_INTERVAL_SECONDS = 10
@@ -15,3 +17,5 @@ cron.register(sweep_due, queue_name=QUEUE_NAME, interval=SWEEP_INTERVAL_SECONDS)
 cron.register(deliver_webhooks, queue_name=QUEUE_NAME, interval=WEBHOOK_INTERVAL_SECONDS)
 # Default ratings are dated when each call's period ended, so an hourly pass is exact enough.
 cron.register(default_unrated_calls, queue_name=QUEUE_NAME, interval=3600)
+# 补充评价 SMS: due ten minutes after an unrated call, so a minute's lateness does not matter.
+cron.register(send_sms_reminders, queue_name=QUEUE_NAME, interval=60)

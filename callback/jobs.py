@@ -121,3 +121,17 @@ def default_unrated_calls(now_iso: str | None = None) -> int:
     if given:
         log.info("lifecycle: %d call(s) given the default rating", given)
     return given
+
+
+def send_sms_reminders(now_iso: str | None = None) -> dict[str, int]:
+    """RQ cron job (and ``lifecycle sms``): send the 补充评价 SMS that are due, one per unrated call."""
+    import dataclasses
+
+    import httpx
+
+    from callback.sms_reminders import SmsSettings, send_due
+
+    sessions, rules = _store()
+    with httpx.Client() as client:
+        result = send_due(sessions, rules, client, SmsSettings.from_env(), _now(now_iso))
+    return dataclasses.asdict(result)

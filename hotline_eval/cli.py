@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -228,8 +229,11 @@ def demo(calls: int, concurrency: int, port: int, web_port: int) -> None:
 
     if not os.environ.get("HOTLINE_EVAL_RULES"):
         os.environ["HOTLINE_EVAL_RULES"] = str(write_demo_rules(home_dir()))
+    # The SMS links and the web tool that opens them must share one secret; a fresh one per run.
+    os.environ.setdefault("HOTLINE_EVAL_SECRET_KEY", secrets.token_hex(32))
     store = open_store()
-    code = run_demo(store, Spool(spool_dir()), home_dir(), calls=calls, concurrency=concurrency, port=port)
+    code = run_demo(store, Spool(spool_dir()), home_dir(), calls=calls, concurrency=concurrency, port=port,
+                    public_url=f"http://127.0.0.1:{web_port or 8000}")
     if code == 0 and web_port:
         from hotline_eval.demo_web import serve_web
 
@@ -567,7 +571,7 @@ def webhooks_rotate(endpoint_id: int, overlap_hours: int) -> None:
 
 @main.group()
 def lifecycle() -> None:
-    """What happens to ratings after the call (defaults for 未评价)."""
+    """What happens to ratings after the call: defaults for 未评价, 补充评价 SMS."""
 
 
 @lifecycle.command("run")
@@ -578,6 +582,16 @@ def lifecycle_run(now_iso: str | None) -> None:
 
     now = _iso_time(now_iso, "--now")
     click.echo(f"{default_unrated_calls(now.isoformat())} call(s) given the default rating")
+
+
+@lifecycle.command("sms")
+@click.option("--now", "now_iso", help="ISO time to run as (default: now).")
+def lifecycle_sms(now_iso: str | None) -> None:
+    """One pass: send the 补充评价 SMS that are due (gateway from HOTLINE_EVAL_SMS_URL / _TOKEN)."""
+    from callback.jobs import send_sms_reminders
+
+    result = send_sms_reminders(_iso_time(now_iso, "--now").isoformat())
+    click.echo(", ".join(f"{name} {count}" for name, count in result.items()))
 
 
 @main.group()

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from hotline_eval.demo_callbacks import run_callbacks
+from hotline_eval.demo_sms import run_sms
 from ivr.service import running_ivr
 from ivr.simulator import Summary, check_store, plan_calls, simulate
 from rating_core.export import export_rows
@@ -19,7 +20,8 @@ from rating_core.spool import Spool
 from rating_core.store import RatingStore
 
 
-def run_demo(store: RatingStore, spool: Spool, home: Path, *, calls: int, concurrency: int, port: int) -> int:
+def run_demo(store: RatingStore, spool: Spool, home: Path, *, calls: int, concurrency: int, port: int,
+             public_url: str) -> int:
     """Return the process exit code: 0 when every simulated call landed as its caller gave it."""
     logging.getLogger("alembic").setLevel(logging.WARNING)
     click.echo(f"1. migrating the rating store ({store.engine.url.render_as_string(hide_password=True)})")
@@ -39,6 +41,7 @@ def run_demo(store: RatingStore, spool: Spool, home: Path, *, calls: int, concur
             f"工号{row['agent_id'] or '-':<5} {row['level_name']:<6} {tags}{voice}  ({row['end_reason']})"
         )
     run_callbacks(store, spool, home)
+    run_sms(store, public_url)
     return 0 if not summary.errors and not summary.mismatches else 1
 
 

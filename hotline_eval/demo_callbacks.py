@@ -65,13 +65,16 @@ def fastagi_context(host: str, port: int, citizen: Callable[[str], list[Reaction
 
 
 def write_demo_rules(home: Path) -> Path:
-    """The shipped rules, but calling around the clock, so the demo dials whenever it is run."""
+    """The shipped rules, but calling and texting around the clock, so the demo works whenever it is run."""
     document = yaml.safe_load(DEFAULT_RULES_FILE.read_text(encoding="utf-8"))
     document["callback"]["mode"] = "automated"
     document["callback"]["calling_days"] = "every_day"
     document["callback"]["calling_windows"] = [{"start": "00:00", "end": "23:59:59.999999"}]
     document["callback"]["dialer"]["citizen_dial_string"] = "Local/{number}@callback-out"
     document["callback"]["dialer"]["agent_dial_string"] = "Local/{agent}@callback-agents"
+    reminder = document["lifecycle"]["supplementary"]["reminder"]
+    reminder["delay"] = {"amount": 0.01, "unit": "minutes"}  # due by the time the callbacks are done
+    reminder["quiet_hours"] = None
     path = home / "demo-rules.yaml"
     home.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False), encoding="utf-8")

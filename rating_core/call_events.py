@@ -16,12 +16,14 @@ from typing import Any, ClassVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from rating_core.batch_ratings import apply_batch_rule
 from rating_core.callback_tasks import close_task, note_script_ended, open_task, record_answer
 from rating_core.inbound import apply_pending_case
 from rating_core.models import BlockedNumber, Call, Rating, RatingChange
 from rating_core.outbox import emit
 from rating_core.rating_history import change_rating
 from rating_core.rules import Rules
+from rating_core.supplementary import plan_reminder
 
 # The order a caller moves through the flow; progress never goes backwards.
 PROGRESS_ORDER = ("connected", "menu", "rated", "reason", "voice_message", "thanks", "completed")
@@ -155,6 +157,10 @@ class UnknownCall(LookupError):
     """An event names a call the store has never seen."""
 
 
+class RatingRefused(ValueError):
+    """One call, one rating: the rules refuse this channel's rating of a call already rated (lifecycle.second_rating)."""
+
+
 def apply_event(session: Session, rules: Rules, event: CallEvent) -> None:
     """Apply one event inside the caller's transaction. Idempotent."""
     if isinstance(event, CallStarted):
@@ -190,6 +196,7 @@ def apply_event(session: Session, rules: Rules, event: CallEvent) -> None:
             call.end_reason = event.end_reason
             if event.end_reason == "completed":
                 _advance(call, "completed")
+            plan_reminder(session, rules, call, event.at)  # 补充评价: only if it ended unrated
 
 
 def _start_call(session: Session, event: CallStarted) -> None:
@@ -250,8 +257,12 @@ def _give_rating(session: Session, rules: Rules, call: Call, event: RatingGiven)
         )
         created = changed = True
     else:
+        if rules.lifecycle.second(event.channel, rating.channel) == "refuse":
+            raise RatingRefused(f"call {call.uniqueid!r} is already rated ({rating.channel}); "
+                                f"a {event.channel} rating of it is refused by the rules")
         created = False
         changed = _update_rating(session, call, event.at, event.source, announce=False, **values)
+    apply_batch_rule(session, rules, rating, event.at)
     _advance(call, "rated")
     # The callback task rides in the same transaction: no 差评 without its task.
     actor = f"system:{event.source}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import time
+from datetime import time, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -48,6 +48,12 @@ class Duration(_Frozen):
 
     amount: float = Field(gt=0)
     unit: Literal["minutes", "hours", "days", "working_days"]
+
+    def as_timedelta(self) -> timedelta:
+        """Minutes, hours or days as a plain span; working days need the calendar (``working_days.add_duration``)."""
+        if self.unit == "working_days":
+            raise ValueError("working days have no fixed length")
+        return timedelta(**{self.unit: self.amount})
 
     def describe(self) -> str:
         names = {"minutes": "分钟", "hours": "小时", "days": "天", "working_days": "个工作日"}

@@ -4,8 +4,8 @@ How each count is read from the store (SPEC §4):
 
     A  应评价数     calls sent to the evaluation
     M  总评价数     calls with a rating (active or default)
-    P  主动评价数   ratings the caller gave (not the 7-day default)
-    I  主动好评数   active ratings that are not 差评
+    P  主动评价数   ratings the caller gave (not the 7-day default), a batch once (淄博's rule)
+    I  主动好评数   those of P that are not 差评
     D  差评总数     差评
     T  有效差评数   adopted 差评
     B  无效差评数   差评 not adopted (误评, 恶意, upheld appeal)
@@ -94,11 +94,12 @@ def count_columns() -> list[Any]:
     """The ten counts as SQL aggregates over calls ⟕ ratings ⟕ callback tasks (see the module docstring)."""
     answered = exists().where(CallbackAttempt.task_id == CallbackTask.id, CallbackAttempt.outcome == "answered")
     negative = and_(Rating.id.is_not(None), Rating.is_negative.is_(True))
+    counted_active = and_(Rating.id.is_not(None), Rating.is_active.is_(True), Rating.batch_of_id.is_(None))
     return [
         func.count(Call.id).label("A"),
         _count(Rating.id.is_not(None)).label("M"),
-        _count(and_(Rating.id.is_not(None), Rating.is_active.is_(True))).label("P"),
-        _count(and_(Rating.id.is_not(None), Rating.is_active.is_(True), Rating.is_negative.is_(False))).label("I"),
+        _count(counted_active).label("P"),
+        _count(and_(counted_active, Rating.is_negative.is_(False))).label("I"),
         _count(negative).label("D"),
         _count(and_(negative, Rating.is_adopted.is_(True))).label("T"),
         _count(and_(negative, Rating.is_adopted.is_(False))).label("B"),

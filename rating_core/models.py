@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    JSON, Date, DateTime, ForeignKey, Index, Integer, MetaData, Numeric, String, Text, TypeDecorator,
+    JSON, Date, DateTime, ForeignKey, Index, Integer, MetaData, Numeric, String, Text, TypeDecorator, false,
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
@@ -109,6 +109,10 @@ class Rating(Base):
     voice_message_seconds: Mapped[float | None] = mapped_column()
     is_adopted: Mapped[bool] = mapped_column(default=True)
     not_adopted_reason: Mapped[str | None] = mapped_column(String(256))
+    # 淄博's batch rule: the rating whose batch this one joined (that one counts for 主动评价, this one not).
+    batch_of_id: Mapped[int | None] = mapped_column(ForeignKey("ratings.id", ondelete="SET NULL"))
+    # A supervisor ruled it counts on its own: the batch rule leaves it alone from then on.
+    batch_exempt: Mapped[bool] = mapped_column(default=False, server_default=false())
     rated_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
 
@@ -516,3 +520,42 @@ class CaseRecord(Base):
     unit: Mapped[str | None] = mapped_column(String(256))
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     applied_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class SmsReminder(Base):
+    """The one SMS that invites a caller who did not rate to rate by link (补充评价), and that link.
+
+    One row per call at most (a unique key, so two passes cannot both plan
+    one). The row leaves ``pending`` only through one conditional UPDATE to
+    ``sending``, so two workers never send it at once; whatever the gateway
+    answers is recorded before anything else can pick it up again.
+    """
+
+    __tablename__ = "sms_reminders"
+    __table_args__ = (
+        Index("ix_sms_reminders_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_sms_reminders_number_claimed_at", "number", "claimed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), unique=True)
+    number: Mapped[str] = mapped_column(String(64))
+    # The link's public id; the link also carries an HMAC of it (rating_core.supplementary).
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    # pending → sending → sent; or unknown (may have gone: never resent), failed, skipped.
+    status: Mapped[str] = mapped_column(String(16))
+    status_reason: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # When the first attempt was claimed: what the per-number rate limit counts.
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    gateway_message_id: Mapped[str | None] = mapped_column(String(128))
+    last_error: Mapped[str | None] = mapped_column(String(512))
+    # The end of the 补充评价 window: the link works until then, once.
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    call: Mapped[Call] = relationship()

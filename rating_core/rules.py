@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import string
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rating_core.callback_policy import CallbackPolicy, Duration
+from rating_core.callback_policy import CallbackPolicy
+from rating_core.lifecycle_policy import Lifecycle
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("rules.yaml")
 
@@ -46,6 +48,7 @@ PROMPT_NAMES = (
 # Prompts a hotline that hears speech plays besides: the menu that invites speech, and the re-ask.
 SPEECH_PROMPT_NAMES = ("speech_menu", "speech_retry")
 DTMF_KEYS = frozenset("0123456789*#")
+SMS_FIELDS = frozenset({"name", "month", "day", "deadline", "link"})
 
 
 class RulesError(ValueError):
@@ -143,6 +146,8 @@ class HotlineProfile(_Frozen):
     # espeak-ng voice for the placeholder prompts; cmn-latn-pinyin is fed pinyin (ivr/prompts.py).
     prompt_voice: str = "cmn-latn-pinyin"
     speech: SpeechPolicy = SpeechPolicy()
+    # The 补充评价 SMS: {name} the hotline, {month}/{day} the call, {deadline} the window's last day, {link}.
+    sms_reminder: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> HotlineProfile:
@@ -159,6 +164,10 @@ class HotlineProfile(_Frozen):
             raise ValueError(f"tag keys must be distinct DTMF keys, got {tag_keys}")
         if len({t.code for t in self.tags}) != len(self.tags):
             raise ValueError("tag codes must be distinct")
+        if self.sms_reminder is not None:
+            fields = {name for _, name, _, _ in string.Formatter().parse(self.sms_reminder) if name is not None}
+            if "link" not in fields or fields - SMS_FIELDS:
+                raise ValueError(f"sms_reminder must contain {{link}} and only {sorted(SMS_FIELDS)}, got {sorted(fields)}")
         return self
 
     def sound(self, prompt: str) -> str:
@@ -171,19 +180,6 @@ class HotlineProfile(_Frozen):
     @property
     def tag_keys(self) -> str:
         return "".join(t.key for t in self.tags)
-
-
-class DefaultRating(_Frozen):
-    """未评价 after ``after`` becomes ``level``, flagged default: never 主动评价, never a 差评 (四平 7.3)."""
-
-    enabled: bool
-    after: Duration
-    level: str
-
-
-class Lifecycle(_Frozen):
-    # A rules file without the section invents no ratings; the shipped one enables 四平's 7 days.
-    default_rating: DefaultRating = DefaultRating(enabled=False, after=Duration(amount=7, unit="days"), level="basic")
 
 
 class Rules(_Frozen):
@@ -208,6 +204,10 @@ class Rules(_Frozen):
         if self.lifecycle.default_rating.enabled and (
                 default not in codes or next(lv for lv in self.levels if lv.code == default).negative):
             raise ValueError(f"lifecycle.default_rating.level must be a known level that is not a 差评, got {default!r}")
+        if self.lifecycle.supplementary.reminder.enabled:
+            silent = sorted(code for code, hotline in self.hotlines.items() if hotline.sms_reminder is None)
+            if silent:
+                raise ValueError(f"SMS reminders are enabled but hotlines {silent} have no sms_reminder text")
         return self
 
     def _check_speech(self, hotline: HotlineProfile, codes: list[str]) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from rating_core.call_events import CallEvent, UnknownCall, apply_event
+from rating_core.call_events import CallEvent, RatingRefused, UnknownCall, apply_event
 from rating_core.callback_tasks import TaskRuleError, VerificationCall, verification_call
 from rating_core.database import make_session_factory
 from rating_core.rules import Rules
@@ -45,7 +45,7 @@ class RatingStore:
                 try:
                     with session.begin_nested():
                         apply_event(session, self.rules, event)
-                except (UnknownCall, TaskRuleError) as exc:
+                except (UnknownCall, TaskRuleError, RatingRefused) as exc:
                     log.error("spool: dropping %s event: %s", event.kind, exc)
 
     def verification_call(self, task_id: int, attempt_id: int) -> VerificationCall | None:

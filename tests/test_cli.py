@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -35,6 +36,11 @@ def test_demo_shows_the_whole_loop(tmp_path: Path) -> None:
     # answered ones ran the automated verification, whose answers closed the satisfied citizens' tasks.
     assert "the dialer placed" in done.stdout and "answered (Q.850 16)" in done.stdout
     assert "已办结" in done.stdout and "已解决、满意" in done.stdout
+    # 补充评价: the callers who did not rate got one SMS each, and the first one's link gave a 差评 with a callback.
+    sent = re.search(r"补充评价: (\d+) SMS sent", done.stdout)
+    assert sent and int(sent[1]) > 0
+    assert re.search(r"rated 不满意 \(HTTP 200\): stored as channel supplementary, 主动评价, callback task #\d+ opened",
+                     done.stdout), done.stdout[-1500:]
 
 
 def test_callbacks_list_and_a_calendar_override(tmp_path: Path) -> None:
@@ -125,6 +131,7 @@ def test_the_demo_ends_with_the_web_tool_filled_by_the_loop(tmp_path: Path) -> N
     import re
     import signal
     import socket
+    import urllib.error
     import urllib.parse
     import urllib.request
 
@@ -143,7 +150,7 @@ def test_the_demo_ends_with_the_web_tool_filled_by_the_loop(tmp_path: Path) -> N
             if "demo-unit" in line:
                 break
         output = "".join(lines)
-        assert f"7. the web tool: http://127.0.0.1:{port}/" in output, output[-2000:]
+        assert f"8. the web tool: http://127.0.0.1:{port}/" in output, output[-2000:]
         password = re.search(r"demo-agent\s+密码 (\S+)", output).group(1)
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
         base = f"http://127.0.0.1:{port}"
@@ -157,6 +164,13 @@ def test_the_demo_ends_with_the_web_tool_filled_by_the_loop(tmp_path: Path) -> N
         form = urllib.parse.urlencode({"username": "demo-agent", "password": password, "csrf_token": csrf}).encode()
         queue = opener.open(f"{base}/login", data=form, timeout=10).read().decode()
         assert "回访队列" in queue and 'data-task="' in queue  # the loop's open 差评, by deadline
+        # The SMS links the demo printed open the citizen's page here: the first was used by the demo's citizen.
+        links = re.findall(rf"{re.escape(base)}/r/[A-Za-z0-9_-]+", output)
+        assert len(links) >= 2, output[-2000:]
+        with pytest.raises(urllib.error.HTTPError) as used:
+            opener.open(links[0], timeout=10)
+        assert used.value.code == 410
+        assert "请为本次服务打分" in opener.open(links[1], timeout=10).read().decode()
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0

@@ -26,8 +26,10 @@ _ids = iter(range(10**6))
 
 def call(store: RatingStore, agent: str, level: str | None, *, channel: str = "dtmf", hotline: str = "12345",
          at: datetime = T0) -> int | None:
-    uid = f"1795316400.{next(_ids)}"
-    events = [CallStarted(uniqueid=uid, hotline=hotline, at=at, caller_number="13800000000", agent_id=agent,
+    n = next(_ids)
+    uid = f"1795316400.{n}"
+    # Distinct numbers: one number's many ratings would be a batch (tests/test_adoption.py).
+    events = [CallStarted(uniqueid=uid, hotline=hotline, at=at, caller_number=f"138{n:08d}", agent_id=agent,
                           queue="社保咨询", unit="市人社局")]
     if level:
         events.append(RatingGiven(uid, level, channel, at + timedelta(seconds=5)))

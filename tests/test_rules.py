@@ -61,6 +61,15 @@ def test_a_hotline_overrides_defaults_key_by_key() -> None:
         (lambda d: d["hotlines"]["12345"]["tags"].append({"key": "1", "code": "x", "name": "x"}), "tag keys"),
         (lambda d: d["defaults"]["menu"].__setitem__("plays", 0), "plays"),
         (lambda d: d.__setitem__("hotlines", {}), "no hotline"),
+        # 补充评价: the SMS must carry its link; a sender needs a gateway and every hotline a text.
+        (lambda d: d["defaults"].__setitem__("sms_reminder", "请评价{name}"), "must contain {link}"),
+        (lambda d: d["defaults"].__setitem__("sms_reminder", "{link} {number}"), "only"),
+        (lambda d: d["lifecycle"]["supplementary"]["reminder"].pop("gateway"), "names no gateway"),
+        (lambda d: d["defaults"].__setitem__("sms_reminder", None), "have no sms_reminder text"),
+        (lambda d: d["lifecycle"]["supplementary"]["reminder"].__setitem__("quiet_hours", {"start": "21:00",
+                                                                                          "end": "21:00"}),
+         "same time"),
+        (lambda d: d["lifecycle"]["second_rating"]["dtmf"].__setitem__("speech", "ignore"), "second_rating"),
     ],
 )
 def test_inconsistent_rules_are_refused(change, message: str) -> None:

@@ -174,3 +174,50 @@ def test_a_gsm_voice_message_plays_in_the_browser(browser: Browser, site_url: st
         return {duration: audio.duration, time: audio.currentTime, error: audio.error && audio.error.code};
     }""")
     assert played["error"] is None and played["duration"] == pytest.approx(1.0, abs=0.05) and played["time"] > 0
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_a_citizen_rates_by_the_sms_link_on_a_phone(browser: Browser, site_url: str, web_site) -> None:
+    """The 补充评价 page at a phone's viewport, with touch: stars, the reasons for a 差评, one submission."""
+    from web_pages import unrated_link
+
+    from rating_core.models import Call, Rating
+
+    uid, path = unrated_link(web_site)
+    context = browser.new_context(viewport={"width": 375, "height": 667}, device_scale_factor=2, is_mobile=True,
+                                  has_touch=True, locale="zh-CN")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(site_url + path)
+    expect(page.locator("h1")).to_contain_text("12345政务服务便民热线")
+    expect(page.locator(".call")).to_contain_text("138****9999")
+    # Fits the phone: no sideways scrolling, and stars big enough for a thumb.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    star = page.locator('label[for="level-dissatisfied"]').bounding_box()
+    assert star is not None and star["width"] >= 44 and star["height"] >= 44
+
+    expect(page.locator("#tags")).to_be_hidden()  # reasons only for a 差评
+    page.locator('label[for="level-satisfied"]').tap()
+    expect(page.locator("#chosen")).to_have_text("4星 满意")
+    expect(page.locator("#tags")).to_be_hidden()
+    page.locator('label[for="level-dissatisfied"]').tap()
+    expect(page.locator("#chosen")).to_have_text("2星 不满意")
+    expect(page.locator("#tags")).to_be_visible()
+    page.get_by_role("button", name="提交评价").tap()
+    expect(page.get_by_role("alert")).to_have_text("请选择不满意的原因，或写下您的意见")
+    expect(page.locator("#tags")).to_be_visible()  # the choice survived the refusal
+    page.get_by_label("办事效率低").tap()
+    page.get_by_label("您的意见（选填）").fill("等了很久没人处理")
+    page.get_by_role("button", name="提交评价").tap()
+    expect(page.get_by_role("status")).to_have_text("您的评价“不满意”已提交。")
+    page.go_back()
+    page.reload()
+    expect(page.get_by_role("alert")).to_have_text("该链接已使用过，感谢您的评价")
+    assert errors == []
+    context.close()
+
+    with web_site.store.sessions() as session:
+        given = session.scalars(select(Rating).join(Call).where(Call.uniqueid == uid)).one()
+        assert (given.level, given.channel, given.reason_tags) == ("dissatisfied", "supplementary", ["inefficient"])
+        assert given.reason_text == "等了很久没人处理" and given.callback_task is not None

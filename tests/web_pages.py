@@ -1,11 +1,18 @@
-"""Driving the web tool as a browser does, over Flask's test client: CSRF tokens and signing in."""
+"""Driving the web tool as a browser does, over Flask's test client: CSRF tokens, signing in, 补充评价 links."""
 
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
+from rating_core.call_events import CallEnded, CallStarted
+from rating_core.models import Call, SmsReminder
+from rating_core.supplementary import link_token
+
+LINK_SECRET = "test-secret"  # the web_site fixture's SECRET_KEY, which the SMS sender signs links with too
 TOKEN = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
 
 
@@ -28,3 +35,16 @@ def signed_in(site, username: str) -> FlaskClient:  # type: ignore[no-untyped-de
                                        "csrf_token": csrf(client, "/login")})
     assert done.status_code == 302, done.data.decode()[:500]
     return client
+
+
+def unrated_link(site, number: str = "13812349999", *, sent: bool = True) -> tuple[str, str]:
+    """An unrated call of an hour ago whose reminder went out; its uniqueid and link path."""
+    uid = f"1795700000.{number[-4:]}"
+    at = datetime.now(timezone.utc) - timedelta(hours=1)
+    site.store.apply([CallStarted(uniqueid=uid, hotline="12345", at=at, caller_number=number, agent_id="1024"),
+                      CallEnded(uid, "no_input", at + timedelta(seconds=40))])
+    with site.store.sessions.begin() as session:
+        reminder = session.scalars(select(SmsReminder).join(Call).where(Call.uniqueid == uid)).one()
+        if sent:
+            reminder.status = "sent"
+        return uid, f"/r/{link_token(reminder.code, LINK_SECRET)}"

@@ -74,7 +74,7 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
     login_manager.init_app(app)
     display.register(app, store.rules)
 
-    from web import admin, agent, api, auth, supervisor, unit
+    from web import admin, agent, api, auth, rate, supervisor, unit
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(agent.bp)
@@ -82,6 +82,7 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
     app.register_blueprint(unit.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(rate.bp)
 
     @app.teardown_appcontext
     def close_session(_error: BaseException | None) -> None:

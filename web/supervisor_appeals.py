@@ -1,4 +1,4 @@
-"""Supervisors: 申诉复核 (deciding units' appeals) and the malicious-rater list (routes on the supervisor blueprint)."""
+"""Supervisors' rulings on ratings: 申诉复核, the malicious-rater list, batch flags (routes on the supervisor blueprint)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy.orm import joinedload
 
 from rating_core.appeals import FINDINGS as APPEAL_FINDINGS
 from rating_core.appeals import AppealError, block_number, decide_appeal, unblock_number
+from rating_core.batch_ratings import BatchRuleError, lift_batch_flag
 from rating_core.models import Appeal, BlockedNumber, CallbackTask, Rating
 from web import db
 from web.changes import commit_or_flash
@@ -79,3 +80,24 @@ def remove_blocked() -> Any:
     if commit_or_flash(lambda session: unblock_number(session, number), AppealError) is not None:
         flash("已移出恶意评价名单", "info")
     return redirect(url_for("supervisor.blocked"))
+
+
+@bp.get("/batches")
+@role_required(*FIGURE_ROLES)
+def batches() -> Any:
+    """Ratings the batch rule counts once with an earlier one from the same number (newest first)."""
+    rows = db().scalars(
+        select(Rating).options(joinedload(Rating.call)).where(Rating.batch_of_id.is_not(None))
+        .order_by(Rating.rated_at.desc()).limit(500)
+    ).all()
+    return render_template("supervisor/batches.html", ratings=rows)
+
+
+@bp.post("/batches/<int:rating_id>/lift")
+@role_required("supervisor")
+def lift_batch(rating_id: int) -> Any:
+    lifted = commit_or_flash(lambda session: lift_batch_flag(
+        session, rating_id, datetime.now(timezone.utc), f"supervisor:{current_user.username}"), BatchRuleError)
+    if lifted is not None:
+        flash("已改为单独计入主动评价", "info")
+    return redirect(url_for("supervisor.batches"))
