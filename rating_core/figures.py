@@ -3,8 +3,8 @@
 How each count is read from the store (SPEC §4):
 
     A  应评价数     calls sent to the evaluation
-    M  总评价数     calls with a rating (active or default)
-    P  主动评价数   ratings the caller gave (not the 7-day default), a batch once (淄博's rule)
+    M  总评价数     adopted ratings (active or default)
+    P  主动评价数   those of M the caller gave (not the 7-day default), a batch once (淄博's rule)
     I  主动好评数   those of P that are not 差评
     D  差评总数     差评
     T  有效差评数   adopted 差评
@@ -12,6 +12,9 @@ How each count is read from the store (SPEC §4):
     N1 差评回复数   差评 whose caller was reached (an answered callback) or verified
     N2 差评整改数   差评 whose handling was finished (立行立改, 解释说明, or 限期整改 reported done)
     N3 整改满意数   差评 whose caller said the handling satisfied them (整改满意)
+
+A rating not adopted (误评, 恶意, a number on the malicious-rater list) is
+stored and shown but counts only where the table counts it: in D and B.
 
 One aggregate query per request: conditional sums grouped by the dimension.
 """
@@ -94,10 +97,11 @@ def count_columns() -> list[Any]:
     """The ten counts as SQL aggregates over calls ⟕ ratings ⟕ callback tasks (see the module docstring)."""
     answered = exists().where(CallbackAttempt.task_id == CallbackTask.id, CallbackAttempt.outcome == "answered")
     negative = and_(Rating.id.is_not(None), Rating.is_negative.is_(True))
-    counted_active = and_(Rating.id.is_not(None), Rating.is_active.is_(True), Rating.batch_of_id.is_(None))
+    adopted = and_(Rating.id.is_not(None), Rating.is_adopted.is_(True))
+    counted_active = and_(adopted, Rating.is_active.is_(True), Rating.batch_of_id.is_(None))
     return [
         func.count(Call.id).label("A"),
-        _count(Rating.id.is_not(None)).label("M"),
+        _count(adopted).label("M"),
         _count(counted_active).label("P"),
         _count(and_(counted_active, Rating.is_negative.is_(False))).label("I"),
         _count(negative).label("D"),

@@ -113,13 +113,17 @@ def test_the_rule_can_be_switched_off(engine, rules: Rules) -> None:
     assert counts(store)["P"] == 2
 
 
-def test_a_malicious_raters_差评_is_stored_not_adopted_and_counted_as_invalid(store: RatingStore) -> None:
+def test_a_malicious_raters_ratings_are_stored_not_adopted_and_not_counted(store: RatingStore) -> None:
     with store.sessions.begin() as session:
         block_number(session, "13900000009", "多次恶意差评", T0, "supervisor:boss")
     uid = rate(store, "13900000009", "very_dissatisfied")
+    praise = rate(store, "13900000009", "very_satisfied", at=T0 + timedelta(days=2))
     found = rating(store, uid)
     assert (found.is_adopted, found.not_adopted_reason) == (False, "号码在恶意评价名单中：多次恶意差评")
-    assert {k: counts(store)[k] for k in ("M", "D", "T", "B")} == {"M": 1, "D": 1, "T": 0, "B": 1}
+    assert rating(store, praise).is_adopted is False
+    # Figures count adopted ratings only: the 差评 shows as invalid (B), the praise nowhere.
+    assert {k: counts(store)[k] for k in ("A", "M", "P", "I", "D", "T", "B")} == {
+        "A": 2, "M": 0, "P": 0, "I": 0, "D": 1, "T": 0, "B": 1}
 
 
 def test_the_batch_window_must_be_calendar_time() -> None:

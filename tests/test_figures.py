@@ -74,7 +74,8 @@ def filled(store: RatingStore, rules) -> RatingStore:
 def test_the_ten_counts_come_from_the_store(filled: RatingStore) -> None:
     with filled.sessions() as session:
         got = {u.name: u.counts for u in unit_counts(session, parse_period("2026Q4", ZONE), "agent")}
-    assert got["1001"] == {"A": 6, "M": 5, "P": 4, "I": 1, "D": 3, "T": 2, "B": 1, "N1": 3, "N2": 2, "N3": 1}
+    # The 差评 found 误评 is stored and counted in D and B only, not in M or P.
+    assert got["1001"] == {"A": 6, "M": 4, "P": 3, "I": 1, "D": 3, "T": 2, "B": 1, "N1": 3, "N2": 2, "N3": 1}
     assert got["1002"] == {"A": 1, "M": 1, "P": 1, "I": 1, "D": 0, "T": 0, "B": 0, "N1": 0, "N2": 0, "N3": 0}
 
 
@@ -86,10 +87,10 @@ def test_the_table_adds_adjustments_and_ranks_by_score(filled: RatingStore) -> N
         table = figures_table(session, parse_period("2026Q4", ZONE), "agent", "zibo-district", load_scoring_rules())
     assert [score.unit.name for score in table] == ["1002", "1001"]
     agent = table[1]
-    # 1001: M/A 5/6 × 40 = 33.33; (1 − 2/5) × 20 = 12; I/P 1/4 × 20 = 5; P/M 80 % is second → 9.5;
-    # deduction (3 − 3/3 − 2/2 − 1/2) ÷ 3 × 100 = 16.67; 加减分 10 + 1.5. Total 54.67.
+    # 1001: M/A 4/6 × 40 = 26.67; (1 − 2/4) × 20 = 10; I/P 1/3 × 20 = 6.67; P/M 75 % is second → 9.5;
+    # deduction (3 − 3/3 − 2/2 − 1/2) ÷ 3 × 100 = 16.67; 加减分 10 + 1.5. Total 47.67.
     assert agent.adjustment_points == Decimal("11.5")
-    assert f"{agent.total:.2f}" == "54.67"
+    assert f"{agent.total:.2f}" == "47.67"
 
 
 @pytest.mark.parametrize("text", ["2026Q5", "2026-13", "last quarter", "2026-11-15..2026-11-01"])
