@@ -126,14 +126,15 @@ def test_rq_cron_runs_the_sweep_from_the_shipped_config(redis_conn: redis.Redis,
     queue = Queue(jobs.QUEUE_NAME, connection=redis_conn)
     try:
         deadline = time.monotonic() + 20
-        while queue.count < 3 and cron.poll() is None and time.monotonic() < deadline:
+        while queue.count < 4 and cron.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
         cron.terminate()
         output = cron.communicate(timeout=10)[0].decode(errors="replace")
-    # The shipped cron jobs all come due at once: the sweep, the webhook pass and the default ratings.
+    # The shipped cron jobs all come due at once: the sweep, the webhook pass, the default ratings, the SMS.
     assert sorted(job.func_name for job in queue.jobs) == ["callback.jobs.default_unrated_calls",
                                                            "callback.jobs.deliver_webhooks",
+                                                           "callback.jobs.send_sms_reminders",
                                                            "callback.jobs.sweep_due"], output
     SimpleWorker([queue], connection=redis_conn).work(burst=True)  # the sweep, then the request it enqueued
     assert attempts(loop_env) == [(1, "queued")], output
