@@ -21,6 +21,7 @@ and token come from the environment, never the rules file.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -85,7 +86,7 @@ def read_answer(gateway: SmsGateway, status: int, body: bytes) -> GatewayAnswer:
     if not 200 <= status < 300:
         return GatewayAnswer("unknown", f"HTTP {status}")
     try:
-        document = httpx.Response(status, content=body).json()
+        document = json.loads(body)
     except ValueError:
         return GatewayAnswer("unknown", f"HTTP {status} with a body that is not JSON: {body[:120]!r}")
     if not isinstance(document, dict) or gateway.success_field not in document:

@@ -29,8 +29,8 @@ def default_unrated(session: Session, rules: Rules, now: datetime, limit: int = 
     if not policy.enabled:
         return 0
     # Working days are never fewer calendar days, so this bound only ever lets too many through to the exact check.
-    unit_seconds = {"minutes": 60, "hours": 3600, "days": 86400, "working_days": 86400}[policy.after.unit]
-    earliest_due = now - timedelta(seconds=policy.after.amount * unit_seconds)
+    after = policy.after
+    earliest_due = now - (timedelta(days=after.amount) if after.unit == "working_days" else after.as_timedelta())
     calls = session.scalars(
         select(Call).outerjoin(Rating, Rating.call_id == Call.id)
         .where(Rating.id.is_(None), Call.started_at <= earliest_due, Call.hotline.in_(list(rules.hotlines)))

@@ -102,13 +102,15 @@ def new_code() -> str:
 
 
 def plan_reminder(session: Session, rules: Rules, call: Call, at: datetime) -> SmsReminder | None:
-    """The SMS for a call that ended unrated, if the deployment sends them; skipped rows say why not."""
+    """The SMS for a call that ended unrated, if the deployment sends them; skipped rows say why not.
+
+    Called once per call, when its end is first applied (a replayed end is not);
+    the unique key on ``call_id`` refuses a second row all the same.
+    """
     policy = rules.lifecycle.supplementary
     if not (policy.enabled and policy.reminder.enabled) or call.rating is not None or not call.caller_number:
         return None
     if call.hotline not in rules.hotlines:
-        return None
-    if session.scalars(select(SmsReminder.id).where(SmsReminder.call_id == call.id)).first() is not None:
         return None
     zone = ZoneInfo(rules.callback.timezone)
     reminder = SmsReminder(

@@ -43,25 +43,27 @@ def page(token: str) -> Any:
     rules = store().rules
     secret = current_app.config["SECRET_KEY"]
     session = db()
-    try:
-        shown = rating_page(session, rules, token, secret, _now())
-    except LinkRefused as exc:
-        return _refused(exc, token)
-    levels = sorted(rules.levels, key=lambda level: level.stars)
     chosen = {"level": request.form.get("level", ""), "tags": request.form.getlist("tags"),
               "text": request.form.get("text", "")}
-    if request.method == "POST":
-        try:
-            rating = give_supplementary(session, rules, token, secret, chosen["level"], chosen["tags"],
-                                        chosen["text"], _now())
-        except LinkRefused as exc:
-            session.rollback()
-            return _refused(exc, token)
-        except SupplementaryRefused as exc:
-            session.rollback()
-            return render_template("rate/page.html", shown=shown, levels=levels, chosen=chosen,
-                                   error=str(exc)), 400
-        level = rules.level(rating.level)
-        session.commit()
-        return render_template("rate/thanks.html", hotline=shown.hotline, level=level)
-    return render_template("rate/page.html", shown=shown, levels=levels, chosen=chosen, error=None)
+    error = None
+    try:
+        if request.method == "POST":
+            try:
+                rating = give_supplementary(session, rules, token, secret, chosen["level"], chosen["tags"],
+                                            chosen["text"], _now())
+            except LinkRefused:
+                raise
+            except SupplementaryRefused as exc:  # the form again, with what to mend
+                session.rollback()
+                error = str(exc)
+            else:
+                hotline, level = rules.hotline(rating.call.hotline), rules.level(rating.level)
+                session.commit()
+                return render_template("rate/thanks.html", hotline=hotline, level=level)
+        shown = rating_page(session, rules, token, secret, _now())
+    except LinkRefused as exc:
+        session.rollback()
+        return _refused(exc, token)
+    levels = sorted(rules.levels, key=lambda level: level.stars)
+    return render_template("rate/page.html", shown=shown, levels=levels, chosen=chosen,
+                           error=error), 400 if error else 200
