@@ -85,7 +85,7 @@ async def evaluate(agi: AgiSession, rules: Rules, writer: RatingWriter, speech: 
     facts = await read_call_facts(agi)
     context = f"call {facts.uniqueid} ({facts.channel}, caller {mask_phone(facts.caller_number)})"
     profile = rules.hotlines.get(facts.hotline or "")
-    await writer.write(
+    writer.submit(  # handed over, not waited for: no AGI turn waits for the database
         CallStarted(
             uniqueid=facts.uniqueid,
             hotline=facts.hotline or "unknown",
@@ -111,6 +111,7 @@ async def evaluate(agi: AgiSession, rules: Rules, writer: RatingWriter, speech: 
     finally:
         # One write says how far the caller got and why the call ended (the flow's own
         # progress writes are only those that must survive a crash: the rating and what follows).
+        # Waiting for it means every event of the call is durable before the socket closes.
         await writer.write(CallEnded(facts.uniqueid, end_reason, utcnow(), flow.progress, flow.menu_plays))
     return end_reason
 
@@ -182,7 +183,7 @@ class EvaluationFlow(HotlineScript):
         level = (self.rules.level_for_key(self.profile, key_or_level) if channel == "dtmf"
                  else self.rules.level(key_or_level))
         assert level is not None
-        await self.writer.write(RatingGiven(self.uniqueid, level.code, channel, utcnow()))
+        self.writer.submit(RatingGiven(self.uniqueid, level.code, channel, utcnow()))  # the writer owns it now
         self.progress = "rated"
         return level
 
@@ -191,7 +192,7 @@ class EvaluationFlow(HotlineScript):
         tag = self.profile.tag_for_key(key) if key else None
         if tag is None:
             return
-        await self.writer.write(ReasonGiven(self.uniqueid, (tag.code,), utcnow()))
+        self.writer.submit(ReasonGiven(self.uniqueid, (tag.code,), utcnow()))
         self.progress = "reason"
 
     # -- the voice message --------------------------------------------------------
@@ -213,7 +214,7 @@ class EvaluationFlow(HotlineScript):
             log.error("call %s: voice message not recorded: %s", self.uniqueid, exc)
             return
         if recording.seconds >= policy.min_seconds:
-            await self.writer.write(
+            self.writer.submit(
                 VoiceMessageRecorded(self.uniqueid, f"{path}.{policy.format}", round(recording.seconds, 2), utcnow())
             )
             self.progress = "voice_message"

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from ivr.agi_server import FastAgiServer, Script
 from ivr.agi_session import AgiSession
 from ivr.call_flow import evaluate
-from ivr.rating_writer import RatingWriter
+from ivr.rating_writer import Applier, RatingWriter
 from ivr.audiosocket_server import AudioSocketServer
 from ivr.speech_listener import SpeechListener
 from ivr.speech_workers import GrammarSpec, RecognizerPool
+from ivr.store_process import StoreProcess, database_url
 from ivr.verification_flow import verify
 from rating_core.callback_tasks import VerificationCall
 from rating_core.rules import Rules
@@ -106,10 +107,18 @@ async def running_speech(rules: Rules, host: str, port: int, *, advertise: str |
 @contextlib.asynccontextmanager
 async def running_ivr(
     store: RatingStore, spool: Spool, host: str, port: int, *, replay_interval: float = 15.0,
-    write_timeout: float = 10.0, speech: SpeechListener | None = None,
+    write_timeout: float = 10.0, speech: SpeechListener | None = None, store_process: bool = False,
 ) -> AsyncIterator[IvrService]:
-    """A started FastAGI server with its writer and spool replayer; all stopped on exit."""
-    writer = RatingWriter(store, spool, write_timeout=write_timeout)
+    """A started FastAGI server with its writer and spool replayer; all stopped on exit.
+
+    With ``store_process`` the store's writes run in a child process (see :mod:`ivr.store_process`):
+    what a server with thousands of calls wants; tests and the demo may keep them in a thread.
+    """
+    applier: Applier | None = None
+    if store_process:
+        applier = StoreProcess(database_url(store), store.rules)
+        await asyncio.to_thread(applier.start)
+    writer = RatingWriter(store, spool, write_timeout=write_timeout, applier=applier)
     writer.start()
     server = FastAgiServer(make_scripts(store, writer, speech=speech))
     await server.start(host, port)
@@ -134,7 +143,7 @@ async def serve_until_signalled(store: RatingStore, spool: Spool, host: str, por
         loop.add_signal_handler(sig, stop.set)
     async with (
         running_speech(store.rules, *audiosocket, advertise=audiosocket_advertise, workers=speech_workers) as speech,
-        running_ivr(store, spool, host, port, speech=speech) as ivr,
+        running_ivr(store, spool, host, port, speech=speech, store_process=True) as ivr,
     ):
         log.info("FastAGI server listening on %s:%d (hotlines: %s)", host, ivr.server.port, ", ".join(store.rules.hotlines))
         await stop.wait()

@@ -405,8 +405,14 @@ async def run_call(
                 writer.write(channel_environment(caller, uniqueid, host, port, script))
                 await writer.drain()
                 sent_at = time.perf_counter()
+                channel_gone = False
                 while True:
-                    raw = await reader.readline()
+                    try:
+                        raw = await reader.readline()
+                    except ConnectionError:
+                        if not channel_gone:
+                            raise
+                        raw = b""  # a reset after our HANGUP line: the server had already closed
                     if not raw:
                         result.closed_by_server = True
                         break
@@ -427,11 +433,17 @@ async def run_call(
                     writer.write(reply)
                     await writer.drain()
                     sent_at = time.perf_counter()
-                    if hung_up:
-                        # Observed: the bare HANGUP line trails the reply by about 40 ms.
+                    if hung_up and not channel_gone:
+                        # Observed: the bare HANGUP line trails the reply by about 40 ms. A server that
+                        # closed meanwhile answers it with a reset, which Asterisk ignores on a dead channel.
+                        channel_gone = True
                         await asyncio.sleep(0.04 * time_scale)
-                        writer.write(HANGUP_LINE)
-                        await writer.drain()
+                        try:
+                            writer.write(HANGUP_LINE)
+                            await writer.drain()
+                        except ConnectionError:
+                            result.closed_by_server = True
+                            break
             finally:
                 await close_quietly(writer)
     except TimeoutError:

@@ -146,12 +146,12 @@ class VerificationFlow(HotlineScript):
         self.progress = "introduced"
 
     async def ask(self, question: str, prompt: str) -> bool | None:
-        """A yes/no question; the answer is stored before anything else is played."""
+        """A yes/no question; the answer is handed to the store before anything else is played."""
         key = await self.menu(self.script.menu, prompt, accepted={self.script.yes_key, self.script.no_key})
         if key is None:
             return None
         answer = key == self.script.yes_key
-        await self.writer.write(
+        self.writer.submit(  # the writer owns the answer from here; the call need not wait for the database
             CallbackAnswered(self.uniqueid, self.callback.attempt_id, question, answer, key, utcnow())
         )
         self.progress = question

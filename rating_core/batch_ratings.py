@@ -32,21 +32,24 @@ def apply_batch_rule(session: Session, rules: Rules, rating: Rating, at: datetim
     number = rating.call.caller_number
     if not (rule.enabled and rating.is_active and number) or rating.batch_exempt or rating.batch_of_id:
         return 0
-    peers = session.scalars(
-        select(Rating).join(Call, Call.id == Rating.call_id)
-        .where(Call.caller_number == number, Rating.is_active.is_(True), Rating.batch_exempt.is_(False),
-               Rating.rated_at >= rating.rated_at - rule.within.as_timedelta(), Rating.rated_at <= rating.rated_at)
-        .order_by(Rating.rated_at, Rating.id)
+    in_window = (
+        Call.caller_number == number, Rating.is_active.is_(True), Rating.batch_exempt.is_(False),
+        Rating.rated_at >= rating.rated_at - rule.within.as_timedelta(), Rating.rated_at <= rating.rated_at,
+    )
+    # Ids only, and no more than decide the question: a number that rates all day must not cost a load of all.
+    first = session.scalars(
+        select(Rating.id).join(Call, Call.id == Rating.call_id).where(*in_window)
+        .order_by(Rating.rated_at, Rating.id).limit(rule.more_than + 1)
     ).all()
-    if len(peers) <= rule.more_than:
+    if len(first) <= rule.more_than:
         return 0
-    head = peers[0]
+    head = session.get_one(Rating, first[0])
     head_id = head.batch_of_id or head.id  # the earliest may itself be in an older batch: join that one
-    flagged = 0
-    for peer in peers[1:]:
-        if peer.batch_of_id is None:
-            flagged += change_rating(peer, at, SOURCE, batch_of_id=head_id)
-    return flagged
+    unflagged = session.scalars(
+        select(Rating).join(Call, Call.id == Rating.call_id)
+        .where(*in_window, Rating.batch_of_id.is_(None), Rating.id != head.id)
+    ).all()
+    return sum(change_rating(peer, at, SOURCE, batch_of_id=head_id) for peer in unflagged)
 
 
 def lift_batch_flag(session: Session, rating_id: int, at: datetime, actor: str) -> Rating:

@@ -11,15 +11,19 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
+from rating_core.batch_lookups import blocked_number, load_batch_lookups, lookups, may_complete_a_batch, \
+    may_have_case_record
 from rating_core.batch_ratings import apply_batch_rule
-from rating_core.callback_tasks import close_task, note_script_ended, open_task, record_answer
+from rating_core.callback_tasks import close_task, load_calendar, note_script_ended, open_task, record_answer
 from rating_core.inbound import apply_pending_case
-from rating_core.models import BlockedNumber, Call, Rating, RatingChange
+from rating_core.models import Call, Rating, RatingChange
 from rating_core.outbox import emit
 from rating_core.rating_history import change_rating
 from rating_core.rules import Rules
@@ -161,6 +165,19 @@ class RatingRefused(ValueError):
     """One call, one rating: the rules refuse this channel's rating of a call already rated (lifecycle.second_rating)."""
 
 
+def prepare_batch(session: Session, rules: Rules, events: Sequence[CallEvent]) -> None:
+    """Load what ``events`` will read in a few queries, before applying them in this transaction.
+
+    Each query flushes what the session holds, so reading up front lets the whole batch leave in one flush.
+    """
+    started = [event for event in events if isinstance(event, CallStarted)]
+    ratings = [event for event in events if isinstance(event, RatingGiven)]
+    named = {event.uniqueid for event in events}
+    _known_calls(session).update(load_batch_lookups(session, rules, named, started, ratings))
+    if ratings or any(isinstance(event, CallEnded) for event in events):
+        load_calendar(session)  # a 差评's deadlines, an unrated call's SMS: kept for the batch
+
+
 def apply_event(session: Session, rules: Rules, event: CallEvent) -> None:
     """Apply one event inside the caller's transaction. Idempotent."""
     if isinstance(event, CallStarted):
@@ -173,9 +190,7 @@ def apply_event(session: Session, rules: Rules, event: CallEvent) -> None:
     if isinstance(event, CallbackCallEnded):
         note_script_ended(session, event.attempt_id, event.end_reason, event.progress, event.at)
         return
-    call = session.scalars(select(Call).where(Call.uniqueid == event.uniqueid)).one_or_none()
-    if call is None:
-        raise UnknownCall(f"no call with uniqueid {event.uniqueid!r}")
+    call = _find_call(session, event.uniqueid)
     if isinstance(event, ProgressMade):
         _note_progress(call, event.progress, event.menu_plays)
     elif isinstance(event, RatingGiven):
@@ -192,6 +207,9 @@ def apply_event(session: Session, rules: Rules, event: CallEvent) -> None:
     elif isinstance(event, CallEnded):
         _note_progress(call, event.progress, event.menu_plays)
         if call.ended_at is None:
+            # Every end writes the same columns, so a batch's ends go out as one executemany.
+            flag_modified(call, "progress")
+            flag_modified(call, "menu_plays")
             call.ended_at = event.at
             call.end_reason = event.end_reason
             if event.end_reason == "completed":
@@ -199,9 +217,35 @@ def apply_event(session: Session, rules: Rules, event: CallEvent) -> None:
             plan_reminder(session, rules, call, event.at)  # 补充评价: only if it ended unrated
 
 
+def _known_calls(session: Session) -> dict[str, Call]:
+    """Calls met in this transaction by uniqueid: a batch holds a call's events together."""
+    known: dict[str, Call] = session.info.setdefault("calls_by_uniqueid", {})
+    return known
+
+
+def _lookup_call(session: Session, uniqueid: str) -> Call | None:
+    """The call with this uniqueid, if stored; looked up once per transaction."""
+    call = _known_calls(session).get(uniqueid)
+    if call is None and uniqueid in getattr(lookups(session), "absent", ()):
+        return None  # the batch's lookups found it not stored
+    if call is None or call not in session:  # not met yet, or gone with a rolled-back savepoint
+        call = session.scalars(select(Call).where(Call.uniqueid == uniqueid)).one_or_none()
+        if call is not None:
+            _known_calls(session)[uniqueid] = call
+    return call
+
+
+def _find_call(session: Session, uniqueid: str) -> Call:
+    """The call an event is about."""
+    call = _lookup_call(session, uniqueid)
+    if call is None:
+        raise UnknownCall(f"no call with uniqueid {uniqueid!r}")
+    return call
+
+
 def _start_call(session: Session, event: CallStarted) -> None:
-    if session.scalars(select(Call.id).where(Call.uniqueid == event.uniqueid)).first() is not None:
-        return
+    if _lookup_call(session, event.uniqueid) is not None:
+        return  # started before: events are idempotent
     call = Call(
         uniqueid=event.uniqueid,
         linkedid=event.linkedid,
@@ -217,10 +261,12 @@ def _start_call(session: Session, event: CallStarted) -> None:
         progress="connected",
         menu_plays=0,
         variables=dict(event.variables),
+        rating=None,  # known to be empty: no query for it when the rating comes
     )
     session.add(call)
-    session.flush()
-    apply_pending_case(session, call, event.at)  # the platform's 工单 may have come first
+    _known_calls(session)[event.uniqueid] = call
+    if may_have_case_record(session, call.uniqueid, call.linkedid):
+        apply_pending_case(session, call, event.at)  # the platform's 工单 may have come first
 
 
 def _note_progress(call: Call, progress: str | None, menu_plays: int | None) -> None:
@@ -246,15 +292,15 @@ def _give_rating(session: Session, rules: Rules, call: Call, event: RatingGiven)
     }
     rating = call.rating
     if rating is None:
-        blocked = session.get(BlockedNumber, call.caller_number) if call.caller_number else None
+        blocked = blocked_number(session, call.caller_number) if call.caller_number else None
         if blocked is not None:  # the malicious-rater list: stored, never adopted
             values |= {"is_adopted": False, "not_adopted_reason": f"号码在恶意评价名单中：{blocked.reason}"[:256]}
-        rating = Rating(call=call, rated_at=event.at, updated_at=event.at, reason_tags=[], **values)
+        first = RatingChange(changed_at=event.at, source=event.source, changes={k: [None, v] for k, v in values.items()})
+        # Built with its collections, so nothing is lazily loaded for a row that cannot have any yet, and
+        # with its defaults, which the rules below read before any flush would set them.
+        rating = Rating(call=call, rated_at=event.at, updated_at=event.at, reason_tags=[], changes=[first],
+                        callback_task=None, batch_of_id=None, **({"is_adopted": True, "batch_exempt": False} | values))
         session.add(rating)
-        session.flush()
-        rating.changes.append(
-            RatingChange(changed_at=event.at, source=event.source, changes={k: [None, v] for k, v in values.items()})
-        )
         created = changed = True
     else:
         if rules.lifecycle.second(event.channel, rating.channel) == "refuse":
@@ -262,7 +308,8 @@ def _give_rating(session: Session, rules: Rules, call: Call, event: RatingGiven)
                                 f"a {event.channel} rating of it is refused by the rules")
         created = False
         changed = _update_rating(session, call, event.at, event.source, announce=False, **values)
-    apply_batch_rule(session, rules, rating, event.at)
+    if not created or may_complete_a_batch(session, rules, call.caller_number):
+        apply_batch_rule(session, rules, rating, event.at)
     _advance(call, "rated")
     # The callback task rides in the same transaction: no 差评 without its task.
     actor = f"system:{event.source}"

@@ -29,9 +29,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from rating_core.batch_lookups import blocked_number, lookups
 from rating_core.callback_policy import FINAL_OUTCOMES, QUESTIONS, VERDICTS, CallbackPolicy
 from rating_core.models import (
-    BlockedNumber, CalendarOverride, CallbackAnswer, CallbackAttempt, CallbackTask, Rating, TaskEvent,
+    CalendarOverride, CallbackAnswer, CallbackAttempt, CallbackTask, Rating, TaskEvent,
 )
 from rating_core.outbox import emit
 from rating_core.rating_history import change_rating
@@ -53,8 +54,13 @@ LIVE_ATTEMPT_STATUSES = ("originating", "ringing", "answered")
 
 
 def load_calendar(session: Session) -> WorkingCalendar:
-    overrides = {row.day: row.is_working_day for row in session.scalars(select(CalendarOverride))}
-    return WorkingCalendar(overrides)
+    batch = lookups(session)
+    if batch is not None and batch.calendar is not None:
+        return batch.calendar  # once per batch of call events, not once per 差评
+    calendar = WorkingCalendar({row.day: row.is_working_day for row in session.scalars(select(CalendarOverride))})
+    if batch is not None:
+        batch.calendar = calendar
+    return calendar
 
 
 def note_event(session: Session, task: CallbackTask, at: datetime, actor: str, kind: str,
@@ -94,7 +100,7 @@ def open_task(session: Session, policy: CallbackPolicy, rating: Rating, at: date
     calendar = load_calendar(session)
     task = CallbackTask(
         rating=rating, hotline=call.hotline, number=call.caller_number, mode=policy.mode,
-        state="pending", created_at=at, updated_at=at, attempts_made=0,
+        state="pending", created_at=at, updated_at=at, attempts_made=0, attempts=[],
     )
     _compute_deadlines(task, rating.rated_at, policy, calendar)
     session.add(task)
@@ -114,7 +120,7 @@ def _why_not_dialled(session: Session, policy: CallbackPolicy, rating: Rating, n
         return f"评价未采纳：{rating.not_adopted_reason or '未说明'}"
     if not number:
         return "无来电号码，无法回访"
-    blocked = session.get(BlockedNumber, number)
+    blocked = blocked_number(session, number)
     if blocked is not None:
         return f"号码在恶意评价名单中：{blocked.reason}"
     if not policy.dialer.valid_number(number):

@@ -65,7 +65,9 @@ class Call(Base):
     __tablename__ = "calls"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    uniqueid: Mapped[str] = mapped_column(String(64), unique=True)
+    # insert_sentinel: a unique value we set, by which SQLAlchemy matches the ids a multi-row INSERT returns
+    # to its rows; without one, SQLite gets one INSERT per row (PostgreSQL orders by the serial id anyway).
+    uniqueid: Mapped[str] = mapped_column(String(64), unique=True, insert_sentinel=True)
     linkedid: Mapped[str | None] = mapped_column(String(64), index=True)
     hotline: Mapped[str] = mapped_column(String(32), index=True)
     caller_number: Mapped[str | None] = mapped_column(String(64), index=True)
@@ -95,7 +97,7 @@ class Rating(Base):
     __tablename__ = "ratings"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), unique=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), unique=True, insert_sentinel=True)
     level: Mapped[str] = mapped_column(String(32), index=True)
     stars: Mapped[int] = mapped_column(Integer)
     is_negative: Mapped[bool] = mapped_column(index=True)
@@ -444,13 +446,16 @@ class OutboxEvent(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # webhook-id on the wire: the receiver's key for "once per event".
-    event_id: Mapped[str] = mapped_column(String(40), unique=True)
+    event_id: Mapped[str] = mapped_column(String(40), unique=True, insert_sentinel=True)
     type: Mapped[str] = mapped_column(String(48))
     # Events of one rating are delivered in the order of their ids.
     rating_id: Mapped[int | None] = mapped_column(Integer, index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     fanned_out: Mapped[bool] = mapped_column(default=False)
+    # Not a foreign key in the schema; the relationship lets a flush fill rating_id for a rating
+    # inserted in the same flush, so emitting an event needs no flush of its own.
+    rating: Mapped[Rating | None] = relationship(primaryjoin="foreign(OutboxEvent.rating_id) == Rating.id")
 
 
 class WebhookEndpoint(Base):
@@ -538,7 +543,7 @@ class SmsReminder(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), unique=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), unique=True, insert_sentinel=True)
     number: Mapped[str] = mapped_column(String(64))
     # The link's public id; the link also carries an HMAC of it (rating_core.supplementary).
     code: Mapped[str] = mapped_column(String(16), unique=True)

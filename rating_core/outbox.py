@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from rating_core.models import OutboxEvent, Rating
+from rating_core.models import CallbackTask, OutboxEvent, Rating
 
 SCHEMA_VERSION = "1.0"
 EVENT_TYPES = {
@@ -78,16 +80,46 @@ def rating_payload(rating: Rating) -> dict[str, Any]:
     return {"rating": body, "complaint": complaint}
 
 
-def emit(session: Session, event_type: str, rating: Rating, at: datetime, **data: Any) -> OutboxEvent:
-    """Add an event for ``rating`` to the caller's transaction."""
+def emit(session: Session, event_type: str, rating: Rating, at: datetime, **data: Any) -> None:
+    """Add an event for ``rating`` to the caller's transaction (at its end, inside :func:`held_events`)."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown outbox event type {event_type!r}")
-    session.flush()  # ids and relationships as they now stand
+    held = session.info.get(_HELD)
+    task = rating.callback_task
+    if held is None and task is not None and task.id is None:
+        session.flush()  # the payload names the new task by its id
     event_id = f"evt_{uuid.uuid4().hex}"
     event = OutboxEvent(
-        event_id=event_id, type=event_type, rating_id=rating.id, created_at=at, fanned_out=False,
+        event_id=event_id, type=event_type, rating=rating, created_at=at, fanned_out=False,
         payload={"schema_version": SCHEMA_VERSION, "id": event_id, "type": event_type, "occurred_at": _iso(at),
                  **rating_payload(rating), "data": data},
     )
-    session.add(event)
-    return event
+    if held is None:
+        session.add(event)
+    else:
+        held.append((event, task))
+
+
+_HELD = "outbox_held"
+
+
+@contextmanager
+def held_events(session: Session) -> Iterator[None]:
+    """Hold the events emitted inside, then add them in order, new tasks' ids filled in by one flush.
+
+    Each event's payload is the rating as it stood when the event was emitted;
+    only a task created in the same transaction has no id yet. Without this, a
+    batch of call events would flush once per new 差评 to learn it.
+    """
+    held: list[tuple[OutboxEvent, CallbackTask | None]] = []
+    session.info[_HELD] = held
+    try:
+        yield
+    finally:
+        del session.info[_HELD]
+    if any(task is not None and task.id is None for _event, task in held):
+        session.flush()
+    for event, task in held:
+        if task is not None and event.payload["complaint"]["task_id"] is None:
+            event.payload["complaint"]["task_id"] = task.id
+        session.add(event)

@@ -30,8 +30,9 @@ class Spool:
     def current_file(self) -> Path:
         return self.directory / self._name
 
-    def append(self, event: CallEvent) -> None:
-        line = json.dumps(to_record(event), ensure_ascii=False) + "\n"
+    def append(self, *events: CallEvent) -> None:
+        """Add events at the end of the journal, durably (one fsync for them all)."""
+        line = "".join(json.dumps(to_record(event), ensure_ascii=False) + "\n" for event in events)
         with self._lock:
             self.directory.mkdir(parents=True, exist_ok=True)
             with open(self.current_file, "a", encoding="utf-8") as f:

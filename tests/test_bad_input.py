@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import struct
 import sys
 from pathlib import Path
 
@@ -14,12 +16,13 @@ from sqlalchemy.orm import selectinload
 from ivr.agi_server import FastAgiServer
 from ivr.service import make_scripts, running_ivr
 from ivr.rating_writer import RatingWriter
-from ivr.simulated_asterisk import Caller, Press, SimulatedChannel, channel_environment, run_agi_process, run_call
+from ivr.simulated_asterisk import Caller, HangUp, Press, SimulatedChannel, channel_environment, run_agi_process, run_call
 from rating_core.database import make_engine
 from rating_core.migrate import upgrade
 from rating_core.models import Call
 from rating_core.spool import Spool
 from rating_core.store import RatingStore
+from waiting import wait_until
 
 ENV = channel_environment(Caller([]), "1795316432.0", "127.0.0.1", 4573, "postcall?hotline=12345")
 
@@ -92,12 +95,10 @@ async def test_socket_closed_mid_reply_keeps_the_rating(ivr, caplog) -> None:
     writer.write(b"200 res")  # half a reply, then the connection drops
     writer.close()
     await writer.wait_closed()
-    for _ in range(50):
-        with ivr.store.sessions() as s:
-            call = s.scalars(select(Call).options(selectinload(Call.rating))).one()
-        if call.end_reason:
-            break
-        await asyncio.sleep(0.05)
+    # the client left first: wait for the server to finish the call and the writer to make it durable
+    await wait_until(lambda: not ivr.server.active and ivr.writer.pending == 0)
+    with ivr.store.sessions() as s:
+        call = s.scalars(select(Call).options(selectinload(Call.rating))).one()
     assert call.rating.level == "very_satisfied" and call.end_reason == "connection_lost"
     assert "connection closed while waiting for the reply to STREAM" in caplog.text
 
@@ -137,3 +138,27 @@ def test_plain_agi_over_stdin_stdout(tmp_path: Path) -> None:
     with store.sessions() as s:
         call = s.scalars(select(Call).options(selectinload(Call.rating))).one()
     assert (call.agent_id, call.rating.level, call.end_reason) == ("4004", "basic", "completed")
+
+
+async def test_the_simulated_asterisk_takes_a_reset_after_its_hangup_as_the_servers_close() -> None:
+    """Real Asterisk ignores a failed write of the bare HANGUP line on a dead channel; so must its stand-in,
+    or a benchmark counts calls the server finished and stored as failed."""
+
+    async def close_with_reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (await reader.readline()).strip():
+            pass  # the environment
+        writer.write(b"WAIT FOR DIGIT 5000\n")
+        await reader.readline()  # the caller hangs up meanwhile: "200 result=-1"
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # linger 0: the kernel sends RST, as for a write to an already closed socket
+
+    server = await asyncio.start_server(close_with_reset, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        # time_scale spaces the HANGUP line well after the reset arrives (a margin, not a timing check)
+        result = await run_call("127.0.0.1", port, Caller([HangUp()]), uniqueid="1795316432.95", time_scale=1.0)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert result.error is None and result.closed_by_server
+    assert result.channel.commands == [["WAIT", "FOR", "DIGIT", "5000"]] and not result.channel.alive
