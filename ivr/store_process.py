@@ -23,6 +23,7 @@ import signal
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from multiprocessing.reduction import ForkingPickler
 
 from rating_core.call_events import CallEvent
 from rating_core.database import make_engine
@@ -70,8 +71,9 @@ class StoreProcess:
         conn = self._conn
         assert conn is not None
         try:
-            # The child is idle between batches and reads at once, so the pipe never stays full for long.
-            conn.send(list(events))
+            # A batch is larger than the pipe's buffer, and on a busy machine the child may wait
+            # milliseconds for a CPU before it reads: a thread waits for that, not the event loop.
+            await asyncio.to_thread(conn.send_bytes, ForkingPickler.dumps(list(events)))
             answer = await self._receive(conn)
         except (EOFError, OSError) as exc:
             self._discard()

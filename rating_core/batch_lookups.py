@@ -35,41 +35,44 @@ _KEY = "batch_lookups"
 
 @dataclass
 class BatchLookups:
+    """What one transaction's batch was found to hold; kept in ``session.info`` for that transaction only."""
+
     absent: set[str] = field(default_factory=set)  # uniqueids the batch names that were not stored
     blocked: dict[str, BlockedNumber | None] = field(default_factory=dict)  # by caller number
     case_keys: set[str] = field(default_factory=set)  # uniqueids and linkedids an unapplied case record names
     # Numbers the batch rule may have to look at: rated (actively) shortly before the batch, or more than once in it.
     busy_numbers: set[str] = field(default_factory=set)
-    calendar: WorkingCalendar | None = None  # loaded by the first event that needs it
+    calendar: WorkingCalendar | None = None  # read once for the batch (callback_tasks.load_calendar)
 
 
-def load_batch_lookups(session: Session, rules: Rules, named: set[str], started: Sequence[CallStarted],
-                       ratings: Sequence[RatingGiven]) -> dict[str, Call]:
+def load_batch_lookups(session: Session, rules: Rules, named: set[str], rerated: set[str],
+                       started: Sequence[CallStarted], ratings: Sequence[RatingGiven]) -> dict[str, Call]:
     """Load what a batch will read into ``session``; return the stored calls it names, by uniqueid.
 
-    ``named`` are the uniqueids of all its events; ``started`` and ``ratings`` its CallStarted and RatingGiven.
+    ``named`` are the uniqueids of all its events, ``rerated`` those of events that change a rating;
+    ``started`` and ``ratings`` are its CallStarted and RatingGiven.
     """
-    stored = {
-        call.uniqueid: call for call in session.scalars(
-            select(Call).where(Call.uniqueid.in_(named)).options(
-                selectinload(Call.rating).selectinload(Rating.changes),
-                selectinload(Call.rating).selectinload(Rating.callback_task).selectinload(CallbackTask.attempts),
-            )
-        )
-    }
-    lookups = BatchLookups(absent=named - stored.keys())
+    # A call's rating, to know it has one; for a change, also its history and task (the outbox payload).
+    plain = select(Call).where(Call.uniqueid.in_(named - rerated)).options(selectinload(Call.rating))
+    full = select(Call).where(Call.uniqueid.in_(rerated)).options(
+        selectinload(Call.rating).selectinload(Rating.changes),
+        selectinload(Call.rating).selectinload(Rating.callback_task).selectinload(CallbackTask.attempts),
+    )
+    stored = {call.uniqueid: call for query, wanted in ((plain, named - rerated), (full, rerated)) if wanted
+              for call in session.scalars(query)}
+    found = BatchLookups(absent=named - stored.keys())
     started = [event for event in started if event.uniqueid not in stored]
     number_of = {call.uniqueid: call.caller_number for call in stored.values()}
     number_of |= {event.uniqueid: event.caller_number for event in started}
 
     numbers = {number for number in number_of.values() if number}
-    lookups.blocked = dict.fromkeys(numbers)
-    lookups.blocked |= {row.number: row for row in session.scalars(
+    found.blocked = dict.fromkeys(numbers)
+    found.blocked |= {row.number: row for row in session.scalars(
         select(BlockedNumber).where(BlockedNumber.number.in_(numbers)))}
 
     keys = {event.uniqueid for event in started} | {event.linkedid for event in started if event.linkedid}
     if keys:
-        lookups.case_keys = {key for row in session.execute(
+        found.case_keys = {key for row in session.execute(
             select(CaseRecord.uniqueid, CaseRecord.linkedid).where(
                 CaseRecord.applied_at.is_(None), or_(CaseRecord.uniqueid.in_(keys), CaseRecord.linkedid.in_(keys)))
         ) for key in row if key in keys}
@@ -79,14 +82,14 @@ def load_batch_lookups(session: Session, rules: Rules, named: set[str], started:
         per_number = Counter(number_of.get(event.uniqueid) for event in ratings)
         per_number.pop(None, None)
         since = min(event.at for event in ratings) - rule.within.as_timedelta()
-        lookups.busy_numbers = {number for number, count in per_number.items() if count > 1}
-        lookups.busy_numbers |= set(session.scalars(
+        found.busy_numbers = {number for number, count in per_number.items() if count > 1}
+        found.busy_numbers |= set(session.scalars(
             select(Call.caller_number).join(Rating, Rating.call_id == Call.id).where(
                 Call.caller_number.in_(per_number), Rating.is_active.is_(True), Rating.batch_exempt.is_(False),
                 Rating.rated_at >= since,
             ).distinct()
         ))
-    session.info[_KEY] = lookups
+    session.info[_KEY] = found
     return stored
 
 

@@ -173,7 +173,9 @@ def prepare_batch(session: Session, rules: Rules, events: Sequence[CallEvent]) -
     started = [event for event in events if isinstance(event, CallStarted)]
     ratings = [event for event in events if isinstance(event, RatingGiven)]
     named = {event.uniqueid for event in events}
-    _known_calls(session).update(load_batch_lookups(session, rules, named, started, ratings))
+    rerated = {event.uniqueid for event in events
+               if isinstance(event, (RatingGiven, ReasonGiven, VoiceMessageRecorded))}
+    _known_calls(session).update(load_batch_lookups(session, rules, named, rerated, started, ratings))
     if ratings or any(isinstance(event, CallEnded) for event in events):
         load_calendar(session)  # a 差评's deadlines, an unrated call's SMS: kept for the batch
 
@@ -226,7 +228,8 @@ def _known_calls(session: Session) -> dict[str, Call]:
 def _lookup_call(session: Session, uniqueid: str) -> Call | None:
     """The call with this uniqueid, if stored; looked up once per transaction."""
     call = _known_calls(session).get(uniqueid)
-    if call is None and uniqueid in getattr(lookups(session), "absent", ()):
+    batch = lookups(session)
+    if call is None and batch is not None and uniqueid in batch.absent:
         return None  # the batch's lookups found it not stored
     if call is None or call not in session:  # not met yet, or gone with a rolled-back savepoint
         call = session.scalars(select(Call).where(Call.uniqueid == uniqueid)).one_or_none()
