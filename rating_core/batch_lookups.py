@@ -16,19 +16,15 @@ slower, never different.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from datetime import datetime
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload
 
 from rating_core.models import BlockedNumber, CallbackTask, Call, CaseRecord, Rating
 from rating_core.rules import Rules
 from rating_core.working_days import WorkingCalendar
-
-if TYPE_CHECKING:
-    from rating_core.call_events import CallStarted, RatingGiven
 
 _KEY = "batch_lookups"
 
@@ -45,52 +41,55 @@ class BatchLookups:
     calendar: WorkingCalendar | None = None  # read once for the batch (callback_tasks.load_calendar)
 
 
-def load_batch_lookups(session: Session, rules: Rules, named: set[str], rerated: set[str],
-                       started: Sequence[CallStarted], ratings: Sequence[RatingGiven]) -> dict[str, Call]:
-    """Load what a batch will read into ``session``; return the stored calls it names, by uniqueid.
-
-    ``named`` are the uniqueids of all its events, ``rerated`` those of events that change a rating;
-    ``started`` and ``ratings`` are its CallStarted and RatingGiven.
-    """
-    # A call's rating, to know it has one; for a change, also its history and task (the outbox payload).
-    plain = select(Call).where(Call.uniqueid.in_(named - rerated)).options(selectinload(Call.rating))
-    full = select(Call).where(Call.uniqueid.in_(rerated)).options(
-        selectinload(Call.rating).selectinload(Rating.changes),
-        selectinload(Call.rating).selectinload(Rating.callback_task).selectinload(CallbackTask.attempts),
+def load_calls(session: Session, plain: set[str], full: set[str]) -> dict[str, Call]:
+    """The stored calls among these uniqueids, each with its rating; ``full`` ones also with the rating's
+    history and task (what a change of the rating and its outbox payload read)."""
+    # One-to-one in the same query (a join); collections in one query each, as they are lists.
+    queries = (
+        (plain, select(Call).where(Call.uniqueid.in_(plain)).options(joinedload(Call.rating))),
+        (full, select(Call).where(Call.uniqueid.in_(full)).options(
+            joinedload(Call.rating).selectinload(Rating.changes),
+            joinedload(Call.rating).joinedload(Rating.callback_task).selectinload(CallbackTask.attempts),
+        )),
     )
-    stored = {call.uniqueid: call for query, wanted in ((plain, named - rerated), (full, rerated)) if wanted
-              for call in session.scalars(query)}
-    found = BatchLookups(absent=named - stored.keys())
-    started = [event for event in started if event.uniqueid not in stored]
-    number_of = {call.uniqueid: call.caller_number for call in stored.values()}
-    number_of |= {event.uniqueid: event.caller_number for event in started}
+    return {call.uniqueid: call for wanted, query in queries if wanted for call in session.scalars(query)}
 
-    numbers = {number for number in number_of.values() if number}
-    found.blocked = dict.fromkeys(numbers)
-    found.blocked |= {row.number: row for row in session.scalars(
+
+def load_case_keys(session: Session, keys: set[str]) -> set[str]:
+    """Those of ``keys`` (uniqueids, linkedids) that a case record not yet applied names."""
+    if not keys:
+        return set()
+    rows = session.execute(select(CaseRecord.uniqueid, CaseRecord.linkedid).where(
+        CaseRecord.applied_at.is_(None), or_(CaseRecord.uniqueid.in_(keys), CaseRecord.linkedid.in_(keys))))
+    return {key for row in rows for key in row if key in keys}
+
+
+def load_blocked(session: Session, numbers: set[str]) -> dict[str, BlockedNumber | None]:
+    """The malicious-rater list's entry for each number (None: not on it)."""
+    if not numbers:
+        return {}
+    return dict.fromkeys(numbers) | {row.number: row for row in session.scalars(
         select(BlockedNumber).where(BlockedNumber.number.in_(numbers)))}
 
-    keys = {event.uniqueid for event in started} | {event.linkedid for event in started if event.linkedid}
-    if keys:
-        found.case_keys = {key for row in session.execute(
-            select(CaseRecord.uniqueid, CaseRecord.linkedid).where(
-                CaseRecord.applied_at.is_(None), or_(CaseRecord.uniqueid.in_(keys), CaseRecord.linkedid.in_(keys)))
-        ) for key in row if key in keys}
 
-    rule = rules.lifecycle.batch
-    if ratings and rule.enabled:
-        per_number = Counter(number_of.get(event.uniqueid) for event in ratings)
-        per_number.pop(None, None)
-        since = min(event.at for event in ratings) - rule.within.as_timedelta()
-        found.busy_numbers = {number for number, count in per_number.items() if count > 1}
-        found.busy_numbers |= set(session.scalars(
-            select(Call.caller_number).join(Rating, Rating.call_id == Call.id).where(
-                Call.caller_number.in_(per_number), Rating.is_active.is_(True), Rating.batch_exempt.is_(False),
-                Rating.rated_at >= since,
-            ).distinct()
-        ))
+def load_busy_numbers(session: Session, rules: Rules, rated: Counter[str], earliest: datetime | None) -> set[str]:
+    """Numbers the batch rule must look at: rated more than once in the batch (``rated``, the earliest of
+    its ratings at ``earliest``), or rated actively within the rule's window before it."""
+    if not (rated and earliest and rules.lifecycle.batch.enabled):
+        return set()
+    since = earliest - rules.lifecycle.batch.within.as_timedelta()
+    busy = {number for number, count in rated.items() if count > 1}
+    return busy | set(session.scalars(
+        select(Call.caller_number).join(Rating, Rating.call_id == Call.id).where(
+            Call.caller_number.in_(rated), Rating.is_active.is_(True), Rating.batch_exempt.is_(False),
+            Rating.rated_at >= since,
+        ).distinct()
+    ))
+
+
+def install(session: Session, found: BatchLookups) -> None:
+    """Make ``found`` the lookups of this session's transaction."""
     session.info[_KEY] = found
-    return stored
 
 
 def lookups(session: Session) -> BatchLookups | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -18,8 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
-from rating_core.batch_lookups import blocked_number, load_batch_lookups, lookups, may_complete_a_batch, \
-    may_have_case_record
+from rating_core.batch_lookups import BatchLookups, blocked_number, install, load_blocked, load_busy_numbers, \
+    load_calls, load_case_keys, lookups, may_complete_a_batch, may_have_case_record
 from rating_core.batch_ratings import apply_batch_rule
 from rating_core.callback_tasks import close_task, load_calendar, note_script_ended, open_task, record_answer
 from rating_core.inbound import apply_pending_case
@@ -166,18 +167,36 @@ class RatingRefused(ValueError):
 
 
 def prepare_batch(session: Session, rules: Rules, events: Sequence[CallEvent]) -> None:
-    """Load what ``events`` will read in a few queries, before applying them in this transaction.
+    """Load what ``events`` will read, in a few queries, before applying them in this transaction.
 
-    Each query flushes what the session holds, so reading up front lets the whole batch leave in one flush.
+    Each query flushes what the session holds, so reading up front lets the whole batch leave in one
+    flush; and only what the batch's events will read is loaded, since small batches are the common case.
     """
-    started = [event for event in events if isinstance(event, CallStarted)]
-    ratings = [event for event in events if isinstance(event, RatingGiven)]
     named = {event.uniqueid for event in events}
     rerated = {event.uniqueid for event in events
                if isinstance(event, (RatingGiven, ReasonGiven, VoiceMessageRecorded))}
-    _known_calls(session).update(load_batch_lookups(session, rules, named, rerated, started, ratings))
-    if ratings or any(isinstance(event, CallEnded) for event in events):
-        load_calendar(session)  # a 差评's deadlines, an unrated call's SMS: kept for the batch
+    calls = load_calls(session, named - rerated, rerated)
+    _known_calls(session).update(calls)
+    found = BatchLookups(absent=named - calls.keys())
+    started = [event for event in events if isinstance(event, CallStarted) and event.uniqueid not in calls]
+    found.case_keys = load_case_keys(session, {event.uniqueid for event in started}
+                                     | {event.linkedid for event in started if event.linkedid})
+    number_of = {uniqueid: call.caller_number for uniqueid, call in calls.items()}
+    number_of |= {event.uniqueid: event.caller_number for event in started}
+    ratings = [event for event in events if isinstance(event, RatingGiven)]
+    rated = {event.uniqueid for event in ratings}
+    unrated_ends = {event.uniqueid for event in events if isinstance(event, CallEnded) and event.uniqueid not in rated
+                    and (event.uniqueid not in calls or calls[event.uniqueid].rating is None)}
+    # New ratings check the malicious-rater list, and so do an unrated call's SMS and a 差评's task.
+    found.blocked = load_blocked(session, {number_of[uniqueid] for uniqueid in rated | unrated_ends
+                                           if number_of.get(uniqueid)})
+    found.busy_numbers = load_busy_numbers(
+        session, rules, Counter(number_of[event.uniqueid] for event in ratings if number_of.get(event.uniqueid)),
+        min((event.at for event in ratings), default=None),
+    )
+    install(session, found)
+    if unrated_ends or any(rules.level(event.level).negative for event in ratings):
+        load_calendar(session)  # an unrated call's SMS, a 差评's deadlines: read once for the batch
 
 
 def apply_event(session: Session, rules: Rules, event: CallEvent) -> None:

@@ -12,8 +12,8 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import selectinload
 
 from rating_core.appeals import block_number
-from rating_core.call_events import CallEnded, CallEvent, CallStarted, RatingGiven
-from rating_core.models import Call, CaseRecord, Rating, SmsReminder
+from rating_core.call_events import CallEnded, CallEvent, CallStarted, RatingGiven, ReasonGiven, VoiceMessageRecorded
+from rating_core.models import Call, CaseRecord, OutboxEvent, Rating, SmsReminder
 from rating_core.store import RatingStore
 
 CST = ZoneInfo("Asia/Shanghai")
@@ -51,7 +51,8 @@ def started(world: str, n: int, caller: int, at: datetime) -> CallStarted:
 
 def scenario(world: str) -> tuple[list[CallEvent], list[CallEvent]]:
     """Calls that exercise every lookup, as (what came before, the batch): a number rated twice in the batch,
-    one rated the day before as well, a quiet one, a blocked one, a 差评, an unrated call, a 工单 that came first."""
+    one rated before as well, a quiet one, a blocked one, a 差评 with its reason and message, an unrated call,
+    a 工单 that came first, and a call rated before whose rating the batch changes."""
     at = T0 + timedelta(minutes=5)
     before = [started(world, 0, 2, T0), RatingGiven(call_uid(world, 0), "satisfied", "dtmf", T0),
               CallEnded(call_uid(world, 0), "completed", T0)]
@@ -60,6 +61,9 @@ def scenario(world: str) -> tuple[list[CallEvent], list[CallEvent]]:
               6: "dissatisfied", 8: "satisfied"}  # 7 ends unrated
     batch: list[CallEvent] = [started(world, n, caller, at) for n, caller in callers.items()]
     batch += [RatingGiven(call_uid(world, n), level, "dtmf", at + timedelta(seconds=n)) for n, level in levels.items()]
+    batch += [ReasonGiven(call_uid(world, 6), ("attitude",), at + timedelta(seconds=10)),
+              VoiceMessageRecorded(call_uid(world, 6), "/voice/6.wav", 4.0, at + timedelta(seconds=11)),
+              RatingGiven(call_uid(world, 0), "dissatisfied", "dtmf", at + timedelta(seconds=12))]  # rated before
     batch += [CallEnded(call_uid(world, n), "completed" if n in levels else "no_input", at + timedelta(seconds=20))
               for n in callers]
     return before, batch
@@ -77,10 +81,24 @@ def snapshot(store: RatingStore, world: str) -> dict[int, tuple]:
     with store.sessions() as session:
         calls = session.scalars(
             select(Call).where(Call.uniqueid.like(f"17956{world}.%")).options(
-                selectinload(Call.rating).selectinload(Rating.callback_task))
+                selectinload(Call.rating).selectinload(Rating.callback_task),
+                selectinload(Call.rating).selectinload(Rating.changes))
         ).all()
         call_of_rating = {call.rating.id: int(call.uniqueid.split(".")[1]) for call in calls if call.rating}
         reminders = {row.call_id: row.status for row in session.scalars(select(SmsReminder))}
+        outbox: dict[int, list[tuple]] = {}
+        for row in session.scalars(select(OutboxEvent).order_by(OutboxEvent.id)):
+            complaint = row.payload["complaint"]
+            outbox.setdefault(row.rating_id, []).append(
+                (row.type, row.payload["rating"]["level"], row.payload["rating"]["reason_codes"],
+                 complaint and complaint["task_id"] == session.get(Rating, row.rating_id).callback_task.id))
+
+
+        def named(changes: dict[str, list]) -> dict[str, list]:
+            """A batch flag names its head by the head's call, not by a row id."""
+            return {field: [call_of_rating.get(value) for value in moved] if field == "batch_of_id" else moved
+                    for field, moved in changes.items()}
+
         result = {}
         for call in calls:
             rating = call.rating
@@ -89,7 +107,9 @@ def snapshot(store: RatingStore, world: str) -> dict[int, tuple]:
                 call.end_reason, reminders.get(call.id),
                 rating and (rating.level, rating.is_adopted, rating.not_adopted_reason,
                             call_of_rating.get(rating.batch_of_id),
-                            rating.callback_task and (rating.callback_task.state, rating.callback_task.state_reason)),
+                            rating.callback_task and (rating.callback_task.state, rating.callback_task.state_reason),
+                            [(change.source, named(change.changes)) for change in rating.changes],
+                            outbox.get(rating.id)),
             )
         return result
 
@@ -112,6 +132,10 @@ def test_a_batch_leaves_the_same_rows_as_its_events_one_at_a_time(store: RatingS
     assert batched[4][5][:3] == ("satisfied", True, None)  # quiet
     assert batched[5][5][1:3] == (False, "号码在恶意评价名单中：多次恶意差评")
     assert batched[6][5][4][0] == "pending" and batched[7][4] is not None  # a task to dial; an SMS to send
+    assert [kind for kind, *_ in batched[6][5][6]] == ["rating.created", "rating.updated", "rating.updated"]
+    assert batched[6][5][6][0][2] == [] and batched[6][5][6][1][2] == ["attitude"]  # each as it stood then
+    assert all(names_task for *_, names_task in batched[6][5][6])  # the new task's id, filled in at the end
+    assert batched[0][5][0] == "dissatisfied" and batched[0][5][4][0] == "pending"
 
 
 def test_a_batchs_statements_do_not_grow_with_its_calls(store: RatingStore) -> None:
