@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import click
+import uvloop
 
 from rating_core.database import home_dir, make_engine
 from rating_core.rules import RulesError, load_rules
@@ -105,9 +106,11 @@ def agi(listen: str, audiosocket: str, audiosocket_advertise: str | None, speech
     from ivr.service import serve_until_signalled
 
     host, port = _host_port(listen, DEFAULT_PORT)
-    asyncio.run(serve_until_signalled(open_store(), Spool(spool_dir()), host, port,
-                                      audiosocket=_host_port(audiosocket, 9092),
-                                      audiosocket_advertise=audiosocket_advertise, speech_workers=speech_workers))
+    # uvloop (libuv) instead of the stock event loop: with thousands of calls in progress, the loop's own
+    # work on each socket event is what a caller waits for between prompts (benchmarks/agi_concurrency.py).
+    uvloop.run(serve_until_signalled(open_store(), Spool(spool_dir()), host, port,
+                                     audiosocket=_host_port(audiosocket, 9092),
+                                     audiosocket_advertise=audiosocket_advertise, speech_workers=speech_workers))
 
 
 # -- speech models ----------------------------------------------------------------------

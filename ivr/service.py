@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from ivr.agi_server import FastAgiServer, Script
 from ivr.agi_session import AgiSession
 from ivr.call_flow import evaluate
-from ivr.rating_writer import Applier, RatingWriter
+from ivr.rating_writer import GROUP_COMMIT_LINGER, Applier, RatingWriter
 from ivr.audiosocket_server import AudioSocketServer
 from ivr.speech_listener import SpeechListener
 from ivr.speech_workers import GrammarSpec, RecognizerPool
@@ -108,17 +109,19 @@ async def running_speech(rules: Rules, host: str, port: int, *, advertise: str |
 async def running_ivr(
     store: RatingStore, spool: Spool, host: str, port: int, *, replay_interval: float = 15.0,
     write_timeout: float = 10.0, speech: SpeechListener | None = None, store_process: bool = False,
+    linger: float = 0.0,
 ) -> AsyncIterator[IvrService]:
     """A started FastAGI server with its writer and spool replayer; all stopped on exit.
 
-    With ``store_process`` the store's writes run in a child process (see :mod:`ivr.store_process`):
-    what a server with thousands of calls wants; tests and the demo may keep them in a thread.
+    With ``store_process`` the store's writes run in a child process (see :mod:`ivr.store_process`),
+    in batches that gather for ``linger`` seconds: what a server with thousands of calls wants; tests
+    and the demo may keep them in a thread and write each batch at once.
     """
     applier: Applier | None = None
     if store_process:
         applier = StoreProcess(database_url(store), store.rules)
         await asyncio.to_thread(applier.start)
-    writer = RatingWriter(store, spool, write_timeout=write_timeout, applier=applier)
+    writer = RatingWriter(store, spool, write_timeout=write_timeout, applier=applier, linger=linger)
     writer.start()
     server = FastAgiServer(make_scripts(store, writer, speech=speech))
     await server.start(host, port)
@@ -134,6 +137,24 @@ async def running_ivr(
         await writer.replay_once()
 
 
+# Collect the youngest generation every 50,000 allocations (Python's default: 700), the next every 20 of
+# those, the oldest at most every 10 of those.
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def tune_garbage_collector() -> None:
+    """Keep the collector's pauses off the callers' turns, once the server has started.
+
+    Thousands of calls in progress hold a few hundred thousand live objects (their coroutines, futures,
+    streams), and each full collection walks them all with the event loop stopped: 100-500 ms on two busy
+    cores, several times a minute with the default thresholds (benchmarks/agi_concurrency.py). What was
+    loaded to start (modules, rules, prompts) is frozen out of the walk, and young collections run
+    far less often, so a full one comes rarely; reference cycles are still collected.
+    """
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def serve_until_signalled(store: RatingStore, spool: Spool, host: str, port: int, *,
                                 audiosocket: tuple[str, int] = ("127.0.0.1", 9092),
                                 audiosocket_advertise: str | None = None, speech_workers: int = 2) -> None:
@@ -143,8 +164,9 @@ async def serve_until_signalled(store: RatingStore, spool: Spool, host: str, por
         loop.add_signal_handler(sig, stop.set)
     async with (
         running_speech(store.rules, *audiosocket, advertise=audiosocket_advertise, workers=speech_workers) as speech,
-        running_ivr(store, spool, host, port, speech=speech, store_process=True) as ivr,
+        running_ivr(store, spool, host, port, speech=speech, store_process=True, linger=GROUP_COMMIT_LINGER) as ivr,
     ):
         log.info("FastAGI server listening on %s:%d (hotlines: %s)", host, ivr.server.port, ", ".join(store.rules.hotlines))
+        tune_garbage_collector()
         await stop.wait()
         log.info("stopping: waiting for %d call(s) in progress", len(ivr.server.active))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -16,6 +19,7 @@ from rating_core.models import Call
 VARS = {"EVAL_AGENT": "1024", "EVAL_QUEUE": "社保咨询", "EVAL_CASE": "GD20261122000001", "EVAL_UNIT": "市人社局",
         "EVAL_LINKEDID": "1795316400.1"}
 _counter = iter(range(10**6))
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def place(ivr: IvrService, *reactions, variables=VARS, script="postcall?hotline=12345") -> CallResult:
@@ -200,3 +204,14 @@ async def test_the_service_calls_recording_comes_with_the_agi_url(ivr: IvrServic
     assert stored(ivr, result).recording_file == path
     plain = await place(ivr, Press("2"))
     assert stored(ivr, plain).recording_file is None
+
+
+def test_the_server_keeps_full_garbage_collections_rare() -> None:
+    """Thousands of calls' live objects make each full collection a stop of the event loop
+    (benchmarks/agi_concurrency.py); `hotline-eval agi` freezes what it loaded and collects less often.
+    In a process of its own, as it changes the interpreter's collector."""
+    probe = ("import gc; from ivr.service import GC_THRESHOLDS, tune_garbage_collector; "
+             "before = gc.get_freeze_count(); tune_garbage_collector(); "
+             "print(before, gc.get_freeze_count() > 10000, gc.get_threshold() == GC_THRESHOLDS, GC_THRESHOLDS[0] > 700)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.split() == ["0", "True", "True", "True"]

@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -174,3 +175,29 @@ async def test_a_store_process_stuck_on_a_locked_database_is_killed_and_its_batc
     with store.sessions() as s:
         rating = s.scalars(select(Rating).join(Call).where(Call.uniqueid == "1795316432.501")).one()
     assert (rating.level, rating.reason_tags) == ("dissatisfied", ["unresolved"])
+
+
+@pytest.mark.parametrize(("linger", "batches"), [
+    (0.0, [["call_started"], ["rating_given", "call_ended"]]),  # written as soon as the writer is free
+    (0.5, [["call_started", "rating_given", "call_ended"]]),  # the FastAGI server's: a batch gathers first
+])
+async def test_a_lingering_writer_gathers_a_batch_while_the_store_is_idle(
+    store: RatingStore, spool: Spool, linger: float, batches: list[list[str]]
+) -> None:
+    written: list[list[str]] = []
+    applier = ThreadApplier(store)
+    apply = applier.apply
+
+    async def recorded(events: Sequence[CallEvent]) -> list[Rejected]:
+        written.append([event.kind for event in events])
+        return await apply(events)
+
+    applier.apply = recorded  # type: ignore[method-assign]
+    writer = RatingWriter(store, spool, applier=applier, linger=linger)
+    writer.submit(CallStarted("l.1", "12345", T0))
+    await asyncio.sleep(0)  # the writer takes the first event
+    writer.submit(RatingGiven("l.1", "satisfied", "dtmf", T0))
+    await writer.write(CallEnded("l.1", "completed", T0))
+    await writer.stop()
+    assert written == batches
+    assert stored_calls(store)["l.1"].rating.level == "satisfied"
