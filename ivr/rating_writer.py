@@ -9,7 +9,8 @@ every earlier one, is durable.
 
 One task commits whatever has queued up in one transaction (group commit:
 thousands of concurrent calls cost a few transactions a second, not
-thousands), through an *applier*: a thread for one-off use, or
+thousands; in the FastAGI server a batch first gathers for ``linger``), through
+an *applier*: a thread for one-off use, or
 :class:`ivr.store_process.StoreProcess` for the FastAGI server, where the ORM's
 work must not share the event loop's GIL. If the database fails, is too slow
 or refuses an event, the event is appended to the local spool instead,
