@@ -9,18 +9,20 @@ outcome was unknown is always safe.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from datetime import datetime
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
-from rating_core.batch_lookups import BatchLookups, blocked_number, install, load_blocked, load_busy_numbers, \
-    load_calls, load_case_keys, lookups, may_complete_a_batch, may_have_case_record
+from rating_core.batch_lookups import (
+    BatchLookups, blocked_number, install, load_blocked, load_busy_numbers, load_calls, load_case_keys, lookups,
+    may_complete_a_batch, may_have_case_record,
+)
 from rating_core.batch_ratings import apply_batch_rule
 from rating_core.callback_tasks import close_task, load_calendar, note_script_ended, open_task, record_answer
 from rating_core.inbound import apply_pending_case

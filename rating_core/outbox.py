@@ -80,6 +80,9 @@ def rating_payload(rating: Rating) -> dict[str, Any]:
     return {"rating": body, "complaint": complaint}
 
 
+_HELD = "outbox_held"  # session.info key of the events held_events() holds
+
+
 def emit(session: Session, event_type: str, rating: Rating, at: datetime, **data: Any) -> None:
     """Add an event for ``rating`` to the caller's transaction (at its end, inside :func:`held_events`)."""
     if event_type not in EVENT_TYPES:
@@ -98,9 +101,6 @@ def emit(session: Session, event_type: str, rating: Rating, at: datetime, **data
         session.add(event)
     else:
         held.append((event, task))
-
-
-_HELD = "outbox_held"
 
 
 @contextmanager
