@@ -24,6 +24,10 @@ from rating_core.rules import HotlineProfile
 SOUNDS_DIR = Path(__file__).with_name("sounds")
 VOICE = "cmn-latn-pinyin"
 DIGITS = dict(zip("0123456789", "零一二三四五六七八九"))
+KOREAN_VOICE = "ko"
+KOREAN_DIGITS = dict(enumerate("영일이삼사오육칠팔구"))
+# The spoken months that are not number + 월: 육월 and 십월 are said 유월 and 시월.
+KOREAN_MONTHS = {6: "유월", 10: "시월"}
 SYMBOLS = {"*": "星号", "#": "井号", "/": "或"}
 
 
@@ -66,10 +70,26 @@ def chinese_number(n: int) -> str:
     return spoken + (DIGITS[str(units)] if units else "")
 
 
-def date_prompts() -> dict[str, str]:
-    """The fragments a callback speaks the rating's date with: month_3 "三月", day_15 "十五日"."""
-    months = {f"month_{m}": f"{chinese_number(m)}月" for m in range(1, 13)}
-    return months | {f"day_{d}": f"{chinese_number(d)}日" for d in range(1, 32)}
+def korean_number(n: int) -> str:
+    """1–99 in Sino-Korean, as dates say them: 일, 십, 십오, 이십일, 삼십."""
+    tens, units = divmod(n, 10)
+    if not 0 < n < 100:
+        raise ValueError(f"{n} is not a day or month number")
+    spoken = (KOREAN_DIGITS[tens] if tens > 1 else "") + ("십" if tens else "")
+    return spoken + (KOREAN_DIGITS[units] if units else "")
+
+
+
+def date_prompts(voice: str = VOICE) -> dict[str, str]:
+    """The fragments a callback speaks the rating's date with, in the prompt voice's language:
+    month_3 "三月" / "삼월", day_15 "十五日" / "십오일"."""
+    if voice == VOICE:
+        months = {f"month_{m}": f"{chinese_number(m)}月" for m in range(1, 13)}
+        return months | {f"day_{d}": f"{chinese_number(d)}日" for d in range(1, 32)}
+    if voice == KOREAN_VOICE:
+        months = {f"month_{m}": KOREAN_MONTHS.get(m, f"{korean_number(m)}월") for m in range(1, 13)}
+        return months | {f"day_{d}": f"{korean_number(d)}일" for d in range(1, 32)}
+    raise PromptBuildError(f"no spoken dates for prompt voice {voice!r} (known: {VOICE}, {KOREAN_VOICE})")
 
 
 def build_prompts(profiles: list[HotlineProfile], out_dir: Path = SOUNDS_DIR) -> list[BuiltPrompt]:
@@ -79,8 +99,14 @@ def build_prompts(profiles: list[HotlineProfile], out_dir: Path = SOUNDS_DIR) ->
             raise PromptBuildError(f"{tool} is not installed (Debian: apt-get install espeak-ng sox)")
     folders = {profile.code: profile.prompts for profile in profiles}
     voices = {profile.code: profile.prompt_voice for profile in profiles}
-    fragments = {Path(profile.verification.date_sound_dir).name for profile in profiles}
-    folders |= {folder: date_prompts() for folder in fragments}
+    fragments: dict[str, str] = {}  # date folder: the voice its hotlines speak
+    for profile in profiles:
+        folder = Path(profile.verification.date_sound_dir).name
+        if fragments.setdefault(folder, profile.prompt_voice) != profile.prompt_voice:
+            raise PromptBuildError(f"hotline {profile.code}: date_sound_dir {profile.verification.date_sound_dir} "
+                                   f"is spoken in {fragments[folder]} by another hotline; give it its own")
+    folders |= {folder: date_prompts(voice) for folder, voice in fragments.items()}
+    voices |= fragments
     built = []
     with tempfile.TemporaryDirectory() as tmp:
         for folder, texts in folders.items():

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from ivr.prompts import SOUNDS_DIR, chinese_number, sound_lengths, speakable
+from ivr.prompts import (
+    SOUNDS_DIR, PromptBuildError, build_prompts, chinese_number, date_prompts, korean_number, sound_lengths, speakable,
+)
 from rating_core.rules import PROMPT_NAMES
 
 CLI = str(Path(sys.executable).with_name("hotline-eval"))
@@ -118,6 +120,29 @@ def test_shipped_sounds_cover_every_prompt(rules) -> None:
 @pytest.mark.parametrize(("n", "spoken"), [(1, "一"), (10, "十"), (15, "十五"), (20, "二十"), (31, "三十一")])
 def test_dates_are_spoken_as_numbers(n: int, spoken: str) -> None:
     assert chinese_number(n) == spoken
+
+
+@pytest.mark.parametrize(("n", "spoken"), [(1, "일"), (10, "십"), (15, "십오"), (20, "이십"), (31, "삼십일")])
+def test_korean_dates_are_spoken_in_sino_korean(n: int, spoken: str) -> None:
+    assert korean_number(n) == spoken
+
+
+def test_date_fragments_follow_the_prompt_voice() -> None:
+    assert (date_prompts()["month_11"], date_prompts()["day_20"]) == ("十一月", "二十日")
+    korean = date_prompts("ko")
+    assert (korean["month_11"], korean["day_20"], korean["month_6"], korean["month_10"]) == (
+        "십일월", "이십일", "유월", "시월")  # 6 and 10 drop a sound when said as months
+    with pytest.raises(PromptBuildError, match="no spoken dates for prompt voice 'fr'"):
+        date_prompts("fr")
+
+
+def test_two_voices_cannot_share_a_date_folder(rules, tmp_path: Path) -> None:
+    """A Korean hotline left on the Mandarin dates would say 十一月 in the middle of Korean."""
+    korean = rules.hotlines["12345-ko"]
+    shared = korean.model_copy(update={"verification": rules.hotlines["12345"].verification})
+    with pytest.raises(PromptBuildError, match="12345-ko: date_sound_dir hotline-eval/dates is spoken in"):
+        build_prompts([rules.hotlines["12345"], shared], tmp_path)
+    assert not list(tmp_path.iterdir())  # refused before anything was synthesised
 
 
 @pytest.mark.parametrize(("text", "spoken"), [("按1", "按一"), ("12345热线", "幺二三四五热线"), ("星号键*", "星号键星号")])

@@ -41,10 +41,10 @@ T0 = datetime(2026, 11, 20, 9, 30, tzinfo=CST)  # a Friday, in the morning windo
 _ids = iter(range(10**6))
 
 
-def rate(store: RatingStore, number: str = "13800000000") -> int:
+def rate(store: RatingStore, number: str = "13800000000", hotline: str = "12345") -> int:
     uid = f"1795316400.{next(_ids)}"
     store.apply([
-        CallStarted(uniqueid=uid, hotline="12345", at=T0, caller_number=number, agent_id="1024"),
+        CallStarted(uniqueid=uid, hotline=hotline, at=T0, caller_number=number, agent_id="1024"),
         RatingGiven(uid, "very_dissatisfied", "dtmf", T0 + timedelta(seconds=5)),
     ])
     with store.sessions() as session:
@@ -233,6 +233,20 @@ def script_end(store: RatingStore, task_id: int) -> dict:
     with store.sessions() as session:
         return session.scalars(select(TaskEvent.detail).where(
             TaskEvent.task_id == task_id, TaskEvent.kind == "script_ended")).one()
+
+
+async def test_a_korean_callback_says_the_date_in_korean(ivr: IvrService, rules) -> None:
+    """12345-ko's callback speaks 십일월 이십일 from its own folder, not the Mandarin 十一月二十日."""
+    task_id = rate(ivr.store, hotline="12345-ko")
+    attempt = dial(ivr.store, rules, task_id, T0 + timedelta(minutes=1))
+    result = await callback(ivr, task_id, attempt, Press("1"), Press("1"), Press("1"), hotline="12345-ko")
+    assert result.closed_by_server and not result.error
+    assert sent(result)[1:5] == [
+        "STREAM FILE hotline-eval/12345-ko/verify_greeting ",
+        "STREAM FILE hotline-eval/dates-ko/month_11 ",
+        "STREAM FILE hotline-eval/dates-ko/day_20 ",
+        "STREAM FILE hotline-eval/12345-ko/verify_rated ",
+    ]
 
 
 async def test_solved_and_satisfied_closes_the_task(ivr: IvrService, rules) -> None:
