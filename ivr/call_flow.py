@@ -26,6 +26,7 @@ from rating_core.rules import HotlineProfile, Level, Rules
 from ivr.menus import HotlineScript
 from ivr.rating_writer import RatingWriter
 from ivr.speech_listener import SpeechListener
+from speech_models.grammar import Understood
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,8 @@ class EvaluationFlow(HotlineScript):
                 return await self.rated(key, "dtmf") if key in self.profile.keys else None
             heard = await self.speech.listen(self.agi, self.profile, self.uniqueid)
             if heard.level is not None or heard.key in self.profile.keys:
-                level = await self.rated(heard.level or heard.key, "speech" if heard.level else "dtmf")  # type: ignore[arg-type]
+                level = (await self.rated(heard.level, "speech", heard.understood) if heard.level is not None
+                         else await self.rated(heard.key, "dtmf"))  # type: ignore[arg-type]
                 if heard.hung_up:
                     raise ChannelHungUp("caller hung up right after rating")
                 return level
@@ -178,12 +180,13 @@ class EvaluationFlow(HotlineScript):
             prompt = "speech_retry"
         return None
 
-    async def rated(self, key_or_level: str, channel: str) -> Level:
-        """Store the rating the moment it is known (a key, or a level heard in speech)."""
+    async def rated(self, key_or_level: str, channel: str, understood: Understood | None = None) -> Level:
+        """Store the rating the moment it is known (a key, or a level heard in speech, with what was heard)."""
         level = (self.rules.level_for_key(self.profile, key_or_level) if channel == "dtmf"
                  else self.rules.level(key_or_level))
         assert level is not None
-        self.writer.submit(RatingGiven(self.uniqueid, level.code, channel, utcnow()))  # the writer owns it now
+        heard = {"heard": understood.text, "confidence": understood.confidence} if understood else {}
+        self.writer.submit(RatingGiven(self.uniqueid, level.code, channel, utcnow(), **heard))  # the writer owns it now
         self.progress = "rated"
         return level
 

@@ -70,6 +70,8 @@ class RatingGiven:
     channel: str
     at: datetime
     source: str = "ivr"
+    heard: str | None = None  # a spoken rating: what the recogniser returned, and its confidence
+    confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -315,6 +317,8 @@ def _give_rating(session: Session, rules: Rules, call: Call, event: RatingGiven)
         "is_active": event.channel != "default",
     }
     rating = call.rating
+    if event.heard is not None or (rating is not None and rating.heard_text is not None):
+        values |= {"heard_text": event.heard, "heard_confidence": event.confidence}  # set, or cleared by a key
     if rating is None:
         blocked = blocked_number(session, call.caller_number) if call.caller_number else None
         if blocked is not None:  # the malicious-rater list: stored, never adopted

@@ -109,6 +109,10 @@ class Rating(Base):
     reason_text: Mapped[str | None] = mapped_column(Text)
     voice_message_file: Mapped[str | None] = mapped_column(String(512))
     voice_message_seconds: Mapped[float | None] = mapped_column()
+    # A spoken rating: the phrase the recogniser returned and its confidence (the lowest word's), so a
+    # 差评 heard by machine can be checked against what was said.
+    heard_text: Mapped[str | None] = mapped_column(String(256))
+    heard_confidence: Mapped[float | None] = mapped_column()
     is_adopted: Mapped[bool] = mapped_column(default=True)
     not_adopted_reason: Mapped[str | None] = mapped_column(String(256))
     # 淄博's batch rule: the rating whose batch this one joined (that one counts for 主动评价, this one not).

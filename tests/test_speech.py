@@ -128,12 +128,19 @@ def test_the_grammar_is_built_from_words_the_model_knows(pool: RecognizerPool) -
 
 
 @pytest.mark.parametrize("phrase", ["very_satisfied", "satisfied"])
-async def test_a_spoken_rating_lands_like_a_keypress(speech_ivr: IvrService, speech: dict[str, bytes], phrase: str) -> None:
+async def test_a_spoken_rating_lands_like_a_keypress(speech_ivr: IvrService, speech: dict[str, bytes], phrase: str,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "ivr.speech_listener")
     result = await call_korean(speech_ivr, Say(speech[phrase]))
     assert not result.error and not result.channel.violations
     call = stored(speech_ivr, result)
     assert (call.rating.level, call.rating.channel) == (phrase, "speech")
     assert (call.agent_id, call.queue, call.end_reason) == ("3301", "朝鲜语", "completed")
+    # What was heard is kept with the rating, as the log line says it.
+    phrases = speech_ivr.store.rules.speech_languages["ko"].levels[phrase]
+    assert call.rating.heard_text.replace(" ", "") in {p.replace(" ", "") for p in phrases}
+    assert speech_ivr.store.rules.hotlines["12345-ko"].speech.min_confidence <= call.rating.heard_confidence <= 1
+    assert f"heard {call.rating.heard_text!r} (confidence {call.rating.heard_confidence:.2f})" in caplog.text
     commands = sent(result)
     assert commands[commands.index("ANSWER") + 1] == "STREAM FILE hotline-eval/12345-ko/speech_menu 0123456789*#"
     audiosocket = next(c for c in commands if c.startswith("EXEC AudioSocket"))

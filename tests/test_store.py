@@ -73,6 +73,23 @@ def test_a_second_rating_of_the_same_call_is_an_update_with_history(store: Ratin
         assert history[1].changes["level"] == ["satisfied", "dissatisfied"]
 
 
+def test_a_spoken_rating_keeps_what_was_heard_until_a_key_replaces_it(store: RatingStore) -> None:
+    uid = "1795316432.8"
+    store.apply([started(uid), RatingGiven(uid, "satisfied", "speech", T0, heard="만족", confidence=0.91)])
+    store.apply([RatingGiven(uid, "basic", "dtmf", T0 + timedelta(minutes=1))])  # the caller presses 3 after all
+    with store.sessions() as s:
+        rating = s.scalars(select(Rating)).one()
+        assert (rating.channel, rating.heard_text, rating.heard_confidence) == ("dtmf", None, None)
+        first, second = s.scalars(select(RatingChange).order_by(RatingChange.id)).all()
+        assert (first.changes["heard_text"], first.changes["heard_confidence"]) == ([None, "만족"], [None, 0.91])
+        assert (second.changes["heard_text"], second.changes["heard_confidence"]) == (["만족", None], [0.91, None])
+    store.apply([started("1795316432.9"), RatingGiven("1795316432.9", "satisfied", "dtmf", T0)])
+    with store.sessions() as s:
+        keyed = s.scalars(select(RatingChange).join(Rating).join(Call).where(Call.uniqueid == "1795316432.9")
+                          .order_by(RatingChange.id)).first()  # (then the batch rule's flag: same number)
+        assert keyed.source == "ivr" and "heard_text" not in keyed.changes  # a keypress has nothing heard
+
+
 def test_the_database_refuses_two_ratings_for_one_call(store: RatingStore) -> None:
     uid = "1795316432.8"
     store.apply([started(uid), RatingGiven(uid, "satisfied", "dtmf", T0)])

@@ -281,3 +281,22 @@ def test_a_supervisor_readopts_a_rejected_差评(web_site) -> None:
     with web_site.store.sessions() as session:
         found = session.get(CallbackTask, 1)
         assert found.state == "pending" and found.rating.is_adopted is True
+
+
+def test_the_task_page_says_what_a_spoken_差评_was_heard_as(web_site) -> None:
+    """A 差评 given by voice: the agent sees what the recogniser heard before calling back."""
+    from datetime import datetime, timezone
+
+    from rating_core.call_events import CallStarted, RatingGiven
+
+    client = signed_in(web_site, "agent")
+    assert "语音评价" not in text(client.get("/agent/tasks/1"))  # a keypress: nothing heard
+    now = datetime.now(timezone.utc)
+    web_site.store.apply([
+        CallStarted(uniqueid="1795316499.1", hotline="12345-ko", at=now, caller_number="13812340001"),
+        RatingGiven("1795316499.1", "very_dissatisfied", "speech", now, heard="매우 불만족", confidence=0.873),
+    ])
+    with web_site.store.sessions() as session:
+        task_id = session.scalars(select(CallbackTask.id).order_by(CallbackTask.id.desc())).first()
+    page = text(client.get(f"/agent/tasks/{task_id}"))
+    assert "识别为“매우 불만족”（置信度 0.87）" in page
