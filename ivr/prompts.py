@@ -25,7 +25,7 @@ SOUNDS_DIR = Path(__file__).with_name("sounds")
 VOICE = "cmn-latn-pinyin"
 DIGITS = dict(zip("0123456789", "零一二三四五六七八九"))
 KOREAN_VOICE = "ko"
-KOREAN_DIGITS = dict(enumerate("영일이삼사오육칠팔구"))
+KOREAN_DIGITS = "영일이삼사오육칠팔구"
 # The spoken months that are not number + 월: 육월 and 십월 are said 유월 and 시월.
 KOREAN_MONTHS = {6: "유월", 10: "시월"}
 SYMBOLS = {"*": "星号", "#": "井号", "/": "或"}
@@ -61,23 +61,22 @@ def to_pinyin(text: str) -> str:
     return " ".join(w if w.strip() else "" for w in words).replace("，", ",").replace("。", ".").replace("、", ",")
 
 
-def chinese_number(n: int) -> str:
-    """1–99 as spoken in dates: 十, 十五, 二十一, 三十."""
+def _date_number(n: int, digits: str, ten: str) -> str:
+    """1–99 the way Chinese and Sino-Korean both say them in dates: [digit] ten [digit]."""
     tens, units = divmod(n, 10)
     if not 0 < n < 100:
         raise ValueError(f"{n} is not a day or month number")
-    spoken = (DIGITS[str(tens)] if tens > 1 else "") + ("十" if tens else "")
-    return spoken + (DIGITS[str(units)] if units else "")
+    return (digits[tens] if tens > 1 else "") + (ten if tens else "") + (digits[units] if units else "")
+
+
+def chinese_number(n: int) -> str:
+    """1–99 as spoken in dates: 十, 十五, 二十一, 三十."""
+    return _date_number(n, "".join(DIGITS.values()), "十")
 
 
 def korean_number(n: int) -> str:
     """1–99 in Sino-Korean, as dates say them: 일, 십, 십오, 이십일, 삼십."""
-    tens, units = divmod(n, 10)
-    if not 0 < n < 100:
-        raise ValueError(f"{n} is not a day or month number")
-    spoken = (KOREAN_DIGITS[tens] if tens > 1 else "") + ("십" if tens else "")
-    return spoken + (KOREAN_DIGITS[units] if units else "")
-
+    return _date_number(n, KOREAN_DIGITS, "십")
 
 
 def date_prompts(voice: str = VOICE) -> dict[str, str]:

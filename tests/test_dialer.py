@@ -22,6 +22,7 @@ from rating_core.callback_tasks import request_attempt
 from rating_core.models import CallbackAttempt, CallbackTask
 from rating_core.rules import Rules
 from rating_core.store import RatingStore
+from waiting import wait_until
 
 ALL_DAY = (CallingWindow(start=time(0), end=time(23, 59, 59, 999999)),)
 
@@ -75,11 +76,8 @@ class Rig:
             return list(session.scalars(select(CallbackAttempt).order_by(CallbackAttempt.id)))
 
     async def until(self, check: Callable[[], bool], timeout: float = 15.0) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not check():
-            assert loop.time() < deadline, f"timed out; attempts: {[(a.status, a.outcome) for a in self.attempts()]}"
-            await asyncio.sleep(0.05)
+        await wait_until(check, timeout, every=0.05,
+                         explain=lambda: f"attempts: {[(a.status, a.outcome) for a in self.attempts()]}")
 
     async def all_ended(self, count: int) -> list[CallbackAttempt]:
         await self.until(lambda: sum(a.status == "ended" for a in self.attempts()) == count)

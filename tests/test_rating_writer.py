@@ -32,16 +32,19 @@ T0 = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
 VARS = {"EVAL_AGENT": "1024", "EVAL_QUEUE": "社保咨询"}
 
 
-class GatedApplier(ThreadApplier):
-    """The real store behind a gate the test opens: a database that is slow to commit."""
+class RecordingApplier(ThreadApplier):
+    """The real store, noting each batch it is given (as the kinds of its events). A gated one commits
+    only once the test opens its gate: a database that is slow to commit."""
 
-    def __init__(self, store: RatingStore) -> None:
+    def __init__(self, store: RatingStore, *, gated: bool = False) -> None:
         super().__init__(store)
+        self.batches: list[list[str]] = []
         self.gate = asyncio.Event()
-        self.batches = 0
+        if not gated:
+            self.gate.set()
 
     async def apply(self, events: Sequence[CallEvent]) -> list[Rejected]:
-        self.batches += 1
+        self.batches.append([event.kind for event in events])
         await self.gate.wait()
         return await super().apply(events)
 
@@ -53,14 +56,14 @@ def stored_calls(store: RatingStore) -> dict[str, Call]:
 
 async def test_the_call_plays_on_while_its_rating_is_being_committed(store: RatingStore, spool: Spool) -> None:
     """The flow hands the rating over and plays the thanks at once; the socket closes only once it is durable."""
-    applier = GatedApplier(store)
+    applier = RecordingApplier(store, gated=True)
     async with running_ivr(store, spool, "127.0.0.1", 0) as ivr:
         ivr.writer.applier = applier
         call = asyncio.create_task(run_call("127.0.0.1", ivr.server.port, Caller([Press("2")], variables=VARS),
                                             uniqueid="1795316432.301"))
         # CallStarted, RatingGiven and CallEnded all handed over: the flow has run to its end...
         await wait_until(lambda: ivr.writer.pending == 3)
-        assert applier.batches == 1 and not call.done()  # ...while the first commit still waits, socket open
+        assert len(applier.batches) == 1 and not call.done()  # ...while the first commit still waits, socket open
         assert "1795316432.301" not in stored_calls(store)
         applier.gate.set()
         result = await call
@@ -77,22 +80,14 @@ async def test_a_dead_database_costs_one_attempt_then_events_go_straight_to_the_
 ) -> None:
     dead = RatingStore(make_engine("postgresql+psycopg://eval@127.0.0.1:9/nothing?connect_timeout=1"), rules)
     spool = Spool(tmp_path / "spool")
-    writer = RatingWriter(dead, spool, retry_after=60)
-    tries = 0
-    real_apply = writer.applier.apply
-
-    async def counted(events: Sequence[CallEvent]) -> list[Rejected]:
-        nonlocal tries
-        tries += 1
-        return await real_apply(events)
-
-    writer.applier.apply = counted  # type: ignore[method-assign]
+    applier = RecordingApplier(dead)
+    writer = RatingWriter(dead, spool, retry_after=60, applier=applier)
     for n in range(3):  # three calls, one after the other: three batches
         await writer.write(CallStarted(f"d.{n}", "12345", T0))
         await writer.write(RatingGiven(f"d.{n}", "very_dissatisfied", "dtmf", T0))
         await writer.write(CallEnded(f"d.{n}", "completed", T0, "rated"))
     await writer.stop()
-    assert tries == 1  # the rest waited out retry_after in the spool, not in connect timeouts
+    assert len(applier.batches) == 1  # the rest waited out retry_after in the spool, not in connect timeouts
     assert writer.spooled == 9 and writer.pending == 0
     assert "store unavailable, retried in" in caplog.text and "d.2" in caplog.text
     alive = RatingStore(sqlite_engine, rules)
@@ -184,20 +179,12 @@ async def test_a_store_process_stuck_on_a_locked_database_is_killed_and_its_batc
 async def test_a_lingering_writer_gathers_a_batch_while_the_store_is_idle(
     store: RatingStore, spool: Spool, linger: float, batches: list[list[str]]
 ) -> None:
-    written: list[list[str]] = []
-    applier = ThreadApplier(store)
-    apply = applier.apply
-
-    async def recorded(events: Sequence[CallEvent]) -> list[Rejected]:
-        written.append([event.kind for event in events])
-        return await apply(events)
-
-    applier.apply = recorded  # type: ignore[method-assign]
+    applier = RecordingApplier(store)
     writer = RatingWriter(store, spool, applier=applier, linger=linger)
     writer.submit(CallStarted("l.1", "12345", T0))
     await asyncio.sleep(0)  # the writer takes the first event
     writer.submit(RatingGiven("l.1", "satisfied", "dtmf", T0))
     await writer.write(CallEnded("l.1", "completed", T0))
     await writer.stop()
-    assert written == batches
+    assert applier.batches == batches
     assert stored_calls(store)["l.1"].rating.level == "satisfied"

@@ -6,8 +6,13 @@ import asyncio
 from collections.abc import Callable
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll `condition` until it holds; fail with TimeoutError after `timeout` seconds (a generous bound, not a speed check)."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
+async def wait_until(condition: Callable[[], bool], timeout: float = 10.0, *, every: float = 0.01,
+                     explain: Callable[[], str] | None = None) -> None:
+    """Poll `condition` every `every` seconds until it holds; after `timeout` seconds (a generous bound,
+    not a speed check) fail, saying what `explain` returns about the state it was stuck in."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() >= deadline:
+            raise TimeoutError(f"not reached within {timeout:g} s" + (f"; {explain()}" if explain else ""))
+        await asyncio.sleep(every)
