@@ -97,12 +97,19 @@ def lookups(session: Session) -> BatchLookups | None:
     return session.info.get(_KEY)
 
 
-def blocked_number(session: Session, number: str) -> BlockedNumber | None:
-    """The malicious-rater list's entry for ``number``, if any."""
+def blocked_reason(session: Session, number: str | None) -> str | None:
+    """Why ``number`` is on the malicious-rater list, as the ratings, tasks and SMS that skip it say it
+    (cut to their 256-character reason columns); None if it is not on it."""
+    if not number:
+        return None
     loaded = lookups(session)
     if loaded is not None and number in loaded.blocked:
-        return loaded.blocked[number]
-    return session.get(BlockedNumber, number)
+        blocked = loaded.blocked[number]
+    else:
+        blocked = session.get(BlockedNumber, number)
+    if blocked is None:
+        return None
+    return f"号码在恶意评价名单中：{blocked.reason}"[:256]
 
 
 def may_have_case_record(session: Session, uniqueid: str, linkedid: str | None) -> bool:

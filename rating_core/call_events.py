@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
 from rating_core.batch_lookups import (
-    BatchLookups, blocked_number, install, load_blocked, load_busy_numbers, load_calls, load_case_keys, lookups,
+    BatchLookups, blocked_reason, install, load_blocked, load_busy_numbers, load_calls, load_case_keys, lookups,
     may_complete_a_batch, may_have_case_record,
 )
 from rating_core.batch_ratings import apply_batch_rule
@@ -320,9 +320,9 @@ def _give_rating(session: Session, rules: Rules, call: Call, event: RatingGiven)
     if event.heard is not None or (rating is not None and rating.heard_text is not None):
         values |= {"heard_text": event.heard, "heard_confidence": event.confidence}  # set, or cleared by a key
     if rating is None:
-        blocked = blocked_number(session, call.caller_number) if call.caller_number else None
-        if blocked is not None:  # the malicious-rater list: stored, never adopted
-            values |= {"is_adopted": False, "not_adopted_reason": f"号码在恶意评价名单中：{blocked.reason}"[:256]}
+        why_blocked = blocked_reason(session, call.caller_number)
+        if why_blocked is not None:  # the malicious-rater list: stored, never adopted
+            values |= {"is_adopted": False, "not_adopted_reason": why_blocked}
         first = RatingChange(changed_at=event.at, source=event.source, changes={k: [None, v] for k, v in values.items()})
         # Built with its collections, so nothing is lazily loaded for a row that cannot have any yet, and
         # with its defaults, which the rules below read before any flush would set them.

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from rating_core.batch_lookups import blocked_number, lookups
+from rating_core.batch_lookups import blocked_reason, lookups
 from rating_core.callback_policy import FINAL_OUTCOMES, QUESTIONS, VERDICTS, CallbackPolicy
 from rating_core.models import (
     CalendarOverride, CallbackAnswer, CallbackAttempt, CallbackTask, Rating, TaskEvent,
@@ -106,7 +106,7 @@ def open_task(session: Session, policy: CallbackPolicy, rating: Rating, at: date
     session.add(task)
     reason = _why_not_dialled(session, policy, rating, task.number)
     if reason is not None:
-        task.state_reason = reason
+        task.state_reason = reason[:256]  # a quoted reason may be as long as the column itself
         note_event(session, task, at, actor, "created", "not_dialled", reason=reason)
         log.info("callback task for call %s not dialled: %s", call.uniqueid, reason)
     else:
@@ -120,9 +120,9 @@ def _why_not_dialled(session: Session, policy: CallbackPolicy, rating: Rating, n
         return f"评价未采纳：{rating.not_adopted_reason or '未说明'}"
     if not number:
         return "无来电号码，无法回访"
-    blocked = blocked_number(session, number)
+    blocked = blocked_reason(session, number)
     if blocked is not None:
-        return f"号码在恶意评价名单中：{blocked.reason}"
+        return blocked
     if not policy.dialer.valid_number(number):
         return f"号码格式错误：{number!r}"
     return None

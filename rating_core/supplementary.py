@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from rating_core.batch_lookups import blocked_number
+from rating_core.batch_lookups import blocked_reason
 from rating_core.callback_policy import Duration
 from rating_core.callback_tasks import load_calendar
 from rating_core.lifecycle_policy import QuietHours
@@ -130,10 +130,7 @@ def plan_reminder(session: Session, rules: Rules, call: Call, at: datetime) -> S
 def _why_no_sms(session: Session, rules: Rules, number: str) -> str | None:
     if re.fullmatch(rules.lifecycle.supplementary.reminder.number_pattern, number) is None:
         return "非手机号码，无法发送短信"
-    blocked = blocked_number(session, number)
-    if blocked is not None:
-        return f"号码在恶意评价名单中：{blocked.reason}"[:256]
-    return None
+    return blocked_reason(session, number)
 
 
 def why_not_now(session: Session, rules: Rules, reminder: SmsReminder, now: datetime) -> str | None:

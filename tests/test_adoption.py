@@ -14,7 +14,7 @@ from rating_core.batch_ratings import BatchRuleError, lift_batch_flag
 from rating_core.call_events import CallStarted, RatingGiven
 from rating_core.figures import parse_period, unit_counts
 from rating_core.lifecycle_policy import Lifecycle
-from rating_core.models import Call, Rating
+from rating_core.models import Call, CallbackTask, Rating
 from rating_core.rules import Rules
 from rating_core.store import RatingStore
 
@@ -111,6 +111,19 @@ def test_the_rule_can_be_switched_off(engine, rules: Rules) -> None:
     rate(store, "13800000001")
     rate(store, "13800000001", at=T0 + timedelta(minutes=1))
     assert counts(store)["P"] == 2
+
+
+def test_a_long_blocking_reason_is_cut_to_fit_the_rating_and_its_task(store: RatingStore) -> None:
+    """The list takes 256 characters of reason; with its prefix the 差评's task once overflowed its column."""
+    with store.sessions.begin() as session:
+        block_number(session, "13900000008", "恶" * 256, T0, "supervisor:boss")
+    uid = rate(store, "13900000008", "very_dissatisfied")
+    found = rating(store, uid)
+    with store.sessions() as session:
+        task = session.scalars(select(CallbackTask).where(CallbackTask.rating_id == found.id)).one()
+    expected = ("号码在恶意评价名单中：" + "恶" * 256)[:256]
+    assert found.not_adopted_reason == expected and len(expected) == 256
+    assert task.state == "not_dialled" and task.state_reason == ("评价未采纳：" + expected)[:256]
 
 
 def test_a_malicious_raters_ratings_are_stored_not_adopted_and_not_counted(store: RatingStore) -> None:
