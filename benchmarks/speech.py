@@ -10,9 +10,10 @@ for callers: accuracy is reported, never asserted.
 * RTF: decode seconds / audio seconds for one stream, grammar and free mode;
 * streams: C callers at once over real AudioSocket TCP at real-time pace into
   the recognition workers; the answer latency is from the caller's last frame
-  of speech to the server having its answer (it then ends the session), so it
-  includes Vosk's endpoint (the trailing silence
-  ``--endpoint.rule2.min-trailing-silence`` in the model's conf). Ratios are against one stream measured in the same run.
+  of speech (espeak-ng's trailing silence trimmed off) to the server having its
+  answer (it then ends the session), so it includes the wait for the caller to
+  be done: ``end_silence_seconds`` of quiet after a whole phrase. Ratios are
+  against one stream measured in the same run.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ HOTLINE = "12345-ko"
 def synthesise(text: str, folder: Path) -> bytes:
     wav, raw = folder / "p.wav", folder / "p.raw"
     subprocess.run(["espeak-ng", "-v", "ko", "-w", str(wav), text], check=True)
+    # espeak-ng ends with about 0.3 s of silence: trimmed, so the clip's last frame is the end of speech.
     subprocess.run(["sox", str(wav), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", "-t", "raw", "-L",
-                    str(raw)], check=True)
+                    str(raw), "reverse", "silence", "1", "0.02", "-40d", "reverse"], check=True)
     return raw.read_bytes()
 
 

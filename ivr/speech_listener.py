@@ -107,7 +107,8 @@ class SpeechListener:
     async def _hear(self, call: AudioSocketCall, hotline: HotlineProfile) -> Heard:
         grammar = self.pool.grammars[hotline.code]
         try:
-            stream = self.pool.open(hotline.code, lambda result, final: call.events.put_nowait(_Recognised(result, final)))
+            stream = self.pool.open(hotline.code, lambda result, final: call.events.put_nowait(_Recognised(result, final)),
+                                    end_silence=hotline.speech.end_silence_seconds)
         except SpeechUnavailable as exc:
             log.error("call %s: %s; keys only", call.owner, exc)
             return Heard(unavailable=str(exc))

@@ -4,9 +4,11 @@ Each worker process loads every configured model once (a model is hundreds
 of MB and seconds to load) and builds the rating grammars from the words its
 model knows. A call's stream is pinned to one worker, because a Vosk
 recogniser holds the decoding state and cannot move between processes; audio
-goes over in 60 ms batches, and the worker reports Vosk's endpoint (the
-caller stopped speaking) as soon as it sees it. The event loop only ever
-puts messages on a queue, so decoding never blocks a call.
+goes over in 60 ms batches, and the worker reports the answer as soon as the
+caller has stopped speaking: at Vosk's endpoint (0.5 s of silence phones in
+the model's conf), or sooner, once the partial result is a whole phrase and
+the audio has been quiet for the hotline's ``end_silence_seconds``. The event
+loop only ever puts messages on a queue, so decoding never blocks a call.
 
 Why not ``concurrent.futures.ProcessPoolExecutor``: it hands each task to
 whichever worker is free, and a streaming recogniser needs every chunk of one
@@ -15,12 +17,15 @@ call to reach the same process.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import itertools
 import json
 import logging
 import multiprocessing
+import operator
 import queue
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +49,41 @@ class SpeechUnavailable(RuntimeError):
 
 # -- the worker process ------------------------------------------------------------------
 
+# A 20 ms frame below this RMS (about -40 dBFS) counts as quiet: line hiss is well under it, speech well over.
+QUIET_RMS = 330
+FRAME_SAMPLES = 160
+
+
+def quiet_at_the_end(pcm: bytes, quiet_before: float) -> float:
+    """Seconds of quiet at the end of the audio so far, given ``quiet_before`` at the end of the last chunk."""
+    samples = array.array("h")
+    samples.frombytes(pcm[:len(pcm) // 2 * 2])
+    if sys.byteorder == "big":
+        samples.byteswap()  # AudioSocket audio is little-endian
+    quiet = quiet_before
+    for start in range(0, len(samples), FRAME_SAMPLES):
+        frame = samples[start:start + FRAME_SAMPLES]
+        loud = sum(map(operator.mul, frame, frame)) > QUIET_RMS * QUIET_RMS * len(frame)
+        quiet = 0.0 if loud else quiet + len(frame) / SAMPLE_RATE
+    return quiet
+
+
+@dataclass
+class _Decoding:
+    """One stream in a worker: Vosk's recogniser, and how long the caller has been quiet."""
+
+    recogniser: Any
+    grammar: RatingGrammar | None  # None in free mode
+    end_silence: float | None
+    quiet: float = 0.0
+
+    def quiet_after_a_phrase(self, pcm: bytes) -> bool:
+        """A whole phrase heard and the caller quiet since: no need to wait for Vosk's 0.5 s endpoint."""
+        self.quiet = quiet_at_the_end(pcm, self.quiet)
+        if self.grammar is None or self.end_silence is None or self.quiet < self.end_silence:
+            return False
+        return self.grammar.ends_a_rating(json.loads(self.recogniser.PartialResult()).get("partial", ""))
+
 
 def _worker_main(number: int, inbox: Any, outbox: Any, models: dict[str, str], grammars: dict[str, GrammarSpec]) -> None:
     import vosk  # only the workers load the engine
@@ -61,7 +101,7 @@ def _worker_main(number: int, inbox: Any, outbox: Any, models: dict[str, str], g
         if model is not None:
             built[key] = build_grammar(phrases, lambda word, m=model: m.vosk_model_find_word(word) >= 0)
     outbox.put(("ready", number, built))
-    recognisers: dict[int, Any] = {}
+    streams: dict[int, _Decoding] = {}
     while True:
         message = inbox.get()
         op, stream = message[0], message[1]
@@ -77,18 +117,22 @@ def _worker_main(number: int, inbox: Any, outbox: Any, models: dict[str, str], g
                 recogniser = (vosk.KaldiRecognizer(model, SAMPLE_RATE, json.dumps(list(grammar.alternatives), ensure_ascii=False))
                               if grammar is not None else vosk.KaldiRecognizer(model, SAMPLE_RATE))
                 recogniser.SetWords(True)
-                recognisers[stream] = recogniser
+                streams[stream] = _Decoding(recogniser, grammar, message[3])
             elif op == "audio":
-                recogniser = recognisers.get(stream)
-                if recogniser is not None and recogniser.AcceptWaveform(message[2]):
-                    outbox.put(("result", stream, json.loads(recogniser.Result())))
+                decoding = streams.get(stream)
+                if decoding is None:
+                    continue
+                if decoding.recogniser.AcceptWaveform(message[2]):
+                    outbox.put(("result", stream, json.loads(decoding.recogniser.Result())))
+                elif decoding.quiet_after_a_phrase(message[2]):
+                    outbox.put(("result", stream, json.loads(decoding.recogniser.FinalResult())))
             elif op == "finish":
-                recogniser = recognisers.pop(stream, None)
-                outbox.put(("final", stream, json.loads(recogniser.FinalResult()) if recogniser else {}))
+                decoding = streams.pop(stream, None)
+                outbox.put(("final", stream, json.loads(decoding.recogniser.FinalResult()) if decoding else {}))
             elif op == "drop":
-                recognisers.pop(stream, None)
+                streams.pop(stream, None)
         except Exception as exc:
-            recognisers.pop(stream, None)
+            streams.pop(stream, None)
             outbox.put(("error", stream, f"{type(exc).__name__}: {exc}"))
 
 
@@ -192,8 +236,8 @@ class RecognizerPool:
     def can_decode(self, grammar: str) -> bool:
         return grammar in self.grammars and any(w.alive for w in self._workers)
 
-    def open(self, grammar: str, on_result: ResultCallback) -> RecognitionStream:
-        """A stream on the least busy live worker."""
+    def open(self, grammar: str, on_result: ResultCallback, *, end_silence: float | None = None) -> RecognitionStream:
+        """A stream on the least busy live worker; ``end_silence``: quiet after a whole phrase that answers at once."""
         if grammar not in self.grammars:
             raise SpeechUnavailable(f"no grammar {grammar!r} (its model is missing or failed to load)")
         alive = [w for w in self._workers if w.alive]
@@ -203,7 +247,7 @@ class RecognizerPool:
         stream = RecognitionStream(self, worker, next(self._numbers), on_result)
         worker.streams.add(stream.number)
         self._streams[stream.number] = stream
-        worker.inbox.put(("open", stream.number, grammar))
+        worker.inbox.put(("open", stream.number, grammar, end_silence))
         return stream
 
     def _forget(self, stream: RecognitionStream) -> None:

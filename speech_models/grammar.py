@@ -9,6 +9,10 @@ out-of-grammar speech, and is added only when the model has it.
 Grammar mode can still return word sequences that are no phrase at all
 ("매우 넷"), so an answer counts only when it is exactly one whole phrase,
 every word at or above the confidence threshold.
+
+A phrase that is not the start of a longer one (``complete``) may end the
+listening as soon as the caller falls quiet after it; one that is ("满意" if
+"满意 吧" were a phrase) waits for the recogniser's own end of speech.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ class RatingGrammar:
     alternatives: tuple[str, ...]  # what Vosk is given, words separated by spaces
     levels: Mapping[str, str]  # normalised phrase: level code
     left_out: tuple[str, ...] = ()  # phrases the model cannot hear (logged by the caller)
+    complete: frozenset[str] = frozenset()  # normalised phrases that start no longer phrase
+
+    def ends_a_rating(self, text: str) -> bool:
+        """Whether ``text`` (a partial result) is a whole phrase the caller cannot be halfway through."""
+        return normalise(text) in self.complete
 
 
 @dataclass(frozen=True)
@@ -86,9 +95,15 @@ def build_grammar(phrases: Mapping[str, str], known: Callable[[str], bool]) -> R
             continue
         alternatives.append(" ".join(words))
         levels[normalise(phrase)] = level
+    complete = frozenset(normalise(a) for a in alternatives if not _starts_another(a, alternatives))
     if alternatives and known(UNKNOWN_WORD):
         alternatives.append(UNKNOWN_WORD)
-    return RatingGrammar(tuple(alternatives), levels, tuple(left_out))
+    return RatingGrammar(tuple(alternatives), levels, tuple(left_out), complete)
+
+
+def _starts_another(alternative: str, alternatives: list[str]) -> bool:
+    words = alternative.split()
+    return any(len(other.split()) > len(words) and other.split()[:len(words)] == words for other in alternatives)
 
 
 def understand(result: Mapping[str, Any], grammar: RatingGrammar, min_confidence: float) -> Understood:

@@ -26,7 +26,7 @@ from ivr.audiosocket_server import AudioSocketServer
 from ivr.service import IvrService, running_ivr, speech_grammars
 from ivr.simulated_asterisk import Caller, CallResult, HangUp, Press, Say, Silence, run_call
 from ivr.speech_listener import SpeechListener
-from ivr.speech_workers import RecognizerPool, SpeechUnavailable
+from ivr.speech_workers import RecognizerPool, SpeechUnavailable, quiet_at_the_end
 from rating_core.models import Call
 from rating_core.rules import DEFAULT_RULES_FILE, Rules, parse_rules
 from rating_core.spool import Spool
@@ -40,6 +40,7 @@ PHRASES = {  # fixture name: what espeak-ng says
     "very_dissatisfied": "오",
     "out_of_grammar": "오늘 날씨가 좋네요",  # decoded as "오 넷 오 이 넷": no phrase
     "low_confidence": "하나",  # decoded as "넷" at about 0.52
+    "halfway": "매우",  # the start of 매우 만족, no phrase by itself
 }
 _counter = iter(range(10**6))
 
@@ -122,6 +123,54 @@ def test_the_grammar_is_built_from_words_the_model_knows(pool: RecognizerPool) -
     assert "[unk]" not in grammar.alternatives  # this model has no [unk]: Vosk would warn and ignore it
     assert grammar.left_out == ()
     assert grammar.levels["매우만족"] == "very_satisfied" and grammar.levels["오"] == "very_dissatisfied"
+
+
+# -- the end of speech ------------------------------------------------------------------------------
+
+
+def square_wave(seconds: float, amplitude: int) -> bytes:
+    period = [amplitude] * 10 + [-amplitude] * 10  # 400 Hz at 8 kHz
+    samples = (period * int(seconds * 8000 / 20 + 1))[:int(seconds * 8000)]
+    return b"".join(v.to_bytes(2, "little", signed=True) for v in samples)
+
+
+def test_quiet_is_counted_from_the_last_loud_frame() -> None:
+    speech, hiss = square_wave(0.1, 3000), square_wave(0.2, 100)  # about -21 dBFS and -50 dBFS
+    assert quiet_at_the_end(speech, 0.0) == 0.0
+    assert quiet_at_the_end(hiss, 0.0) == pytest.approx(0.2)
+    assert quiet_at_the_end(hiss, 0.3) == pytest.approx(0.5)  # carried over from the chunk before
+    assert quiet_at_the_end(speech + hiss, 0.0) == pytest.approx(0.2)
+    assert quiet_at_the_end(hiss + speech[:320], 0.4) == 0.0  # one loud 20 ms frame starts it again
+    assert quiet_at_the_end(hiss + b"\x01", 0.0) == pytest.approx(0.2)  # a frame cut mid-sample: the byte is ignored
+
+
+async def reported(pool: RecognizerPool, pcm: bytes, end_silence: float | None) -> list[tuple[str, bool]]:
+    """(text, final) as the worker reports them for ``pcm`` followed by the end of the stream."""
+    results: list[tuple[str, bool]] = []
+    done = asyncio.Event()
+
+    def on_result(result: dict, final: bool) -> None:
+        results.append((result.get("text", ""), final))
+        if final:
+            done.set()
+
+    stream = pool.open(KOREAN, on_result, end_silence=end_silence)
+    stream.feed(pcm)
+    stream.finish()
+    await asyncio.wait_for(done.wait(), 30)
+    stream.close()
+    return results
+
+
+async def test_a_whole_phrase_then_quiet_is_answered_before_vosks_own_end_of_speech(
+        pool: RecognizerPool, speech: dict[str, bytes]) -> None:
+    """espeak-ng ends with about 0.3 s of silence: enough after a whole phrase, too little for Vosk's 0.5 s."""
+    assert await reported(pool, speech["very_satisfied"], 0.15) == [("매우 만족", False), ("", True)]
+    assert await reported(pool, speech["very_satisfied"], None) == [("매우 만족", True)]  # only when the stream ends
+
+
+async def test_quiet_after_half_a_phrase_does_not_end_the_listening(pool: RecognizerPool, speech: dict[str, bytes]) -> None:
+    assert await reported(pool, speech["halfway"] + bytes(4000), 0.15) == [("매우", True)]
 
 
 # -- whole calls: Asterisk played by the simulated channel, over FastAGI and AudioSocket -------------

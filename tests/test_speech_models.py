@@ -43,6 +43,15 @@ def test_the_grammar_leaves_out_what_the_model_cannot_hear_and_adds_unk_only_whe
     assert "[unk]" not in without_unk.alternatives
 
 
+def test_a_phrase_that_starts_a_longer_one_does_not_end_the_listening_on_a_pause() -> None:
+    grammar = build_grammar({**PHRASES, "满意吧": "satisfied"}, lambda w: w in VOCABULARY | {"吧"})
+    assert grammar.ends_a_rating("非常 不 满意") and grammar.ends_a_rating("五")
+    assert not grammar.ends_a_rating("满意")  # the caller may be halfway through 满意吧
+    assert grammar.ends_a_rating("满意 吧")
+    assert not grammar.ends_a_rating("非常") and not grammar.ends_a_rating("")  # no phrase yet
+    assert build_grammar(PHRASES, known).ends_a_rating("满意")
+
+
 def words(*pairs: tuple[str, float]) -> dict:
     return {"text": " ".join(w for w, _ in pairs), "result": [{"word": w, "conf": c} for w, c in pairs]}
 
