@@ -100,7 +100,12 @@ def db_replay_spool() -> None:
 @click.option("--audiosocket-advertise", default=None, metavar="HOST:PORT",
               help="Where Asterisk reaches the AudioSocket server, if not --audiosocket itself.")
 @click.option("--speech-workers", default=2, show_default=True, help="Speech recognition processes.")
-def agi(listen: str, audiosocket: str, audiosocket_advertise: str | None, speech_workers: int) -> None:
+@click.option("--speech-recordings", default=None, metavar="ASTERISK_DIR[=LOCAL_DIR]", callback=lambda _c, _p, value:
+              _shared_folder(value),
+              help="Hear spoken ratings from RECORD FILE into ASTERISK_DIR, a folder this host also sees "
+                   "(at LOCAL_DIR if mounted elsewhere), instead of over AudioSocket.")
+def agi(listen: str, audiosocket: str, audiosocket_advertise: str | None, speech_workers: int,
+        speech_recordings: tuple[str, Path] | None) -> None:
     """Run the FastAGI server (Asterisk: AGI(agi://host:4573/postcall?hotline=12345))."""
     from ivr.agi_server import DEFAULT_PORT
     from ivr.service import serve_until_signalled
@@ -110,7 +115,19 @@ def agi(listen: str, audiosocket: str, audiosocket_advertise: str | None, speech
     # work on each socket event is what a caller waits for between prompts (benchmarks/agi_concurrency.py).
     uvloop.run(serve_until_signalled(open_store(), Spool(spool_dir()), host, port,
                                      audiosocket=_host_port(audiosocket, 9092),
-                                     audiosocket_advertise=audiosocket_advertise, speech_workers=speech_workers))
+                                     audiosocket_advertise=audiosocket_advertise, speech_workers=speech_workers,
+                                     speech_recordings=speech_recordings))
+
+
+def _shared_folder(option: str | None) -> tuple[str, Path] | None:
+    """ASTERISK_DIR[=LOCAL_DIR]: the folder as Asterisk names it, and where this host reads it."""
+    if option is None:
+        return None
+    asterisk_dir, _, local_dir = option.partition("=")
+    if not asterisk_dir.startswith("/"):
+        raise click.BadParameter(f"{asterisk_dir!r} is not an absolute path on the Asterisk host",
+                                 param_hint="--speech-recordings")
+    return asterisk_dir, Path(local_dir or asterisk_dir)
 
 
 # -- speech models ----------------------------------------------------------------------

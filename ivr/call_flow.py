@@ -25,7 +25,7 @@ from rating_core.privacy import mask_phone
 from rating_core.rules import HotlineProfile, Level, Rules
 from ivr.menus import HotlineScript
 from ivr.rating_writer import RatingWriter
-from ivr.speech_listener import SpeechListener
+from ivr.speech_listener import RatingListener
 from speech_models.grammar import Understood
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ async def read_call_facts(agi: AgiSession) -> CallFacts:
     return facts
 
 
-async def evaluate(agi: AgiSession, rules: Rules, writer: RatingWriter, speech: SpeechListener | None = None) -> str:
+async def evaluate(agi: AgiSession, rules: Rules, writer: RatingWriter, speech: RatingListener | None = None) -> str:
     """Run one evaluation call; return why it ended. Never raises for a call-level problem."""
     facts = await read_call_facts(agi)
     context = f"call {facts.uniqueid} ({facts.channel}, caller {mask_phone(facts.caller_number)})"
@@ -119,7 +119,7 @@ async def evaluate(agi: AgiSession, rules: Rules, writer: RatingWriter, speech: 
 
 class EvaluationFlow(HotlineScript):
     def __init__(self, agi: AgiSession, rules: Rules, profile: HotlineProfile, writer: RatingWriter, uniqueid: str,
-                 speech: SpeechListener | None = None):
+                 speech: RatingListener | None = None):
         super().__init__(agi, profile, uniqueid)
         self.rules = rules
         self.writer = writer

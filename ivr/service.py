@@ -9,13 +9,15 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from ivr.agi_server import FastAgiServer, Script
 from ivr.agi_session import AgiSession
 from ivr.call_flow import evaluate
 from ivr.rating_writer import GROUP_COMMIT_LINGER, Applier, RatingWriter
 from ivr.audiosocket_server import AudioSocketServer
-from ivr.speech_listener import SpeechListener
+from ivr.recorded_speech import RecordingListener
+from ivr.speech_listener import RatingListener, SpeechListener
 from ivr.speech_workers import GrammarSpec, RecognizerPool
 from ivr.store_process import StoreProcess, database_url
 from ivr.verification_flow import verify
@@ -34,7 +36,7 @@ class IvrService:
     spool: Spool
     writer: RatingWriter
     server: FastAgiServer
-    speech: SpeechListener | None = None
+    speech: RatingListener | None = None
 
     @property
     def rules(self) -> Rules:
@@ -42,7 +44,7 @@ class IvrService:
 
 
 def make_scripts(store: RatingStore, writer: RatingWriter, *, lookup_timeout: float = 5.0,
-                 speech: SpeechListener | None = None) -> dict[str, Script]:
+                 speech: RatingListener | None = None) -> dict[str, Script]:
     """The FastAGI scripts by URL path: the post-call evaluation and the automated callback."""
     rules = store.rules
 
@@ -78,9 +80,13 @@ def speech_grammars(rules: Rules) -> tuple[dict[str, str], dict[str, GrammarSpec
 
 
 @contextlib.asynccontextmanager
-async def running_speech(rules: Rules, host: str, port: int, *, advertise: str | None = None,
-                         workers: int = 2) -> AsyncIterator[SpeechListener | None]:
-    """The AudioSocket server and the recognition workers; None when no hotline can hear speech here."""
+async def running_speech(rules: Rules, host: str, port: int, *, advertise: str | None = None, workers: int = 2,
+                         recordings: tuple[str, Path] | None = None) -> AsyncIterator[RatingListener | None]:
+    """The recognition workers and how the audio reaches them; None when no hotline can hear speech here.
+
+    The audio comes over AudioSocket, or with ``recordings`` (Asterisk's folder, and where this host
+    sees it) from RECORD FILE on a disk both hosts share.
+    """
     models, grammars = speech_grammars(rules)
     if not grammars:
         yield None
@@ -93,6 +99,14 @@ async def running_speech(rules: Rules, host: str, port: int, *, advertise: str |
             log.warning("hotline %s: speech model %s failed to load; keys only", code, model)
         elif grammar.left_out:
             log.warning("hotline %s: model %s cannot hear %s", code, model, ", ".join(grammar.left_out))
+    if recordings is not None:
+        try:
+            log.info("speech from RECORD FILE into %s, read at %s; speech for %s", *recordings,
+                     ", ".join(pool.grammars) or "no hotline")
+            yield RecordingListener(pool, *recordings)
+        finally:
+            await asyncio.to_thread(pool.close)
+        return
     server = AudioSocketServer()
     try:
         await server.start(host, port)
@@ -108,7 +122,7 @@ async def running_speech(rules: Rules, host: str, port: int, *, advertise: str |
 @contextlib.asynccontextmanager
 async def running_ivr(
     store: RatingStore, spool: Spool, host: str, port: int, *, replay_interval: float = 15.0,
-    write_timeout: float = 10.0, speech: SpeechListener | None = None, store_process: bool = False,
+    write_timeout: float = 10.0, speech: RatingListener | None = None, store_process: bool = False,
     linger: float = 0.0,
 ) -> AsyncIterator[IvrService]:
     """A started FastAGI server with its writer and spool replayer; all stopped on exit.
@@ -157,13 +171,15 @@ def tune_garbage_collector() -> None:
 
 async def serve_until_signalled(store: RatingStore, spool: Spool, host: str, port: int, *,
                                 audiosocket: tuple[str, int] = ("127.0.0.1", 9092),
-                                audiosocket_advertise: str | None = None, speech_workers: int = 2) -> None:
+                                audiosocket_advertise: str | None = None, speech_workers: int = 2,
+                                speech_recordings: tuple[str, Path] | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with (
-        running_speech(store.rules, *audiosocket, advertise=audiosocket_advertise, workers=speech_workers) as speech,
+        running_speech(store.rules, *audiosocket, advertise=audiosocket_advertise, workers=speech_workers,
+                       recordings=speech_recordings) as speech,
         running_ivr(store, spool, host, port, speech=speech, store_process=True, linger=GROUP_COMMIT_LINGER) as ivr,
     ):
         log.info("FastAGI server listening on %s:%d (hotlines: %s)", host, ivr.server.port, ", ".join(store.rules.hotlines))

@@ -12,7 +12,10 @@ for the caller: GET DATA, WAIT FOR DIGIT, RECORD FILE, STREAM FILE with
 escape digits, and ``EXEC AudioSocket`` (where :func:`play_audiosocket` connects
 to the flow's AudioSocket server and streams what the caller says, as §3 of
 the transcripts shows). A STREAM FILE without escape digits plays out
-whatever the caller does, as on a real channel.
+whatever the caller does, as on a real channel. What a caller says into a
+RECORD FILE is written as Asterisk writes it (8 kHz 16-bit mono wav, the key's
+last 200 ms trimmed, trailing silence cut back to 1 s) under ``recordings``,
+the folder standing for Asterisk's disk.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import asyncio
 import subprocess
 import time
 import uuid
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ivr.agi_protocol import (
     DEAD_CHANNEL_COMMANDS,
@@ -69,9 +74,10 @@ class HangUp:
 
 @dataclass(frozen=True)
 class Say:
-    """In an AudioSocket session the caller says ``audio`` (8 kHz 16-bit mono PCM), then
-    presses ``press`` or hangs up (``hang_up``), else stays silent until the server ends it.
-    ``hang_up_after`` cuts the audio off mid-utterance at that many bytes."""
+    """In an AudioSocket session or a recording the caller says ``audio`` (8 kHz 16-bit mono PCM),
+    then presses ``press`` or hangs up (``hang_up``), else stays silent until the server ends it
+    (or the recording ends on silence). ``hang_up_after`` cuts the audio off mid-utterance at that
+    many bytes."""
 
     audio: bytes = b""
     press: str | None = None
@@ -143,6 +149,7 @@ class SimulatedChannel:
     violations: list[str] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
     audiosocket: AudioSocketRequest | None = None  # an EXEC AudioSocket the transport must play out
+    recordings: Path | None = None  # stands for Asterisk's disk: RECORD FILE of speech writes its file here
     _next: int = 0
 
     def __post_init__(self) -> None:
@@ -312,6 +319,8 @@ class SimulatedChannel:
         beep = 0.25 if "BEEP" in (o.upper() for o in options) else 0.0
         cap = max_ms / 1000 if max_ms > 0 else 3600.0
         reaction = self._reaction()
+        if isinstance(reaction, Say):
+            return self._record_speech(args[0], args[1], reaction, escape, cap, silence, beep)
         if isinstance(reaction, HangUp):
             self.alive = False
             return Reply(200, "-1", "hangup", endpos=0), beep
@@ -334,6 +343,35 @@ class SimulatedChannel:
         samples = int((spoken + 1.02) * SAMPLE_RATE)
         left = max(int((cap - spoken - silence) * 1000), 0)
         return Reply(200, str(left), "timeout", endpos=samples), beep + spoken + silence
+
+    def _record_speech(self, path: str, fmt: str, say: Say, escape: str, cap: float, silence: int | None,
+                       beep: float) -> tuple[Reply, float]:
+        """RECORD FILE while the caller says ``say.audio``; the file is what Asterisk would write."""
+        audio = say.audio[:say.hang_up_after] if say.hang_up_after is not None else say.audio
+        audio = audio[:int(cap * SAMPLE_RATE) * 2]
+        spoken = len(audio) / 2 / SAMPLE_RATE
+        if say.press and say.press in escape:
+            kept = audio[:max(len(audio) - int(0.2 * SAMPLE_RATE) * 2, 0)]  # the key's own 200 ms trimmed
+            reply = Reply(200, str(ord(say.press)), "dtmf", endpos=len(kept) // 2)
+        elif say.hang_up or say.hang_up_after is not None:
+            self.alive = False
+            kept, reply = audio, Reply(200, "-1", "hangup", endpos=len(audio) // 2)
+        elif silence is None or spoken + silence >= cap:
+            kept = audio + bytes(int((cap - spoken) * SAMPLE_RATE) * 2)
+            reply, spoken = Reply(200, "0", "timeout", endpos=len(kept) // 2), cap
+        else:
+            kept = audio + bytes(int(1.02 * SAMPLE_RATE) * 2)  # trailing silence cut back to about 1 s
+            left = max(int((cap - spoken - silence) * 1000), 0)
+            reply, spoken = Reply(200, str(left), "timeout", endpos=len(kept) // 2), spoken + silence
+        if self.recordings is not None and fmt == "wav":
+            target = self.recordings / f"{path.lstrip('/')}.{fmt}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with wave.open(str(target), "wb") as file:
+                file.setnchannels(1)
+                file.setsampwidth(2)
+                file.setframerate(SAMPLE_RATE)
+                file.writeframes(kept)
+        return reply, beep + spoken
 
 
 def channel_environment(
@@ -393,10 +431,11 @@ async def run_call(
     sounds: dict[str, float] | None = None,
     timeout: float = 60.0,
     max_commands: int = 200,
+    recordings: Path | None = None,
 ) -> CallResult:
     """Play one call against a FastAGI server over TCP, as Asterisk would."""
     channel = SimulatedChannel(caller, uniqueid=uniqueid, linkedid=caller.variables.get("EVAL_LINKEDID", uniqueid),
-                               sounds=sounds)
+                               sounds=sounds, recordings=recordings)
     result = CallResult(uniqueid, caller, channel)
     try:
         async with asyncio.timeout(timeout):

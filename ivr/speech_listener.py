@@ -14,7 +14,7 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ivr.agi_session import AgiSession, ChannelHungUp, CommandFailed
 from ivr.audiosocket_protocol import AudioReceived, ConnectionClosed, DtmfReceived, ErrorReceived, HangupReceived
@@ -39,6 +39,15 @@ class Heard:
     @property
     def silent(self) -> bool:
         return self.understood is not None and self.understood.why_not == "silence"
+
+
+class RatingListener(Protocol):
+    """How a flow hears a spoken rating: streamed over AudioSocket (here), or recorded to a shared
+    disk (:mod:`ivr.recorded_speech`)."""
+
+    def hears(self, hotline: HotlineProfile) -> bool: ...
+
+    async def listen(self, agi: AgiSession, hotline: HotlineProfile, call_id: str) -> Heard: ...
 
 
 @dataclass(frozen=True)

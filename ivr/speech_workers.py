@@ -250,6 +250,35 @@ class RecognizerPool:
         worker.inbox.put(("open", stream.number, grammar, end_silence))
         return stream
 
+    async def decode(self, name: str, pcm: bytes, *, timeout: float) -> list[dict[str, Any]]:
+        """Every utterance Vosk finds in a whole recording, in order, the final one last.
+
+        ``name`` is a grammar (the rating) or a model (free mode). Raises SpeechUnavailable when
+        no worker can take it, it fails there, or it takes longer than ``timeout``.
+        """
+        results: list[dict[str, Any]] = []
+        done = asyncio.get_running_loop().create_future()
+
+        def on_result(result: dict[str, Any], final: bool) -> None:
+            results.append(result)
+            if final and not done.done():
+                done.set_result(None)
+
+        stream = self.open(name, on_result)  # no early end: the recording is already whole
+        try:
+            stream.feed(pcm)
+            stream.finish()
+            try:
+                await asyncio.wait_for(done, timeout)
+            except TimeoutError:
+                raise SpeechUnavailable(f"no result within {timeout:g} s") from None
+        finally:
+            stream.close()
+        errors = [str(r["error"]) for r in results if "error" in r]
+        if errors:
+            raise SpeechUnavailable(errors[0])
+        return results
+
     def _forget(self, stream: RecognitionStream) -> None:
         self._streams.pop(stream.number, None)
         stream.worker.streams.discard(stream.number)

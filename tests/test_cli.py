@@ -79,6 +79,11 @@ def test_export_rejects_a_bad_time(tmp_path: Path) -> None:
     assert done.returncode == 2 and "not an ISO time" in done.stderr
 
 
+def test_speech_recordings_must_name_the_folder_as_asterisk_does(tmp_path: Path) -> None:
+    done = run(tmp_path, "agi", "--speech-recordings", "spool/speech=/mnt/asterisk/speech")
+    assert done.returncode == 2 and "'spool/speech' is not an absolute path on the Asterisk host" in done.stderr
+
+
 def test_broken_rules_file_stops_with_a_message(tmp_path: Path) -> None:
     bad = tmp_path / "rules.yaml"
     bad.write_text("hotlines: {}\n", encoding="utf-8")

@@ -13,6 +13,7 @@ import logging
 import shutil
 import subprocess
 import uuid
+import wave
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from sqlalchemy.orm import selectinload
 
 from ivr.audiosocket_protocol import Kind, encode
 from ivr.audiosocket_server import AudioSocketServer
-from ivr.service import IvrService, running_ivr, speech_grammars
+from ivr.recorded_speech import RecordingListener, UnreadableRecording, read_recording
+from ivr.service import IvrService, running_ivr, running_speech, speech_grammars
 from ivr.simulated_asterisk import Caller, CallResult, HangUp, Press, Say, Silence, run_call
 from ivr.speech_listener import SpeechListener
 from ivr.speech_workers import RecognizerPool, SpeechUnavailable, quiet_at_the_end
@@ -99,10 +101,10 @@ async def speech_ivr(sqlite_engine: Engine, pool: RecognizerPool, tmp_path: Path
         await server.close()
 
 
-async def call_korean(ivr: IvrService, *reactions) -> CallResult:
+async def call_korean(ivr: IvrService, *reactions, recordings: Path | None = None) -> CallResult:
     caller = Caller(list(reactions), callerid="13904331234", variables={"EVAL_AGENT": "3301", "EVAL_QUEUE": "朝鲜语"})
     return await run_call("127.0.0.1", ivr.server.port, caller, uniqueid=f"1795400000.{next(_counter)}",
-                          script=f"postcall?hotline={KOREAN}")
+                          script=f"postcall?hotline={KOREAN}", recordings=recordings)
 
 
 def stored(ivr: IvrService, result: CallResult) -> Call:
@@ -262,6 +264,95 @@ async def test_a_rating_said_just_before_hanging_up_is_kept(speech_ivr: IvrServi
 async def test_a_hangup_before_listening_is_a_plain_hangup(speech_ivr: IvrService) -> None:
     result = await call_korean(speech_ivr, HangUp())
     assert stored(speech_ivr, result).end_reason == "caller_hangup"
+
+
+# -- RECORD FILE on a disk Asterisk shares, then Vosk on the file --------------------------------------
+
+SPEECH_FOLDER = "/var/spool/asterisk/hotline-eval/speech"
+
+
+@pytest.fixture
+def asterisk_disk(tmp_path: Path) -> Path:
+    """Stands for the Asterisk host's disk; this host sees its speech folder mounted below it."""
+    return tmp_path / "asterisk"
+
+
+@pytest.fixture
+async def recorded_ivr(sqlite_engine: Engine, pool: RecognizerPool, tmp_path: Path,
+                       asterisk_disk: Path) -> AsyncIterator[IvrService]:
+    listener = RecordingListener(pool, SPEECH_FOLDER, asterisk_disk / SPEECH_FOLDER.lstrip("/"))
+    store = RatingStore(sqlite_engine, speech_rules())
+    async with running_ivr(store, Spool(tmp_path / "spool"), "127.0.0.1", 0, speech=listener) as service:
+        yield service
+
+
+def speech_folder(asterisk_disk: Path) -> list[Path]:
+    return list((asterisk_disk / SPEECH_FOLDER.lstrip("/")).iterdir())
+
+
+async def test_a_rating_said_into_a_recording_lands_like_a_keypress(
+        recorded_ivr: IvrService, speech: dict[str, bytes], asterisk_disk: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "ivr.recorded_speech")
+    result = await call_korean(recorded_ivr, Say(speech["very_satisfied"]), recordings=asterisk_disk)
+    assert not result.error and not result.channel.violations
+    call = stored(recorded_ivr, result)
+    assert (call.rating.level, call.rating.channel, call.end_reason) == ("very_satisfied", "speech", "completed")
+    assert call.rating.heard_text == "매우 만족"
+    record = next(c for c in sent(result) if c.startswith("RECORD FILE"))
+    assert record.startswith(f"RECORD FILE {SPEECH_FOLDER}/{result.uniqueid}-")
+    assert record.endswith(" wav 0123456789*# 3000 0 s=1")  # any key ends it; a second of silence; the window
+    assert not any(c.startswith("EXEC AudioSocket") for c in sent(result))
+    assert f"in {record.split()[2].rsplit('/', 1)[1]}.wav -> very_satisfied" in caplog.text
+    assert speech_folder(asterisk_disk) == []  # decoded, then deleted
+
+
+async def test_a_key_pressed_while_recording_wins(recorded_ivr: IvrService, speech: dict[str, bytes],
+                                                  asterisk_disk: Path) -> None:
+    result = await call_korean(recorded_ivr, Say(speech["very_satisfied"], press="4"), Press("1"), Press("#"),
+                               recordings=asterisk_disk)
+    call = stored(recorded_ivr, result)
+    assert (call.rating.level, call.rating.channel) == ("dissatisfied", "dtmf")
+    assert speech_folder(asterisk_disk) == []
+
+
+async def test_a_rating_recorded_just_before_hanging_up_is_kept(recorded_ivr: IvrService, speech: dict[str, bytes],
+                                                                asterisk_disk: Path) -> None:
+    result = await call_korean(recorded_ivr, Say(speech["satisfied"], hang_up=True), recordings=asterisk_disk)
+    call = stored(recorded_ivr, result)
+    assert (call.rating.level, call.rating.channel, call.end_reason) == ("satisfied", "speech", "caller_hangup")
+
+
+async def test_a_recording_this_host_cannot_read_falls_back_to_keys(
+        recorded_ivr: IvrService, speech: dict[str, bytes], caplog: pytest.LogCaptureFixture) -> None:
+    """The folder is not shared after all (no file appears here): logged with the call, and keys take over."""
+    result = await call_korean(recorded_ivr, Say(speech["very_satisfied"]), Press("2"), recordings=None)
+    call = stored(recorded_ivr, result)
+    assert (call.rating.level, call.rating.channel) == ("satisfied", "dtmf")
+    assert f"call {result.uniqueid}: speech recording not heard:" in caplog.text
+    assert "No such file or directory" in caplog.text
+    assert "GET DATA hotline-eval/12345-ko/menu 6000 1" in sent(result)
+
+
+async def test_the_server_hears_from_recordings_when_told_the_shared_folder(tmp_path: Path) -> None:
+    async with running_speech(speech_rules(), "127.0.0.1", 0, workers=1,
+                              recordings=(SPEECH_FOLDER, tmp_path / "mnt")) as listener:
+        assert isinstance(listener, RecordingListener)
+        assert (listener.asterisk_dir.as_posix(), listener.local_dir) == (SPEECH_FOLDER, tmp_path / "mnt")
+        assert listener.hears(speech_rules().hotline(KOREAN)) and not listener.hears(speech_rules().hotline("12333"))
+
+
+def test_only_a_recording_as_asterisk_writes_wav_is_read(tmp_path: Path) -> None:
+    wide = tmp_path / "wide.wav"
+    with wave.open(str(wide), "wb") as file:
+        file.setnchannels(1)
+        file.setsampwidth(2)
+        file.setframerate(16000)
+        file.writeframes(bytes(3200))
+    with pytest.raises(UnreadableRecording, match=r"1 channel\(s\), 16-bit, 16000 Hz; expected mono 16-bit 8000 Hz"):
+        read_recording(wide)
+    (tmp_path / "garbage.wav").write_bytes(b"RIFF\x00\x00garbage")
+    with pytest.raises(UnreadableRecording, match="garbage.wav"):
+        read_recording(tmp_path / "garbage.wav")
 
 
 # -- the AudioSocket server on bad input --------------------------------------------------------------
