@@ -1,4 +1,5 @@
-"""``rq cron callback.cron_config``: the callback loop's sweep, webhook delivery, default ratings, SMS reminders.
+"""``rq cron callback.cron_config``: the callback loop's sweep, webhook delivery, default ratings, SMS reminders,
+voice message transcripts.
 
 Run exactly one ``rq cron`` per deployment; it has no leader election, and
 two would sweep twice (harmless, since jobs are idempotent, but wasteful).
@@ -7,8 +8,10 @@ two would sweep twice (harmless, since jobs are idempotent, but wasteful).
 from rq import cron
 
 from callback.jobs import (
-    QUEUE_NAME, SWEEP_INTERVAL_SECONDS, default_unrated_calls, deliver_webhooks, send_sms_reminders, sweep_due,
+    QUEUE_NAME, SWEEP_INTERVAL_SECONDS, TRANSCRIPT_QUEUE_NAME, default_unrated_calls, deliver_webhooks, send_sms_reminders, sweep_due,
+    transcribe_voice_messages,
 )
+from callback.voice_transcripts import BUDGET_SECONDS
 
 # Webhooks go out within seconds of the change; a pass with nothing to do is two small queries.
 WEBHOOK_INTERVAL_SECONDS = 10
@@ -19,3 +22,5 @@ cron.register(deliver_webhooks, queue_name=QUEUE_NAME, interval=WEBHOOK_INTERVAL
 cron.register(default_unrated_calls, queue_name=QUEUE_NAME, interval=3600)
 # 补充评价 SMS: due ten minutes after an unrated call, so a minute's lateness does not matter.
 cron.register(send_sms_reminders, queue_name=QUEUE_NAME, interval=60)
+# Voice message transcripts: a pass claims messages for BUDGET_SECONDS, and its last one may take as long again.
+cron.register(transcribe_voice_messages, queue_name=TRANSCRIPT_QUEUE_NAME, interval=60, job_timeout=int(3 * BUDGET_SECONDS))

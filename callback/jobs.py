@@ -28,6 +28,9 @@ from rating_core.rules import Rules, load_rules
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "callbacks"
+# Transcripts take minutes of CPU: a queue of their own, so a deployment can give them their own worker
+# (`hotline-eval worker --queue transcripts`) and callbacks and webhooks never wait behind them.
+TRANSCRIPT_QUEUE_NAME = "transcripts"
 SWEEP_INTERVAL_SECONDS = 60
 ACTIVE_JOB_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
 
@@ -121,6 +124,16 @@ def default_unrated_calls(now_iso: str | None = None) -> int:
     if given:
         log.info("lifecycle: %d call(s) given the default rating", given)
     return given
+
+
+def transcribe_voice_messages(now_iso: str | None = None) -> dict[str, int]:
+    """RQ cron job: write down the 差评 voice messages waiting for a transcript (free mode, in this process)."""
+    import dataclasses
+
+    from callback.voice_transcripts import transcribe_waiting
+
+    sessions, rules = _store()
+    return dataclasses.asdict(transcribe_waiting(sessions, rules, _now(now_iso)))
 
 
 def send_sms_reminders(now_iso: str | None = None) -> dict[str, int]:

@@ -335,14 +335,18 @@ def callbacks_run_due(now_iso: str | None) -> None:
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Run the jobs waiting now, then exit.")
-def worker(burst: bool) -> None:
-    """Run an RQ worker (with the scheduler) for the callback queue."""
-    from rq import Worker
+@click.option("--queue", "queues", multiple=True, type=click.Choice(["callbacks", "transcripts"]),
+              help="Queues to serve, first first (default: callbacks, then transcripts).")
+def worker(burst: bool, queues: tuple[str, ...]) -> None:
+    """Run an RQ worker (with the scheduler) for the callback queue and the voice message transcripts."""
+    from rq import Queue, Worker
 
-    from callback.jobs import callback_queue
+    from callback.jobs import QUEUE_NAME, TRANSCRIPT_QUEUE_NAME, redis_connection
 
-    queue = callback_queue()
-    Worker([queue], connection=queue.connection).work(burst=burst, with_scheduler=True)
+    connection = redis_connection()
+    names = queues or (QUEUE_NAME, TRANSCRIPT_QUEUE_NAME)
+    Worker([Queue(name, connection=connection) for name in names], connection=connection).work(
+        burst=burst, with_scheduler=True)
 
 
 @main.command()

@@ -17,36 +17,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-import wave
 from pathlib import Path, PurePosixPath
 
 from ivr.agi_session import AgiSession, ChannelHungUp, CommandFailed
 from ivr.menus import ANY_KEY
 from ivr.speech_listener import Heard
-from ivr.speech_workers import SAMPLE_RATE, RecognizerPool, SpeechUnavailable
+from ivr.speech_workers import RecognizerPool, SpeechUnavailable
 from rating_core.rules import HotlineProfile
 from speech_models.grammar import understand
+from speech_models.recordings import UnreadableRecording, read_recording
 
 log = logging.getLogger(__name__)
 
 SILENCE_SECONDS = 1  # RECORD FILE's s=: whole seconds only, and 1 is the least
-
-
-class UnreadableRecording(ValueError):
-    """A recording that is missing, or not the 8 kHz 16-bit mono wav Asterisk writes for ``wav``."""
-
-
-def read_recording(path: Path) -> bytes:
-    """The PCM of an Asterisk ``wav`` recording."""
-    try:
-        with wave.open(str(path), "rb") as file:
-            shape = (file.getnchannels(), file.getsampwidth(), file.getframerate())
-            if shape != (1, 2, SAMPLE_RATE):
-                raise UnreadableRecording(f"{path}: {shape[0]} channel(s), {8 * shape[1]}-bit, {shape[2]} Hz; "
-                                          f"expected mono 16-bit {SAMPLE_RATE} Hz")
-            return file.readframes(file.getnframes())
-    except (OSError, EOFError, wave.Error) as exc:
-        raise UnreadableRecording(f"{path}: {exc}") from exc
 
 
 class RecordingListener:

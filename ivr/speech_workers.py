@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from speech_models.grammar import RatingGrammar, build_grammar
+from speech_models.recordings import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 8000
 BATCH_BYTES = 960  # 60 ms of 8 kHz 16-bit audio per message to the worker
 
 # A grammar to build in every worker: the model it runs on and {phrase: level code}.

@@ -228,6 +228,10 @@ def apply_event(session: Session, rules: Rules, event: CallEvent) -> None:
             session, call, event.at, event.source,
             voice_message_file=event.path, voice_message_seconds=event.seconds,
         )
+        # A new message (a rating given again) waits for its own transcript.
+        rating = call.rating
+        rating.voice_transcript = rating.voice_transcript_confidence = rating.voice_transcript_status = None
+        rating.voice_transcript_at = None
         _advance(call, "voice_message")
     elif isinstance(event, CallEnded):
         _note_progress(call, event.progress, event.menu_plays)

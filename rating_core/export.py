@@ -21,8 +21,8 @@ UNRATED = "未评价"
 COLUMNS = (
     "uniqueid", "linkedid", "hotline", "caller_number", "agent_id", "queue", "case_number", "unit",
     "started_at", "ended_at", "progress", "end_reason", "menu_plays",
-    "level", "level_name", "stars", "score", "is_negative", "channel", "is_active",
-    "reason_tags", "reason_tag_names", "voice_message_file", "voice_message_seconds",
+    "level", "level_name", "stars", "score", "is_negative", "channel", "heard_text", "heard_confidence", "is_active",
+    "reason_tags", "reason_tag_names", "voice_message_file", "voice_message_seconds", "voice_transcript",
     "is_adopted", "not_adopted_reason", "rated_at", "updated_at", "changes",
 )
 
@@ -63,11 +63,14 @@ def _row(rules: Rules, call: Call) -> dict[str, Any]:
         "score": level.score,
         "is_negative": rating.is_negative,
         "channel": rating.channel,
+        "heard_text": rating.heard_text,
+        "heard_confidence": rating.heard_confidence,
         "is_active": rating.is_active,
         "reason_tags": list(rating.reason_tags),
         "reason_tag_names": tag_names,
         "voice_message_file": rating.voice_message_file,
         "voice_message_seconds": rating.voice_message_seconds,
+        "voice_transcript": rating.voice_transcript,
         "is_adopted": rating.is_adopted,
         "not_adopted_reason": rating.not_adopted_reason,
         "rated_at": rating.rated_at.isoformat(),

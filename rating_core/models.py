@@ -113,6 +113,12 @@ class Rating(Base):
     # 差评 heard by machine can be checked against what was said.
     heard_text: Mapped[str | None] = mapped_column(String(256))
     heard_confidence: Mapped[float | None] = mapped_column()
+    # The voice message in words, made after the call where the hotline names a transcript model:
+    # status None (waiting), transcribing (claimed at voice_transcript_at), done or failed.
+    voice_transcript: Mapped[str | None] = mapped_column(Text)
+    voice_transcript_confidence: Mapped[float | None] = mapped_column()
+    voice_transcript_status: Mapped[str | None] = mapped_column(String(16))
+    voice_transcript_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     is_adopted: Mapped[bool] = mapped_column(default=True)
     not_adopted_reason: Mapped[str | None] = mapped_column(String(256))
     # 淄博's batch rule: the rating whose batch this one joined (that one counts for 主动评价, this one not).

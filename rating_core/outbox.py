@@ -50,6 +50,9 @@ def rating_payload(rating: Rating) -> dict[str, Any]:
         "region_code": os.environ.get("HOTLINE_EVAL_REGION_CODE"),
         "evaluated_staff": call.agent_id,
         "channel": rating.channel,
+        # A spoken rating: what the recogniser heard, so a platform can audit a machine-read 差评.
+        "heard_text": rating.heard_text,
+        "heard_confidence": rating.heard_confidence,
         "level": rating.level,
         "stars": rating.stars,
         "negative": rating.is_negative,

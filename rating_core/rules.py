@@ -89,6 +89,8 @@ class VoiceMessagePolicy(_Frozen):
     beep: bool
     format: str
     directory: str
+    # A Vosk model (speech_models/catalog.yaml) that writes the message down after the call; None: audio only.
+    transcript_model: str | None = None
 
 
 class VerificationScript(_Frozen):

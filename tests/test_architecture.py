@@ -13,7 +13,7 @@ PROJECT = {"rating_core", "ivr", "callback", "web", "hotline_eval", "speech_mode
 ALLOWED = {
     "rating_core": set(),
     "ivr": {"rating_core", "speech_models"},
-    "callback": {"rating_core"},
+    "callback": {"rating_core", "speech_models"},  # the transcript job decodes voice messages
     "web": {"rating_core"},
     "speech_models": {"rating_core"},
 }

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import shutil
-import subprocess
 import uuid
 import wave
 from collections.abc import AsyncIterator, Iterator
@@ -24,7 +22,7 @@ from sqlalchemy.orm import selectinload
 
 from ivr.audiosocket_protocol import Kind, encode
 from ivr.audiosocket_server import AudioSocketServer
-from ivr.recorded_speech import RecordingListener, UnreadableRecording, read_recording
+from ivr.recorded_speech import RecordingListener
 from ivr.service import IvrService, running_ivr, running_speech, speech_grammars
 from ivr.simulated_asterisk import Caller, CallResult, HangUp, Press, Say, Silence, run_call
 from ivr.speech_listener import SpeechListener
@@ -34,6 +32,8 @@ from rating_core.rules import DEFAULT_RULES_FILE, Rules, parse_rules
 from rating_core.spool import Spool
 from rating_core.store import RatingStore
 from speech_models.manifests import locate
+from speech_models.recordings import UnreadableRecording, read_recording
+from speech_audio import synthesise
 
 KOREAN = "12345-ko"
 PHRASES = {  # fixture name: what espeak-ng says
@@ -58,17 +58,8 @@ def korean_model() -> Path:
 @pytest.fixture(scope="session")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """Each phrase as 8 kHz 16-bit mono PCM, as AudioSocket carries it."""
-    for tool in ("espeak-ng", "sox"):
-        assert shutil.which(tool), f"{tool} is installed by tests/services.sh"
     folder = tmp_path_factory.mktemp("speech")
-    pcm = {}
-    for name, text in PHRASES.items():
-        wav, raw = folder / f"{name}.wav", folder / f"{name}.raw"
-        subprocess.run(["espeak-ng", "-v", "ko", "-w", str(wav), text], check=True)
-        subprocess.run(["sox", str(wav), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", "-t", "raw",
-                        "-L", str(raw)], check=True)
-        pcm[name] = raw.read_bytes()
-    return pcm
+    return {name: synthesise(text, folder, name) for name, text in PHRASES.items()}
 
 
 def speech_rules(listen_seconds: float = 3.0) -> Rules:
@@ -346,7 +337,7 @@ def test_only_a_recording_as_asterisk_writes_wav_is_read(tmp_path: Path) -> None
     with wave.open(str(wide), "wb") as file:
         file.setnchannels(1)
         file.setsampwidth(2)
-        file.setframerate(16000)
+        file.setframerate(16000)  # Asterisk's wav16
         file.writeframes(bytes(3200))
     with pytest.raises(UnreadableRecording, match=r"1 channel\(s\), 16-bit, 16000 Hz; expected mono 16-bit 8000 Hz"):
         read_recording(wide)

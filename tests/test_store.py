@@ -88,6 +88,12 @@ def test_a_spoken_rating_keeps_what_was_heard_until_a_key_replaces_it(store: Rat
         keyed = s.scalars(select(RatingChange).join(Rating).join(Call).where(Call.uniqueid == "1795316432.9")
                           .order_by(RatingChange.id)).first()  # (then the batch rule's flag: same number)
         assert keyed.source == "ivr" and "heard_text" not in keyed.changes  # a keypress has nothing heard
+    store.apply([started("1795316432.10"), RatingGiven("1795316432.10", "satisfied", "speech", T0, heard="만족",
+                                                        confidence=0.91)])
+    with store.sessions() as s:
+        exported = {row["uniqueid"]: row for row in export_rows(s, store.rules)}
+    assert (exported["1795316432.10"]["heard_text"], exported["1795316432.10"]["heard_confidence"]) == ("만족", 0.91)
+    assert exported[uid]["heard_text"] is None  # replaced by a key
 
 
 def test_the_database_refuses_two_ratings_for_one_call(store: RatingStore) -> None:

@@ -300,3 +300,17 @@ def test_the_task_page_says_what_a_spoken_差评_was_heard_as(web_site) -> None:
         task_id = session.scalars(select(CallbackTask.id).order_by(CallbackTask.id.desc())).first()
     page = text(client.get(f"/agent/tasks/{task_id}"))
     assert "识别为“매우 불만족”（置信度 0.87）" in page
+
+
+def test_the_task_page_shows_the_voice_message_in_words_once_transcribed(web_site) -> None:
+    client = signed_in(web_site, "agent")
+    assert "机器转写" not in text(client.get("/agent/tasks/1"))  # not transcribed yet: the player alone
+    with web_site.store.sessions.begin() as session:
+        rating = session.get(CallbackTask, 1).rating
+        rating.voice_transcript, rating.voice_transcript_confidence = "<b>办事</b>太慢", 0.712
+        rating.voice_transcript_status = "done"
+    page = client.get("/agent/tasks/1").get_data(as_text=True)
+    assert "机器转写：“&lt;b&gt;办事&lt;/b&gt;太慢”（置信度 0.71，仅供参考，以录音为准）" in page  # escaped, as text
+    with web_site.store.sessions.begin() as session:
+        session.get(CallbackTask, 1).rating.voice_transcript_status = "failed"
+    assert "机器转写失败，请听录音" in text(client.get("/agent/tasks/1"))

@@ -145,6 +145,7 @@ def test_the_outbox_is_written_with_the_change_and_carries_what_platforms_file(s
     assert (rating["level"], rating["channel"], rating["default_evaluation"], rating["valid"]) == (
         "very_dissatisfied", "dtmf", False, True)
     assert payload["complaint"]["state"] == "pending"
+    assert (rating["heard_text"], rating["heard_confidence"]) == (None, None)  # a key: nothing heard
     # A replayed call event changes nothing, so it announces nothing.
     uid = rate(store)
     store.apply([RatingGiven(uid, "very_dissatisfied", "dtmf", T0)])
@@ -308,6 +309,8 @@ def test_every_event_the_loop_makes_matches_the_documented_schema(store: RatingS
 
     schema = json.loads((Path(__file__).parent.parent / "rating_core" / "webhook_payload.schema.json").read_text())
     rate(store, tags=("attitude",))
+    store.apply([CallStarted(uniqueid="1795316499.9", hotline="12345-ko", at=T0, caller_number="13812340001"),
+                 RatingGiven("1795316499.9", "satisfied", "speech", T0, heard="만족", confidence=0.91)])
     policy = rules.callback
     at = datetime(2026, 11, 20, 10, 0, tzinfo=timezone(timedelta(hours=8)))
     with store.sessions.begin() as session:
@@ -323,8 +326,10 @@ def test_every_event_the_loop_makes_matches_the_documented_schema(store: RatingS
         types = [e.type for e in events]
         for event in events:
             jsonschema.validate(event.payload, schema, format_checker=jsonschema.FormatChecker())
-    assert types == ["rating.created", "rating.updated", "callback.attempt", "complaint.verified",
+    assert types == ["rating.created", "rating.updated", "rating.created", "callback.attempt", "complaint.verified",
                      "complaint.rectified", "complaint.satisfaction"]
+    spoken = events[2].payload["rating"]
+    assert (spoken["channel"], spoken["heard_text"], spoken["heard_confidence"]) == ("speech", "만족", 0.91)
     assert events[-1].payload["complaint"]["citizen_satisfied"] is True
 
 
