@@ -11,6 +11,7 @@ import click
 
 from hotline_eval.demo_callbacks import run_callbacks
 from hotline_eval.demo_sms import run_sms
+from hotline_eval.demo_speech import run_speech
 from ivr.service import running_ivr
 from ivr.simulator import Summary, check_store, plan_calls, simulate
 from rating_core.export import export_rows
@@ -40,9 +41,10 @@ def run_demo(store: RatingStore, spool: Spool, home: Path, *, calls: int, concur
             f"   {row['uniqueid']:<18} {row['hotline']:<6} {mask_phone(row['caller_number']):<12} "
             f"工号{row['agent_id'] or '-':<5} {row['level_name']:<6} {tags}{voice}  ({row['end_reason']})"
         )
+    misheard = run_speech(store, spool)
     run_callbacks(store, spool, home)
     run_sms(store, public_url)
-    return 0 if not summary.errors and not summary.mismatches else 1
+    return 0 if not summary.errors and not summary.mismatches and not misheard else 1
 
 
 async def _serve_and_simulate(store: RatingStore, spool: Spool, calls: int, concurrency: int, port: int) -> Summary:

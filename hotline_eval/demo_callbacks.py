@@ -113,7 +113,7 @@ def run_callbacks(store: RatingStore, spool: Spool, home: Path) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     tz = ZoneInfo(store.rules.callback.timezone)
     with private_redis(home) as url:
-        click.echo(f"\n5. callback loop: Redis at {url}; the sweep (what `rq cron` runs each minute) and RQ jobs")
+        click.echo(f"\n6. callback loop: Redis at {url}; the sweep (what `rq cron` runs each minute) and RQ jobs")
         connection = redis_connection(url)
         queue = Queue(QUEUE_NAME, connection=connection)
         result = sweep_due(queue=queue)
@@ -125,7 +125,7 @@ def run_callbacks(store: RatingStore, spool: Spool, home: Path) -> None:
                 signal.signal(sig, handler)
         click.echo(f"   {result['due']} task(s) due, {result['enqueued']} RQ job(s) run; attempts queued for the dialer")
         placed = asyncio.run(_dial(store, spool))
-    click.echo(f"\n6. the dialer placed {placed} call(s) through a simulated Asterisk AMI; answered ones ran the")
+    click.echo(f"\n7. the dialer placed {placed} call(s) through a simulated Asterisk AMI; answered ones ran the")
     click.echo("   automated verification (FastAGI callback-verify). The tasks now:")
     with store.sessions() as session:
         for row in callback_rows(session, now=datetime.now(timezone.utc)):

@@ -36,7 +36,7 @@ def run_sms(store: RatingStore, public_url: str) -> None:
         settings = SmsSettings(gateway.url, None, public_url, secret)
         result = send_due(store.sessions, store.rules, client, settings, datetime.now(timezone.utc))
         messages = list(gateway.delivered)
-    click.echo(f"\n7. 补充评价: {result.sent} SMS sent to callers who did not rate ({result.skipped} skipped), "
+    click.echo(f"\n8. 补充评价: {result.sent} SMS sent to callers who did not rate ({result.skipped} skipped), "
                f"through a simulated gateway at {gateway.url}")
     for message in messages[:3]:
         click.echo(f"   {mask_phone(message['phone'])}: {message['content']}")

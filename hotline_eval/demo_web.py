@@ -46,7 +46,7 @@ def demo_logins(store: RatingStore) -> dict[str, str]:
 def serve_web(store: RatingStore, port: int) -> None:
     passwords = demo_logins(store)
     app = create_app(store, {"DEMO": True, "SESSION_COOKIE_SECURE": False})
-    click.echo(f"\n8. the web tool: http://127.0.0.1:{port}/  (Ctrl-C stops the demo; the SMS links above open here)")
+    click.echo(f"\n9. the web tool: http://127.0.0.1:{port}/  (Ctrl-C stops the demo; the SMS links above open here)")
     for username, (role, name, _extra) in DEMO_USERS.items():
         click.echo(f"   {name:<12} {username:<11} 密码 {passwords[username]}")
     waitress.serve(app, host="127.0.0.1", port=port, threads=4, _quiet=True)

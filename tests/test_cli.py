@@ -34,6 +34,9 @@ def test_demo_shows_the_whole_loop(tmp_path: Path) -> None:
     assert "errors: 0" in done.stdout
     assert "未评价" in done.stdout
     assert (tmp_path / "home" / "hotline-eval.db").exists()  # the embedded default
+    # Spoken ratings on the Korean line, heard by the real Vosk model (the test extra installs it).
+    assert "said '매우 만족'      heard '매우 만족'" in done.stdout
+    assert re.search(r"said '오 \(五\)'\s+heard '오' \(confidence [01]\.\d\d\) -> 非常不满意, channel speech", done.stdout)
     # The callback half: every 差评 became a task, was dialled through the simulated AMI, and landed;
     # answered ones ran the automated verification, whose answers closed the satisfied citizens' tasks.
     assert "the dialer placed" in done.stdout and "answered (Q.850 16)" in done.stdout
@@ -67,7 +70,8 @@ def test_upgrade_then_export(tmp_path: Path) -> None:
     assert run(tmp_path, "demo", "--calls", "10", "--port", "0", "--web-port", "0").returncode == 0
     done = run(tmp_path, "ratings", "export", "--format", "jsonl")
     rows = [json.loads(line) for line in done.stdout.splitlines()]
-    assert len(rows) == 10
+    assert len(rows) == 10 + 3  # the simulated callers, and the demo's three spoken ratings
+    assert [r["heard_text"] for r in rows if r["channel"] == "speech"] == ["매우 만족", "만족", "오"]
     assert {"uniqueid", "level_name", "channel", "reason_tags", "agent_id", "queue", "case_number",
             "started_at", "progress"} <= set(rows[0])
     csv_out = run(tmp_path, "ratings", "export", "--format", "csv", "--since", "2999-01-01").stdout
@@ -180,7 +184,7 @@ def test_the_demo_ends_with_the_web_tool_filled_by_the_loop(tmp_path: Path) -> N
             if "demo-unit" in line:
                 break
         output = "".join(lines)
-        assert f"8. the web tool: http://127.0.0.1:{port}/" in output, output[-2000:]
+        assert f"9. the web tool: http://127.0.0.1:{port}/" in output, output[-2000:]
         password = re.search(r"demo-agent\s+密码 (\S+)", output).group(1)
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
         base = f"http://127.0.0.1:{port}"
