@@ -155,7 +155,8 @@ def models_fetch(name: str, source: str | None) -> None:
 
 @models.command("check")
 def models_check() -> None:
-    """Which models are installed and verified, and which hotlines hear speech; exit 1 when one cannot."""
+    """Which models are installed and verified, which hotlines hear speech and have their voice messages
+    transcribed; exit 1 when one cannot."""
     from speech_models.manifests import catalog, locate
 
     rules = open_store().rules
@@ -176,6 +177,16 @@ def models_check() -> None:
         else:
             missing += 1
             click.echo(f"hotline {hotline.code}: KEYS ONLY: speech model {model} is not installed")
+    for hotline in rules.hotlines.values():
+        model = hotline.voice_message.transcript_model
+        if model is None:
+            continue
+        status = statuses.get(model)
+        if status is not None and status.usable:
+            click.echo(f"hotline {hotline.code}: voice messages transcribed ({model})")
+        else:
+            missing += 1
+            click.echo(f"hotline {hotline.code}: voice messages WAIT for transcript model {model}, not installed")
     if missing:
         sys.exit(1)
 

