@@ -24,7 +24,6 @@ import asyncio
 import subprocess
 import time
 import uuid
-import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +40,8 @@ from ivr.agi_protocol import (
 )
 from ivr.agi_server import close_quietly
 from ivr.audiosocket_protocol import FRAME_BYTES, SILENCE_FRAME, Kind, encode
+from speech_models.recordings import SAMPLE_RATE, write_recording
 
-SAMPLE_RATE = 8000
 DEFAULT_SOUND_SECONDS = 3.0
 HANGUP_LINE = b"HANGUP\n"
 
@@ -313,65 +312,45 @@ class SimulatedChannel:
         return Reply(200, "0"), timeout
 
     def _record_file(self, args: list[str]) -> tuple[Reply, float]:
-        escape, max_ms = args[2], int(args[3])
+        path, fmt, escape, max_ms = args[0], args[1], args[2], int(args[3])
         options = args[4:]
         silence = next((int(o[2:]) for o in options if o.startswith("s=")), None)
         beep = 0.25 if "BEEP" in (o.upper() for o in options) else 0.0
         cap = max_ms / 1000 if max_ms > 0 else 3600.0
         reaction = self._reaction()
-        if isinstance(reaction, Say):
-            return self._record_speech(args[0], args[1], reaction, escape, cap, silence, beep)
         if isinstance(reaction, HangUp):
             self.alive = False
             return Reply(200, "-1", "hangup", endpos=0), beep
         if isinstance(reaction, Press) and reaction.digits[:1] in escape:
             return Reply(200, str(ord(reaction.digits[0])), "dtmf", endpos=0), beep
-        spoken = reaction.seconds if isinstance(reaction, Speak) else 0.0
-        end = reaction.end if isinstance(reaction, Speak) else "silence"
-        if spoken >= cap:
-            return Reply(200, "0", "timeout", endpos=int(cap * SAMPLE_RATE)), beep + cap
-        if end == "hangup":
-            self.alive = False
-            return Reply(200, "-1", "hangup", endpos=int(spoken * SAMPLE_RATE)), beep + spoken
-        if end == "#" and "#" in escape:
-            # Asterisk trims the last 200 ms (the key's own sound) from the file.
-            samples = max(int((spoken - 0.2) * SAMPLE_RATE), 0)
-            return Reply(200, str(ord("#")), "dtmf", endpos=samples), beep + spoken
-        if silence is None:
-            return Reply(200, "0", "timeout", endpos=int(cap * SAMPLE_RATE)), beep + cap
-        # Silence detection: trailing silence trimmed back to about 1 s; result = ms left on the wait.
-        samples = int((spoken + 1.02) * SAMPLE_RATE)
-        left = max(int((cap - spoken - silence) * 1000), 0)
-        return Reply(200, str(left), "timeout", endpos=samples), beep + spoken + silence
-
-    def _record_speech(self, path: str, fmt: str, say: Say, escape: str, cap: float, silence: int | None,
-                       beep: float) -> tuple[Reply, float]:
-        """RECORD FILE while the caller says ``say.audio``; the file is what Asterisk would write."""
-        audio = say.audio[:say.hang_up_after] if say.hang_up_after is not None else say.audio
-        audio = audio[:int(cap * SAMPLE_RATE) * 2]
-        spoken = len(audio) / 2 / SAMPLE_RATE
-        if say.press and say.press in escape:
-            kept = audio[:max(len(audio) - int(0.2 * SAMPLE_RATE) * 2, 0)]  # the key's own 200 ms trimmed
-            reply = Reply(200, str(ord(say.press)), "dtmf", endpos=len(kept) // 2)
-        elif say.hang_up or say.hang_up_after is not None:
-            self.alive = False
-            kept, reply = audio, Reply(200, "-1", "hangup", endpos=len(audio) // 2)
-        elif silence is None or spoken + silence >= cap:
-            kept = audio + bytes(int((cap - spoken) * SAMPLE_RATE) * 2)
-            reply, spoken = Reply(200, "0", "timeout", endpos=len(kept) // 2), cap
+        audio: bytes | None = None  # what a Say caller says, written as the file; a Speak caller is only a length
+        if isinstance(reaction, Say):
+            audio = reaction.audio[:reaction.hang_up_after] if reaction.hang_up_after is not None else reaction.audio
+            spoken = len(audio) / 2 / SAMPLE_RATE
+            end = "hangup" if reaction.hang_up or reaction.hang_up_after is not None else reaction.press or "silence"
         else:
-            kept = audio + bytes(int(1.02 * SAMPLE_RATE) * 2)  # trailing silence cut back to about 1 s
-            left = max(int((cap - spoken - silence) * 1000), 0)
-            reply, spoken = Reply(200, str(left), "timeout", endpos=len(kept) // 2), spoken + silence
-        if self.recordings is not None and fmt == "wav":
-            target = self.recordings / f"{path.lstrip('/')}.{fmt}"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with wave.open(str(target), "wb") as file:
-                file.setnchannels(1)
-                file.setsampwidth(2)
-                file.setframerate(SAMPLE_RATE)
-                file.writeframes(kept)
-        return reply, beep + spoken
+            spoken = reaction.seconds if isinstance(reaction, Speak) else 0.0
+            end = reaction.end if isinstance(reaction, Speak) else "silence"
+        key = end if len(end) == 1 and end in escape else None
+        if spoken >= cap or (end != "hangup" and key is None and (silence is None or spoken + silence >= cap)):
+            samples, seconds = int(cap * SAMPLE_RATE), cap  # the length cap came first
+            reply = Reply(200, "0", "timeout", endpos=samples)
+        elif end == "hangup":
+            self.alive = False
+            samples, seconds = int(spoken * SAMPLE_RATE), spoken
+            reply = Reply(200, "-1", "hangup", endpos=samples)
+        elif key is not None:
+            # Asterisk trims the last 200 ms (the key's own sound) from the file.
+            samples, seconds = max(int((spoken - 0.2) * SAMPLE_RATE), 0), spoken
+            reply = Reply(200, str(ord(key)), "dtmf", endpos=samples)
+        else:
+            assert silence is not None
+            # Silence detection: trailing silence trimmed back to about 1 s; result = ms left on the wait.
+            samples, seconds = int((spoken + 1.02) * SAMPLE_RATE), spoken + silence
+            reply = Reply(200, str(int((cap - spoken - silence) * 1000)), "timeout", endpos=samples)
+        if audio is not None and self.recordings is not None and fmt == "wav":
+            write_recording(self.recordings / f"{path.lstrip('/')}.{fmt}", (audio + bytes(samples * 2))[:samples * 2])
+        return reply, beep + seconds
 
 
 def channel_environment(

@@ -1,4 +1,4 @@
-"""Reading the recordings Asterisk writes for ``RECORD FILE … wav``: 8 kHz 16-bit mono PCM in a RIFF file."""
+"""Reading (and, for simulations, writing) the recordings Asterisk writes for ``RECORD FILE … wav``: 8 kHz 16-bit mono PCM in a RIFF file."""
 
 from __future__ import annotations
 
@@ -23,3 +23,14 @@ def read_recording(path: Path) -> bytes:
             return file.readframes(file.getnframes())
     except (OSError, EOFError, wave.Error) as exc:
         raise UnreadableRecording(f"{path}: {exc}") from exc
+
+
+def write_recording(path: Path, pcm: bytes) -> Path:
+    """``pcm`` as the file Asterisk's ``RECORD FILE … wav`` writes (for the simulated channel and tests)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as file:
+        file.setnchannels(1)
+        file.setsampwidth(2)
+        file.setframerate(SAMPLE_RATE)
+        file.writeframes(pcm)
+    return path

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import wave
 from pathlib import Path
 
 
@@ -17,14 +16,3 @@ def synthesise(text: str, folder: Path, name: str, voice: str = "ko") -> bytes:
     subprocess.run(["sox", str(wav), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", "-t", "raw",
                     "-L", str(raw)], check=True)
     return raw.read_bytes()
-
-
-def write_asterisk_wav(path: Path, pcm: bytes) -> Path:
-    """``pcm`` as the file Asterisk's RECORD FILE … wav writes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as file:
-        file.setnchannels(1)
-        file.setsampwidth(2)
-        file.setframerate(8000)
-        file.writeframes(pcm)
-    return path

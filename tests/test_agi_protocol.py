@@ -23,6 +23,8 @@ from ivr.agi_protocol import (
     quote_argument,
     split_command,
 )
+from ivr.simulated_asterisk import Caller, Say, SimulatedChannel, Silence, Speak
+from speech_models.recordings import read_recording
 
 # OBSERVED.md 1.1 A, byte for byte (it arrived in two recv() chunks).
 ENV_A = [
@@ -244,3 +246,36 @@ def test_split_like_res_agi(line: str, words: list[str]) -> None:
 def test_every_argument_survives_quoting(words: list[str]) -> None:
     line = format_command(words).decode()
     assert split_command(line.rstrip("\n")) == words
+
+
+# -- the simulated channel's RECORD FILE, as OBSERVED.md §1.2 shows Asterisk 22 answer it ----------------
+
+
+@pytest.mark.parametrize(("line", "reaction", "reply", "seconds"), [
+    # Silence detection: trailing silence cut back to about 1 s (endpos 8160), result = ms left on the wait.
+    ('RECORD FILE /var/spool/eval/maxlen2 wav "#" 3000 0 s=2', Silence(), b"200 result=1000 (timeout) endpos=8160\n", 2.0),
+    # The length cap, with no silence detection: result 0.
+    ('RECORD FILE /var/spool/eval/maxlen wav "#" 3000', Speak(1.0), b"200 result=0 (timeout) endpos=24000\n", 3.0),
+    # '#' ends it; the key's own 200 ms is trimmed from the file.
+    ('RECORD FILE /var/spool/eval/dtmf wav "#" 10000', Speak(1.5, "#"), b"200 result=35 (dtmf) endpos=10400\n", 1.5),
+    # Speech whose silence would end after the cap: the cap comes first.
+    ('RECORD FILE /var/spool/eval/long wav "#" 3000 0 s=2', Speak(2.0), b"200 result=0 (timeout) endpos=24000\n", 3.0),
+    ('RECORD FILE /var/spool/eval/gone wav "#" 3000 0 s=2', Speak(1.0, "hangup"), b"200 result=-1 (hangup) endpos=8000\n", 1.0),
+])
+def test_the_simulated_record_file_answers_as_asterisk_does(line: str, reaction: object, reply: bytes,
+                                                             seconds: float) -> None:
+    channel = SimulatedChannel(Caller([reaction]), "1795316432.1", "1795316432.1")  # type: ignore[list-item]
+    assert channel.handle(line.encode() + b"\n")[:2] == (reply, seconds)
+
+
+def test_what_a_caller_says_into_record_file_is_written_as_asterisks_wav(tmp_path) -> None:
+    said = bytes(range(256)) * 50  # 0.8 s of audio
+    channel = SimulatedChannel(Caller([Say(said)]), "1795316432.2", "1795316432.2", recordings=tmp_path)
+    reply, _, _ = channel.handle(b'RECORD FILE /var/spool/asterisk/speech/x wav 0123456789*# 3000 0 s=1\n')
+    assert reply == b"200 result=1200 (timeout) endpos=14560\n"  # 0.8 s said, then about 1 s of silence kept
+    written = read_recording(tmp_path / "var/spool/asterisk/speech/x.wav")
+    assert written == said + bytes(14560 * 2 - len(said))
+    channel = SimulatedChannel(Caller([Say(said, press="3")]), "1795316432.3", "1795316432.3", recordings=tmp_path)
+    assert channel.handle(b'RECORD FILE /var/spool/asterisk/speech/y wav 0123456789*# 3000 0 s=1\n')[0] == (
+        b"200 result=51 (dtmf) endpos=4800\n")
+    assert read_recording(tmp_path / "var/spool/asterisk/speech/y.wav") == said[:4800 * 2]

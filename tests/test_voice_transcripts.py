@@ -19,7 +19,8 @@ from rating_core.call_events import CallStarted, RatingGiven, VoiceMessageRecord
 from rating_core.export import export_rows
 from rating_core.models import Call, Rating
 from rating_core.store import RatingStore
-from speech_audio import synthesise, write_asterisk_wav
+from speech_models.recordings import write_recording
+from speech_audio import synthesise
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
 
@@ -45,7 +46,7 @@ def rating_of(store: RatingStore, uid: str) -> Rating:
 def test_a_korean_voice_message_is_written_down(store: RatingStore, message_audio: bytes, tmp_path: Path,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "callback.voice_transcripts")
-    leave_message(store, "1795500000.1", "12345-ko", write_asterisk_wav(tmp_path / "ko" / "1.wav", message_audio))
+    leave_message(store, "1795500000.1", "12345-ko", write_recording(tmp_path / "ko" / "1.wav", message_audio))
     result = transcribe_waiting(store.sessions, store.rules, NOW)
     rating = rating_of(store, "1795500000.1")
     assert (result.done, result.failed, rating.voice_transcript_status) == (1, 0, "done")
@@ -62,7 +63,7 @@ def test_a_korean_voice_message_is_written_down(store: RatingStore, message_audi
 def test_a_missing_file_fails_that_message_only_and_says_so(store: RatingStore, message_audio: bytes,
                                                            tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     leave_message(store, "1795500000.2", "12345-ko", tmp_path / "gone.wav")
-    leave_message(store, "1795500000.3", "12345-ko", write_asterisk_wav(tmp_path / "3.wav", message_audio))
+    leave_message(store, "1795500000.3", "12345-ko", write_recording(tmp_path / "3.wav", message_audio))
     result = transcribe_waiting(store.sessions, store.rules, NOW)
     assert (result.done, result.failed) == (1, 1)
     gone = rating_of(store, "1795500000.2")
@@ -84,7 +85,7 @@ def test_messages_wait_while_their_hotlines_model_is_not_installed(
 
 def test_a_claimed_message_is_left_to_its_worker_until_the_lease_runs_out(
         store: RatingStore, message_audio: bytes, tmp_path: Path) -> None:
-    leave_message(store, "1795500000.5", "12345-ko", write_asterisk_wav(tmp_path / "5.wav", message_audio))
+    leave_message(store, "1795500000.5", "12345-ko", write_recording(tmp_path / "5.wav", message_audio))
     with store.sessions.begin() as session:  # another worker took it, and may have died
         rating = session.scalars(select(Rating).join(Call).where(Call.uniqueid == "1795500000.5")).one()
         rating.voice_transcript_status, rating.voice_transcript_at = "transcribing", NOW
@@ -95,7 +96,7 @@ def test_a_claimed_message_is_left_to_its_worker_until_the_lease_runs_out(
 
 def test_a_message_recorded_again_waits_for_its_own_transcript(store: RatingStore, message_audio: bytes,
                                                                tmp_path: Path) -> None:
-    first = write_asterisk_wav(tmp_path / "6a.wav", message_audio)
+    first = write_recording(tmp_path / "6a.wav", message_audio)
     leave_message(store, "1795500000.6", "12345-ko", first)
     transcribe_waiting(store.sessions, store.rules, NOW)
     assert rating_of(store, "1795500000.6").voice_transcript_status == "done"
@@ -110,7 +111,7 @@ def test_a_hotline_without_a_transcript_model_keeps_the_audio_only(store: Rating
     rules = store.rules.model_copy(update={"hotlines": {
         code: hotline.model_copy(update={"voice_message": hotline.voice_message.model_copy(
             update={"transcript_model": None})}) for code, hotline in store.rules.hotlines.items()}})
-    leave_message(store, "1795500000.7", "12345-ko", write_asterisk_wav(tmp_path / "7.wav", message_audio))
+    leave_message(store, "1795500000.7", "12345-ko", write_recording(tmp_path / "7.wav", message_audio))
     result = transcribe_waiting(store.sessions, rules, NOW)
     assert (result.done, result.waiting_for_a_model) == (0, 0)
     assert rating_of(store, "1795500000.7").voice_transcript_status is None
