@@ -164,6 +164,7 @@ def models_check() -> None:
     for name, status in statuses.items():
         where = f"ok, {status.directory}" if status.usable else "; ".join(status.problems[:3])
         click.echo(f"model {name} ({status.manifest.language}): {where}")
+    installed = {name for name, status in statuses.items() if status.usable}
     missing = 0
     for hotline in rules.hotlines.values():
         language = hotline.speech.language
@@ -171,8 +172,7 @@ def models_check() -> None:
             click.echo(f"hotline {hotline.code}: keys only (no speech configured)")
             continue
         model = rules.speech_languages[language].model
-        status = statuses.get(model)
-        if status is not None and status.usable:
+        if model in installed:
             click.echo(f"hotline {hotline.code}: speech ({language}, {model})")
         else:
             missing += 1
@@ -181,8 +181,7 @@ def models_check() -> None:
         model = hotline.voice_message.transcript_model
         if model is None:
             continue
-        status = statuses.get(model)
-        if status is not None and status.usable:
+        if model in installed:
             click.echo(f"hotline {hotline.code}: voice messages transcribed ({model})")
         else:
             missing += 1

@@ -42,7 +42,7 @@ class RecordingListener:
         self.decode_timeout = decode_timeout
 
     def hears(self, hotline: HotlineProfile) -> bool:
-        return hotline.speech.language is not None and self.pool.can_decode(hotline.code)
+        return self.pool.hears(hotline)
 
     async def listen(self, agi: AgiSession, hotline: HotlineProfile, call_id: str) -> Heard:
         name = f"{call_id}-{uuid.uuid4().hex[:8]}"

@@ -65,7 +65,7 @@ class SpeechListener:
         self.final_timeout = final_timeout  # for Vosk's last word after the window or a hangup
 
     def hears(self, hotline: HotlineProfile) -> bool:
-        return hotline.speech.language is not None and self.pool.can_decode(hotline.code)
+        return self.pool.hears(hotline)
 
     def expect(self, session: uuid.UUID, call_id: str, hotline: HotlineProfile) -> asyncio.Future[Heard]:
         """Announce an AudioSocket session; the future holds what was heard (cancelled if the hearing failed)."""

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rating_core.rules import HotlineProfile
 from speech_models.grammar import RatingGrammar, build_grammar
 from speech_models.recordings import SAMPLE_RATE
 
@@ -79,8 +80,10 @@ class _Decoding:
 
     def quiet_after_a_phrase(self, pcm: bytes) -> bool:
         """A whole phrase heard and the caller quiet since: no need to wait for Vosk's 0.5 s endpoint."""
+        if self.grammar is None or self.end_silence is None:
+            return False  # free mode, or a whole recording: only Vosk's endpoint and the end of the audio
         self.quiet = quiet_at_the_end(pcm, self.quiet)
-        if self.grammar is None or self.end_silence is None or self.quiet < self.end_silence:
+        if self.quiet < self.end_silence:
             return False
         return self.grammar.ends_a_rating(json.loads(self.recogniser.PartialResult()).get("partial", ""))
 
@@ -235,6 +238,10 @@ class RecognizerPool:
 
     def can_decode(self, grammar: str) -> bool:
         return grammar in self.grammars and any(w.alive for w in self._workers)
+
+    def hears(self, hotline: HotlineProfile) -> bool:
+        """Whether the hotline takes spoken ratings and this pool can decode them."""
+        return hotline.speech.language is not None and self.can_decode(hotline.code)
 
     def open(self, grammar: str, on_result: ResultCallback, *, end_silence: float | None = None) -> RecognitionStream:
         """A stream on the least busy live worker; ``end_silence``: quiet after a whole phrase that answers at once."""
