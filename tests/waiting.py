@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+# How long to wait for something that must happen before calling the test hung: a guard, so that a process
+# which never answers fails the test instead of stalling the suite; never a measure of speed.
+HANG = 600.0
+
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 10.0, *, every: float = 0.01,
                      explain: Callable[[], str] | None = None) -> None:
