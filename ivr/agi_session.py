@@ -61,7 +61,7 @@ class CommandFailed(AgiError):
 
 @dataclass(frozen=True)
 class Recording:
-    """What RECORD FILE reported: how it ended, the key that ended it, and its length."""
+    """What a recording came to: how it ended, the key that ended it, and its length."""
 
     ended_by: str  # "dtmf", "timeout" (silence or length cap) or "hangup"
     digit: str | None
@@ -69,7 +69,21 @@ class Recording:
 
     @property
     def seconds(self) -> float:
-        return self.samples / 8000  # endpos counts 8 kHz samples
+        return self.samples / 8000  # 8 kHz samples, as RECORD FILE's endpos counts them
+
+
+# How Record()'s RECORD_STATUS reads as a Recording's end.
+RECORD_STATUSES = {"DTMF": "dtmf", "SILENCE": "timeout", "TIMEOUT": "timeout", "HANGUP": "hangup"}
+# Asterisk's recording formats: bytes of header, and bytes per second of 8 kHz audio (format_wav.c writes a
+# 44-byte header before 16-bit samples; GSM packs 160 samples in 33 bytes, WAV-GSM 320 in 65 after 60 bytes).
+RECORDING_FORMATS = {"wav": (44, 16000), "sln": (0, 16000), "ulaw": (0, 8000), "alaw": (0, 8000),
+                     "gsm": (0, 1650), "wav49": (60, 1625)}
+
+
+def samples_in_file(size: int, fmt: str) -> int:
+    """8 kHz samples in a recording of ``size`` bytes written by Asterisk in ``fmt``."""
+    header, per_second = RECORDING_FORMATS[fmt]
+    return max(size - header, 0) * 8000 // per_second
 
 
 class AgiSession:
@@ -215,6 +229,36 @@ class AgiSession:
         if reply.result == "-1":
             raise await self._failed_or_hung_up("RECORD FILE", reply)
         return Recording("timeout", None, samples)
+
+    async def record(self, path: str, fmt: str, *, silence_s: int, max_s: int, options: str) -> Recording:
+        """The ``Record()`` application into ``path.fmt``, which (unlike RECORD FILE) creates the folder.
+
+        Record() says how it ended only in ``RECORD_STATUS``, and not how long the file is: both are read
+        after it, with commands that work on a dead channel too, so a caller who hangs up mid-message
+        still has it measured (option ``k`` keeps the file). ``ERROR`` (the folder or the file could not
+        be made or written) is a :class:`CommandFailed`.
+        """
+        filename = f"{path}.{fmt}"
+        failure: CommandFailed | None = None
+        try:
+            await self.exec_application("Record", f"{filename},{silence_s},{max_s},{options}")
+        except ChannelHungUp:
+            pass  # Record() ended with the call; what it kept is measured below
+        except CommandFailed as exc:
+            failure = exc  # -1 on a live channel: RECORD_STATUS says why
+        status = (await self.get_variable("RECORD_STATUS") or "").upper()
+        ended_by = RECORD_STATUSES.get(status)
+        if ended_by == "hangup" and not self.hung_up:
+            # Record() says HANGUP too when it cannot play the beep: only a dead channel is a hangup.
+            await self._failed_or_hung_up("Record", Reply(200, "0"))
+        if ended_by is None or (ended_by == "hangup" and not self.hung_up):
+            why = f"RECORD_STATUS={status or '(unset)'}" + (f", {failure}" if failure else "")
+            if ended_by == "hangup":
+                why += " on a live channel: Asterisk could not play its 'beep' sound"
+            raise CommandFailed(f"Record {filename}", Reply(200, "-1", text=why))
+        size = await self.get_full_variable(f"${{STAT(s,{filename})}}")
+        samples = samples_in_file(int(size), fmt) if size and size.isdigit() else 0
+        return Recording(ended_by, None, samples)
 
     async def exec_application(self, application: str, data: str) -> int:
         """``EXEC`` a dialplan application; its result, or ChannelHungUp / CommandFailed on ``-1``."""

@@ -16,16 +16,18 @@ decides only the order of things.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 from ivr.agi_session import AgiSession, ChannelHungUp, CommandFailed
 from rating_core.call_events import CallEnded, CallStarted, RatingGiven, ReasonGiven, VoiceMessageRecorded
 from rating_core.privacy import mask_phone
-from rating_core.rules import HotlineProfile, Level, Rules
+from rating_core.rules import HotlineProfile, Level, Rules, VoiceMessagePolicy
 from ivr.menus import HotlineScript
 from ivr.rating_writer import RatingWriter
-from ivr.speech_listener import RatingListener
+from ivr.speech_listener import Heard, RatingListener
 from speech_models.grammar import Understood
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ HOTLINE_VARIABLE = "EVAL_HOTLINE"
 # Without these the rating cannot be attributed; the others are often legitimately empty
 # (no work order yet, a matter not transferred to a unit).
 EXPECTED_VARIABLES = ("EVAL_AGENT", "EVAL_QUEUE")
+# A uniqueid names the voice message's file; Asterisk's are digits and a dot, but the name is the caller's to set.
+_UNSAFE_IN_A_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def utcnow() -> datetime:
@@ -124,6 +128,7 @@ class EvaluationFlow(HotlineScript):
         self.rules = rules
         self.writer = writer
         self.speech = speech if speech is not None and speech.hears(profile) else None
+        self.zone = ZoneInfo(rules.callback.timezone)
 
     @property
     def menu_plays(self) -> int:
@@ -150,35 +155,62 @@ class EvaluationFlow(HotlineScript):
 
     async def ask_for_rating(self) -> Level | None:
         self.progress = "menu"
+        pressed: str | None = None
         if self.speech is not None:
-            level = await self.ask_by_voice()
-            if level is not None:
-                return level
-        key = await self.menu(self.profile.menu, "menu", accepted=set(self.profile.keys))
+            answer = await self.ask_by_voice()
+            if isinstance(answer, Level):
+                return answer
+            pressed = answer
+        key = await self.menu(self.profile.menu, "menu", accepted=set(self.profile.keys), pending=pressed)
         if key is None:
             return None
         return await self.rated(key, "dtmf")
 
-    async def ask_by_voice(self) -> Level | None:
-        """Say it or press it; speech not understood is asked again, then the key menu takes over (None)."""
+    async def ask_by_voice(self) -> Level | str | None:
+        """Say it or press it. Returns the level, or a key that is no rating (the key menu takes it as
+        its first press: "输入有误" for a wrong key, the menu again for ``*``), or None for the key menu.
+        Speech not understood is asked again, then the key menu takes over."""
         assert self.speech is not None
         prompt = "speech_menu"
         for _ in range(self.profile.speech.retries + 1):
             self.plays[prompt] += 1
             key = await self.say(prompt, interruptible=True)
             if key is not None:
-                return await self.rated(key, "dtmf") if key in self.profile.keys else None
+                return await self.rated(key, "dtmf") if key in self.profile.keys else key
             heard = await self.speech.listen(self.agi, self.profile, self.uniqueid)
-            if heard.level is not None or heard.key in self.profile.keys:
-                level = (await self.rated(heard.level, "speech", heard.understood) if heard.level is not None
-                         else await self.rated(heard.key, "dtmf"))  # type: ignore[arg-type]
-                if heard.hung_up:
-                    raise ChannelHungUp("caller hung up right after rating")
-                return level
-            if heard.key is not None or heard.unavailable or heard.silent:
-                return None  # a stray key, no listening, or nothing said: the key menu
+            if heard.key is not None:
+                return await self.rated(heard.key, "dtmf") if heard.key in self.profile.keys else heard.key
+            if heard.level is not None:
+                return await self.spoken(heard)
+            if heard.unavailable or heard.silent:
+                return None  # no listening, or nothing said: the key menu
             prompt = "speech_retry"
         return None
+
+    async def spoken(self, heard: Heard) -> Level | None:
+        """A level heard in speech: stored at once, or first read back where the hotline's policy says so
+        ("您的评价是满意，确认请按1，重新评价请按2"); one the caller does not confirm is not stored, and
+        the key menu asks again (None)."""
+        assert heard.level is not None and heard.understood is not None
+        read_back = self.profile.speech.read_back
+        if read_back.applies(self.rules.level(heard.level), heard.understood.confidence):
+            if heard.hung_up:
+                log.warning("call %s: heard %s (%r, confidence %.2f) as the caller hung up; not confirmed, not stored",
+                            self.uniqueid, heard.level, heard.understood.text, heard.understood.confidence)
+                raise ChannelHungUp("caller hung up before confirming the spoken rating")
+            self.progress = "read_back"
+            key = await self.menu(read_back.menu, f"confirm_{heard.level}", accepted={read_back.yes_key, read_back.no_key})
+            confirmed = key == read_back.yes_key
+            log.info("call %s: read back %s (%r, confidence %.2f): %s", self.uniqueid, heard.level,
+                     heard.understood.text, heard.understood.confidence,
+                     "confirmed" if confirmed else "rating again" if key else "no answer; rating again by key")
+            if not confirmed:
+                self.progress = "menu"
+                return None
+        level = await self.rated(heard.level, "speech", heard.understood)
+        if heard.hung_up:
+            raise ChannelHungUp("caller hung up right after rating")
+        return level
 
     async def rated(self, key_or_level: str, channel: str, understood: Understood | None = None) -> Level:
         """Store the rating the moment it is known (a key, or a level heard in speech, with what was heard)."""
@@ -206,15 +238,12 @@ class EvaluationFlow(HotlineScript):
             return
         if await self.say("voice_invite", interruptible=True) == policy.end_key:
             return  # the caller skipped the message
-        day = utcnow().strftime("%Y%m%d")
-        path = f"{policy.directory.rstrip('/')}/{self.profile.code}/{day}/{self.uniqueid}"
+        path = voice_message_path(policy, self.profile.code, self.uniqueid, datetime.now(self.zone))
         try:
-            recording = await self.agi.record_file(
-                path, policy.format, policy.end_key, policy.max_seconds * 1000,
-                beep=policy.beep, silence_s=policy.silence_seconds,
-            )
+            recording = await self.agi.record(path, policy.format, silence_s=policy.silence_seconds,
+                                              max_s=policy.max_seconds, options=record_options(policy))
         except CommandFailed as exc:
-            log.error("call %s: voice message not recorded: %s", self.uniqueid, exc)
+            log.error("call %s: voice message not recorded into %s.%s: %s", self.uniqueid, path, policy.format, exc)
             return
         if recording.seconds >= policy.min_seconds:
             self.writer.submit(
@@ -223,3 +252,18 @@ class EvaluationFlow(HotlineScript):
             self.progress = "voice_message"
         if recording.ended_by == "hangup":
             raise ChannelHungUp("caller hung up while leaving a voice message")
+
+
+def voice_message_path(policy: VoiceMessagePolicy, hotline: str, uniqueid: str, now: datetime) -> str:
+    """Where Asterisk writes a call's message, without the format: ``<directory>/<hotline>/<day>/<uniqueid>``.
+
+    The day is the hotline's local date (Beijing), as the people who look for a day's messages count days.
+    """
+    name = _UNSAFE_IN_A_FILENAME.sub("_", uniqueid)
+    return f"{policy.directory.rstrip('/')}/{hotline}/{now.strftime('%Y%m%d')}/{name}"
+
+
+def record_options(policy: VoiceMessagePolicy) -> str:
+    """Record()'s options: ``k`` keeps what a caller said before hanging up (Record deletes it otherwise),
+    ``q`` leaves out the beep, ``t`` ends on ``*`` instead of ``#``."""
+    return "k" + ("" if policy.beep else "q") + ("t" if policy.end_key == "*" else "")

@@ -46,10 +46,14 @@ class HotlineScript(abc.ABC):
             log.exception("%s: script failed at %s", context, self.progress)
             return "error"
 
-    async def menu(self, policy: MenuPolicy, prompt: str, accepted: set[str]) -> str | None:
-        """Play a one-key menu until an accepted key, or give up (None) per the policy."""
+    async def menu(self, policy: MenuPolicy, prompt: str, accepted: set[str], *, pending: str | None = None) -> str | None:
+        """Play a one-key menu until an accepted key, or give up (None) per the policy.
+
+        ``pending`` is a key the caller already pressed (during an earlier prompt): the menu takes it as
+        the first choice, so a wrong key gets "输入有误" and counts, wherever it was pressed.
+        """
         silent = invalid = repeats = 0
-        pending: str | None = None  # a key pressed during "输入有误" counts as the next choice
+        # A key pressed during "输入有误" counts as the next choice too.
         while True:
             if pending is None:
                 self.plays[prompt] += 1

@@ -44,6 +44,7 @@ from speech_models.recordings import SAMPLE_RATE, write_recording
 
 DEFAULT_SOUND_SECONDS = 3.0
 HANGUP_LINE = b"HANGUP\n"
+HANGUP_DELAY = 0.04  # OBSERVED.md §1.4: the bare HANGUP line trails a reply by about 40 ms
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,24 @@ class Caller:
     kind: str = "custom"
 
 
+@dataclass(frozen=True)
+class _Take:
+    """How a recording went: it ``end``s on "key", "silence", "cap" (the length cap) or "hangup", after the caller
+    spoke for ``spoken`` seconds (``audio``, when the caller said something real)."""
+
+    end: str
+    spoken: float
+    audio: bytes | None
+    key: str | None = None
+
+    def seconds(self, silence: int | None) -> float:
+        """How long the recording took on the channel."""
+        return self.spoken + (silence or 0) if self.end == "silence" else self.spoken
+
+
+RECORDING_HEADER_BYTES = 44  # a wav file's header, before its 16-bit samples
+
+
 # Which commands wait for the caller, and the argument counts res_agi.c accepts
 # (number of words after the command name: min, max).
 _ARITY: dict[tuple[str, ...], tuple[int, int]] = {
@@ -122,7 +141,7 @@ _ARITY: dict[tuple[str, ...], tuple[int, int]] = {
     ("HANGUP",): (0, 1),
     ("NOOP",): (0, 99),
 }
-_APPLICATIONS = {"playback", "wait", "audiosocket", "noop", "set", "background"}
+_APPLICATIONS = {"playback", "wait", "audiosocket", "noop", "set", "background", "record"}
 
 
 def _match(words: list[str]) -> tuple[tuple[str, ...] | None, list[str]]:
@@ -148,7 +167,9 @@ class SimulatedChannel:
     violations: list[str] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
     audiosocket: AudioSocketRequest | None = None  # an EXEC AudioSocket the transport must play out
-    recordings: Path | None = None  # stands for Asterisk's disk: RECORD FILE of speech writes its file here
+    recordings: Path | None = None  # stands for Asterisk's disk: what a caller says into a recording is written here
+    files: dict[str, int] = field(default_factory=dict)  # recordings made, by path: their size in bytes (STAT)
+    hangup_delay: float = 0.0  # seconds from a reply to the HANGUP line after it, when the caller hung up during it
     _next: int = 0
 
     def __post_init__(self) -> None:
@@ -197,6 +218,7 @@ class SimulatedChannel:
         if not self.alive and name not in DEAD_CHANNEL_COMMANDS:
             return (DEAD_CHANNEL_REPLY + "\n").encode(), 0.0, False
         was_alive = self.alive
+        self.hangup_delay = HANGUP_DELAY
         reply, seconds = getattr(self, "_" + "_".join(name).lower())(args)
         return format_reply(reply), seconds, was_alive and not self.alive
 
@@ -227,6 +249,9 @@ class SimulatedChannel:
         }
         if expression in builtins:
             return Reply(200, "1", builtins[expression]), 0.0
+        if expression.startswith("${STAT(s,") and expression.endswith(")}"):
+            size = self.files.get(expression[len("${STAT(s,"):-2])
+            return Reply(200, "1", str(size) if size is not None else ""), 0.0
         if expression.startswith("${") and expression.endswith("}"):
             return Reply(200, "1", self.variables.get(expression[2:-1], "")), 0.0
         return Reply(200, "1", expression), 0.0
@@ -242,6 +267,8 @@ class SimulatedChannel:
             return Reply(200, "-1"), 0.0
         if args[0].lower() == "audiosocket":
             return self._audiosocket(args[1] if len(args) > 1 else "")
+        if args[0].lower() == "record":
+            return self._record(args[1] if len(args) > 1 else "")
         return Reply(200, "0"), 0.0
 
     def _audiosocket(self, data: str) -> tuple[Reply, float]:
@@ -311,18 +338,14 @@ class SimulatedChannel:
             return Reply(200, str(ord(reaction.digits[0]))), timeout / 2
         return Reply(200, "0"), timeout
 
-    def _record_file(self, args: list[str]) -> tuple[Reply, float]:
-        path, fmt, escape, max_ms = args[0], args[1], args[2], int(args[3])
-        options = args[4:]
-        silence = next((int(o[2:]) for o in options if o.startswith("s=")), None)
-        beep = 0.25 if "BEEP" in (o.upper() for o in options) else 0.0
-        cap = max_ms / 1000 if max_ms > 0 else 3600.0
+    def _take(self, ends_on: str, cap: float, silence: int | None) -> _Take:
+        """What the caller does into a recording of at most ``cap`` seconds that ``ends_on`` a key or
+        ``silence`` seconds of it; the one rule behind RECORD FILE and Record()."""
         reaction = self._reaction()
         if isinstance(reaction, HangUp):
-            self.alive = False
-            return Reply(200, "-1", "hangup", endpos=0), beep
-        if isinstance(reaction, Press) and reaction.digits[:1] in escape:
-            return Reply(200, str(ord(reaction.digits[0])), "dtmf", endpos=0), beep
+            return _Take("hangup", 0.0, None)
+        if isinstance(reaction, Press) and reaction.digits[:1] in ends_on:
+            return _Take("key", 0.0, None, reaction.digits[0])
         audio: bytes | None = None  # what a Say caller says, written as the file; a Speak caller is only a length
         if isinstance(reaction, Say):
             audio = reaction.audio[:reaction.hang_up_after] if reaction.hang_up_after is not None else reaction.audio
@@ -331,27 +354,79 @@ class SimulatedChannel:
         else:
             spoken = reaction.seconds if isinstance(reaction, Speak) else 0.0
             end = reaction.end if isinstance(reaction, Speak) else "silence"
-        key = end if len(end) == 1 and end in escape else None
+        key = end if len(end) == 1 and end in ends_on else None
         if spoken >= cap or (end != "hangup" and key is None and (silence is None or spoken + silence >= cap)):
-            samples, seconds = int(cap * SAMPLE_RATE), cap  # the length cap came first
-            reply = Reply(200, "0", "timeout", endpos=samples)
-        elif end == "hangup":
+            return _Take("cap", cap, audio)  # the length cap came first
+        if end == "hangup":
+            return _Take("hangup", spoken, audio)
+        if key is not None:
+            return _Take("key", spoken, audio, key)
+        return _Take("silence", spoken, audio)
+
+    def _keep(self, path: str, audio: bytes | None, samples: int) -> None:
+        """The recording on Asterisk's disk: its size for STAT(), and the caller's audio where it is written."""
+        self.files[path] = RECORDING_HEADER_BYTES + samples * 2
+        if audio is not None and self.recordings is not None and path.endswith(".wav"):
+            write_recording(self.recordings / path.lstrip("/"), (audio + bytes(samples * 2))[:samples * 2])
+
+    def _record_file(self, args: list[str]) -> tuple[Reply, float]:
+        path, fmt, escape, max_ms = args[0], args[1], args[2], int(args[3])
+        options = args[4:]
+        silence = next((int(o[2:]) for o in options if o.startswith("s=")), None)
+        beep = 0.25 if "BEEP" in (o.upper() for o in options) else 0.0
+        cap = max_ms / 1000 if max_ms > 0 else 3600.0
+        take = self._take(escape, cap, silence)
+        if take.end == "hangup":
             self.alive = False
-            samples, seconds = int(spoken * SAMPLE_RATE), spoken
+            samples = int(take.spoken * SAMPLE_RATE)
             reply = Reply(200, "-1", "hangup", endpos=samples)
-        elif key is not None:
+        elif take.end == "key":
             # Asterisk trims the last 200 ms (the key's own sound) from the file.
-            samples, seconds = max(int((spoken - 0.2) * SAMPLE_RATE), 0), spoken
-            reply = Reply(200, str(ord(key)), "dtmf", endpos=samples)
+            samples = max(int((take.spoken - 0.2) * SAMPLE_RATE), 0)
+            reply = Reply(200, str(ord(take.key or "#")), "dtmf", endpos=samples)
+        elif take.end == "cap":
+            samples = int(cap * SAMPLE_RATE)
+            reply = Reply(200, "0", "timeout", endpos=samples)
         else:
             assert silence is not None
             # Silence detection: trailing silence trimmed back to about 1 s; result = ms left on the wait.
-            samples, seconds = int((spoken + 1.02) * SAMPLE_RATE), spoken + silence
-            reply = Reply(200, str(int((cap - spoken - silence) * 1000)), "timeout", endpos=samples)
-        if audio is not None and self.recordings is not None and fmt == "wav":
-            write_recording(self.recordings / f"{path.lstrip('/')}.{fmt}", (audio + bytes(samples * 2))[:samples * 2])
-        return reply, beep + seconds
+            samples = int((take.spoken + 1.02) * SAMPLE_RATE)
+            reply = Reply(200, str(int((cap - take.spoken - silence) * 1000)), "timeout", endpos=samples)
+        if take.audio is not None and fmt == "wav":
+            self._keep(f"{path}.{fmt}", take.audio, samples)
+        return reply, beep + take.seconds(silence)
 
+    def _record(self, data: str) -> tuple[Reply, float]:
+        """``EXEC Record file.fmt,silence,maxduration,options`` as app_record.c runs it: the folder is made,
+        ``RECORD_STATUS`` says how it ended, a hangup keeps the file only with ``k``."""
+        filename, silence_s, max_s, options = (data.split(",") + ["", "", ""])[:4]
+        silence = int(silence_s) if silence_s.isdigit() and int(silence_s) > 0 else None
+        cap = float(max_s) if max_s.isdigit() and int(max_s) > 0 else 3600.0
+        terminators = "" if "x" in options else "0123456789*#" if "y" in options else "*" if "t" in options else "#"
+        beep = 0.0 if "q" in options else 0.25
+        self.variables["RECORDED_FILE"] = filename.rpartition(".")[0]
+        take = self._take(terminators, cap, silence)
+        if take.end == "hangup":
+            # On the real PBX: result=0, not -1, and HANGUP in the same read (tests/test_pbx_evaluation.py).
+            self.alive = False
+            self.hangup_delay = 0.0
+            self.variables["RECORD_STATUS"] = "HANGUP"
+            if "k" in options:
+                self._keep(filename, take.audio, int(take.spoken * SAMPLE_RATE))
+            return Reply(200, "0"), beep + take.spoken
+        if take.end == "key":
+            # The last quarter second (the key's own tone) is cut from the file.
+            self.variables["RECORD_STATUS"] = "DTMF"
+            samples = max(int((take.spoken - 0.25) * SAMPLE_RATE), 0)
+        elif take.end == "cap":
+            self.variables["RECORD_STATUS"] = "TIMEOUT"
+            samples = int(cap * SAMPLE_RATE)
+        else:
+            # Trailing silence is cut back to about a second (1.02 s on the real PBX, as RECORD FILE's).
+            self.variables["RECORD_STATUS"] = "SILENCE"
+            samples = int((take.spoken + 1.02) * SAMPLE_RATE)
+        self._keep(filename, take.audio, samples)
+        return Reply(200, "0"), beep + take.seconds(silence)
 
 def channel_environment(
     caller: Caller, uniqueid: str, host: str, port: int, script: str, args: tuple[str, ...] = ()
@@ -455,7 +530,7 @@ async def run_call(
                         # Observed: the bare HANGUP line trails the reply by about 40 ms. A server that
                         # closed meanwhile answers it with a reset, which Asterisk ignores on a dead channel.
                         channel_gone = True
-                        await asyncio.sleep(0.04 * time_scale)
+                        await asyncio.sleep(channel.hangup_delay * time_scale)
                         try:
                             writer.write(HANGUP_LINE)
                             await writer.drain()

@@ -13,7 +13,7 @@ import os
 import string
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -81,14 +81,16 @@ class MenuPolicy(_Frozen):
 
 
 class VoiceMessagePolicy(_Frozen):
+    """The 差评 voice message, recorded by Asterisk's Record() application."""
+
     enabled: bool
     max_seconds: int = Field(gt=0, le=600)
     silence_seconds: int = Field(gt=0, le=60)
     min_seconds: float = Field(ge=0)
-    end_key: str
+    end_key: Literal["#", "*"]  # the two keys Record() can end on (its ``t`` option picks ``*``)
     beep: bool
-    format: str
-    directory: str
+    format: Literal["wav", "sln", "ulaw", "alaw", "gsm", "wav49"]  # formats whose length the IVR can tell
+    directory: str = Field(pattern=r"^/")  # a path on the Asterisk host
     # A Vosk model (speech_models/catalog.yaml) that writes the message down after the call; None: audio only.
     transcript_model: str | None = None
 
@@ -122,6 +124,39 @@ class SpeechLanguage(_Frozen):
     digits: dict[str, tuple[str, ...]] = {}
 
 
+class ReadBack(_Frozen):
+    """Which spoken levels are read back for the caller to confirm before they are stored.
+
+    Recognition can mishear a 差评 as a 好评 ("不满意" holds "满意", "불만족" holds "만족"), and no confidence
+    threshold rules that out, so the safe default reads back every positive level heard; ``below_confidence``
+    trades that safety for speed on the ones heard clearly. A level the caller does not confirm is not stored:
+    the key menu asks again.
+    """
+
+    levels: Literal["none", "positive", "all"] = "positive"
+    below_confidence: float | None = Field(default=None, ge=0.0, le=1.0)  # None: whatever the confidence
+    yes_key: str = "1"
+    no_key: str = "2"
+    menu: MenuPolicy = MenuPolicy(timeout_ms=5000, plays=2, invalid_replays=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> ReadBack:
+        if self.yes_key == self.no_key or not {self.yes_key, self.no_key} <= DTMF_KEYS:
+            raise ValueError(f"read_back yes/no keys must be two distinct DTMF keys, got {self.yes_key!r}, {self.no_key!r}")
+        return self
+
+    def applies(self, level: Level, confidence: float) -> bool:
+        """Whether ``level``, heard with ``confidence``, is read back."""
+        if self.levels == "none" or (self.levels == "positive" and level.negative):
+            return False
+        return self.below_confidence is None or confidence < self.below_confidence
+
+    def prompts(self, levels: tuple[Level, ...]) -> list[str]:
+        """The prompts that read the levels back (``confirm_<level>``)."""
+        return [f"confirm_{level.code}" for level in levels
+                if self.levels == "all" or (self.levels == "positive" and not level.negative)]
+
+
 class SpeechPolicy(_Frozen):
     """Whether and how a hotline listens for a spoken rating; ``language: null`` means keys only."""
 
@@ -132,6 +167,7 @@ class SpeechPolicy(_Frozen):
     # (the model's rule2 trailing silence, 0.5 s) still ends it when this does not.
     end_silence_seconds: float = Field(default=0.15, gt=0)
     retries: int = Field(default=1, ge=0)  # re-asks after speech that was not understood
+    read_back: ReadBack = ReadBack()
 
 
 class HotlineProfile(_Frozen):
@@ -223,6 +259,9 @@ class Rules(_Frozen):
         unknown = sorted(set(language.levels) - set(codes))
         if unknown:
             raise ValueError(f"speech language {hotline.speech.language}: phrases for unknown levels {unknown}")
+        missing = [name for name in hotline.speech.read_back.prompts(self.levels) if name not in hotline.prompts]
+        if missing:
+            raise ValueError(f"hotline {hotline.code}: speech.read_back needs prompts {', '.join(missing)}")
         phrases = self.speech_phrases(hotline)
         said = [p for words in language.levels.values() for p in words] + [
             p for key, words in language.digits.items() if key in hotline.keys for p in words]

@@ -6,6 +6,7 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -62,11 +63,11 @@ async def test_a_dissatisfied_caller_gives_a_tag_and_a_voice_message(ivr: IvrSer
     call = stored(ivr, result)
     assert call.rating.level == "very_dissatisfied" and call.rating.is_negative
     assert call.rating.reason_tags == ["long_wait"]  # 12333's key 5
-    assert call.rating.voice_message_file.startswith("/var/spool/asterisk/hotline-eval/12333/")
-    assert call.rating.voice_message_file.endswith(f"/{result.uniqueid}.wav")
-    assert call.rating.voice_message_seconds == pytest.approx(5.8)  # Asterisk trims the 200 ms of the key
-    record = next(c for c in sent(result) if c.startswith("RECORD FILE"))
-    assert record.endswith(" wav # 30000 0 BEEP s=3")
+    # The day folder is the Beijing date of the call (Record() makes it; RECORD FILE would not).
+    day = call.started_at.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y%m%d")
+    assert call.rating.voice_message_file == f"/var/spool/asterisk/hotline-eval/12333/{day}/{result.uniqueid}.wav"
+    assert call.rating.voice_message_seconds == pytest.approx(5.75)  # Record() trims the key's quarter second
+    assert f"EXEC Record {call.rating.voice_message_file},3,30,k" in sent(result)  # k: a hangup keeps it
     assert "STREAM FILE hotline-eval/12333/thanks_negative " in sent(result)
     assert call.end_reason == "completed"
 
@@ -84,7 +85,7 @@ async def test_silence_in_the_recording_is_no_message(ivr: IvrService) -> None:
 
 async def test_hash_during_the_invitation_skips_the_message(ivr: IvrService) -> None:
     result = await place(ivr, Press("4"), Press("3"), Press("#"))
-    assert not any(c.startswith("RECORD FILE") for c in sent(result))
+    assert not any(c.startswith("EXEC Record") for c in sent(result))
     assert stored(ivr, result).rating.reason_tags == ["unresolved"]
 
 

@@ -62,10 +62,12 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     return {name: synthesise(text, folder, name) for name, text in PHRASES.items()}
 
 
-def speech_rules(listen_seconds: float = 3.0) -> Rules:
+def speech_rules(listen_seconds: float = 3.0, read_back: dict | None = None) -> Rules:
     document = yaml.safe_load(DEFAULT_RULES_FILE.read_text(encoding="utf-8"))
     document = copy.deepcopy(document)
     document["hotlines"][KOREAN]["speech"]["listen_seconds"] = listen_seconds
+    if read_back is not None:
+        document["hotlines"][KOREAN]["speech"]["read_back"] = read_back
     return parse_rules(document)
 
 
@@ -173,7 +175,7 @@ async def test_quiet_after_half_a_phrase_does_not_end_the_listening(pool: Recogn
 async def test_a_spoken_rating_lands_like_a_keypress(speech_ivr: IvrService, speech: dict[str, bytes], phrase: str,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "ivr.speech_listener")
-    result = await call_korean(speech_ivr, Say(speech[phrase]))
+    result = await call_korean(speech_ivr, Say(speech[phrase]), Press("1"))  # 1: "yes, that is my rating"
     assert not result.error and not result.channel.violations
     call = stored(speech_ivr, result)
     assert (call.rating.level, call.rating.channel) == (phrase, "speech")
@@ -189,7 +191,91 @@ async def test_a_spoken_rating_lands_like_a_keypress(speech_ivr: IvrService, spe
     session, address = audiosocket.split(" ", 2)[2].split(",")
     assert speech_ivr.speech is not None
     assert uuid.UUID(session) and address == speech_ivr.speech.address
-    assert "STREAM FILE hotline-eval/12345-ko/thanks " in commands
+    # A 好评 heard is read back before it is stored: a misheard 불만족 must never become one.
+    assert commands[commands.index(audiosocket) + 1:] == [
+        f"GET DATA hotline-eval/12345-ko/confirm_{phrase} 5000 1", "STREAM FILE hotline-eval/12345-ko/thanks ", "HANGUP"]
+
+
+async def test_a_spoken_rating_the_caller_does_not_confirm_is_asked_again_by_key(
+        speech_ivr: IvrService, speech: dict[str, bytes], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "ivr.call_flow")
+    result = await call_korean(speech_ivr, Say(speech["very_satisfied"]), Press("2"), Press("5"), Press("1"), Press("#"))
+    call = stored(speech_ivr, result)
+    assert (call.rating.level, call.rating.channel, call.rating.heard_text) == ("very_dissatisfied", "dtmf", None)
+    commands = sent(result)
+    confirm = commands.index("GET DATA hotline-eval/12345-ko/confirm_very_satisfied 5000 1")
+    assert commands[confirm + 1] == "GET DATA hotline-eval/12345-ko/menu 6000 1"
+    assert f"call {result.uniqueid}: read back very_satisfied ('매우 만족', confidence" in caplog.text
+    assert "rating again" in caplog.text
+
+
+async def test_a_read_back_nobody_answers_is_not_stored(speech_ivr: IvrService, speech: dict[str, bytes]) -> None:
+    # Silence at the read-back, at "没有收到您的按键", at the read-back again: then the key menu.
+    result = await call_korean(speech_ivr, Say(speech["satisfied"]), Silence(), Silence(), Silence(), Press("3"))
+    call = stored(speech_ivr, result)
+    assert (call.rating.level, call.rating.channel) == ("basic", "dtmf")
+    assert [c for c in sent(result) if "confirm_" in c] == ["GET DATA hotline-eval/12345-ko/confirm_satisfied 5000 1"] * 2
+
+
+async def test_a_spoken_positive_rating_said_as_the_caller_hangs_up_is_not_stored(
+        speech_ivr: IvrService, speech: dict[str, bytes], caplog: pytest.LogCaptureFixture) -> None:
+    """No confirmation, no 好评 by speech: the call stays 未评价 (and its caller gets the 补充评价 SMS)."""
+    result = await call_korean(speech_ivr, Say(speech["satisfied"] + bytes(8000), hang_up=True))
+    call = stored(speech_ivr, result)
+    assert call.rating is None and call.end_reason == "caller_hangup"
+    assert f"call {result.uniqueid}: heard satisfied ('만족', confidence" in caplog.text
+    assert "not confirmed, not stored" in caplog.text
+
+
+def test_the_read_back_rule() -> None:
+    rules = speech_rules()
+    good, bad = rules.level("satisfied"), rules.level("dissatisfied")
+    positive, everything, unclear = (rules.hotline(KOREAN).speech.read_back.model_copy(update=change) for change in (
+        {}, {"levels": "all"}, {"below_confidence": 0.9}))
+    assert positive.applies(good, 1.0) and not positive.applies(bad, 0.3)
+    assert everything.applies(good, 1.0) and everything.applies(bad, 1.0)
+    assert unclear.applies(good, 0.77) and not unclear.applies(good, 0.95) and not unclear.applies(bad, 0.5)
+
+
+@pytest.mark.parametrize(("read_back", "asked"), [({"levels": "none"}, False),
+                                                  ({"below_confidence": 0.5}, False),  # heard at about 1.00
+                                                  ({"levels": "all"}, True)])
+async def test_the_read_back_follows_the_hotlines_policy(sqlite_engine: Engine, pool: RecognizerPool, tmp_path: Path,
+                                                         speech: dict[str, bytes], read_back: dict, asked: bool) -> None:
+    server = AudioSocketServer()
+    await server.start("127.0.0.1", 0)
+    store = RatingStore(sqlite_engine, speech_rules(read_back=read_back))
+    try:
+        async with running_ivr(store, Spool(tmp_path / "spool"), "127.0.0.1", 0,
+                               speech=SpeechListener(server, pool, f"127.0.0.1:{server.port}")) as service:
+            result = await call_korean(service, Say(speech["very_satisfied"]), Press("1"))
+            call = stored(service, result)
+    finally:
+        await server.close()
+    assert (call.rating.level, call.rating.channel) == ("very_satisfied", "speech")
+    assert any("confirm_very_satisfied" in c for c in sent(result)) == asked
+
+
+async def test_a_negative_rating_heard_is_not_read_back_by_default(speech_ivr: IvrService, speech: dict[str, bytes]) -> None:
+    result = await call_korean(speech_ivr, Say(speech["very_dissatisfied"]), Press("2"), Press("#"))
+    assert not any("confirm_" in c for c in sent(result))
+    assert stored(speech_ivr, result).rating.level == "very_dissatisfied"
+
+
+async def test_a_wrong_key_during_the_speech_menu_is_a_wrong_key(speech_ivr: IvrService) -> None:
+    """As on the key menu: "输入有误", and it counts towards giving up (hotline-eval simulate's invalid_only)."""
+    result = await call_korean(speech_ivr, Press("9"), Silence(), Press("9"), Silence(), Press("9"), Silence())
+    commands = sent(result)
+    assert commands[commands.index("ANSWER") + 1:] == [
+        "STREAM FILE hotline-eval/12345-ko/speech_menu 0123456789*#",
+        "STREAM FILE hotline-eval/12345-ko/invalid 0123456789*#",
+        "GET DATA hotline-eval/12345-ko/menu 6000 1",
+        "STREAM FILE hotline-eval/12345-ko/invalid 0123456789*#",
+        "GET DATA hotline-eval/12345-ko/menu 6000 1",
+        "STREAM FILE hotline-eval/12345-ko/invalid ",
+        "STREAM FILE hotline-eval/12345-ko/goodbye ", "HANGUP"]
+    call = stored(speech_ivr, result)
+    assert call.rating is None and call.end_reason == "invalid_input"
 
 
 async def test_a_spoken_dissatisfied_rating_goes_on_to_the_reason_menu(speech_ivr: IvrService, speech: dict[str, bytes]) -> None:
@@ -246,9 +332,9 @@ async def test_a_hangup_mid_utterance_leaves_an_unrated_call(speech_ivr: IvrServ
 
 async def test_a_rating_said_just_before_hanging_up_is_kept(speech_ivr: IvrService, speech: dict[str, bytes]) -> None:
     # Asterisk closes the AudioSocket the moment the caller hangs up; the audio already sent still counts.
-    result = await call_korean(speech_ivr, Say(speech["satisfied"] + bytes(8000), hang_up=True))
+    result = await call_korean(speech_ivr, Say(speech["very_dissatisfied"] + bytes(8000), hang_up=True))
     call = stored(speech_ivr, result)
-    assert (call.rating.level, call.rating.channel) == ("satisfied", "speech")
+    assert (call.rating.level, call.rating.channel) == ("very_dissatisfied", "speech")
     assert call.end_reason == "caller_hangup"
 
 
@@ -284,7 +370,7 @@ def speech_folder(asterisk_disk: Path) -> list[Path]:
 async def test_a_rating_said_into_a_recording_lands_like_a_keypress(
         recorded_ivr: IvrService, speech: dict[str, bytes], asterisk_disk: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "ivr.recorded_speech")
-    result = await call_korean(recorded_ivr, Say(speech["very_satisfied"]), recordings=asterisk_disk)
+    result = await call_korean(recorded_ivr, Say(speech["very_satisfied"]), Press("1"), recordings=asterisk_disk)
     assert not result.error and not result.channel.violations
     call = stored(recorded_ivr, result)
     assert (call.rating.level, call.rating.channel, call.end_reason) == ("very_satisfied", "speech", "completed")
@@ -308,9 +394,9 @@ async def test_a_key_pressed_while_recording_wins(recorded_ivr: IvrService, spee
 
 async def test_a_rating_recorded_just_before_hanging_up_is_kept(recorded_ivr: IvrService, speech: dict[str, bytes],
                                                                 asterisk_disk: Path) -> None:
-    result = await call_korean(recorded_ivr, Say(speech["satisfied"], hang_up=True), recordings=asterisk_disk)
+    result = await call_korean(recorded_ivr, Say(speech["very_dissatisfied"], hang_up=True), recordings=asterisk_disk)
     call = stored(recorded_ivr, result)
-    assert (call.rating.level, call.rating.channel, call.end_reason) == ("satisfied", "speech", "caller_hangup")
+    assert (call.rating.level, call.rating.channel, call.end_reason) == ("very_dissatisfied", "speech", "caller_hangup")
 
 
 async def test_a_recording_this_host_cannot_read_falls_back_to_keys(
