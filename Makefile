@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 PYTHON ?= python3
 export TEST_POSTGRES_URL ?= postgresql+psycopg://postgres:postgres@127.0.0.1:5432/hotline_eval_test
 
-.PHONY: setup services demo test bench prompts
+.PHONY: setup services demo test test-pbx bench prompts
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,15 @@ demo: setup
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
 	HOTLINE_EVAL_HOME=var/demo $(BIN)/hotline-eval demo
 
-# The whole test suite, on SQLite and on a real PostgreSQL (installed and started when absent).
-# REQUIRE_POSTGRES turns "PostgreSQL unreachable" into a failure instead of a skip.
+# The whole test suite, on SQLite and on a real PostgreSQL (installed and started when absent), with
+# the real-PBX tier on a real Asterisk (built once when absent). REQUIRE_POSTGRES and REQUIRE_PBX turn
+# "unreachable" or "cannot be built" into a failure instead of a skip.
 test: setup services
-	REQUIRE_POSTGRES=1 $(BIN)/pytest -q -p no:cacheprovider
+	REQUIRE_POSTGRES=1 REQUIRE_PBX=1 $(BIN)/pytest -q -p no:cacheprovider
+
+# The real-PBX tier alone.
+test-pbx: setup services
+	REQUIRE_POSTGRES=1 REQUIRE_PBX=1 $(BIN)/pytest -q -p no:cacheprovider -m pbx
 
 bench: setup
 	$(BIN)/python benchmarks/agi_concurrency.py

@@ -335,10 +335,17 @@ class SimulatedAsterisk:
                 emit()
             one.context, one.exten = action.get("Context") or one.context, action.get("Exten") or one.exten
             script = self.dialplan.get(one.context)
+            if script is not None and citizen is None:
+                # The context's AGI script hangs the call up itself (AGI HANGUP): Asterisk then gives no cause on
+                # either leg, where the dialplan's Hangup() gives 16 (tests/test_pbx_callbacks.py).
+                await script(one, variables)
+                self._chan_event("SoftHangupRequest", one, ("Cause", "32"))
+                self._chan_event("HangupRequest", two, ("Cause", "0"))
+                hangup(one, 0)
+                hangup(two, 0)
+                return
             if citizen is not None:
                 await self._bridge_to_citizen(one, citizen, cid)
-            elif script is not None:
-                await script(one, variables)
             else:
                 await asyncio.sleep(self.talk_seconds)
             self._chan_event("SoftHangupRequest", one, ("Cause", "16"))

@@ -130,7 +130,9 @@ def run_callbacks(store: RatingStore, spool: Spool, home: Path) -> None:
     with store.sessions() as session:
         for row in callback_rows(session, now=datetime.now(timezone.utc)):
             last = row["attempts"][-1] if row["attempts"] else None
-            outcome = f"{last['outcome']} (Q.850 {last['hangup_cause']})" if last else row["state_reason"] or ""
+            # Q.850 0: the automated callback hung up itself, which Asterisk reports as no cause at all.
+            cause = f" (Q.850 {last['hangup_cause']})" if last and last["hangup_cause"] else ""
+            outcome = f"{last['outcome']}{cause}" if last else row["state_reason"] or ""
             said = "、".join(ANSWER_NAMES[key] for a in row["answers"] if (key := (a["question"], a["answer"])) in ANSWER_NAMES)
             verify_by = datetime.fromisoformat(row["verify_by"]).astimezone(tz)
             click.echo(f"   #{row['task_id']:<3} {row['number']:<12} {STATE_NAMES.get(row['state'], row['state']):<8}"

@@ -2,11 +2,13 @@
 
 For deployments where the FastAGI host shares storage with Asterisk (an NFS
 mount of its spool, say) and would rather not open AudioSocket connections:
-Asterisk records the caller until a key, a second of silence or the listening
-window, and the file is decoded whole once it is written. A key ends the
-recording and wins, as it does while streaming. The answer comes about a
-second after the caller stops (RECORD FILE's silence detection counts whole
-seconds), where AudioSocket answers within a fraction of one.
+Asterisk records the caller until a key, ``recording_silence_seconds`` of
+silence or the listening window, and the file is decoded whole once it is
+written. A key ends the recording and wins, as it does while streaming.
+RECORD FILE counts silence in whole seconds from the start, the caller's pause
+before speaking included (a real caller on the test PBX, a moment after the
+prompt, was cut off by ``s=1``): so the answer comes that long after the caller
+stops, where AudioSocket answers within a fraction of a second.
 
 The recording is the caller's answer to one question, not a message to keep:
 it is deleted once decoded.
@@ -29,8 +31,6 @@ from speech_models.recordings import UnreadableRecording, read_recording
 
 log = logging.getLogger(__name__)
 
-SILENCE_SECONDS = 1  # RECORD FILE's s=: whole seconds only, and 1 is the least
-
 
 class RecordingListener:
     """Asterisk records into ``asterisk_dir``; this host reads the same files in ``local_dir``."""
@@ -49,7 +49,8 @@ class RecordingListener:
         try:
             recording = await agi.record_file(
                 str(self.asterisk_dir / name), "wav", ANY_KEY,
-                int(hotline.speech.listen_seconds * 1000), beep=False, silence_s=SILENCE_SECONDS,
+                int(hotline.speech.listen_seconds * 1000), beep=False,
+                silence_s=hotline.speech.recording_silence_seconds,
             )
         except CommandFailed as exc:
             log.error("call %s: RECORD FILE into %s failed (%s); keys only", call_id, self.asterisk_dir, exc)

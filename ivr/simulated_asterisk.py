@@ -75,14 +75,28 @@ class HangUp:
 @dataclass(frozen=True)
 class Say:
     """In an AudioSocket session or a recording the caller says ``audio`` (8 kHz 16-bit mono PCM),
-    then presses ``press`` or hangs up (``hang_up``), else stays silent until the server ends it
-    (or the recording ends on silence). ``hang_up_after`` cuts the audio off mid-utterance at that
-    many bytes."""
+    after ``pause`` seconds of quiet, then presses ``press`` or hangs up (``hang_up``), else stays
+    silent until the server ends it (or the recording ends on silence). ``hang_up_after`` cuts the
+    audio off mid-utterance at that many bytes."""
 
     audio: bytes = b""
     press: str | None = None
     hang_up: bool = False
     hang_up_after: int | None = None
+    pause: float = 0.0
+
+    @property
+    def said(self) -> bytes:
+        """What reaches Asterisk: the pause, then the audio up to the hangup."""
+        audio = self.audio if self.hang_up_after is None else self.audio[:self.hang_up_after]
+        return bytes(int(self.pause * SAMPLE_RATE) * 2) + audio
+
+    def afterwards(self) -> Reaction | None:
+        """What the caller does once done speaking, when the server stopped listening first: it happens
+        in whatever the call does next."""
+        if self.hang_up or self.hang_up_after is not None:
+            return HangUp()
+        return Press(self.press) if self.press else None
 
 
 Reaction = Press | Silence | Speak | HangUp | Say
@@ -170,10 +184,12 @@ class SimulatedChannel:
     recordings: Path | None = None  # stands for Asterisk's disk: what a caller says into a recording is written here
     files: dict[str, int] = field(default_factory=dict)  # recordings made, by path: their size in bytes (STAT)
     hangup_delay: float = 0.0  # seconds from a reply to the HANGUP line after it, when the caller hung up during it
+    reactions: list[Reaction] = field(init=False)  # the caller's, in order; the call may put one off to later
     _next: int = 0
 
     def __post_init__(self) -> None:
         self.variables = dict(self.caller.variables) | self.variables
+        self.reactions = list(self.caller.reactions)  # the call's own: a reaction may be put off to later
 
     @property
     def agistatus(self) -> str:
@@ -182,14 +198,14 @@ class SimulatedChannel:
         return "SUCCESS" if self.alive else "HANGUP"
 
     def _reaction(self) -> Reaction:
-        if self._next < len(self.caller.reactions):
+        if self._next < len(self.reactions):
             self._next += 1
-            return self.caller.reactions[self._next - 1]
+            return self.reactions[self._next - 1]
         return Silence()
 
     def _speaks_next(self) -> bool:
         """A caller who will speak lets the prompt play out and speaks when listened to."""
-        return self._next < len(self.caller.reactions) and isinstance(self.caller.reactions[self._next], Say)
+        return self._next < len(self.reactions) and isinstance(self.reactions[self._next], Say)
 
     def _sound_seconds(self, name: str) -> float | None:
         if self.sounds is None:
@@ -283,8 +299,15 @@ class SimulatedChannel:
 
     def audiosocket_reply(self, outcome: str) -> tuple[bytes, bool]:
         """The EXEC's reply once the session is over, as observed: the server ended it (``0``),
-        the caller hung up (``-1`` then HANGUP), or there was no connection (``-1``)."""
-        self.audiosocket = None
+        the caller hung up (``-1`` then HANGUP), or there was no connection (``-1``). When the server
+        ended it before the caller was through ("server_first"), the caller's key or hangup comes in
+        the next command, as on the real PBX (tests/test_pbx_speech.py)."""
+        request, self.audiosocket = self.audiosocket, None
+        if outcome == "server_first" and request is not None and isinstance(request.reaction, Say):
+            later = request.reaction.afterwards()
+            if later is not None:
+                self.reactions.insert(self._next, later)
+            outcome = "server"
         if outcome == "server":
             return format_reply(Reply(200, "0")), False
         if outcome == "caller":
@@ -348,7 +371,9 @@ class SimulatedChannel:
             return _Take("key", 0.0, None, reaction.digits[0])
         audio: bytes | None = None  # what a Say caller says, written as the file; a Speak caller is only a length
         if isinstance(reaction, Say):
-            audio = reaction.audio[:reaction.hang_up_after] if reaction.hang_up_after is not None else reaction.audio
+            if silence is not None and reaction.pause >= silence:
+                return _Take("silence", 0.0, b"")  # the recording ended on the quiet before the caller spoke
+            audio = reaction.said
             spoken = len(audio) / 2 / SAMPLE_RATE
             end = "hangup" if reaction.hang_up or reaction.hang_up_after is not None else reaction.press or "silence"
         else:
@@ -550,7 +575,8 @@ async def play_audiosocket(request: AudioSocketRequest, *, time_scale: float = 0
                            silence_after: float = 3.0, timeout: float = 30.0,
                            on_end_of_speech: Callable[[], object] | None = None) -> str:
     """Asterisk's side of one AudioSocket session: "server" when the server ended it with
-    ``00 00 00``, "caller" when the caller hung up (a plain close, as Asterisk does), "failed"
+    ``00 00 00``, "server_first" when it did so before the caller had pressed the key or hung up
+    as they meant to, "caller" when the caller hung up (a plain close, as Asterisk does), "failed"
     when there was no connection. Frames go every 20 ms × ``time_scale`` (0: as fast as the
     socket takes them); after the caller's audio (``on_end_of_speech`` is called when its last
     frame is sent) come ``silence_after`` seconds of silence."""
@@ -589,14 +615,16 @@ async def play_audiosocket(request: AudioSocketRequest, *, time_scale: float = 0
     try:
         async with asyncio.timeout(timeout):
             writer.write(encode(Kind.UUID, request.session.bytes))
-            audio = say.audio if say.hang_up_after is None else say.audio[:say.hang_up_after]
+            audio = say.said
             for start in range(0, len(audio), FRAME_BYTES):
                 if ended.is_set():
                     break
                 await frame(encode(Kind.AUDIO, audio[start:start + FRAME_BYTES]))
             if on_end_of_speech is not None:
                 on_end_of_speech()
-            if isinstance(reaction, HangUp) or say.hang_up or say.hang_up_after is not None:
+            if ended.is_set() and say.afterwards() is not None:
+                outcome = "server_first"  # heard before the caller was through: their key or hangup comes later
+            elif isinstance(reaction, HangUp) or say.hang_up or say.hang_up_after is not None:
                 outcome = "caller"
             elif not ended.is_set():
                 if say.press:

@@ -167,6 +167,9 @@ class SpeechPolicy(_Frozen):
     # (the model's rule2 trailing silence, 0.5 s) still ends it when this does not.
     end_silence_seconds: float = Field(default=0.15, gt=0)
     retries: int = Field(default=1, ge=0)  # re-asks after speech that was not understood
+    # With --speech-recordings: RECORD FILE's s=, whole seconds of silence that end the recording, counted from
+    # its start (a caller quiet this long after the prompt gets the key menu) or from the end of speech.
+    recording_silence_seconds: int = Field(default=2, ge=1, le=10)
     read_back: ReadBack = ReadBack()
 
 

@@ -142,3 +142,56 @@ def web_site(engine: Engine, rules: Rules, tmp_path: Path) -> WebSite:
     app = create_app(store, {"SECRET_KEY": "test-secret", "SESSION_COOKIE_SECURE": False,
                              "RECORDING_ROOTS": [str(recordings)], "TRANSCODE_DIR": str(tmp_path / "transcoded")})
     return WebSite(app, store, 1, voice)
+
+
+# -- the real PBX -------------------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of a ``test_pbx_*`` module runs calls on a real Asterisk: marked ``pbx`` (``-m pbx``)."""
+    for item in items:
+        if item.path.name.startswith("test_pbx_"):
+            item.add_marker(pytest.mark.pbx)
+
+
+@pytest.fixture(scope="session")
+def asterisk_build() -> None:
+    """Asterisk built (once per machine); REQUIRE_PBX turns "cannot be built here" into a failure."""
+    from real_pbx import PbxUnavailable, ensure_built
+
+    try:
+        ensure_built()
+    except PbxUnavailable as exc:
+        if os.environ.get("REQUIRE_PBX"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def pbx(asterisk_build: None, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The suite's Asterisk: one for every test that does not restart it."""
+    from real_pbx import running_pbx
+
+    with running_pbx(tmp_path_factory.mktemp("pbx")) as running:
+        yield running
+
+
+def fresh_postgres_database(name: str) -> str:
+    """A new, migrated database ``name`` on the test PostgreSQL server, for a process of its own."""
+    from sqlalchemy.engine import make_url
+
+    server = make_engine(POSTGRES_URL)
+    try:
+        with server.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        pytest.fail(f"PostgreSQL required for the real-PBX tests but unusable at {POSTGRES_URL}: {exc}")
+    finally:
+        server.dispose()
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url

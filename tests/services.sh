@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs and starts what the test suite needs, when it is absent: sox and
 # espeak-ng (prompt building), a PostgreSQL server with a test database, a
-# Redis server (RQ), and Debian's Chromium (the web tool's browser tests, driven
+# Redis server (RQ), Debian's Chromium (the web tool's browser tests, driven
 # by Playwright at /usr/bin/chromium: Playwright's own browser download is not
-# reachable from here).
+# reachable from here), and a real Asterisk 22 (the real-PBX tests: built once
+# from its source, ../shared/asterisk or $ASTERISK_SOURCE, into /opt; the tests
+# start and stop their own).
 # Idempotent; safe to run before every test run. Needs root for apt-get.
 set -euo pipefail
 
@@ -52,3 +54,11 @@ if ! redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; then
     for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.2; done
 fi
 echo "services: Redis ready on port $REDIS_PORT"
+
+ASTERISK_PREFIX=${ASTERISK_PREFIX:-/opt/asterisk-22.10.1}
+if [ ! -f "$ASTERISK_PREFIX/.built-22.10.1" ]; then
+    source_dir=${ASTERISK_SOURCE:-$(cd "$(dirname "$0")/../.." && pwd)/shared/asterisk}
+    echo "services: building Asterisk 22.10.1 into $ASTERISK_PREFIX from $source_dir (about 5 minutes, once)"
+    bash "$source_dir/build-asterisk.sh" "$ASTERISK_PREFIX"
+fi
+echo "services: Asterisk ready at $ASTERISK_PREFIX"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,3 +17,19 @@ def synthesise(text: str, folder: Path, name: str, voice: str = "ko") -> bytes:
     subprocess.run(["sox", str(wav), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", "-t", "raw",
                     "-L", str(raw)], check=True)
     return raw.read_bytes()
+
+
+def trimmed(pcm: bytes, floor: int = 300) -> bytes:
+    """``pcm`` without espeak-ng's silence before and after the speech."""
+    samples = array.array("h")
+    samples.frombytes(pcm)
+    loud = [i for i, value in enumerate(samples) if abs(value) > floor]
+    return samples[loud[0]:loud[-1] + 1].tobytes() if loud else b""
+
+
+def with_a_syllable_lost(before: str, lost: str, after: str, folder: Path) -> bytes:
+    """``before lost after`` said on a line that drops ``lost`` (packet loss comes out as silence): "매우 불만족"
+    reaches the recogniser as "매우 … 만족", which any grammar hears as 매우 만족, a 好评."""
+    parts = [trimmed(synthesise(text, folder, f"part{n}")) for n, text in enumerate((before, lost, after))]
+    gap = bytes(1600)  # the 0.1 s between words
+    return bytes(3200) + parts[0] + gap + bytes(len(parts[1])) + parts[2] + bytes(4800)

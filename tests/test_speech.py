@@ -377,7 +377,7 @@ async def test_a_rating_said_into_a_recording_lands_like_a_keypress(
     assert call.rating.heard_text == "매우 만족"
     record = next(c for c in sent(result) if c.startswith("RECORD FILE"))
     assert record.startswith(f"RECORD FILE {SPEECH_FOLDER}/{result.uniqueid}-")
-    assert record.endswith(" wav 0123456789*# 3000 0 s=1")  # any key ends it; a second of silence; the window
+    assert record.endswith(" wav 0123456789*# 3000 0 s=2")  # any key ends it; two seconds of silence; the window
     assert not any(c.startswith("EXEC AudioSocket") for c in sent(result))
     assert f"in {record.split()[2].rsplit('/', 1)[1]}.wav -> very_satisfied" in caplog.text
     assert speech_folder(asterisk_disk) == []  # decoded, then deleted
