@@ -217,8 +217,9 @@ class EvaluationFlow(HotlineScript):
         level = (self.rules.level_for_key(self.profile, key_or_level) if channel == "dtmf"
                  else self.rules.level(key_or_level))
         assert level is not None
-        heard = {"heard": understood.text, "confidence": understood.confidence} if understood else {}
-        self.writer.submit(RatingGiven(self.uniqueid, level.code, channel, utcnow(), **heard))  # the writer owns it now
+        self.writer.submit(RatingGiven(  # the writer owns it now
+            self.uniqueid, level.code, channel, utcnow(), heard=understood.text if understood else None,
+            confidence=understood.confidence if understood else None))
         self.progress = "rated"
         return level
 

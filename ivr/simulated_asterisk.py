@@ -8,14 +8,29 @@ allows there, ``510``/``520`` for bad commands). :func:`run_call` connects it
 to a FastAGI server over real TCP.
 
 A caller is a list of reactions, one used at each point where Asterisk waits
-for the caller: GET DATA, WAIT FOR DIGIT, RECORD FILE, STREAM FILE with
-escape digits, and ``EXEC AudioSocket`` (where :func:`play_audiosocket` connects
-to the flow's AudioSocket server and streams what the caller says, as §3 of
-the transcripts shows). A STREAM FILE without escape digits plays out
+for the caller: GET DATA, WAIT FOR DIGIT, RECORD FILE, ``EXEC Record``, STREAM
+FILE with escape digits, and ``EXEC AudioSocket`` (where :func:`play_audiosocket`
+connects to the flow's AudioSocket server and streams what the caller says, as
+§3 of the transcripts shows). A STREAM FILE without escape digits plays out
 whatever the caller does, as on a real channel. What a caller says into a
-RECORD FILE is written as Asterisk writes it (8 kHz 16-bit mono wav, the key's
-last 200 ms trimmed, trailing silence cut back to 1 s) under ``recordings``,
-the folder standing for Asterisk's disk.
+recording is written as Asterisk writes it (8 kHz 16-bit mono wav, the key's
+last 200 ms (RECORD FILE) or 250 ms (Record()) trimmed, trailing silence cut
+back to about a second) under ``recordings``, the folder standing for
+Asterisk's disk.
+
+The same callers are played on a real Asterisk 22 by ``tests/test_pbx_*.py``,
+which compare the two call by call. What that found wrong here, and fixed:
+
+* ``EXEC Record`` was unknown. On a caller's hangup it answers ``200 result=0``
+  (not ``-1``) with ``HANGUP`` in the same read, sets ``RECORD_STATUS``, and
+  keeps the file only with its ``k`` option; trailing silence is cut back to
+  1.02 s, as RECORD FILE's.
+* A caller still speaking when the server ended the AudioSocket session (it
+  had heard enough) hung up or pressed their key inside the session (``-1``);
+  on a real call that comes in whatever the call does next.
+* A caller spoke into a recording at once. A real one takes a moment, and
+  RECORD FILE counts that pause as silence: ``Say.pause`` says how long, and
+  a pause as long as the silence limit ends the recording before any speech.
 """
 
 from __future__ import annotations
@@ -111,6 +126,29 @@ class AudioSocketRequest:
 
 
 @dataclass
+class Reactions:
+    """What a caller will do, in order: the next reaction each time Asterisk waits for them, silence once
+    they run out. The simulated channel and the real-PBX tests' robot both follow a caller this way."""
+
+    pending: list[Reaction]
+    used: int = 0
+
+    def next(self) -> Reaction:
+        if self.used < len(self.pending):
+            self.used += 1
+            return self.pending[self.used - 1]
+        return Silence()
+
+    def speaks_next(self) -> bool:
+        """A caller who will speak lets the prompt play out and speaks when listened to."""
+        return self.used < len(self.pending) and isinstance(self.pending[self.used], Say)
+
+    def later(self, reaction: Reaction) -> None:
+        """``reaction`` is what the caller does next (one put off from a moment that had passed)."""
+        self.pending.insert(self.used, reaction)
+
+
+@dataclass
 class Caller:
     """A scripted caller and the channel variables the hotline's dialplan set."""
 
@@ -184,28 +222,17 @@ class SimulatedChannel:
     recordings: Path | None = None  # stands for Asterisk's disk: what a caller says into a recording is written here
     files: dict[str, int] = field(default_factory=dict)  # recordings made, by path: their size in bytes (STAT)
     hangup_delay: float = 0.0  # seconds from a reply to the HANGUP line after it, when the caller hung up during it
-    reactions: list[Reaction] = field(init=False)  # the caller's, in order; the call may put one off to later
-    _next: int = 0
+    reactions: Reactions = field(init=False)  # the caller's; the call may put one off to later
 
     def __post_init__(self) -> None:
         self.variables = dict(self.caller.variables) | self.variables
-        self.reactions = list(self.caller.reactions)  # the call's own: a reaction may be put off to later
+        self.reactions = Reactions(list(self.caller.reactions))
 
     @property
     def agistatus(self) -> str:
         if self.failure:
             return "FAILURE"
         return "SUCCESS" if self.alive else "HANGUP"
-
-    def _reaction(self) -> Reaction:
-        if self._next < len(self.reactions):
-            self._next += 1
-            return self.reactions[self._next - 1]
-        return Silence()
-
-    def _speaks_next(self) -> bool:
-        """A caller who will speak lets the prompt play out and speaks when listened to."""
-        return self._next < len(self.reactions) and isinstance(self.reactions[self._next], Say)
 
     def _sound_seconds(self, name: str) -> float | None:
         if self.sounds is None:
@@ -292,7 +319,7 @@ class SimulatedChannel:
         session, _, address = data.partition(",")
         host, _, port = address.rpartition(":")
         try:
-            self.audiosocket = AudioSocketRequest(uuid.UUID(session), host, int(port), self._reaction())
+            self.audiosocket = AudioSocketRequest(uuid.UUID(session), host, int(port), self.reactions.next())
         except ValueError:
             self.violations.append(f"EXEC AudioSocket with bad arguments {data!r}")
         return Reply(200, "-1"), 0.0
@@ -306,7 +333,7 @@ class SimulatedChannel:
         if outcome == "server_first" and request is not None and isinstance(request.reaction, Say):
             later = request.reaction.afterwards()
             if later is not None:
-                self.reactions.insert(self._next, later)
+                self.reactions.later(later)
             outcome = "server"
         if outcome == "server":
             return format_reply(Reply(200, "0")), False
@@ -326,9 +353,9 @@ class SimulatedChannel:
             self.failure = True
             return Reply(200, "-1", endpos=0), 0.0
         full = int(length * SAMPLE_RATE)
-        if not escape or self._speaks_next():
+        if not escape or self.reactions.speaks_next():
             return Reply(200, "0", endpos=full), length
-        reaction = self._reaction()
+        reaction = self.reactions.next()
         if isinstance(reaction, HangUp):
             self.alive = False
             return Reply(200, "-1", endpos=full // 2), length / 2
@@ -340,7 +367,7 @@ class SimulatedChannel:
         length = self._sound_seconds(args[0]) or 0.0  # a missing prompt just is not heard
         timeout_ms = int(args[1]) if len(args) > 1 else 6000
         max_digits = int(args[2]) if len(args) > 2 else 1024
-        reaction = self._reaction()
+        reaction = self.reactions.next()
         if isinstance(reaction, HangUp):
             self.alive = False
             return Reply(200, "-1"), length / 2
@@ -353,7 +380,7 @@ class SimulatedChannel:
 
     def _wait_for_digit(self, args: list[str]) -> tuple[Reply, float]:
         timeout = int(args[0]) / 1000
-        reaction = self._reaction()
+        reaction = self.reactions.next()
         if isinstance(reaction, HangUp):
             self.alive = False
             return Reply(200, "-1"), timeout / 2
@@ -364,7 +391,7 @@ class SimulatedChannel:
     def _take(self, ends_on: str, cap: float, silence: int | None) -> _Take:
         """What the caller does into a recording of at most ``cap`` seconds that ``ends_on`` a key or
         ``silence`` seconds of it; the one rule behind RECORD FILE and Record()."""
-        reaction = self._reaction()
+        reaction = self.reactions.next()
         if isinstance(reaction, HangUp):
             return _Take("hangup", 0.0, None)
         if isinstance(reaction, Press) and reaction.digits[:1] in ends_on:

@@ -27,16 +27,23 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import yaml
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from callback.ami_client import AmiClient
 from callback.ami_protocol import Message, originate_fields
 from ivr.agi_protocol import split_command
-from ivr.simulated_asterisk import Caller, HangUp, Press, Reaction, Say, Silence, Speak
+from ivr.simulated_asterisk import Caller, HangUp, Press, Reaction, Reactions, Say, Silence, Speak
+from rating_core.call_events import CallStarted, RatingGiven
+from rating_core.callback_tasks import request_attempt
+from rating_core.models import Call, CallbackAttempt
 from rating_core.rules import DEFAULT_RULES_FILE
+from rating_core.store import RatingStore
 from speech_models.recordings import SAMPLE_RATE, write_recording
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -335,24 +342,14 @@ class PbxCall:
 
     uniqueid: str  # the leg running the AGI script
     peer: str  # the person's leg (the Local pair's other half)
-    reactions: list[Reaction]
+    reactions: Reactions
     commands: list[str] = field(default_factory=list)
     results: list[str] = field(default_factory=list)  # AGIExecEnd ResultCode, command by command
     agistatus: str | None = None  # AGISTATUS once the AGI ended: the dialplan went on
     hangup_cause: str | None = None
     in_agi: asyncio.Event = field(default_factory=asyncio.Event)  # the dialplan has started the AGI
     ended: asyncio.Event = field(default_factory=asyncio.Event)
-    next_reaction: int = 0
     said: list[str] = field(default_factory=list)  # what the robot did, for failure messages
-
-    def take(self) -> Reaction:
-        if self.next_reaction < len(self.reactions):
-            self.next_reaction += 1
-            return self.reactions[self.next_reaction - 1]
-        return Silence()
-
-    def speaks_next(self) -> bool:
-        return self.next_reaction < len(self.reactions) and isinstance(self.reactions[self.next_reaction], Say)
 
     def __str__(self) -> str:
         return (f"call {self.uniqueid}: commands {self.commands}, results {self.results}, robot {self.said}, "
@@ -415,9 +412,12 @@ class Robot:
         return call
 
     def expect(self, uniqueid: str, reactions: list[Reaction], peer: str | None = None) -> PbxCall:
-        """Follow the call whose AGI leg is ``uniqueid`` (the dialer's calls too: its ``ChannelId``)."""
-        call = PbxCall(uniqueid, peer or f"{uniqueid}-2", list(reactions))
+        """Follow the call whose AGI leg is ``uniqueid`` (the dialer's calls too: its ``ChannelId``), from its
+        first event, even one that came before it was expected."""
+        call = PbxCall(uniqueid, peer or f"{uniqueid}-2", Reactions(list(reactions)))
         self.calls[uniqueid] = call
+        for message in [m for m in self.events if m.get("Uniqueid") == uniqueid]:
+            self._follow(call, message)
         return call
 
     async def hang_up(self, call: PbxCall) -> None:
@@ -442,13 +442,15 @@ class Robot:
     def _on_event(self, message: Message) -> None:
         self.events.append(message)
         call = self.calls.get(message.get("Uniqueid") or "")
-        if call is None:
-            return
+        if call is not None:
+            self._follow(call, message)
+
+    def _follow(self, call: PbxCall, message: Message) -> None:
         if message.name == "AGIExecStart":
             words = split_command(message.get("Command") or "")
             call.commands.append(" ".join(words))
-            if waits_for_the_caller(words) and not (words[:2] == ["STREAM", "FILE"] and call.speaks_next()):
-                self._react(call, call.take())
+            if waits_for_the_caller(words) and not (words[:2] == ["STREAM", "FILE"] and call.reactions.speaks_next()):
+                self._react(call, call.reactions.next())
         elif message.name == "AGIExecEnd":
             call.results.append(message.get("ResultCode") or "")
         elif message.name == "Newexten" and message.get("Application") == "AGI":
@@ -500,6 +502,30 @@ class Robot:
                                                 "Priority": "1"})
         except Exception as exc:  # the call may be over: noted, the test's assertions say the rest
             call.said.append(f"move to {exten} failed: {exc}")
+
+
+def queue_callback(store: RatingStore, number: str, uniqueid: str) -> CallbackAttempt:
+    """A 差评 from ``number`` as the evaluation stores it, and its callback queued for the dialer as the RQ job
+    queues it when the task is due."""
+    now = datetime.now(timezone.utc)
+    store.apply([CallStarted(uniqueid=uniqueid, hotline="12345", at=now, caller_number=number, agent_id="1024",
+                             queue="社保咨询"),
+                 RatingGiven(uniqueid, "very_dissatisfied", "dtmf", now)])
+    with store.sessions.begin() as session:
+        rating = session.scalars(select(Call).where(Call.uniqueid == uniqueid)
+                                 .options(selectinload(Call.rating))).one().rating
+        assert rating is not None and rating.callback_task is not None
+        decision = request_attempt(session, store.rules.callback, rating.callback_task.id, now, "system:rq")
+        assert decision.attempt_id is not None, decision
+    return attempt(store, decision.attempt_id)
+
+
+def attempt(store: RatingStore, attempt_id: int) -> CallbackAttempt:
+    with store.sessions() as session:
+        row = session.get(CallbackAttempt, attempt_id)
+        assert row is not None
+        session.expunge(row)
+        return row
 
 
 def place_all(pbx: Pbx, calls: dict[str, tuple[str, Caller]], server: FastAgi | None = None) -> dict[str, PbxCall]:

@@ -22,14 +22,12 @@ from callback.dialer import Dialer as DialerLoop
 from callback.simulated_ami import SimulatedAsterisk
 from conftest import fresh_postgres_database
 from ivr.simulated_asterisk import Press
-from rating_core.call_events import CallStarted, RatingGiven
-from rating_core.callback_tasks import request_attempt
 from rating_core.database import make_engine
 from rating_core.migrate import upgrade
-from rating_core.models import Call, CallbackAttempt, CallbackTask
+from rating_core.models import CallbackAttempt, CallbackTask
 from rating_core.rules import parse_rules
 from rating_core.store import RatingStore
-from real_pbx import Dialer, FastAgi, Pbx, PbxCall, Robot, pbx_rules, running
+from real_pbx import Dialer, FastAgi, Pbx, PbxCall, Robot, attempt, pbx_rules, queue_callback, running
 from waiting import HANG, wait_until
 
 NUMBERS = {"answered": "13812340001", "busy": "13912340002", "no_answer": "13612340003", "rejected": "13512340004",
@@ -45,32 +43,8 @@ class Callbacks:
     fastagi: FastAgi
     dialer: Dialer
 
-    def complain(self, number: str, uniqueid: str) -> int:
-        """A 差评 from ``number``, as the evaluation stores it; its callback task's id."""
-        now = datetime.now(timezone.utc)
-        self.store.apply([CallStarted(uniqueid=uniqueid, hotline="12345", at=now, caller_number=number, agent_id="1024",
-                                      queue="社保咨询"),
-                          RatingGiven(uniqueid, "very_dissatisfied", "dtmf", now)])
-        with self.store.sessions() as session:
-            call = session.scalars(select(Call).where(Call.uniqueid == uniqueid)
-                                   .options(selectinload(Call.rating))).one()
-            return call.rating.callback_task.id
-
-    def dial(self, task_id: int) -> CallbackAttempt:
-        """What the RQ job does when the task is due: queue an attempt for the dialer."""
-        with self.store.sessions.begin() as session:
-            decision = request_attempt(session, self.store.rules.callback, task_id, datetime.now(timezone.utc),
-                                       "system:rq")
-            assert decision.attempt_id is not None, decision
-            attempt = session.get(CallbackAttempt, decision.attempt_id)
-            session.expunge(attempt)
-            return attempt
-
     def attempt(self, attempt_id: int) -> CallbackAttempt:
-        with self.store.sessions() as session:
-            attempt = session.get(CallbackAttempt, attempt_id)
-            session.expunge(attempt)
-            return attempt
+        return attempt(self.store, attempt_id)
 
     def task(self, task_id: int) -> CallbackTask:
         with self.store.sessions() as session:
@@ -110,9 +84,10 @@ class Dialled:
 def dialled(callbacks: Callbacks) -> Dialled:
     """One callback to each kind of citizen, all queued at once."""
     async def run() -> Dialled:
-        tasks = {kind: callbacks.complain(number, f"1796200000.{n}") for n, (kind, number) in enumerate(NUMBERS.items())}
         async with Robot(callbacks.pbx) as robot:
-            queued = {kind: callbacks.dial(task) for kind, task in tasks.items()}
+            queued = {kind: queue_callback(callbacks.store, number, f"1796200000.{n}")
+                      for n, (kind, number) in enumerate(NUMBERS.items())}
+            tasks = {kind: attempt.task_id for kind, attempt in queued.items()}
             # 是本人 1, 问题已解决 1, 对处理结果满意 1.
             answered = robot.expect(queued["answered"].channel_id, [Press("1"), Press("1"), Press("1")])
             attempts = {kind: await callbacks.outcome(attempt.id) for kind, attempt in queued.items()}
@@ -159,17 +134,16 @@ def test_every_citizen_was_dialled_once(dialled: Dialled) -> None:
 
 
 async def test_a_manager_reload_during_a_callback_loses_nothing(callbacks: Callbacks) -> None:
-    task = callbacks.complain("13812340006", "1796200000.10")
     async with Robot(callbacks.pbx) as robot:
-        attempt = callbacks.dial(task)
-        call = robot.expect(attempt.channel_id, [Press("1"), Press("2")])  # 是本人, 问题未解决
+        queued = queue_callback(callbacks.store, "13812340006", "1796200000.10")
+        call = robot.expect(queued.channel_id, [Press("1"), Press("2")])  # 是本人, 问题未解决
         await asyncio.wait_for(call.in_agi.wait(), HANG)
         reloaded = callbacks.pbx.cli("manager reload")
-        done = await callbacks.outcome(attempt.id)
+        done = await callbacks.outcome(queued.id)
         await robot.finished(call)
         assert robot.dialled("13812340006") == 1
     assert done.outcome == "answered", reloaded
-    state = callbacks.task(task)
+    state = callbacks.task(queued.task_id)
     assert (state.state, state.citizen_resolved) == ("contacted", False)
     assert state.state_reason == "市民表示问题未解决，待核实处理"
 
@@ -177,24 +151,24 @@ async def test_a_manager_reload_during_a_callback_loses_nothing(callbacks: Callb
 async def test_a_citizen_who_hangs_up_while_the_server_waits_for_the_store(callbacks: Callbacks) -> None:
     """Between two commands: the callback's store lookup is held up (a lock on ratings), the citizen hangs up,
     Asterisk sends a bare HANGUP; the script then meets a dead channel, and says so on the task's record."""
-    task = callbacks.complain("13812340007", "1796200000.11")
     async with Robot(callbacks.pbx) as robot:
+        queued = queue_callback(callbacks.store, "13812340007", "1796200000.11")
         with callbacks.store.engine.connect() as lock:
             lock.execute(text("LOCK TABLE ratings IN ACCESS EXCLUSIVE MODE"))
-            attempt = callbacks.dial(task)
-            call = robot.expect(attempt.channel_id, [])
+            call = robot.expect(queued.channel_id, [])
             await asyncio.wait_for(call.in_agi.wait(), HANG)
             await asyncio.sleep(0.3)
             await robot.hang_up(call)
             await asyncio.sleep(0.5)
             lock.rollback()
         await robot.finished(call)
-        done = await callbacks.outcome(attempt.id)
+        done = await callbacks.outcome(queued.id)
     assert call.commands == ["ANSWER"]  # answered 511: nothing more was tried on the dead channel
     assert done.outcome == "answered"
-    ended = [event for event in callbacks.task(task).history if event.kind == "script_ended"]
+    ended = [event for event in callbacks.task(queued.task_id).history if event.kind == "script_ended"]
     assert [(e.detail["end_reason"], e.detail["progress"]) for e in ended] == [("citizen_hangup", "connected")]
-    assert f"callback {attempt.channel_id}" in callbacks.fastagi.log()
+    logged = [line for line in callbacks.fastagi.log().splitlines() if f"callback {queued.channel_id} (" in line]
+    assert any(line.endswith("): hung up at connected") for line in logged), logged
 
 
 def test_the_simulated_ami_gives_each_citizen_the_outcome_the_real_pbx_gave(
@@ -215,8 +189,7 @@ def test_the_simulated_ami_gives_each_citizen_the_outcome_the_real_pbx_gave(
                                       talk_seconds=0.2, seed=16, dialplan={"callback-verify": verification})
         await simulated.start()
         site = Callbacks(callbacks.pbx, store, callbacks.fastagi, callbacks.dialer)
-        attempts = {kind: site.dial(site.complain(number, f"1796210000.{n}"))
-                    for n, (kind, number) in enumerate(NUMBERS.items())}
+        attempts = {kind: queue_callback(store, number, f"1796210000.{n}") for n, (kind, number) in enumerate(NUMBERS.items())}
         dialer = DialerLoop(store.sessions, rules.callback, AmiSettings(simulated.host, simulated.port,
                                                                         "hotline-eval", "hotline-eval"),
                             poll_interval=0.05)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,11 @@ from sqlalchemy.orm import selectinload
 
 from conftest import fresh_postgres_database
 from ivr.simulated_asterisk import Caller, Press, Silence, Speak
-from rating_core.call_events import CallStarted, RatingGiven
-from rating_core.callback_tasks import request_attempt
 from rating_core.database import make_engine
-from rating_core.models import Call, CallbackAttempt, Rating
+from rating_core.models import Call, Rating
 from rating_core.rules import parse_rules
 from rating_core.store import RatingStore
-from real_pbx import Dialer, FastAgi, Pbx, PbxCall, Robot, pbx_rules, running, running_pbx
+from real_pbx import Dialer, FastAgi, Pbx, PbxCall, Robot, attempt, pbx_rules, queue_callback, running, running_pbx
 from waiting import HANG, wait_until
 
 VARIABLES = {"EVAL_AGENT": "1024", "EVAL_QUEUE": "社保咨询"}
@@ -51,24 +48,6 @@ class Site:
                                    .options(selectinload(Call.rating))).one_or_none()
             session.expunge_all()
             return call
-
-    def callback(self, number: str, uniqueid: str) -> CallbackAttempt:
-        """A 差评 from ``number``, and its callback queued for the dialer."""
-        now = datetime.now(timezone.utc)
-        self.store.apply([CallStarted(uniqueid=uniqueid, hotline="12345", at=now, caller_number=number),
-                          RatingGiven(uniqueid, "very_dissatisfied", "dtmf", now)])
-        with self.store.sessions.begin() as session:
-            task = session.scalars(select(Call).where(Call.uniqueid == uniqueid)
-                                   .options(selectinload(Call.rating))).one().rating.callback_task
-            decision = request_attempt(session, self.store.rules.callback, task.id, now, "system:rq")
-            assert decision.attempt_id is not None, decision
-        return self.attempt(decision.attempt_id)
-
-    def attempt(self, attempt_id: int) -> CallbackAttempt:
-        with self.store.sessions() as session:
-            row = session.get(CallbackAttempt, attempt_id)
-            session.expunge(row)
-            return row
 
     def ratings(self, uniqueid: str) -> int:
         with self.store.sessions() as session:
@@ -156,7 +135,7 @@ async def test_the_dialer_across_an_asterisk_restart_never_dials_twice(site: Sit
     again, finds neither (Status by ChannelId) and records the answered one as answered, the ringing one as
     unknown. Either way each is recorded once and neither is dialled again."""
     numbers = {"answered": f"1381234{how == 'crash':d}021", "ringing": f"1361234{how == 'crash':d}022"}
-    attempts = {kind: site.callback(number, f"1796300{how == 'crash':d}00.{n}")
+    attempts = {kind: queue_callback(site.store, number, f"1796300{how == 'crash':d}00.{n}")
                 for n, (kind, number) in enumerate(numbers.items())}
     with running(FastAgi(site.pbx, site.home / f"verify-{how}", site.database, site.rules)), \
             running(Dialer(site.pbx, site.home / f"dialer-{how}", site.database, site.rules)) as dialer:
@@ -168,13 +147,13 @@ async def test_the_dialer_across_an_asterisk_restart_never_dials_twice(site: Sit
                 site.pbx.crash()
             await asyncio.to_thread(site.pbx.restart)
             await robot.connected()
-            await wait_until(lambda: all(site.attempt(a.id).outcome for a in attempts.values()), HANG, every=0.2,
+            await wait_until(lambda: all(attempt(site.store, a.id).outcome for a in attempts.values()), HANG, every=0.2,
                              explain=lambda: dialer.log()[-3000:])
             await asyncio.sleep(3)  # time enough for a wrongly repeated Originate to show
             placed = {kind: robot.dialled(number) for kind, number in numbers.items()}
     assert placed == {"answered": 1, "ringing": 1}, dialer.log()[-3000:]
-    assert site.attempt(attempts["answered"].id).outcome == "answered"
-    ringing = site.attempt(attempts["ringing"].id)
+    assert attempt(site.store, attempts["answered"].id).outcome == "answered"
+    ringing = attempt(site.store, attempts["ringing"].id)
     assert ringing.outcome == ringing_outcome, dialer.log()[-3000:]
     if how == "crash":
         assert "不重拨" in (ringing.detail or "")

@@ -26,6 +26,7 @@ from ivr.recorded_speech import RecordingListener
 from ivr.service import IvrService, running_ivr, running_speech, speech_grammars
 from ivr.simulated_asterisk import Caller, CallResult, HangUp, Press, Say, Silence, run_call
 from ivr.speech_listener import SpeechListener
+from ivr.simulator import check_store, plan_calls, simulate
 from ivr.speech_workers import RecognizerPool, SpeechUnavailable, quiet_at_the_end
 from rating_core.models import Call
 from rating_core.rules import DEFAULT_RULES_FILE, Rules, parse_rules
@@ -260,6 +261,16 @@ async def test_a_negative_rating_heard_is_not_read_back_by_default(speech_ivr: I
     result = await call_korean(speech_ivr, Say(speech["very_dissatisfied"]), Press("2"), Press("#"))
     assert not any("confirm_" in c for c in sent(result))
     assert stored(speech_ivr, result).rating.level == "very_dissatisfied"
+
+
+async def test_hotline_eval_simulate_agrees_with_the_flow_on_the_speech_line(speech_ivr: IvrService) -> None:
+    """Its callers press keys (a wrong one among them) while the speech menu plays: each ends as it expects."""
+    planned = plan_calls(speech_ivr.rules, 120, seed=2, hotlines=[KOREAN])
+    assert any(call.caller.kind == "invalid_only" for call in planned)
+    summary = await simulate("127.0.0.1", speech_ivr.server.port, planned, concurrency=20)
+    with speech_ivr.store.sessions() as session:
+        check_store(session, planned, summary)
+    assert summary.errors == [] and summary.mismatches == []
 
 
 async def test_a_wrong_key_during_the_speech_menu_is_a_wrong_key(speech_ivr: IvrService) -> None:
