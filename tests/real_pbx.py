@@ -532,7 +532,8 @@ def place_all(pbx: Pbx, calls: dict[str, tuple[str, Caller]], server: FastAgi | 
     """Place every call at once (``{name: (hotline, caller)}``), and return each when it is over."""
     async def run() -> dict[str, PbxCall]:
         async with Robot(pbx) as robot:
-            placed = {name: await robot.call(caller, hotline, server=server) for name, (hotline, caller) in calls.items()}
+            placed = {name: await robot.call(caller, hotline, server=server)
+                      for name, (hotline, caller) in calls.items()}
             for call in placed.values():
                 await robot.finished(call)
             return placed

@@ -48,8 +48,8 @@ class Callbacks:
 
     def task(self, task_id: int) -> CallbackTask:
         with self.store.sessions() as session:
-            task = session.scalars(select(CallbackTask).where(CallbackTask.id == task_id)
-                                   .options(selectinload(CallbackTask.answers), selectinload(CallbackTask.history))).one()
+            task = session.scalars(select(CallbackTask).where(CallbackTask.id == task_id).options(
+                selectinload(CallbackTask.answers), selectinload(CallbackTask.history))).one()
             session.expunge_all()
             return task
 
@@ -189,7 +189,8 @@ def test_the_simulated_ami_gives_each_citizen_the_outcome_the_real_pbx_gave(
                                       talk_seconds=0.2, seed=16, dialplan={"callback-verify": verification})
         await simulated.start()
         site = Callbacks(callbacks.pbx, store, callbacks.fastagi, callbacks.dialer)
-        attempts = {kind: queue_callback(store, number, f"1796210000.{n}") for n, (kind, number) in enumerate(NUMBERS.items())}
+        attempts = {kind: queue_callback(store, number, f"1796210000.{n}")
+                    for n, (kind, number) in enumerate(NUMBERS.items())}
         dialer = DialerLoop(store.sessions, rules.callback, AmiSettings(simulated.host, simulated.port,
                                                                         "hotline-eval", "hotline-eval"),
                             poll_interval=0.05)

@@ -96,7 +96,8 @@ async def test_a_fastagi_server_stopped_by_its_service_manager_lets_its_calls_fi
             await robot.finished(after)
     kept = site.stored(during.uniqueid)
     assert kept is not None and kept.rating is not None
-    assert (kept.rating.level, kept.rating.reason_tags, kept.end_reason) == ("very_dissatisfied", ["inefficient"], "completed")
+    assert (kept.rating.level, kept.rating.reason_tags, kept.end_reason) == (
+        "very_dissatisfied", ["inefficient"], "completed")
     assert kept.rating.voice_message_file is not None and Path(kept.rating.voice_message_file).is_file()
     assert refused.agistatus == "FAILURE" and refused.commands == []  # nobody listening: the dialplan went on
     assert site.calls(refused.uniqueid) == 0
@@ -129,7 +130,8 @@ async def test_a_fastagi_server_killed_mid_call_keeps_the_stored_rating_once(sit
 
 
 @pytest.mark.parametrize(("how", "ringing_outcome"), [("restart", "failed"), ("crash", "unknown")])
-async def test_the_dialer_across_an_asterisk_restart_never_dials_twice(site: Site, how: str, ringing_outcome: str) -> None:
+async def test_the_dialer_across_an_asterisk_restart_never_dials_twice(site: Site, how: str,
+                                                                       ringing_outcome: str) -> None:
     """Asterisk goes with two callbacks in flight, one answered and one still ringing. Restarted by an admin, it
     hangs both up first and the dialer sees how they ended; crashed, it says nothing, and the dialer, logged in
     again, finds neither (Status by ChannelId) and records the answered one as answered, the ringing one as

@@ -10,6 +10,7 @@ cannot reach. The calls run at once; the same callers are then played to the sim
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from ivr.simulated_asterisk import Caller, CallResult, Press, Say, Silence, run_
 from rating_core.database import make_engine
 from rating_core.migrate import upgrade
 from rating_core.models import Call
-from rating_core.rules import parse_rules
+from rating_core.rules import Rules, parse_rules
 from rating_core.spool import Spool
 from rating_core.store import RatingStore
 from real_pbx import Pbx, PbxCall, Robot, free_port, pbx_rules, running_fastagi, variant
@@ -42,6 +43,7 @@ class Spoken:
     logs: dict[str, str]  # each server's log
     simulated: dict[str, CallResult]
     speech_folder: Path
+    audiosocket_port: int  # where the first server hears callers
 
     def stored(self, name: str) -> Call:
         with self.store.sessions() as session:
@@ -76,14 +78,15 @@ def spoken(pbx: Pbx, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spoke
     nobody_listens = free_port()  # nothing is ever started here
     folder = tmp_path_factory.mktemp("speech")
     plan = scenarios(folder)
-    servers = {"audiosocket": (), "recordings": ("--speech-recordings", str(pbx.speech_recordings), "--speech-workers", "1"),
+    servers = {"audiosocket": (),
+               "recordings": ("--speech-recordings", str(pbx.speech_recordings), "--speech-workers", "1"),
                "unreachable": ("--audiosocket-advertise", f"127.0.0.1:{nobody_listens}", "--speech-workers", "1")}
     home = tmp_path_factory.mktemp("fastagi")
     store = RatingStore(make_engine(database), parse_rules(rules))
-    with (running_fastagi(pbx, home / "audiosocket", database, rules, *servers["audiosocket"], port=free_port()) as one,
-          running_fastagi(pbx, home / "recordings", database, rules, *servers["recordings"], port=free_port()) as two,
-          running_fastagi(pbx, home / "unreachable", database, rules, *servers["unreachable"], port=free_port()) as three):
-        running = {"audiosocket": one, "recordings": two, "unreachable": three}
+    with contextlib.ExitStack() as stack:
+        running = {name: stack.enter_context(running_fastagi(pbx, home / name, database, rules, *options,
+                                                             port=free_port()))
+                   for name, options in servers.items()}
 
         async def place() -> dict[str, PbxCall]:
             async with Robot(pbx) as robot:
@@ -98,12 +101,13 @@ def spoken(pbx: Pbx, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spoke
     simulated = asyncio.run(simulate(parse_rules(rules), plan, servers, tmp_path_factory.mktemp("simulated"), pbx))
     try:
         yield Spoken(store, calls, {name: server.log() for name, server in running.items()}, simulated,
-                     pbx.speech_recordings)
+                     pbx.speech_recordings, running["audiosocket"].audiosocket_port)
     finally:
         store.engine.dispose()
 
 
-async def simulate(rules, plan, servers, folder: Path, pbx: Pbx) -> dict[str, CallResult]:  # type: ignore[no-untyped-def]
+async def simulate(rules: Rules, plan: dict[str, tuple[str, str, list]], servers: dict[str, tuple[str, ...]],
+                   folder: Path, pbx: Pbx) -> dict[str, CallResult]:
     """The same callers on the simulated channel, each through a server set up as its real one was."""
     engine = make_engine(f"sqlite:///{folder / 'store.db'}")
     upgrade(engine)
@@ -113,8 +117,9 @@ async def simulate(rules, plan, servers, folder: Path, pbx: Pbx) -> dict[str, Ca
     async def serve(server: str, options: tuple[str, ...]) -> dict[str, CallResult]:
         recordings = (str(pbx.speech_recordings), disk / str(pbx.speech_recordings).lstrip("/")) \
             if server == "recordings" else None
-        advertise = options[options.index("--audiosocket-advertise") + 1] if "--audiosocket-advertise" in options else None
-        async with (running_speech(rules, "127.0.0.1", 0, workers=1, recordings=recordings, advertise=advertise) as speech,
+        advertise = dict(zip(options[::2], options[1::2])).get("--audiosocket-advertise")
+        async with (running_speech(rules, "127.0.0.1", 0, workers=1, recordings=recordings,
+                                   advertise=advertise) as speech,
                     running_ivr(store, Spool(folder / f"spool-{server}"), "127.0.0.1", 0, speech=speech) as ivr):
             names = [name for name, (where, _, _) in plan.items() if where == server]
             results = await asyncio.gather(*(
@@ -143,17 +148,19 @@ def commands(call: PbxCall | CallResult) -> list[str]:
 
 def test_a_spoken_rating_is_stored_as_speech_with_what_was_heard(spoken: Spoken) -> None:
     call, stored = spoken.calls["spoken_dissatisfied"], spoken.stored("spoken_dissatisfied")
-    assert (stored.rating.level, stored.rating.channel, stored.rating.heard_text) == ("very_dissatisfied", "speech", "오")
+    assert (stored.rating.level, stored.rating.channel, stored.rating.heard_text) == (
+        "very_dissatisfied", "speech", "오")
     assert stored.rating.heard_confidence >= 0.6 and stored.rating.reason_tags == ["inefficient"]
     audiosocket = next(c for c in call.commands if c.startswith("EXEC AudioSocket"))
-    assert audiosocket.endswith(f",127.0.0.1:{spoken.logs['audiosocket'].split('AudioSocket server on 127.0.0.1:')[1].split()[0]}")
+    assert audiosocket.endswith(f",127.0.0.1:{spoken.audiosocket_port}")
     assert f"call {call.uniqueid}: heard '오'" in spoken.logs["audiosocket"]
     assert not any("confirm_" in c for c in call.commands)  # a 差评 is stored at once
 
 
 def test_a_spoken_good_rating_is_read_back_and_stored_once_confirmed(spoken: Spoken) -> None:
     call, stored = spoken.calls["spoken_and_confirmed"], spoken.stored("spoken_and_confirmed")
-    assert (stored.rating.level, stored.rating.channel, stored.rating.heard_text) == ("very_satisfied", "speech", "매우 만족")
+    assert (stored.rating.level, stored.rating.channel, stored.rating.heard_text) == (
+        "very_satisfied", "speech", "매우 만족")
     at = call.commands.index("GET DATA hotline-eval/12345-ko/confirm_very_satisfied 5000 1")
     assert call.commands[at + 1:] == ["STREAM FILE hotline-eval/12345-ko/thanks ", "HANGUP"]
 
@@ -167,7 +174,8 @@ def test_a_caller_who_says_nothing_gets_the_key_menu(spoken: Spoken) -> None:
 
 def test_a_rating_said_just_before_hanging_up_is_kept(spoken: Spoken) -> None:
     stored = spoken.stored("said_then_hung_up")
-    assert (stored.rating.level, stored.rating.channel, stored.end_reason) == ("very_dissatisfied", "speech", "caller_hangup")
+    assert (stored.rating.level, stored.rating.channel, stored.end_reason) == (
+        "very_dissatisfied", "speech", "caller_hangup")
 
 
 def test_a_bad_satisfied_heard_as_good_is_never_stored_as_good(spoken: Spoken) -> None:
@@ -193,7 +201,8 @@ def test_a_bad_satisfied_heard_as_good_is_never_stored_as_good(spoken: Spoken) -
 
 def test_a_rating_said_into_a_recording_is_heard_and_the_file_removed(spoken: Spoken) -> None:
     call, stored = spoken.calls["recorded"], spoken.stored("recorded")
-    assert (stored.rating.level, stored.rating.channel, stored.rating.heard_text) == ("very_dissatisfied", "speech", "오")
+    assert (stored.rating.level, stored.rating.channel, stored.rating.heard_text) == (
+        "very_dissatisfied", "speech", "오")
     record = next(c for c in call.commands if c.startswith("RECORD FILE"))
     assert record.startswith(f"RECORD FILE {spoken.speech_folder}/{call.uniqueid}-")
     assert not any(c.startswith("EXEC AudioSocket") for c in call.commands)
