@@ -155,10 +155,10 @@ class AgiSession:
             raise CommandFailed(" ".join(map(str, words[:2])), reply)
         return reply
 
-    async def _failed_or_hung_up(self, name: str, reply: Reply) -> AgiError:
-        """Tell a hangup from a failure after ``result=-1``.
+    async def _caller_gone(self) -> bool:
+        """Whether the caller has hung up, asked of Asterisk when the HANGUP line has not come yet.
 
-        The HANGUP line trails the reply by some 40 ms, so the flag may not be
+        The HANGUP line trails a reply by up to some 40 ms, so the flag may not be
         set yet: CHANNEL STATUS answers ``511`` on a dead channel.
         """
         if not self.hung_up:
@@ -166,7 +166,11 @@ class AgiSession:
                 await self.command("CHANNEL", "STATUS")
             except ChannelHungUp:
                 pass
-        if self.hung_up:
+        return self.hung_up
+
+    async def _failed_or_hung_up(self, name: str, reply: Reply) -> AgiError:
+        """Tell a hangup from a failure after ``result=-1``."""
+        if await self._caller_gone():
             return ChannelHungUp(f"caller hung up during {name}")
         return CommandFailed(name, reply)
 
@@ -248,12 +252,11 @@ class AgiSession:
             failure = exc  # -1 on a live channel: RECORD_STATUS says why
         status = (await self.get_variable("RECORD_STATUS") or "").upper()
         ended_by = RECORD_STATUSES.get(status)
-        if ended_by == "hangup" and not self.hung_up:
-            # Record() says HANGUP too when it cannot play the beep: only a dead channel is a hangup.
-            await self._failed_or_hung_up("Record", Reply(200, "0"))
-        if ended_by is None or (ended_by == "hangup" and not self.hung_up):
+        # Record() says HANGUP too when it cannot play the beep: only a dead channel is a hangup.
+        beepless = ended_by == "hangup" and not await self._caller_gone()
+        if ended_by is None or beepless:
             why = f"RECORD_STATUS={status or '(unset)'}" + (f", {failure}" if failure else "")
-            if ended_by == "hangup":
+            if beepless:
                 why += " on a live channel: Asterisk could not play its 'beep' sound"
             raise CommandFailed(f"Record {filename}", Reply(200, "-1", text=why))
         size = await self.get_full_variable(f"${{STAT(s,{filename})}}")

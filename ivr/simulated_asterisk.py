@@ -54,6 +54,7 @@ from ivr.agi_protocol import (
     split_command,
 )
 from ivr.agi_server import close_quietly
+from ivr.agi_session import RECORDING_FORMATS
 from ivr.audiosocket_protocol import FRAME_BYTES, SILENCE_FRAME, Kind, encode
 from speech_models.recordings import SAMPLE_RATE, write_recording
 
@@ -106,10 +107,17 @@ class Say:
         audio = self.audio if self.hang_up_after is None else self.audio[:self.hang_up_after]
         return bytes(int(self.pause * SAMPLE_RATE) * 2) + audio
 
+    @property
+    def ending(self) -> str:
+        """What the caller does once done speaking: "hangup", the keys pressed, or "silence"."""
+        if self.hang_up or self.hang_up_after is not None:
+            return "hangup"
+        return self.press or "silence"
+
     def afterwards(self) -> Reaction | None:
         """What the caller does once done speaking, when the server stopped listening first: it happens
         in whatever the call does next."""
-        if self.hang_up or self.hang_up_after is not None:
+        if self.ending == "hangup":
             return HangUp()
         return Press(self.press) if self.press else None
 
@@ -171,9 +179,6 @@ class _Take:
     def seconds(self, silence: int | None) -> float:
         """How long the recording took on the channel."""
         return self.spoken + (silence or 0) if self.end == "silence" else self.spoken
-
-
-RECORDING_HEADER_BYTES = 44  # a wav file's header, before its 16-bit samples
 
 
 # Which commands wait for the caller, and the argument counts res_agi.c accepts
@@ -402,7 +407,7 @@ class SimulatedChannel:
                 return _Take("silence", 0.0, b"")  # the recording ended on the quiet before the caller spoke
             audio = reaction.said
             spoken = len(audio) / 2 / SAMPLE_RATE
-            end = "hangup" if reaction.hang_up or reaction.hang_up_after is not None else reaction.press or "silence"
+            end = reaction.ending
         else:
             spoken = reaction.seconds if isinstance(reaction, Speak) else 0.0
             end = reaction.end if isinstance(reaction, Speak) else "silence"
@@ -417,7 +422,8 @@ class SimulatedChannel:
 
     def _keep(self, path: str, audio: bytes | None, samples: int) -> None:
         """The recording on Asterisk's disk: its size for STAT(), and the caller's audio where it is written."""
-        self.files[path] = RECORDING_HEADER_BYTES + samples * 2
+        header, per_second = RECORDING_FORMATS[path.rpartition(".")[2]]
+        self.files[path] = header + samples * per_second // SAMPLE_RATE
         if audio is not None and self.recordings is not None and path.endswith(".wav"):
             write_recording(self.recordings / path.lstrip("/"), (audio + bytes(samples * 2))[:samples * 2])
 
@@ -651,7 +657,7 @@ async def play_audiosocket(request: AudioSocketRequest, *, time_scale: float = 0
                 on_end_of_speech()
             if ended.is_set() and say.afterwards() is not None:
                 outcome = "server_first"  # heard before the caller was through: their key or hangup comes later
-            elif isinstance(reaction, HangUp) or say.hang_up or say.hang_up_after is not None:
+            elif isinstance(reaction, HangUp) or say.ending == "hangup":
                 outcome = "caller"
             elif not ended.is_set():
                 if say.press:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
 import os
-import struct
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from rating_core.migrate import upgrade
 from rating_core.rules import Rules, load_rules
 from rating_core.spool import Spool
 from rating_core.store import RatingStore
+from speech_audio import tone
 from speech_models.recordings import write_recording
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/hotline_eval_test")
@@ -120,8 +119,7 @@ def web_site(engine: Engine, rules: Rules, tmp_path: Path) -> WebSite:
     recordings = tmp_path / "recordings"
     voice = recordings / "12345" / "20261120" / "1795316400.1.wav"
     # 1 s of a 440 Hz tone, 8 kHz mono as Asterisk records
-    write_recording(voice, b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * n / 8000)))
-                                    for n in range(8000)))
+    write_recording(voice, tone(1.0, amplitude=8000))
     now = datetime.now(timezone.utc)
     uid = "1795316400.1"
     store.apply([

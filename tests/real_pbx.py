@@ -16,12 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import math
 import os
 import re
 import signal
 import socket
-import struct
 import subprocess
 import time
 import uuid
@@ -44,7 +42,8 @@ from rating_core.callback_tasks import request_attempt
 from rating_core.models import Call, CallbackAttempt
 from rating_core.rules import DEFAULT_RULES_FILE
 from rating_core.store import RatingStore
-from speech_models.recordings import SAMPLE_RATE, write_recording
+from speech_audio import tone
+from speech_models.recordings import write_recording
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = Path(__file__).with_name("pbx")
@@ -80,12 +79,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def tone(seconds: float, hz: float = 440.0, amplitude: int = 6000) -> bytes:
-    """A steady tone: what a caller "speaks" when only the length of a message matters."""
-    return b"".join(struct.pack("<h", int(amplitude * math.sin(2 * math.pi * hz * n / SAMPLE_RATE)))
-                    for n in range(int(seconds * SAMPLE_RATE)))
 
 
 # -- the PBX ----------------------------------------------------------------------------------
@@ -227,12 +220,11 @@ class Service:
     """A ``hotline-eval`` command as a process of its own, in its own session (so a kill takes its children
     too), logging to ``home/<name>.log``; started once its log says ``ready``."""
 
-    name = "service"
-    ready = ""
-
-    def __init__(self, pbx: Pbx, home: Path, database_url: str, rules: dict[str, Any]) -> None:
+    def __init__(self, pbx: Pbx, home: Path, database_url: str, rules: dict[str, Any], command: list[str], *,
+                 name: str, ready: str) -> None:
         self.pbx = pbx
         self.home = home
+        self.command, self.name, self.ready = command, name, ready
         home.mkdir(parents=True, exist_ok=True)
         self.rules_file = home / "rules.yaml"
         self.rules_file.write_text(yaml.safe_dump(rules, allow_unicode=True), encoding="utf-8")
@@ -242,15 +234,12 @@ class Service:
                         REDIS_URL="redis://127.0.0.1:6379/14")
         self.process: subprocess.Popen[bytes] | None = None
 
-    def command(self) -> list[str]:
-        raise NotImplementedError
-
     def start(self) -> None:
         executable = ROOT / ".venv" / "bin" / "hotline-eval"
         seen = len(self.log())
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen([str(executable) if executable.exists() else "hotline-eval",
-                                             *self.command()], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                             *self.command], env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
         deadline = time.monotonic() + 120  # the speech models load first
         while self.ready not in self.log()[seen:]:
@@ -280,18 +269,14 @@ class Service:
 class FastAgi(Service):
     """``hotline-eval agi``: what Asterisk connects to."""
 
-    name, ready = "fastagi", "FastAGI server listening"
-
     def __init__(self, pbx: Pbx, home: Path, database_url: str, rules: dict[str, Any], *args: str,
                  port: int | None = None) -> None:
-        super().__init__(pbx, home, database_url, rules)
-        self.args = args
         self.port = port or pbx.fastagi_port  # the sample dialplan's HOTLINE_EVAL_AGI; others are asked per call
         self.audiosocket_port = free_port()
-
-    def command(self) -> list[str]:
-        return ["agi", "--listen", f"127.0.0.1:{self.port}", "--audiosocket", f"127.0.0.1:{self.audiosocket_port}",
-                *self.args]
+        super().__init__(pbx, home, database_url, rules,
+                         ["agi", "--listen", f"127.0.0.1:{self.port}",
+                          "--audiosocket", f"127.0.0.1:{self.audiosocket_port}", *args],
+                         name="fastagi", ready="FastAGI server listening")
 
     @property
     def url(self) -> str:
@@ -301,15 +286,10 @@ class FastAgi(Service):
 class Dialer(Service):
     """``hotline-eval dialer``: the callbacks, over the PBX's AMI."""
 
-    name, ready = "dialer", "AMI connected"
-
     def __init__(self, pbx: Pbx, home: Path, database_url: str, rules: dict[str, Any]) -> None:
-        super().__init__(pbx, home, database_url, rules)
+        super().__init__(pbx, home, database_url, rules, ["dialer"], name="dialer", ready="AMI connected")
         self.env |= {"AMI_HOST": "127.0.0.1", "AMI_PORT": str(pbx.ami_port), "AMI_USERNAME": AMI_USER,
                      "AMI_SECRET": AMI_SECRET}
-
-    def command(self) -> list[str]:
-        return ["dialer"]
 
 
 @contextlib.contextmanager
@@ -481,8 +461,7 @@ class Robot:
         if isinstance(reaction, Speak):
             audio, end = tone(reaction.seconds), reaction.end
         else:
-            audio = reaction.said
-            end = "hangup" if reaction.hang_up or reaction.hang_up_after is not None else reaction.press or "silence"
+            audio, end = reaction.said, reaction.ending
         self._clips += 1
         clip = f"clip{self._clips}"
         write_recording(self.pbx.sounds / "callers" / f"{clip}.wav", audio)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import array
+import math
 import shutil
+import struct
 import subprocess
 from pathlib import Path
+
+from speech_models.recordings import SAMPLE_RATE
 
 
 def synthesise(text: str, folder: Path, name: str, voice: str = "ko") -> bytes:
@@ -33,3 +37,9 @@ def with_a_syllable_lost(before: str, lost: str, after: str, folder: Path) -> by
     parts = [trimmed(synthesise(text, folder, f"part{n}")) for n, text in enumerate((before, lost, after))]
     gap = bytes(1600)  # the 0.1 s between words
     return bytes(3200) + parts[0] + gap + bytes(len(parts[1])) + parts[2] + bytes(4800)
+
+
+def tone(seconds: float, hz: float = 440.0, amplitude: int = 6000) -> bytes:
+    """A steady tone, 8 kHz 16-bit mono: sound that is not speech, where only its length matters."""
+    return b"".join(struct.pack("<h", int(amplitude * math.sin(2 * math.pi * hz * n / SAMPLE_RATE)))
+                    for n in range(int(seconds * SAMPLE_RATE)))

@@ -59,7 +59,8 @@ def scenarios(folder: Path) -> dict[str, tuple[str, str, list]]:
         "spoken_dissatisfied": ("audiosocket", KOREAN, [Say(five), Press("2"), Press("#")]),
         "spoken_and_confirmed": ("audiosocket", KOREAN, [Say(very_satisfied), Press("1")]),
         "said_nothing": ("audiosocket", KOREAN, [Silence(), Silence(), Press("3")]),
-        "said_then_hung_up": ("audiosocket", KOREAN, [Say(five + bytes(8000), hang_up=True)]),
+        # The word, then two seconds before the hangup: time enough for the server to have heard it.
+        "said_then_hung_up": ("audiosocket", KOREAN, [Say(five + bytes(32000), hang_up=True)]),
         "syllable_lost_unconfirmed": ("audiosocket", UNCONFIRMED, [Say(lost)]),
         "syllable_lost_read_back": ("audiosocket", KOREAN, [Say(lost), Press("2"), Press("5"), Press("1"), Press("#")]),
         "recorded": ("recordings", KOREAN, [Say(five), Press("2"), Press("#")]),
