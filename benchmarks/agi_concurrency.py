@@ -2,6 +2,11 @@
 
 Run: ``.venv/bin/python benchmarks/agi_concurrency.py --calls 15000 --concurrency 5000``
 
+``--before REF`` also runs the server of an earlier commit (a git worktree of REF, the same venv) on
+the same load, and prints what this one costs against it: by default the last commit whose writer kept
+a rating in memory and thanked the caller at once, so the line says what a rating on disk before the
+thanks (the journal's group-committed fsync) costs in p99 turn and CPU per call.
+
 Each server runs in its own process. Asterisk is played by ``--load-processes``
 other processes (the simulated channel over TCP): every prompt plays for the
 length of the built sound file (``--time-scale 1``), so 5,000 calls are really
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import resource
@@ -34,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +54,9 @@ from ivr.simulated_asterisk import Caller, Press, run_call  # noqa: E402
 from rating_core.database import make_engine  # noqa: E402
 from rating_core.models import Call, Rating  # noqa: E402
 
+ROOT = Path(__file__).resolve().parent.parent
+# The last commit whose writer kept a rating in memory and thanked the caller at once (issue 17).
+BEFORE = "fd2f4b8"
 MENU, THANKS = "hotline-eval/12345/menu", "hotline-eval/12345/thanks"
 VARIABLES = {"EVAL_AGENT": "1024", "EVAL_QUEUE": "社保咨询", "EVAL_CASE": "GD1", "EVAL_UNIT": "市人社局",
              "EVAL_LINKEDID": "1.1"}
@@ -111,13 +121,27 @@ def cpu_seconds(pid: int) -> float:
     return own + sum(cpu_seconds(child) for child in children)
 
 
-def start_ours(port: int, home: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, HOTLINE_EVAL_HOME=str(home))
+def start_ours(port: int, home: Path, code: Path = ROOT) -> subprocess.Popen[bytes]:
+    """``hotline-eval agi`` of the code at ``code`` (this checkout, or a worktree of an earlier commit)."""
+    env = dict(os.environ, HOTLINE_EVAL_HOME=str(home), PYTHONPATH=str(code))
     env.pop("DATABASE_URL", None)
-    cli = str(Path(sys.executable).with_name("hotline-eval"))
-    subprocess.run([cli, "db", "upgrade"], env=env, check=True, capture_output=True)
-    return subprocess.Popen([cli, "agi", "--listen", f"127.0.0.1:{port}", "--audiosocket", "127.0.0.1:0"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(home / "server.log", "wb"))
+    cli = [sys.executable, "-m", "hotline_eval"]
+    subprocess.run([*cli, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=code)
+    return subprocess.Popen([*cli, "agi", "--listen", f"127.0.0.1:{port}", "--audiosocket", "127.0.0.1:0"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(home / "server.log", "wb"), cwd=code)
+
+
+@contextlib.contextmanager
+def worktree(ref: str) -> Iterator[Path]:
+    """The code of commit ``ref``, checked out beside this one for the length of the run."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "before"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), ref], check=True,
+                       capture_output=True)
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], capture_output=True)
 
 
 def start_baseline(port: int) -> subprocess.Popen[bytes]:
@@ -209,9 +233,7 @@ def check_store(home: Path, tag: str, expected: int) -> None:
         calls = db.scalar(select(func.count()).select_from(Call).where(Call.uniqueid.like(f"{tag}.%")))
         rated = db.scalar(select(func.count()).select_from(Rating).join(Call).where(Call.uniqueid.like(f"{tag}.%")))
     engine.dispose()
-    log = (home / "server.log").read_text(errors="replace")
-    print(f"store: {calls} of {expected} calls, {rated} rated; {log.count('spooling it')} event(s) went through "
-          f"the spool (store too slow or down)")
+    print(f"store: {calls} of {expected} calls, {rated} rated")
 
 
 def main() -> None:
@@ -222,6 +244,8 @@ def main() -> None:
                         help="prompts play for this share of their real length (0: replies at once)")
     parser.add_argument("--load-processes", type=int, default=2)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--before", default=BEFORE, metavar="REF",
+                        help="also run the server of this commit (a worktree) and compare; '' to skip")
     args = parser.parse_args()
     resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
     print(f"{args.calls} calls, {args.concurrency} at once, prompts at x{args.time_scale} of their length, "
@@ -231,6 +255,15 @@ def main() -> None:
         port = free_port()
         ours = measure("hotline-eval (asyncio)", start_ours(port, Path(home)), port, args, tag)
         check_store(Path(home), tag, int(ours["calls"]))
+    if args.before:
+        with tempfile.TemporaryDirectory() as home, worktree(args.before) as code:
+            port = free_port()
+            before = measure(f"before ({args.before[:10]})", start_ours(port, Path(home), code), port, args, tag)
+            check_store(Path(home), tag, int(before["calls"]))
+        print(f"ratio ours/before: p99 turn x{ours['p99_ms'] / max(before['p99_ms'], 1e-9):.2f}, "
+              f"p50 turn x{ours['p50_ms'] / max(before['p50_ms'], 1e-9):.2f}, "
+              f"server CPU per call x{ours['cpu_per_1000'] / max(before['cpu_per_1000'], 1e-9):.2f} "
+              f"(the cost of a rating on disk before the thanks; below 1 is cheaper)")
     if args.skip_baseline:
         return
     port = free_port()

@@ -11,7 +11,7 @@ store in different batches. Each way of writing gets a fresh SQLite store, in
 the same run:
 
 - baseline: one transaction per event (a writer without group commit);
-- ours: ``RatingStore.apply_batch`` on batches of each ``--batches`` size
+- ours: ``RatingStore.apply_journaled`` (what the server's store process does) on batches of each ``--batches`` size
   (the server's writer sends what gathered in ``GROUP_COMMIT_LINGER``, or while
   the last batch was written: a few events at light load, hundreds at peak).
 
@@ -21,6 +21,7 @@ Figures are CPU seconds of this process per call, and ratios to the baseline.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import tempfile
@@ -31,9 +32,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rating_core.call_events import (  # noqa: E402
-    CallEnded, CallEvent, CallStarted, RatingGiven, ReasonGiven, VoiceMessageRecorded,
+    CallEnded, CallEvent, CallStarted, RatingGiven, ReasonGiven, VoiceMessageRecorded, to_record,
 )
 from rating_core.database import make_engine  # noqa: E402
+from rating_core.journal import Position, parse  # noqa: E402
 from rating_core.migrate import upgrade  # noqa: E402
 from rating_core.rules import load_rules  # noqa: E402
 from rating_core.store import RatingStore  # noqa: E402
@@ -73,9 +75,11 @@ def cpu_per_call(events: list[CallEvent], calls: int, batch: int) -> float:
         engine = make_engine(f"sqlite:///{home}/store.db")
         upgrade(engine)
         store = RatingStore(engine, load_rules())
+        entries = [parse(Position(1, n + 1), json.dumps(to_record(event))) for n, event in enumerate(events)]
+        refused: list[str] = []
         started = time.process_time()
-        for at in range(0, len(events), batch):
-            refused = store.apply_batch(events[at:at + batch])
+        for at in range(0, len(entries), batch):
+            store.apply_journaled("bench", entries[at:at + batch], lambda _s, _e, reason: refused.append(reason), set())
             if refused:
                 raise SystemExit(f"the store refused events: {refused[:3]}")
         spent = time.process_time() - started

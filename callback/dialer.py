@@ -9,7 +9,9 @@ and writes the outcome back, where the policy decides the next try.
 
 After a lost connection or a restart, an attempt that was in flight is never
 sent again: it is looked up by its ChannelId with ``Status``, followed if the
-call is still up, and otherwise recorded as ``unknown``.
+call is still up, and otherwise recorded as ``unknown``. An attempt whose
+Originate was never written (the connection was already gone when its turn
+came) did not happen at all: it goes back to the queue, costing no try.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from datetime import datetime, timezone
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from callback.ami_client import ActionFailed, AmiClient, AmiError
+from callback.ami_client import ActionFailed, AmiClient, AmiError, NotConnected
 from callback.ami_protocol import Message, originate_fields
 from callback.call_outcomes import HANGUP_CAUSES, dial_status_outcome, failed_outcome, parse_int
 from rating_core.callback_policy import CallbackPolicy
@@ -35,6 +37,7 @@ from rating_core.callback_tasks import (
     next_slot,
     note_answered,
     record_outcome,
+    release_attempt,
 )
 from rating_core.models import CallbackAttempt, CallbackTask
 
@@ -197,9 +200,16 @@ class Dialer:
         # Registered before sending: events may overtake the response.
         self.live[live.channel_id] = live
         self._by_action[live.action_id] = live.channel_id
+        if not self.client.connected.is_set():
+            # Lost during the claim, or reconnected but not yet logged in: an Originate now would go nowhere.
+            await self._put_back(live, "not connected to the AMI")
+            return
         try:
             await self.client.send("Originate", placement.fields, action_id=placement.action_id)
             log.info("dialer: attempt %s of task %s originated as %s", live.attempt_id, live.task_id, live.channel_id)
+        except NotConnected as exc:
+            # Raised before a byte was written: certain that Asterisk never saw it.
+            await self._put_back(live, str(exc))
         except ActionFailed as exc:
             message = exc.response.get("Message") or "Response: Error"
             log.error("dialer: Asterisk refused the Originate of attempt %s: %s", live.attempt_id, message)
@@ -208,6 +218,27 @@ class Dialer:
             # Unknown whether Asterisk got it: never resend; reconcile() or check_overdue() finds out.
             log.warning("dialer: no response to the Originate of attempt %s (%s); will look it up by ChannelId",
                         live.attempt_id, exc)
+
+    async def _put_back(self, live: LiveAttempt, why: str) -> None:
+        """An Originate that was never written: the attempt is queued again, as if never claimed."""
+        # Still registered, and finishing, until the store agrees: a reconcile() meanwhile must not
+        # look it up, find no call, and record it unknown.
+        live.finishing = True
+
+        def write() -> bool:
+            with self.sessions.begin() as session:
+                return release_attempt(session, live.attempt_id)
+        try:
+            released = await asyncio.to_thread(write)
+        finally:
+            self.live.pop(live.channel_id, None)
+            self._by_action.pop(live.action_id, None)
+        if released:
+            log.warning("dialer: attempt %s of task %s not sent (%s); queued again, no try used",
+                        live.attempt_id, live.task_id, why)
+        else:
+            log.warning("dialer: attempt %s of task %s not sent (%s), but it had already moved on; left as it is",
+                        live.attempt_id, live.task_id, why)
 
     # -- following the calls -------------------------------------------------
 

@@ -124,6 +124,9 @@ class SimulatedAsterisk:
         # When set, Originates are accepted but their calls do nothing until released.
         self.hold_calls = asyncio.Event()
         self.hold_calls.set()
+        # When True, the next Originate is read and the connection cut before any response, the call not
+        # placed: a network failure just after the client wrote it. Cleared by that Originate.
+        self.cut_at_next_originate = False
 
     # -- server -------------------------------------------------------------
 
@@ -208,6 +211,9 @@ class SimulatedAsterisk:
             conn.send([("Response", "Goodbye"), *head, ("Message", "Thanks for all the fish.")])
             return False
         elif name == "originate":
+            if self.cut_at_next_originate:
+                self.cut_at_next_originate = False
+                return False
             self._originate(conn, action, head)
         elif name == "status":
             self._status(conn, action, head)

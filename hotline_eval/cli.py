@@ -21,7 +21,7 @@ import uvloop
 
 from rating_core.database import home_dir, make_engine
 from rating_core.rules import RulesError, load_rules
-from rating_core.spool import Spool
+from rating_core.journal import Journal, JournalFull
 from rating_core.store import RatingStore
 
 log = logging.getLogger("hotline_eval")
@@ -85,9 +85,24 @@ def db_upgrade(revision: str) -> None:
 
 @db.command("replay-spool")
 def db_replay_spool() -> None:
-    """Move events spooled while the database was down into it."""
-    applied = open_store().replay_spool(Spool(spool_dir()))
-    click.echo(f"replayed {applied} event(s)")
+    """Apply the journals of FastAGI servers that are gone (a running server's is left to it)."""
+    from rating_core.journal_replay import replay_dead_journals
+
+    read = replay_dead_journals(open_store(), spool_dir())
+    click.echo(f"replayed {read} journal line(s) from {spool_dir()}")
+
+
+@db.command("dead-letters")
+def db_dead_letters() -> None:
+    """List the events the store refused, with why (kept in the journal folder's dead-letters.jsonl)."""
+    from rating_core.dead_letters import DeadLetters
+
+    letters = DeadLetters(spool_dir()).all()
+    for letter in letters:
+        record = letter.record or {}
+        click.echo(f"{letter.at.isoformat(timespec='seconds')}  {letter.stream} {letter.segment}:{letter.line}  "
+                   f"{record.get('kind', '?')} call {record.get('uniqueid', '?')}  {letter.reason}")
+    click.echo(f"{len(letters)} dead letter(s) in {DeadLetters(spool_dir()).path}")
 
 
 # -- IVR ----------------------------------------------------------------------------
@@ -113,10 +128,13 @@ def agi(listen: str, audiosocket: str, audiosocket_advertise: str | None, speech
     host, port = _host_port(listen, DEFAULT_PORT)
     # uvloop (libuv) instead of the stock event loop: with thousands of calls in progress, the loop's own
     # work on each socket event is what a caller waits for between prompts (benchmarks/agi_concurrency.py).
-    uvloop.run(serve_until_signalled(open_store(), Spool(spool_dir()), host, port,
-                                     audiosocket=_host_port(audiosocket, 9092),
-                                     audiosocket_advertise=audiosocket_advertise, speech_workers=speech_workers,
-                                     speech_recordings=speech_recordings))
+    try:
+        uvloop.run(serve_until_signalled(open_store(), Journal(spool_dir()), host, port,
+                                         audiosocket=_host_port(audiosocket, 9092),
+                                         audiosocket_advertise=audiosocket_advertise, speech_workers=speech_workers,
+                                         speech_recordings=speech_recordings))
+    except JournalFull as exc:
+        raise click.ClickException(f"{exc}: not starting, since no rating could be kept") from exc
 
 
 def _shared_folder(option: str | None) -> tuple[str, Path] | None:
@@ -199,12 +217,15 @@ def agi_script() -> None:
     from ivr.agi_stdio import open_stdio_session
     from ivr.rating_writer import RatingWriter
     from ivr.service import make_scripts
+    from rating_core.journal_replay import apply_own_journal
 
     _setup_logging(False)
     store = open_store()
 
     async def run() -> None:
-        writer = RatingWriter(store, Spool(spool_dir()))
+        journal = Journal(spool_dir())
+        journal.open()
+        writer = RatingWriter(journal)
         scripts = make_scripts(store, writer)
         session = await open_stdio_session()
         try:
@@ -217,6 +238,10 @@ def agi_script() -> None:
         finally:
             await session.close()
             await writer.stop()
+            # The call's events are on disk; into the store now if it can take them, else the journal
+            # stays for the FastAGI server or `db replay-spool` to apply.
+            applied = await asyncio.to_thread(apply_own_journal, store, journal)
+            journal.close(applied=applied)
 
     asyncio.run(run())
 
@@ -262,7 +287,7 @@ def demo(calls: int, concurrency: int, port: int, web_port: int) -> None:
     # The SMS links and the web tool that opens them must share one secret; a fresh one per run.
     os.environ.setdefault("HOTLINE_EVAL_SECRET_KEY", secrets.token_hex(32))
     store = open_store()
-    code = run_demo(store, Spool(spool_dir()), home_dir(), calls=calls, concurrency=concurrency, port=port,
+    code = run_demo(store, Journal(spool_dir()), home_dir(), calls=calls, concurrency=concurrency, port=port,
                     public_url=f"http://127.0.0.1:{web_port or 8000}")
     if code == 0 and web_port:
         from hotline_eval.demo_web import serve_web
@@ -349,14 +374,10 @@ def callbacks_run_due(now_iso: str | None) -> None:
               help="Queues to serve, first first (default: callbacks, then transcripts).")
 def worker(burst: bool, queues: tuple[str, ...]) -> None:
     """Run an RQ worker (with the scheduler) for the callback queue and the voice message transcripts."""
-    from rq import Queue, Worker
+    from callback.jobs import QUEUE_NAME, TRANSCRIPT_QUEUE_NAME
+    from callback.rq_worker import run_worker
 
-    from callback.jobs import QUEUE_NAME, TRANSCRIPT_QUEUE_NAME, redis_connection
-
-    connection = redis_connection()
-    names = queues or (QUEUE_NAME, TRANSCRIPT_QUEUE_NAME)
-    Worker([Queue(name, connection=connection) for name in names], connection=connection).work(
-        burst=burst, with_scheduler=True)
+    run_worker(queues or (QUEUE_NAME, TRANSCRIPT_QUEUE_NAME), burst=burst)
 
 
 @main.command()

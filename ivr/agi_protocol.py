@@ -14,6 +14,9 @@ ends with an empty line; replies are ``200 result=N [(data)] [endpos=N]``,
 ``510`` invalid command, ``511`` dead channel, and a ``520-`` usage block ending
 ``520 End of proper usage.``; a caller hangup arrives as a bare ``HANGUP``
 line that may come at any time, even between a command and its reply.
+``GET VARIABLE`` sends the value as it is (``200 result=1 (%s)``), so a value
+holding a line break spans several lines: a reply whose ``(`` is not closed
+on its first line goes on until a line that closes it (``_data_closed``).
 
 No library was used: pyst2's FastAGI fails on Python 3, pyst2 and pystrix do
 not quote arguments, and panoramisk pins the unsolicited HANGUP line on the
@@ -177,6 +180,9 @@ class Reply:
 
 _REPLY_LINE = re.compile(r"(?P<code>[0-9]{3})(?:[ -](?P<rest>.*))?\Z", re.S)
 _ENDPOS = re.compile(r"(?:^| )endpos=(-?[0-9]+)\Z")
+# A 200 reply with (data), and the end of a line that closes it.
+_OPENS_DATA = re.compile(r"200 result=[^ ]* \(")
+_CLOSES_DATA = re.compile(r"\)(?: endpos=-?[0-9]+)?\Z")
 
 
 def parse_reply_line(line: str) -> Reply:
@@ -332,6 +338,7 @@ class AgiConnection:
     _env_lines: list[tuple[str, str]] = field(default_factory=list)
     _env_bytes: int = 0
     _usage: list[str] | None = None
+    _open_reply: list[str] | None = None  # the lines so far of a reply whose (data) holds line breaks
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from Asterisk; ``b""`` means the connection was closed."""
@@ -363,7 +370,7 @@ class AgiConnection:
                 if event is not None:
                     return event
                 continue
-            if line == "HANGUP" and self._usage is None:
+            if line == "HANGUP" and self._usage is None and self._open_reply is None:
                 self.hung_up = True
                 return HangupReceived()
             if self.state is State.AWAITING_REPLY:
@@ -423,7 +430,36 @@ class AgiConnection:
             if sum(map(len, self._usage)) > self.max_line_bytes:
                 raise RemoteProtocolError("520 usage block never ends")
             return None
+        if self._open_reply is not None:
+            self._open_reply.append(line)
+            if sum(map(len, self._open_reply)) > self.max_line_bytes:
+                raise RemoteProtocolError(f"reply data longer than {self.max_line_bytes} bytes never closes")
+            line = "\n".join(self._open_reply)
+            if not self._data_closed(line):
+                return None
+            self._open_reply = None
+            return parse_reply_line(line)
         if line.startswith("520-"):
             self._usage = []
             return None
+        if _OPENS_DATA.match(line) and not self._data_closed(line):
+            self._open_reply = [line]
+            return None
         return parse_reply_line(line)
+
+    def _data_closed(self, reply: str) -> bool:
+        """Whether a ``200 result=… (data)`` reply read so far is whole, or its value goes on to the next line.
+
+        res_agi.c sends GET VARIABLE's value as it is, so a value holding a line break (a ``SHELL()``
+        lookup's trailing newline) spans lines, and only a line ending in ``)`` can end it. Such a line
+        ends it when the data's parentheses balance (``市人社局(社保中心)\n`` goes on past its first
+        line), or when no further line has come with it (Asterisk writes a reply at once, and a value
+        may hold a lone ``(``); a ``HANGUP`` line after it is the caller's.
+        """
+        if not _CLOSES_DATA.search(reply):
+            return False
+        data = reply[reply.index("("):]
+        if data.count("(") <= data.count(")"):
+            return True
+        next_line = self._buffer.partition(b"\n")
+        return not next_line[1] or next_line[0].rstrip(b"\r") == b"HANGUP"

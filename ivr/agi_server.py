@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from ivr.agi_protocol import AgiConnection
 from ivr.agi_session import AgiSession, ConnectionLost
+from ivr.reply_bounds import ReplyBounds
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,11 @@ class StreamTransport:
 
 
 class FastAgiServer:
-    def __init__(self, scripts: dict[str, Script], *, env_timeout: float = 5.0, reply_timeout: float = 300.0) -> None:
+    def __init__(self, scripts: dict[str, Script], *, env_timeout: float = 5.0,
+                 reply_bounds: ReplyBounds = ReplyBounds()) -> None:
         self.scripts = scripts
         self.env_timeout = env_timeout
-        self.reply_timeout = reply_timeout
+        self.reply_bounds = reply_bounds
         self.active: set[asyncio.Task[None]] = set()
         self.sessions_total = 0
         self.sessions_failed = 0
@@ -93,7 +95,7 @@ class FastAgiServer:
         session: AgiSession | None = None
         try:
             session = await AgiSession.open(
-                transport, env_timeout=self.env_timeout, reply_timeout=self.reply_timeout, connection=AgiConnection()
+                transport, env_timeout=self.env_timeout, reply_bounds=self.reply_bounds, connection=AgiConnection()
             )
             script = self.scripts.get(session.env.path)
             if script is None:

@@ -25,6 +25,7 @@ from ivr.agi_protocol import (
     Reply,
     ReplyReceived,
 )
+from ivr.reply_bounds import ReplyBounds
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +88,18 @@ def samples_in_file(size: int, fmt: str) -> int:
 
 
 class AgiSession:
-    def __init__(self, transport: Transport, connection: AgiConnection, *, reply_timeout: float) -> None:
+    def __init__(self, transport: Transport, connection: AgiConnection, *, reply_bounds: ReplyBounds) -> None:
         self.transport = transport
         self.connection = connection
-        self.reply_timeout = reply_timeout
+        self.reply_bounds = reply_bounds
 
     @classmethod
     async def open(
-        cls, transport: Transport, *, env_timeout: float = 5.0, reply_timeout: float = 300.0,
+        cls, transport: Transport, *, env_timeout: float = 5.0, reply_bounds: ReplyBounds = ReplyBounds(),
         connection: AgiConnection | None = None,
     ) -> AgiSession:
         """Read the environment block (under a time limit) and return the session."""
-        session = cls(transport, connection or AgiConnection(), reply_timeout=reply_timeout)
+        session = cls(transport, connection or AgiConnection(), reply_bounds=reply_bounds)
         try:
             event = await asyncio.wait_for(session._next_event(), env_timeout)
         except TimeoutError:
@@ -131,14 +132,16 @@ class AgiSession:
             self.connection.receive_data(data)
 
     async def command(self, *words: str | int) -> Reply:
-        """Send one command and return its reply; raise ChannelHungUp on ``511``."""
+        """Send one command and return its reply; raise ChannelHungUp on ``511``, and ConnectionLost when the
+        reply does not come within the command's bound (its own length and some slack)."""
+        bound = self.reply_bounds.for_command(words)
         data = self.connection.send_command(words)
         try:
             await self.transport.write(data)
         except (ConnectionError, OSError) as exc:
             raise ConnectionLost(f"write failed: {exc}") from exc
         try:
-            async with asyncio.timeout(self.reply_timeout):
+            async with asyncio.timeout(bound):
                 while True:
                     event = await self._next_event()
                     if isinstance(event, ReplyReceived):
@@ -148,7 +151,7 @@ class AgiSession:
                         raise ConnectionLost(f"connection closed while waiting for the reply to {words[0]}")
                     # HangupReceived: noted by the connection; the reply still follows.
         except TimeoutError:
-            raise ConnectionLost(f"no reply to {' '.join(map(str, words))[:60]} within {self.reply_timeout:g} s") from None
+            raise ConnectionLost(f"no reply to {' '.join(map(str, words))[:60]} within {bound:g} s") from None
         if reply.code == 511:
             raise ChannelHungUp(f"{words[0]} on a dead channel")
         if reply.code != 200:

@@ -13,6 +13,7 @@ import sys
 from typing import BinaryIO
 
 from ivr.agi_session import AgiSession
+from ivr.reply_bounds import ReplyBounds
 
 
 class StdioTransport:
@@ -43,6 +44,6 @@ class StdioTransport:
             pass
 
 
-async def open_stdio_session(*, env_timeout: float = 5.0, reply_timeout: float = 300.0) -> AgiSession:
+async def open_stdio_session(*, env_timeout: float = 5.0, reply_bounds: ReplyBounds = ReplyBounds()) -> AgiSession:
     transport = await StdioTransport.connect()
-    return await AgiSession.open(transport, env_timeout=env_timeout, reply_timeout=reply_timeout)
+    return await AgiSession.open(transport, env_timeout=env_timeout, reply_bounds=reply_bounds)

@@ -3,7 +3,8 @@
     1. Read who and what is being rated from the channel variables.
     2. Rating menu: 非常满意 1 … 非常不满意 5, ``*`` repeats; a key interrupts the
        prompt. Wrong key: "输入有误" and the menu again. Silence: the menu again,
-       then 未评价. The rating is stored the moment the key is read.
+       then 未评价. The rating is on disk the moment the key is read, before the
+       caller hears another word.
        Where the hotline hears speech, the menu first invites the caller to
        say the rating; speech not understood is re-asked, then keys take over.
     3. For a 差评: the reason-tag menu, then an optional voice message.
@@ -90,7 +91,7 @@ async def evaluate(agi: AgiSession, rules: Rules, writer: RatingWriter, speech: 
     facts = await read_call_facts(agi)
     context = f"call {facts.uniqueid} ({facts.channel}, caller {mask_phone(facts.caller_number)})"
     profile = rules.hotlines.get(facts.hotline or "")
-    writer.submit(  # handed over, not waited for: no AGI turn waits for the database
+    await writer.submit(  # handed over: on disk before the rating, which is waited for
         CallStarted(
             uniqueid=facts.uniqueid,
             hotline=facts.hotline or "unknown",
@@ -106,7 +107,7 @@ async def evaluate(agi: AgiSession, rules: Rules, writer: RatingWriter, speech: 
     if profile is None:
         log.error("%s: unknown hotline %r (known: %s); ending without evaluation",
                   context, facts.hotline, ", ".join(rules.hotlines))
-        await writer.write(CallEnded(facts.uniqueid, "unknown_hotline", utcnow()))
+        await writer.finish(CallEnded(facts.uniqueid, "unknown_hotline", utcnow()))
         return "unknown_hotline"
 
     flow = EvaluationFlow(agi, rules, profile, writer, facts.uniqueid, speech)
@@ -116,8 +117,8 @@ async def evaluate(agi: AgiSession, rules: Rules, writer: RatingWriter, speech: 
     finally:
         # One write says how far the caller got and why the call ended (the flow's own
         # progress writes are only those that must survive a crash: the rating and what follows).
-        # Waiting for it means every event of the call is durable before the socket closes.
-        await writer.write(CallEnded(facts.uniqueid, end_reason, utcnow(), flow.progress, flow.menu_plays))
+        # Every event of the call is on disk before the socket closes, and in the store too unless it is down.
+        await writer.finish(CallEnded(facts.uniqueid, end_reason, utcnow(), flow.progress, flow.menu_plays))
     return end_reason
 
 
@@ -217,7 +218,7 @@ class EvaluationFlow(HotlineScript):
         level = (self.rules.level_for_key(self.profile, key_or_level) if channel == "dtmf"
                  else self.rules.level(key_or_level))
         assert level is not None
-        self.writer.submit(RatingGiven(  # the writer owns it now
+        await self.writer.write(RatingGiven(  # on disk before the caller hears another word
             self.uniqueid, level.code, channel, utcnow(), heard=understood.text if understood else None,
             confidence=understood.confidence if understood else None))
         self.progress = "rated"
@@ -228,7 +229,7 @@ class EvaluationFlow(HotlineScript):
         tag = self.profile.tag_for_key(key) if key else None
         if tag is None:
             return
-        self.writer.submit(ReasonGiven(self.uniqueid, (tag.code,), utcnow()))
+        await self.writer.write(ReasonGiven(self.uniqueid, (tag.code,), utcnow()))
         self.progress = "reason"
 
     # -- the voice message --------------------------------------------------------
@@ -247,7 +248,7 @@ class EvaluationFlow(HotlineScript):
             log.error("call %s: voice message not recorded into %s.%s: %s", self.uniqueid, path, policy.format, exc)
             return
         if recording.seconds >= policy.min_seconds:
-            self.writer.submit(
+            await self.writer.write(
                 VoiceMessageRecorded(self.uniqueid, f"{path}.{policy.format}", round(recording.seconds, 2), utcnow())
             )
             self.progress = "voice_message"

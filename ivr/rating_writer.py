@@ -1,194 +1,139 @@
-"""Writes call events to the rating store without ever losing one or stalling a call.
+"""Makes a call's events durable before the caller hears the next prompt, without a database in the way.
 
-A call hands each event to :meth:`RatingWriter.submit` the moment it happens
-(the key is read: the rating is submitted) and goes straight on to its next
-prompt: no AGI turn waits for a database. The writer owns the event from then
-on, whatever the caller does next — a hangup cannot take it back. At the end
-of the call :meth:`RatingWriter.write` waits until the call's last event, and so
-every earlier one, is durable.
+A call hands each event to :meth:`RatingWriter.submit`, and waits (:meth:`RatingWriter.write`) where the
+caller must not be thanked for what could still be lost: the rating, the reason, the voice message, the
+end of the call. The writer appends whatever has queued up to the journal (:mod:`rating_core.journal`)
+with one fsync — group commit: while one fsync is on the disk the next group gathers, so thousands of
+calls cost a few hundred fsyncs a second, not thousands — and the store process applies the journal to
+the database on its own time (:mod:`ivr.store_process`). A database that is down, slow or refusing
+costs the calls nothing: the journal keeps the events until the store takes them.
 
-One task commits whatever has queued up in one transaction (group commit:
-thousands of concurrent calls cost a few transactions a second, not
-thousands; in the FastAGI server a batch first gathers for ``linger``), through
-an *applier*: a thread for one-off use, or
-:class:`ivr.store_process.StoreProcess` for the FastAGI server, where the ORM's
-work must not share the event loop's GIL. If the database fails, is too slow
-or refuses an event, the event is appended to the local spool instead,
-fsynced; the replayer moves the spool into the store when the database is
-back. Once one event of a call is spooled, the rest of that call's events
-follow it there, so they stay in order. After a failure the store is given
-``retry_after`` seconds before it is tried again, so a dead database costs one
-timeout, not one per batch.
+The queue is bounded: if the disk stalls, calls wait to hand over events instead of the server's memory
+growing without end. A disk that fails an append is tried again, the events still held, and a disk
+short of space is reported before it fills.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
 from typing import Protocol
 
-from rating_core.call_events import FINAL_EVENTS, CallEvent, to_record
-from rating_core.spool import Spool
-from rating_core.store import RatingStore, Rejected
+from rating_core.call_events import CallEvent
+from rating_core.event_values import clamp
+from rating_core.journal import Journal, Position
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 500
-# How long the FastAGI server lets a batch gather before writing it. Each batch costs the store a few
-# queries and a commit whatever its size, so at a few events a second per call, batches written as soon as
-# the last one finished stay tiny and the store spends its CPU on those fixed costs (benchmarks/README).
-# Nothing waits on it but the socket's close after the hangup, and it bounds what a crash of the
-# process itself could lose.
-GROUP_COMMIT_LINGER = 0.05
+# Events waiting for the disk at most; a call that would go beyond waits (back-pressure). At a few
+# events per call, many times the calls a server holds.
+MAX_QUEUE = 20_000
+MAX_APPEND = 5_000
+# After a failed append (a full or failing disk), the events are tried again this often.
+APPEND_RETRY = 1.0
+# How often the journal's free space is looked at while the server runs.
+FREE_SPACE_CHECK = 30.0
+
+# How long a call's end waits for the store to have the call before the socket closes (the caller is
+# gone by then: nobody waits for it). Whoever reads the store right after a call (the next step of a
+# hotline's dialplan, a test) then finds it there, unless the store is down.
+SETTLE_TIMEOUT = 5.0
+
+Item = tuple[CallEvent, asyncio.Future[Position]]
 
 
-class Applier(Protocol):
-    """Applies a batch to the store: what it refused, or raises when the store cannot take it at all."""
+class Applied(Protocol):
+    """What the writer asks of the store's applier (:class:`ivr.store_process.StoreProcess`)."""
 
-    async def apply(self, events: Sequence[CallEvent]) -> list[Rejected]: ...
-
-    async def close(self) -> None: ...
-
-
-class ThreadApplier:
-    """The store's :meth:`~RatingStore.apply_batch` in a worker thread: fine for one call, or a few."""
-
-    def __init__(self, store: RatingStore) -> None:
-        self.store = store
-
-    async def apply(self, events: Sequence[CallEvent]) -> list[Rejected]:
-        return await asyncio.to_thread(self.store.apply_batch, events)
-
-    async def close(self) -> None:
-        return None
-
-
-Item = tuple[CallEvent, asyncio.Future[None]]
+    async def reached(self, position: Position, timeout: float | None = None) -> bool: ...
 
 
 class RatingWriter:
-    def __init__(self, store: RatingStore, spool: Spool, *, write_timeout: float = 10.0,
-                 applier: Applier | None = None, retry_after: float = 5.0, linger: float = 0.0) -> None:
-        self.store = store
-        self.spool = spool
-        self.write_timeout = write_timeout
-        self.retry_after = retry_after
-        self.linger = linger  # seconds a batch gathers after its first event (GROUP_COMMIT_LINGER)
-        self.applier: Applier = applier or ThreadApplier(store)
-        self._queue: asyncio.Queue[Item] = asyncio.Queue()
-        self._spooling: set[str] = set()
-        self._store_down_until = 0.0
+    def __init__(self, journal: Journal, applier: Applied | None = None, *, max_queue: int = MAX_QUEUE,
+                 settle_timeout: float = SETTLE_TIMEOUT) -> None:
+        self.journal = journal
+        self.applier = applier
+        self.settle_timeout = settle_timeout
+        self._queue: asyncio.Queue[Item] = asyncio.Queue(max_queue)
         self._worker: asyncio.Task[None] | None = None
-        self._last: asyncio.Future[None] | None = None
-        self.spooled = 0
-        self.pending = 0  # events handed over and not yet durable (in the queue or in the batch being written)
+        self._failing: str | None = None
+        self._next_space_check = 0.0
+        self.appended = journal.position  # of the last event made durable
+
+    @property
+    def pending(self) -> int:
+        """Events handed over and not yet durable."""
+        return self._queue.qsize()
 
     def start(self) -> None:
         if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._commit_forever(), name="rating-writer")
+            self._worker = asyncio.get_running_loop().create_task(self._append_forever(), name="journal-writer")
 
     async def stop(self) -> None:
-        """Write what is queued, then stop (and stop the applier)."""
+        """Append what is queued, then stop."""
         if self._worker is not None:
-            if self._last is not None:  # the queue is in order: the last one done means all are
-                await asyncio.wait([self._last], timeout=self.write_timeout + 1)
+            await self._queue.join()
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
-        await self.applier.close()
 
-    def submit(self, event: CallEvent) -> asyncio.Future[None]:
-        """Hand ``event`` over and return at once; the future is done when it is in the store or the spool.
-
-        The future never fails: an event the spool could not take either is logged whole, as a last resort.
-        """
+    async def submit(self, event: CallEvent) -> asyncio.Future[Position]:
+        """Hand ``event`` over (waiting for room if the queue is full); the future is done, with the
+        event's place in the journal, once it is on disk."""
         self.start()
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((event, done))
-        self._last = done
-        self.pending += 1
+        done: asyncio.Future[Position] = asyncio.get_running_loop().create_future()
+        await self._queue.put((clamp(event), done))
         return done
 
     async def write(self, event: CallEvent) -> None:
-        """Submit ``event`` and wait until it, and every event submitted before it, is durable."""
-        await asyncio.shield(self.submit(event))
+        """Submit ``event`` and wait until it, and every event submitted before it, is on disk."""
+        await asyncio.shield(await self.submit(event))
 
-    async def _commit_forever(self) -> None:
+    async def finish(self, event: CallEvent) -> None:
+        """A call's last event: on disk, then, for up to ``settle_timeout``, waited for in the store."""
+        position = await asyncio.shield(await self.submit(event))
+        if self.applier is not None:
+            await self.applier.reached(position, self.settle_timeout)
+
+    async def _append_forever(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            if self.linger:
-                await asyncio.sleep(self.linger)
-            while len(batch) < MAX_BATCH and not self._queue.empty():
+            while len(batch) < MAX_APPEND and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            try:
-                await self._commit(batch)
-            except Exception:  # never let the writer die: these events are logged whole below
-                log.exception("rating writer: batch of %d event(s) failed unexpectedly", len(batch))
-                for event, done in batch:
-                    if not done.done():
-                        log.critical("event not written: %s", to_record(event))
-                        self._settle(done)
+            position = await self._append(batch)
+            self.appended = position
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(position)
+                self._queue.task_done()
 
-    async def _commit(self, batch: list[Item]) -> None:
-        loop = asyncio.get_running_loop()
-        down = loop.time() < self._store_down_until
-        to_store = [n for n, (event, _) in enumerate(batch) if not down and event.uniqueid not in self._spooling]
-        to_spool = sorted(set(range(len(batch))) - set(to_store))
-        if down:
-            for n in to_spool:
-                event = batch[n][0]
-                log.error("store write of %s for call %s skipped (store unavailable, retried in %.0f s); spooling it",
-                          event.kind, event.uniqueid, self._store_down_until - loop.time())
-        if to_store:
-            events = [batch[n][0] for n in to_store]
-            try:
-                rejected = await asyncio.wait_for(self.applier.apply(events), self.write_timeout)
-            except Exception as exc:  # unreachable, locked, slow, or the store process died
-                reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
-                self._store_down_until = loop.time() + self.retry_after
-                rejected = [Rejected(index, reason) for index in range(len(events))]
-            for refusal in rejected:
-                event = events[refusal.index]
-                log.error("store write of %s for call %s failed (%s); spooling it",
-                          event.kind, event.uniqueid, refusal.reason)
-            to_spool = sorted(to_spool + [to_store[refusal.index] for refusal in rejected])
-        if to_spool:
-            await self._spool([batch[n][0] for n in to_spool])
-        for event, done in batch:
-            if isinstance(event, FINAL_EVENTS):
-                self._spooling.discard(event.uniqueid)
-            if not done.done():
-                self._settle(done)
-
-    def _settle(self, done: asyncio.Future[None]) -> None:
-        self.pending -= 1
-        done.set_result(None)
-
-    async def _spool(self, events: list[CallEvent]) -> None:
-        try:
-            await asyncio.to_thread(self.spool.append, *events)
-        except OSError as exc:
-            for event in events:  # the disk failed too: the log is all that is left
-                log.critical("spool append failed (%s); event not written: %s", exc, to_record(event))
-            return
-        self.spooled += len(events)
-        self._spooling.update(event.uniqueid for event in events if not isinstance(event, FINAL_EVENTS))
-
-    async def replay_forever(self, interval: float = 15.0) -> None:
-        """Move spooled events into the store whenever it is reachable again."""
+    async def _append(self, batch: list[Item]) -> Position:
+        """Append the batch, trying again until the disk takes it: the events are held meanwhile."""
+        events = [event for event, _ in batch]
         while True:
-            await asyncio.sleep(interval)
-            await self.replay_once()
+            try:
+                position = await asyncio.to_thread(self.journal.append, events)
+            except OSError as exc:
+                if self._failing is None:
+                    log.critical("journal append failed (%s); %d event(s) held in memory and tried again every "
+                                 "%.0f s: calls wait for it", exc, len(events), APPEND_RETRY)
+                self._failing = str(exc)
+                await asyncio.sleep(APPEND_RETRY)
+                continue
+            if self._failing is not None:
+                log.warning("journal append works again (%d event(s) written)", len(events))
+                self._failing = None
+            self._check_space()
+            return position
 
-    async def replay_once(self) -> int:
-        if not self.spool.has_pending():
-            return 0
-        try:
-            applied = await asyncio.to_thread(self.store.replay_spool, self.spool)
-        except Exception as exc:
-            log.warning("spool replay postponed: %s: %s", type(exc).__name__, exc)
-            return 0
-        if applied:
-            log.info("spool replay: %d event(s) now in the store", applied)
-        return applied
+    def _check_space(self) -> None:
+        now = time.monotonic()
+        if now < self._next_space_check:
+            return
+        self._next_space_check = now + FREE_SPACE_CHECK
+        free = self.journal.free_bytes()
+        if free < self.journal.min_free_bytes:
+            log.critical("the journal's disk (%s) has %d MiB free, below the %d MiB the server needs; free space "
+                         "before it fills, or ratings will wait", self.journal.directory, free // 2**20,
+                         self.journal.min_free_bytes // 2**20)

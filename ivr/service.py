@@ -14,16 +14,16 @@ from pathlib import Path
 from ivr.agi_server import FastAgiServer, Script
 from ivr.agi_session import AgiSession
 from ivr.call_flow import evaluate
-from ivr.rating_writer import GROUP_COMMIT_LINGER, Applier, RatingWriter
+from ivr.rating_writer import RatingWriter
 from ivr.audiosocket_server import AudioSocketServer
 from ivr.recorded_speech import RecordingListener
 from ivr.speech_listener import RatingListener, SpeechListener
 from ivr.speech_workers import GrammarSpec, RecognizerPool
-from ivr.store_process import StoreProcess, database_url
+from ivr.store_process import StoreProcess
 from ivr.verification_flow import verify
 from rating_core.callback_tasks import VerificationCall
 from rating_core.rules import Rules
-from rating_core.spool import Spool
+from rating_core.journal import Journal
 from rating_core.store import RatingStore
 from speech_models.manifests import locate
 
@@ -33,14 +33,20 @@ log = logging.getLogger(__name__)
 @dataclass
 class IvrService:
     store: RatingStore
-    spool: Spool
+    journal: Journal
     writer: RatingWriter
+    applier: StoreProcess
     server: FastAgiServer
     speech: RatingListener | None = None
 
     @property
     def rules(self) -> Rules:
         return self.store.rules
+
+    async def settled(self) -> None:
+        """Wait until the store has every event handed over so far (for tests and the demo)."""
+        await self.writer.stop()
+        await self.applier.reached(self.writer.appended)
 
 
 def make_scripts(store: RatingStore, writer: RatingWriter, *, lookup_timeout: float = 5.0,
@@ -121,34 +127,34 @@ async def running_speech(rules: Rules, host: str, port: int, *, advertise: str |
 
 @contextlib.asynccontextmanager
 async def running_ivr(
-    store: RatingStore, spool: Spool, host: str, port: int, *, replay_interval: float = 15.0,
-    write_timeout: float = 10.0, speech: RatingListener | None = None, store_process: bool = False,
-    linger: float = 0.0,
+    store: RatingStore, journal: Journal, host: str, port: int, *, speech: RatingListener | None = None,
+    store_process: bool = False, drain_timeout: float = 30.0,
 ) -> AsyncIterator[IvrService]:
-    """A started FastAGI server with its writer and spool replayer; all stopped on exit.
+    """A started FastAGI server with its journal and the store's applier; all stopped on exit.
 
-    With ``store_process`` the store's writes run in a child process (see :mod:`ivr.store_process`),
-    in batches that gather for ``linger`` seconds: what a server with thousands of calls wants; tests
-    and the demo may keep them in a thread and write each batch at once.
+    With ``store_process`` the journal is applied in a child process (see :mod:`ivr.store_process`):
+    what a server with thousands of calls wants; tests and the demo may apply it in a thread. On exit
+    the calls finish, the journal is written, and the store is given ``drain_timeout`` seconds to take
+    it all; what it has not taken stays on disk for the next start.
     """
-    applier: Applier | None = None
-    if store_process:
-        applier = StoreProcess(database_url(store), store.rules)
-        await asyncio.to_thread(applier.start)
-    writer = RatingWriter(store, spool, write_timeout=write_timeout, applier=applier, linger=linger)
+    journal.open()
+    applier = StoreProcess(store, journal.directory, journal.stream, after=journal.position,
+                           in_thread=not store_process)
+    watcher = asyncio.create_task(applier.run(), name="journal-applier")
+    writer = RatingWriter(journal, applier)
     writer.start()
     server = FastAgiServer(make_scripts(store, writer, speech=speech))
-    await server.start(host, port)
-    await writer.replay_once()  # what an earlier run left in the spool
-    replayer = asyncio.create_task(writer.replay_forever(replay_interval), name="spool-replayer")
     try:
-        yield IvrService(store, spool, writer, server, speech)
+        await server.start(host, port)
+        yield IvrService(store, journal, writer, applier, server, speech)
     finally:
         await server.close()
-        replayer.cancel()
-        await asyncio.gather(replayer, return_exceptions=True)
         await writer.stop()
-        await writer.replay_once()
+        drained = await applier.drain(watcher, drain_timeout)
+        journal.close(applied=drained)
+        if drained:
+            with contextlib.suppress(Exception):  # only tidiness: a stream's name is never used again
+                await asyncio.to_thread(store.forget_stream, journal.stream)
 
 
 # Collect the youngest generation every 50,000 allocations (Python's default: 700), the next every 20 of
@@ -169,7 +175,7 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-async def serve_until_signalled(store: RatingStore, spool: Spool, host: str, port: int, *,
+async def serve_until_signalled(store: RatingStore, journal: Journal, host: str, port: int, *,
                                 audiosocket: tuple[str, int] = ("127.0.0.1", 9092),
                                 audiosocket_advertise: str | None = None, speech_workers: int = 2,
                                 speech_recordings: tuple[str, Path] | None = None) -> None:
@@ -180,7 +186,7 @@ async def serve_until_signalled(store: RatingStore, spool: Spool, host: str, por
     async with (
         running_speech(store.rules, *audiosocket, advertise=audiosocket_advertise, workers=speech_workers,
                        recordings=speech_recordings) as speech,
-        running_ivr(store, spool, host, port, speech=speech, store_process=True, linger=GROUP_COMMIT_LINGER) as ivr,
+        running_ivr(store, journal, host, port, speech=speech, store_process=True) as ivr,
     ):
         log.info("FastAGI server listening on %s:%d (hotlines: %s)", host, ivr.server.port, ", ".join(store.rules.hotlines))
         tune_garbage_collector()

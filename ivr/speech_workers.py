@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ivr.parent_watch import exit_with_parent
 from rating_core.rules import HotlineProfile
 from speech_models.grammar import RatingGrammar, build_grammar
 from speech_models.recordings import SAMPLE_RATE
@@ -89,6 +90,8 @@ class _Decoding:
 
 
 def _worker_main(number: int, inbox: Any, outbox: Any, models: dict[str, str], grammars: dict[str, GrammarSpec]) -> None:
+    # From the start: a server killed with SIGKILL never sends "stop", and loading the models takes seconds.
+    exit_with_parent()
     import vosk  # only the workers load the engine
 
     vosk.SetLogLevel(-1)

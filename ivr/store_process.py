@@ -1,4 +1,4 @@
-"""The rating store's writes in a process of their own, beside the FastAGI server.
+"""The store's side of the journal, beside the FastAGI server: a process of its own that applies it.
 
 Applying a call's events through the ORM costs a few milliseconds of Python.
 In a thread of the FastAGI process that work holds the GIL, and the event
@@ -7,11 +7,13 @@ switch interval for it each time it lets go (every socket write does): every
 AGI turn would pay for the database. In a child process it runs on the other
 core and the event loop never waits for it.
 
-The parent sends one batch at a time over a pipe and keeps it until the child
-answers, so a child that dies, hangs or is killed takes nothing with it: the
-writer spools the batch, and the next batch starts a new child.
-``concurrent.futures.ProcessPoolExecutor`` is not used because a worker that
-dies breaks the whole pool, and a hung one cannot be killed on its own.
+The child reads the server's journal from disk itself (the server sends it
+nothing but "stop"), applies it batch by batch with
+:class:`rating_core.journal_replay.JournalApplier`, takes over the streams of
+dead servers between batches, and reports its position. A child that dies
+takes nothing with it: everything is in the journal, and a new child goes on
+from the last position the store has. Tests and the demo may run the same loop
+in a thread (``in_thread``).
 """
 
 from __future__ import annotations
@@ -20,17 +22,30 @@ import asyncio
 import logging
 import multiprocessing
 import signal
-from collections.abc import Sequence
-from multiprocessing.connection import Connection
+import threading
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from multiprocessing.reduction import ForkingPickler
+from pathlib import Path
 
-from rating_core.call_events import CallEvent
+from ivr.parent_watch import exit_with_parent
 from rating_core.database import make_engine
+from rating_core.journal import START, Position
+from rating_core.journal_replay import JournalApplier
 from rating_core.rules import Rules
-from rating_core.store import RatingStore, Rejected, StoreUnavailable
+from rating_core.store import RatingStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+# How long the child waits before trying a database that failed again: short, so a database that comes
+# back is drained within seconds of its return, and one attempt a second costs it nothing.
+RETRY_AFTER = 1.0
+# How long the child lets new lines gather before it reads them, unless a whole batch is waiting (a
+# backlog). Each batch costs the store a few queries and a commit whatever its size, so at a few events
+# a second per call, batches read the moment a line appeared would hold two or three events and the store
+# would spend its CPU on those fixed costs (benchmarks/README). Nobody waits for it but a call's end,
+# after the caller is gone.
+GATHER = 0.05
 
 
 def database_url(store: RatingStore) -> str:
@@ -38,108 +53,200 @@ def database_url(store: RatingStore) -> str:
     return store.engine.url.render_as_string(hide_password=False)
 
 
-class StoreProcess:
-    """An applier for :class:`ivr.rating_writer.RatingWriter` that applies batches in a child process."""
+@dataclass(frozen=True)
+class Report:
+    """What the child tells the server: where the stream is, and whether the store is taking it."""
 
-    def __init__(self, url: str, rules: Rules) -> None:
-        self.url = url
-        self.rules = rules
+    position: Position
+    applied: int  # events of the server's stream this child has applied
+    recovered: int  # events of dead servers' streams
+    unavailable: str | None = None
+    drained: bool = False
+
+
+class StoreProcess:
+    """Starts the applier, restarts it if it dies, and asks it to drain when the server stops."""
+
+    def __init__(self, store: RatingStore, directory: Path, stream: str, *, after: Position = START,
+                 in_thread: bool = False) -> None:
+        self.store = store
+        self.directory = directory
+        self.stream = stream
+        self.in_thread = in_thread
         self.started = 0  # children started so far (a restart after a death counts)
-        self._process: BaseProcess | None = None
+        self.last = Report(after, 0, 0)
+        self._changed = asyncio.Event()  # set, and replaced, at every report
+        self._process: BaseProcess | threading.Thread | None = None
         self._conn: Connection | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
+        return self._process.pid if isinstance(self._process, BaseProcess) else None
+
+    @property
+    def position(self) -> Position:
+        return self.last.position
 
     def start(self) -> None:
-        """Start the child (blocking: a second or so of imports); done again after it died."""
-        context = multiprocessing.get_context("spawn")  # no fork of a process holding sockets and threads
-        parent, child = context.Pipe()
-        process = context.Process(target=_serve, args=(child, self.url, self.rules), name="hotline-eval-store",
-                                  daemon=True)
-        process.start()
-        child.close()
-        self._process, self._conn = process, parent
+        """Start the child (blocking: a second or so of imports)."""
+        where = (self.directory, self.stream, self.last.position)
+        if self.in_thread:
+            parent, child = multiprocessing.Pipe()
+            self._process = threading.Thread(target=serve, args=(child, self.store, *where), name="journal-applier",
+                                             daemon=True)
+        else:
+            context = multiprocessing.get_context("spawn")  # no fork of a process holding sockets and threads
+            parent, child = context.Pipe()
+            self._process = context.Process(
+                target=_child_main, args=(child, database_url(self.store), self.store.rules, *where),
+                name="hotline-eval-store", daemon=True,
+            )
+        self._process.start()
+        if not self.in_thread:
+            child.close()
+        self._conn = parent
         self.started += 1
-        log.info("store process %d started", process.pid)
+        log.info("store %s %s started, applying journal %s", "thread" if self.in_thread else "process",
+                 self.pid or "", self.stream)
 
-    async def apply(self, events: Sequence[CallEvent]) -> list[Rejected]:
-        if self._process is None or not self._process.is_alive():
-            self._discard()
-            await asyncio.to_thread(self.start)
+    async def run(self) -> None:
+        """Follow the child's reports; start a new child when one dies (until :meth:`drain`)."""
+        while True:
+            if self._conn is None:
+                await asyncio.to_thread(self.start)
+                if self._stopping and self._conn is not None:  # asked to drain while it started
+                    self._conn.send("stop")
+            try:
+                await self._follow()
+            finally:
+                self._forget()
+            if self._stopping:
+                return
+            log.error("store process died at %d:%d of journal %s; starting another",
+                      self.last.position.segment, self.last.position.line, self.stream)
+            await asyncio.sleep(RETRY_AFTER)
+
+    async def _follow(self) -> None:
         conn = self._conn
         assert conn is not None
-        try:
-            # A batch is larger than the pipe's buffer, and on a busy machine the child may wait
-            # milliseconds for a CPU before it reads: a thread waits for that, not the event loop.
-            await asyncio.to_thread(conn.send_bytes, ForkingPickler.dumps(list(events)))
-            answer = await self._receive(conn)
-        except (EOFError, OSError) as exc:
-            self._discard()
-            raise StoreUnavailable(f"store process died ({type(exc).__name__})") from exc
-        except BaseException:  # cancelled (the writer's time limit): the child may be stuck in a locked database
-            self._discard()
-            raise
-        status, detail = answer
-        if status == "unavailable":
-            raise StoreUnavailable(detail)
-        return detail
-
-    async def _receive(self, conn: Connection) -> tuple[str, object]:
         loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-
-        def readable() -> None:
-            if not ready.done():
-                ready.set_result(None)
-
-        loop.add_reader(conn.fileno(), readable)
+        readable = asyncio.Event()
+        loop.add_reader(conn.fileno(), readable.set)
         try:
-            await ready
+            while True:
+                await readable.wait()
+                readable.clear()
+                while conn.poll():
+                    try:
+                        report: Report = conn.recv()
+                    except (EOFError, OSError):
+                        return
+                    self._note(report)
+                    if report.drained:
+                        return
         finally:
             loop.remove_reader(conn.fileno())
-        return conn.recv()  # the answer is small: once readable, it is all there
 
-    def _discard(self) -> None:
-        """Forget the child, killing it if it still runs."""
-        if self._process is not None:
-            if self._process.is_alive():
-                log.error("store process %d is stuck; killing it", self._process.pid)
-                self._process.kill()
-            self._process.join(timeout=5)
+    def _note(self, report: Report) -> None:
+        if report.unavailable and not self.last.unavailable:
+            log.error("store unavailable (%s); the journal keeps every event until it is back", report.unavailable)
+        elif self.last.unavailable and not report.unavailable:
+            log.info("store available again; applying the journal from %d:%d",
+                     report.position.segment, report.position.line)
+        self.last = report
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def reached(self, position: Position, timeout: float | None = None) -> bool:
+        """Wait until the store has everything up to ``position``; False at once while the store is down,
+        or if ``timeout`` passes first."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.last.position < position:
+                    if self.last.unavailable:
+                        return False
+                    await self._changed.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _forget(self) -> None:
         if self._conn is not None:
             self._conn.close()
-        self._process = self._conn = None
+            self._conn = None
+        if isinstance(self._process, BaseProcess):
+            if self._process.is_alive():
+                self._process.kill()
+            self._process.join(timeout=5)
+        self._process = None
 
-    async def close(self) -> None:
+    async def drain(self, watcher: asyncio.Task[None], timeout: float) -> bool:
+        """Ask the child to apply everything and stop; whether it did within ``timeout`` (if not, the
+        journal stays on disk, whole, for the next start)."""
+        self._stopping = True
         if self._conn is not None:
             try:
-                self._conn.send(None)
+                self._conn.send("stop")
             except OSError:
                 pass
-        if self._process is not None:
-            await asyncio.to_thread(self._process.join, 10)
-        self._discard()
+        done, _ = await asyncio.wait([watcher], timeout=timeout)
+        if not done:
+            log.error("the store did not take the whole journal within %.0f s (%s); it stays in %s for the next "
+                      "start", timeout, self.last.unavailable or "still applying", self.directory)
+            if self._conn is not None:
+                self._conn.close()  # the child sees the server gone and stops
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+            return False
+        return self.last.drained
 
 
-def _serve(conn: Connection, url: str, rules: Rules) -> None:
-    """The child: apply each batch that arrives, answer ("ok", rejected) or ("unavailable", why)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which drains the writer first
+def _child_main(conn: Connection, url: str, rules: Rules, directory: Path, stream: str, after: Position) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which asks for a drain
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[store]: %(message)s")
+    exit_with_parent()
     store = RatingStore(make_engine(url), rules)
-    while True:
-        try:
-            events = conn.recv()
-        except (EOFError, OSError):
-            return  # the parent is gone
-        if events is None:
-            return
-        try:
-            answer: tuple[str, object] = ("ok", store.apply_batch(events))
-        except StoreUnavailable as exc:
-            answer = ("unavailable", str(exc))
-        except Exception as exc:  # a bug must reach the parent as a failure, not as a silent child
-            logging.getLogger(__name__).exception("store process: batch failed")
-            answer = ("unavailable", f"{type(exc).__name__}: {exc}")
-        conn.send(answer)
+    try:
+        serve(conn, store, directory, stream, after)
+    finally:
+        store.engine.dispose()
+
+
+def serve(conn: Connection, store: RatingStore, directory: Path, stream: str, after: Position) -> None:
+    """The applier's loop: apply what the journal has, report, wait for more; drain and stop when asked.
+
+    Returns when the parent is gone (the pipe closes) or, asked to stop, once everything is applied.
+    """
+    applier = JournalApplier(store, directory, stream, after=after)
+    stopping = False
+    unavailable: str | None = None
+    try:
+        while True:
+            try:
+                while conn.poll():
+                    if conn.recv() == "stop":
+                        stopping = True
+            except (EOFError, OSError):
+                return
+            try:
+                read = applier.step()
+                unavailable = None
+            except StoreUnavailable as exc:
+                read, unavailable = 0, str(exc)
+            except Exception as exc:  # a bug must show, and must not end the loop: the journal keeps the events
+                logging.getLogger(__name__).exception("journal applier: batch failed")
+                read, unavailable = 0, f"{type(exc).__name__}: {exc}"
+            drained = stopping and not read and unavailable is None
+            if read or unavailable or drained:
+                try:
+                    conn.send(Report(applier.position, applier.applied, applier.recovered, unavailable, drained))
+                except OSError:
+                    return  # the parent is gone
+            if drained:
+                return
+            if read < applier.batch:  # caught up: let the next batch gather
+                wait([conn], RETRY_AFTER if unavailable else GATHER)
+    finally:
+        applier.close()

@@ -79,7 +79,7 @@ async def verify(agi: AgiSession, rules: Rules, writer: RatingWriter, lookup: Lo
     try:
         end_reason = await flow.run_to_the_end(context, "citizen_hangup")
     finally:
-        await writer.write(CallbackCallEnded(uniqueid, callback.attempt_id, end_reason, utcnow(), flow.progress))
+        await writer.finish(CallbackCallEnded(uniqueid, callback.attempt_id, end_reason, utcnow(), flow.progress))
     return end_reason
 
 
@@ -146,12 +146,12 @@ class VerificationFlow(HotlineScript):
         self.progress = "introduced"
 
     async def ask(self, question: str, prompt: str) -> bool | None:
-        """A yes/no question; the answer is handed to the store before anything else is played."""
+        """A yes/no question; the answer is on disk before anything else is played."""
         key = await self.menu(self.script.menu, prompt, accepted={self.script.yes_key, self.script.no_key})
         if key is None:
             return None
         answer = key == self.script.yes_key
-        self.writer.submit(  # the writer owns the answer from here; the call need not wait for the database
+        await self.writer.write(  # the journal: durable, and no database in the way
             CallbackAnswered(self.uniqueid, self.callback.attempt_id, question, answer, key, utcnow())
         )
         self.progress = question

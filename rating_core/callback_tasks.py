@@ -193,6 +193,22 @@ def claim_attempt(session: Session, attempt_id: int, now: datetime, dial_string:
     return result.rowcount == 1
 
 
+def release_attempt(session: Session, attempt_id: int) -> bool:
+    """Undo :func:`claim_attempt` for an Originate that never left the dialer; False if the attempt moved on.
+
+    Nothing reached Asterisk, so nothing happened to the citizen: the attempt
+    is queued again as it was, costs no try and sets no retry wait, and the
+    next free line dials it. Only an attempt still ``originating`` goes back,
+    so one already ended or followed elsewhere is left as it is.
+    """
+    result = session.execute(
+        update(CallbackAttempt)
+        .where(CallbackAttempt.id == attempt_id, CallbackAttempt.status == "originating")
+        .values(status="queued", originated_at=None, dial_string=None)
+    )
+    return result.rowcount == 1
+
+
 def record_outcome(session: Session, policy: CallbackPolicy, attempt_id: int, outcome: str, at: datetime,
                    actor: str, *, reason_code: int | None = None, cause: int | None = None,
                    cause_text: str | None = None, detail: str | None = None,

@@ -33,7 +33,10 @@ def default_unrated(session: Session, rules: Rules, now: datetime, limit: int = 
     earliest_due = now - (timedelta(days=after.amount) if after.unit == "working_days" else after.as_timedelta())
     calls = session.scalars(
         select(Call).outerjoin(Rating, Rating.call_id == Call.id)
-        .where(Rating.id.is_(None), Call.started_at <= earliest_due, Call.hotline.in_(list(rules.hotlines)))
+        # Only ended calls: one without its end may still have its rating in a journal (a crashed server's,
+        # not yet replayed, which ends it as server_crash) or among the dead letters.
+        .where(Rating.id.is_(None), Call.ended_at.is_not(None), Call.started_at <= earliest_due,
+               Call.hotline.in_(list(rules.hotlines)))
         .order_by(Call.id).limit(limit)
     ).all()
     calendar, zone = load_calendar(session), ZoneInfo(rules.callback.timezone)

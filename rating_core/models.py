@@ -218,6 +218,8 @@ class CallbackAttempt(Base):
     ``status`` is the dialer's progress (queued → originating → ringing →
     answered → ended); an attempt leaves ``queued`` only through one
     conditional UPDATE, which is what guarantees one Originate per attempt.
+    It goes back to ``queued`` (``release_attempt``) only when its Originate
+    was never written, so it has used no try.
     """
 
     __tablename__ = "callback_attempts"
@@ -574,3 +576,18 @@ class SmsReminder(Base):
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     call: Mapped[Call] = relationship()
+
+
+class JournalPosition(Base):
+    """How far one IVR process's journal has been applied to the store (rating_core.journal).
+
+    Written in the same transaction as the events it covers, so an event is applied exactly once however
+    often a journal is replayed: after a crash, by a second server, or by ``db replay-spool`` by hand.
+    """
+
+    __tablename__ = "journal_positions"
+
+    stream: Mapped[str] = mapped_column(String(128), primary_key=True)
+    segment: Mapped[int] = mapped_column(Integer)
+    line: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())

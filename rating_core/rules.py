@@ -162,7 +162,9 @@ class SpeechPolicy(_Frozen):
 
     language: str | None = None
     min_confidence: float = Field(default=0.6, ge=0.0, le=1.0)
-    listen_seconds: float = Field(default=6.0, gt=0)
+    # At most a minute: a rating is a word, and the FastAGI server gives EXEC AudioSocket two minutes to
+    # answer before it takes the peer for gone (ivr/reply_bounds.py).
+    listen_seconds: float = Field(default=6.0, gt=0, le=60)
     # Quiet after a whole phrase that ends the listening at once; Vosk's own end of speech
     # (the model's rule2 trailing silence, 0.5 s) still ends it when this does not.
     end_silence_seconds: float = Field(default=0.15, gt=0)

@@ -7,37 +7,45 @@ is one place that knows how an event becomes rows and how a spool is drained.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy import Engine, delete
+from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from rating_core.call_events import CallEvent, RatingRefused, UnknownCall, apply_event, prepare_batch
+from rating_core.call_events import (
+    CallbackCallEnded, CallEnded, CallEvent, UnknownCall, apply_event, prepare_batch,
+)
 from rating_core.callback_tasks import TaskRuleError, VerificationCall, verification_call
 from rating_core.database import make_session_factory
 from rating_core.outbox import held_events
 from rating_core.rules import Rules
-from rating_core.spool import Spool
+from rating_core.journal import Entry, OpenCalls
+from rating_core.journal_positions import claim_position, move_position
+from rating_core.models import JournalPosition
 
 log = logging.getLogger(__name__)
 
 
-# What a database that cannot be reached, or is locked, raises: no event is at fault, so none is refused.
-_UNAVAILABLE = (OperationalError, InterfaceError)
+# What a database that cannot be reached, is locked, or lacks the schema (a `db upgrade` forgotten) raises:
+# no event is at fault, so none is refused; the journal waits for it.
+_UNAVAILABLE = (OperationalError, InterfaceError, ProgrammingError)
+
+
+# How a call is ended when the server that had it open died: its journal, replayed, says it was open.
+CRASH_END_REASON = "server_crash"
+# Where an entry the store refuses goes (the stream, the entry, why): rating_core.dead_letters.
+DeadLetterSink = Callable[[str, Entry, str], None]
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line of a log or a dead letter (the driver's own run over several)."""
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 class StoreUnavailable(Exception):
     """The database could not take a batch at all (unreachable, locked, gone); the events are not at fault."""
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """An event of a batch the store refused, by its position in the batch, and why."""
-
-    index: int
-    reason: str
 
 
 class RatingStore:
@@ -54,60 +62,99 @@ class RatingStore:
             for event in events:
                 apply_event(session, self.rules, event)
 
-    def apply_batch(self, events: Sequence[CallEvent]) -> list[Rejected]:
-        """Apply a batch from many calls in one transaction (group commit); return what was refused.
+    def apply_journaled(self, stream: str, entries: Sequence[Entry], dead_letter: DeadLetterSink,
+                        refused_calls: set[str]) -> int:
+        """Apply entries of one journal stream in one transaction, with the stream's new position; return
+        how many were applied now (those at or before the stored position were applied before: skipped).
 
-        If the transaction fails because of an event, the batch is applied again
-        event by event, so one bad event does not fail its neighbours. Once an
-        event of a call is refused, the call's later events are refused with it:
-        wherever the caller of this puts them (the spool), they stay in order.
-        A database that cannot be reached raises :class:`StoreUnavailable`.
+        If the transaction fails because of an entry, the entries are applied one by one, each with the
+        position; one the store refuses (or could not read) is handed to ``dead_letter`` before the
+        position passes it, its call joins ``refused_calls``, and the call's later events follow it
+        there, so a call is never applied out of order and nothing behind it waits. A database that
+        cannot be reached raises :class:`StoreUnavailable`, and the stream is read again from the
+        stored position.
         """
-        reason = self._refusal(events)
-        if reason is None:
-            return []
-        if len(events) == 1:
-            return [Rejected(0, reason)]
-        rejected: list[Rejected] = []
-        refused_calls: set[str] = set()
-        for index, event in enumerate(events):
-            if event.uniqueid in refused_calls:
-                rejected.append(Rejected(index, "an earlier event of this call was refused"))
-                continue
-            reason = self._refusal([event])
-            if reason is not None:
-                rejected.append(Rejected(index, reason))
-                refused_calls.add(event.uniqueid)
-        return rejected
-
-    def _refusal(self, events: Sequence[CallEvent]) -> str | None:
-        """Apply ``events`` in one transaction: None if written, else why the store refused them."""
-        try:
-            self.apply(events)
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
-        except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"
-        return None
-
-    def apply_spooled(self, events: list[CallEvent]) -> None:
-        """Apply one spool file's events; events of calls the store never saw are logged and dropped.
-
-        A spool file holds whole call histories (a call that spooled once keeps
-        spooling), so an orphan event means the file was damaged, and holding
-        the rest of the file hostage to it would lose more than it saves.
-        """
-        with self.sessions.begin() as session:
-            for event in events:
+        if not entries:
+            return 0
+        if not any(entry.uniqueid in refused_calls for entry in entries):
+            try:
+                return self._apply_entries(stream, entries)
+            except _UNAVAILABLE as exc:
+                raise StoreUnavailable(first_line(exc)) from exc
+            except Exception:
+                pass  # an entry is at fault: find which, one at a time
+        applied = 0
+        for entry in entries:
+            reason = entry.error
+            if reason is None and entry.uniqueid in refused_calls:
+                reason = "an earlier event of this call was refused"
+            if reason is None:
                 try:
-                    with session.begin_nested():
-                        apply_event(session, self.rules, event)
-                except (UnknownCall, TaskRuleError, RatingRefused) as exc:
-                    log.error("spool: dropping %s event: %s", event.kind, exc)
+                    applied += self._apply_entries(stream, [entry])
+                    continue
+                except _UNAVAILABLE as exc:
+                    raise StoreUnavailable(first_line(exc)) from exc
+                except Exception as exc:
+                    reason = first_line(exc)
+            if entry.uniqueid is not None:
+                refused_calls.add(entry.uniqueid)
+            self._pass_refused(stream, entry, reason, dead_letter)
+        return applied
+
+    def _apply_entries(self, stream: str, entries: Sequence[Entry]) -> int:
+        with self.sessions.begin() as session, held_events(session):
+            done = claim_position(session, stream)
+            fresh = [entry for entry in entries if entry.position > done]
+            if not fresh:
+                return 0  # applied before (a replay after a crash, or a second replayer)
+            if any(entry.event is None for entry in fresh):
+                raise ValueError("an unreadable line")
+            events = [entry.event for entry in fresh if entry.event is not None]
+            prepare_batch(session, self.rules, events)
+            for event in events:
+                apply_event(session, self.rules, event)
+            move_position(session, stream, fresh[-1].position)
+            return len(events)
+
+    def _pass_refused(self, stream: str, entry: Entry, reason: str, dead_letter: DeadLetterSink) -> None:
+        """Keep a refused entry as a dead letter, then move the stream past it."""
+        with self.sessions.begin() as session:
+            if entry.position <= claim_position(session, stream):
+                return  # another replayer got here first
+            log.error("journal %s %d:%d: %s refused (%s); kept as a dead letter", stream, entry.position.segment,
+                      entry.position.line, entry.event.kind if entry.event else "line", reason)
+            dead_letter(stream, entry, reason)
+            move_position(session, stream, entry.position)
+
+    def end_crashed_calls(self, stream: str, open_calls: OpenCalls, at: datetime) -> int:
+        """End every call a crashed server had open (``server_crash``), so the lifecycle and the
+        补充评价 SMS treat it as ended; a call that has its end already keeps it. How many were ended."""
+        ended = 0
+        try:
+            with self.sessions.begin() as session, held_events(session):
+                for uniqueid in sorted(open_calls.evaluations):
+                    ended += self._end_one(session, CallEnded(uniqueid, CRASH_END_REASON, at))
+                for uniqueid, attempt_id in sorted(open_calls.callbacks.items()):
+                    ended += self._end_one(session, CallbackCallEnded(uniqueid, attempt_id, CRASH_END_REASON, at))
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(first_line(exc)) from exc
+        return ended
+
+    def _end_one(self, session: Session, event: CallEnded | CallbackCallEnded) -> int:
+        try:
+            with session.begin_nested():
+                apply_event(session, self.rules, event)
+        except (UnknownCall, TaskRuleError) as exc:
+            log.error("journal: call %s cannot be ended after the crash: %s", event.uniqueid, exc)
+            return 0
+        return 1
+
+    def forget_stream(self, stream: str) -> None:
+        """The stream's files are gone: its position is no longer needed."""
+        with self.sessions.begin() as session:
+            session.execute(delete(JournalPosition).where(JournalPosition.stream == stream))
 
     def verification_call(self, task_id: int, attempt_id: int) -> VerificationCall | None:
         with self.sessions() as session:
             return verification_call(session, task_id, attempt_id)
 
-    def replay_spool(self, spool: Spool) -> int:
-        return spool.replay(self.apply_spooled)

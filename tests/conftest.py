@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import uuid
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -15,7 +19,8 @@ from ivr.service import IvrService, running_ivr
 from rating_core.database import make_engine
 from rating_core.migrate import upgrade
 from rating_core.rules import Rules, load_rules
-from rating_core.spool import Spool
+from rating_core.call_events import CallEvent, to_record
+from rating_core.journal import Journal, Position, parse
 from rating_core.store import RatingStore
 from speech_audio import tone
 from speech_models.recordings import write_recording
@@ -68,14 +73,30 @@ def store(engine: Engine, rules: Rules) -> RatingStore:
     return RatingStore(engine, rules)
 
 
-@pytest.fixture
-def spool(tmp_path) -> Spool:
-    return Spool(tmp_path / "spool")
+# Each store's journal in the tests: its stream, and the lines written so far.
+_JOURNALS: weakref.WeakKeyDictionary[RatingStore, list[Any]] = weakref.WeakKeyDictionary()
+
+
+def refused_in_one_batch(store: RatingStore, events: list[CallEvent]) -> list[int]:
+    """Apply ``events`` as the next batch of the store's journal, as the server's store process does; the
+    indexes in ``events`` of those the store refused (dead letters)."""
+    stream, first = _JOURNALS.setdefault(store, [f"test-{uuid.uuid4().hex}", 1])
+    _JOURNALS[store][1] = first + len(events)
+    refused: list[int] = []
+    entries = [parse(Position(1, first + n), json.dumps(to_record(event))) for n, event in enumerate(events)]
+    store.apply_journaled(stream, entries,
+                          lambda _stream, entry, _reason: refused.append(entry.position.line - first), set())
+    return refused
 
 
 @pytest.fixture
-async def ivr(store: RatingStore, spool: Spool) -> AsyncIterator[IvrService]:
-    async with running_ivr(store, spool, "127.0.0.1", 0) as service:
+def journal(tmp_path) -> Journal:
+    return Journal(tmp_path / "journal")
+
+
+@pytest.fixture
+async def ivr(store: RatingStore, journal: Journal) -> AsyncIterator[IvrService]:
+    async with running_ivr(store, journal, "127.0.0.1", 0) as service:
         yield service
 
 

@@ -220,9 +220,8 @@ class Service:
     """A ``hotline-eval`` command as a process of its own, in its own session (so a kill takes its children
     too), logging to ``home/<name>.log``; started once its log says ``ready``."""
 
-    def __init__(self, pbx: Pbx, home: Path, database_url: str, rules: dict[str, Any], command: list[str], *,
+    def __init__(self, home: Path, database_url: str, rules: dict[str, Any], command: list[str], *,
                  name: str, ready: str) -> None:
-        self.pbx = pbx
         self.home = home
         self.command, self.name, self.ready = command, name, ready
         home.mkdir(parents=True, exist_ok=True)
@@ -273,7 +272,7 @@ class FastAgi(Service):
                  port: int | None = None) -> None:
         self.port = port or pbx.fastagi_port  # the sample dialplan's HOTLINE_EVAL_AGI; others are asked per call
         self.audiosocket_port = free_port()
-        super().__init__(pbx, home, database_url, rules,
+        super().__init__(home, database_url, rules,
                          ["agi", "--listen", f"127.0.0.1:{self.port}",
                           "--audiosocket", f"127.0.0.1:{self.audiosocket_port}", *args],
                          name="fastagi", ready="FastAGI server listening")
@@ -287,7 +286,7 @@ class Dialer(Service):
     """``hotline-eval dialer``: the callbacks, over the PBX's AMI."""
 
     def __init__(self, pbx: Pbx, home: Path, database_url: str, rules: dict[str, Any]) -> None:
-        super().__init__(pbx, home, database_url, rules, ["dialer"], name="dialer", ready="AMI connected")
+        super().__init__(home, database_url, rules, ["dialer"], name="dialer", ready="AMI connected")
         self.env |= {"AMI_HOST": "127.0.0.1", "AMI_PORT": str(pbx.ami_port), "AMI_USERNAME": AMI_USER,
                      "AMI_SECRET": AMI_SECRET}
 

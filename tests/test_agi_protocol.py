@@ -133,6 +133,48 @@ def test_variable_value_with_parentheses() -> None:
     assert parse_reply_line("200 result=1 (市人社局(社保中心))").data == "市人社局(社保中心)"
 
 
+def test_variable_value_with_line_breaks_spans_lines() -> None:
+    # res_agi.c sends GET VARIABLE's value as it is ("200 result=1 (%s)\n"): a SHELL() lookup's newline splits it.
+    conn = connected(*ENV_A)
+    conn.send_command(["GET", "VARIABLE", "EVAL_CASE"])
+    conn.receive_data(b"200 result=1 (GD001\nHANGUP\n")
+    assert conn.next_event() is NEED_DATA  # the value's own "HANGUP" line is not the caller hanging up
+    conn.receive_data("GD002 (市人社局)\n)\n".encode())
+    event = conn.next_event()
+    assert isinstance(event, ReplyReceived)
+    assert event.reply.data == "GD001\nHANGUP\nGD002 (市人社局)\n" and not conn.hung_up
+    conn.send_command(["ANSWER"])
+    conn.receive_data(b"200 result=0\nHANGUP\n")
+    assert isinstance(conn.next_event(), ReplyReceived)
+    assert isinstance(conn.next_event(), HangupReceived)
+
+
+@pytest.mark.parametrize(("value", "hangup"), [
+    ("市人社局(社保中心)\n", False),  # parentheses balance: the first line's ")" is the value's
+    ("GD001\n\n", False),
+    ("a(b", False),  # a lone "(" in a one-line value: nothing more came, so the reply is whole
+    ("a(b", True),  # ...nor is the caller's HANGUP line after it part of it
+])
+def test_where_a_value_with_parentheses_or_line_breaks_ends(value: str, hangup: bool) -> None:
+    conn = connected(*ENV_A)
+    conn.send_command(["GET", "VARIABLE", "EVAL_UNIT"])
+    conn.receive_data(f"200 result=1 ({value})\n".encode() + (b"HANGUP\n" if hangup else b""))
+    event = conn.next_event()
+    assert isinstance(event, ReplyReceived) and event.reply.data == value
+    assert isinstance(conn.next_event(), HangupReceived if hangup else type(NEED_DATA))
+
+
+def test_reply_data_that_never_closes_is_refused() -> None:
+    conn = connected(*ENV_A)
+    conn.max_line_bytes = 1000
+    conn.send_command(["GET", "VARIABLE", "EVAL_CASE"])
+    conn.receive_data(b"200 result=1 (GD001\n" + b"x" * 100 + b"\n")
+    assert conn.next_event() is NEED_DATA
+    conn.receive_data((b"x" * 100 + b"\n") * 9)
+    with pytest.raises(RemoteProtocolError, match="never closes"):
+        conn.next_event()
+
+
 @pytest.mark.parametrize("line", ["HTTP/1.1 200 OK", "200 ok", "200 result=1 trailing", "2000 result=1"])
 def test_malformed_reply_lines(line: str) -> None:
     with pytest.raises(RemoteProtocolError):

@@ -20,7 +20,8 @@ from ivr.simulated_asterisk import Caller, HangUp, Press, SimulatedChannel, chan
 from rating_core.database import make_engine
 from rating_core.migrate import upgrade
 from rating_core.models import Call
-from rating_core.spool import Spool
+from rating_core.journal import Journal, streams
+from rating_core.journal_replay import replay_dead_journals
 from rating_core.store import RatingStore
 from waiting import wait_until
 
@@ -43,15 +44,17 @@ async def talk(port: int, data: bytes, *, read_for: float = 5.0) -> bytes:
 
 
 @pytest.fixture
-async def strict_server(sqlite_engine, rules, spool):
+async def strict_server(sqlite_engine, rules, journal):
     """A FastAGI server with a short environment timeout."""
     store = RatingStore(sqlite_engine, rules)
-    writer = RatingWriter(store, spool)
+    journal.open()
+    writer = RatingWriter(journal)
     server = FastAgiServer(make_scripts(store, writer), env_timeout=0.5)
     await server.start("127.0.0.1", 0)
     yield server
     await server.close()
     await writer.stop()
+    journal.close(applied=False)
 
 
 async def test_oversized_environment_is_cut_off(strict_server, caplog) -> None:
@@ -95,26 +98,29 @@ async def test_socket_closed_mid_reply_keeps_the_rating(ivr, caplog) -> None:
     writer.write(b"200 res")  # half a reply, then the connection drops
     writer.close()
     await writer.wait_closed()
-    # the client left first: wait for the server to finish the call and the writer to make it durable
-    await wait_until(lambda: not ivr.server.active and ivr.writer.pending == 0)
+    # the client left first: wait for the server to finish the call and the store to have it
+    await wait_until(lambda: not ivr.server.active)
+    await ivr.settled()
     with ivr.store.sessions() as s:
         call = s.scalars(select(Call).options(selectinload(Call.rating))).one()
     assert call.rating.level == "very_satisfied" and call.end_reason == "connection_lost"
     assert "connection closed while waiting for the reply to STREAM" in caplog.text
 
 
-async def test_dead_database_spools_the_rating_and_replays_it(tmp_path, rules, sqlite_engine, caplog) -> None:
-    """Nothing listens on the database port: the rating goes to the spool, then into the real store."""
+async def test_dead_database_keeps_the_rating_in_the_journal_and_replays_it(
+    tmp_path, rules, sqlite_engine, caplog
+) -> None:
+    """Nothing listens on the database port: the call goes on, the journal keeps it, then the real store has it."""
     dead = RatingStore(make_engine("postgresql+psycopg://eval@127.0.0.1:9/nothing?connect_timeout=1"), rules)
-    spool = Spool(tmp_path / "spool")
-    async with running_ivr(dead, spool, "127.0.0.1", 0, write_timeout=5.0) as ivr:
+    folder = tmp_path / "journal"
+    async with running_ivr(dead, Journal(folder), "127.0.0.1", 0, drain_timeout=1.0) as ivr:
         caller = Caller([Press("5"), Press("2")], variables={"EVAL_AGENT": "3003"})
         result = await run_call("127.0.0.1", ivr.server.port, caller, uniqueid="1795316432.90")
     assert result.closed_by_server and not result.error
-    assert "spooling it" in caplog.text and "1795316432.90" in caplog.text
-    assert spool.has_pending()
+    assert "the journal keeps every event until it is back" in caplog.text
+    assert "it stays in" in caplog.text and streams(folder)
     alive = RatingStore(sqlite_engine, rules)
-    assert alive.replay_spool(spool) > 0
+    assert replay_dead_journals(alive, folder) > 0 and not streams(folder)
     with alive.sessions() as s:
         call = s.scalars(select(Call).options(selectinload(Call.rating))).one()
     assert (call.uniqueid, call.agent_id, call.rating.level, call.rating.reason_tags) == (

@@ -246,3 +246,26 @@ def test_lifecycle_run_gives_defaults_to_old_unrated_calls(tmp_path: Path) -> No
     done = run(tmp_path, "lifecycle", "run", "--now", "2099-01-01T00:00:00+08:00")
     assert done.returncode == 0 and f"{unrated} call(s) given the default rating" in done.stdout, done.stderr
     assert "not an ISO time" in run(tmp_path, "lifecycle", "run", "--now", "next week").stderr
+
+
+def test_dead_letters_are_listed_and_replay_spool_applies_a_dead_journal(tmp_path: Path) -> None:
+    """A journal left by a server that is gone, with one event the store refuses: `db replay-spool` applies
+    the rest and says how much it read; `db dead-letters` shows the refused one and why."""
+    from datetime import datetime, timezone
+
+    from rating_core.call_events import CallStarted, RatingGiven
+    from rating_core.journal import Journal
+
+    assert run(tmp_path, "db", "upgrade").returncode == 0
+    at = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
+    journal = Journal(tmp_path / "home" / "spool", min_free_bytes=0)
+    journal.open()
+    journal.append([CallStarted("cli.1", "12345", at), RatingGiven("ghost.9", "satisfied", "dtmf", at),
+                    RatingGiven("cli.1", "very_satisfied", "dtmf", at)])
+    journal.close(applied=False)  # as a killed server leaves it
+    replayed = run(tmp_path, "db", "replay-spool")
+    assert replayed.returncode == 0 and "replayed 3 journal line(s)" in replayed.stdout, replayed.stderr
+    listed = run(tmp_path, "db", "dead-letters")
+    assert listed.returncode == 0
+    assert "rating_given call ghost.9  UnknownCall: no call with uniqueid 'ghost.9'" in listed.stdout
+    assert "1 dead letter(s)" in listed.stdout

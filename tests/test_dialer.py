@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time as clock
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, time, timezone
 
@@ -19,10 +21,10 @@ from ivr.simulated_asterisk import Press
 from rating_core.call_events import CallStarted, RatingGiven
 from rating_core.callback_policy import CallbackPolicy, CallingWindow, Leg
 from rating_core.callback_tasks import request_attempt
-from rating_core.models import CallbackAttempt, CallbackTask
+from rating_core.models import CallbackAttempt, CallbackTask, TaskEvent
 from rating_core.rules import Rules
 from rating_core.store import RatingStore
-from waiting import wait_until
+from waiting import HANG, wait_until
 
 ALL_DAY = (CallingWindow(start=time(0), end=time(23, 59, 59, 999999)),)
 
@@ -186,6 +188,63 @@ async def test_a_call_that_ended_while_disconnected_is_unknown_and_not_redialled
     assert len(rig.sim.originates) == 1
 
 
+async def test_an_originate_never_written_uses_no_try_and_is_dialled_once_asterisk_is_back(
+    rig: Rig, caplog: pytest.LogCaptureFixture,
+) -> None:
+    task_id = rig.add_task("13800000000")
+    dialer = rig.start_dialer()
+    loop = asyncio.get_running_loop()
+    claim, port = dialer._claim_batch, rig.sim.port
+    asterisk_gone = threading.Event()
+
+    def claim_then_lose_asterisk() -> list:
+        # Asterisk goes away between the claim and the send, and the client has noticed: the one
+        # moment the dialer holds a claimed attempt with nothing to send it on.
+        placements = claim()
+        if placements and not asterisk_gone.is_set():
+            asyncio.run_coroutine_threadsafe(rig.sim.stop(), loop).result(HANG)
+            give_up = clock.monotonic() + HANG  # a hang guard, not a measure of speed
+            while dialer.client.connected.is_set() and clock.monotonic() < give_up:
+                clock.sleep(0.01)
+            asterisk_gone.set()
+        return placements
+
+    dialer._claim_batch = claim_then_lose_asterisk  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="callback.dialer"):
+        await rig.until(asterisk_gone.is_set)
+        await rig.until(lambda: [a.status for a in rig.attempts()] == ["queued"])
+    assert "queued again, no try used" in caplog.text
+    (attempt,) = rig.attempts()
+    assert (attempt.seq, attempt.originated_at, attempt.dial_string, attempt.outcome) == (1, None, None, None)
+    with rig.store.sessions() as session:
+        task = session.get(CallbackTask, task_id)
+        assert (task.state, task.attempts_made, task.next_attempt_at) == ("dialing", 1, None)
+        kinds = session.scalars(select(TaskEvent.kind).where(TaskEvent.task_id == task_id)).all()
+    assert "attempt_ended" not in kinds and "retry_scheduled" not in kinds
+    assert rig.sim.originates == []
+
+    await rig.sim.start(port=port)     # Asterisk is back: the same attempt is dialled, as the first try
+    # The client's reconnect backoff has grown while Asterisk was away: a longer guard.
+    await rig.until(lambda: [a.status for a in rig.attempts()] == ["ended"], 60)
+    (attempt,) = rig.attempts()
+    assert (attempt.seq, attempt.outcome) == (1, "answered")
+    assert [o["ChannelId"] for o in rig.sim.originates] == [attempt.channel_id]
+
+
+async def test_an_originate_written_before_the_connection_dropped_stays_unknown(rig: Rig) -> None:
+    rig.sim.cut_at_next_originate = True
+    task_id = rig.add_task("13800000000")
+    dialer = rig.start_dialer()
+    (attempt,) = await rig.all_ended(1)
+    assert not rig.sim.cut_at_next_originate          # the Originate did reach Asterisk
+    assert attempt.outcome == "unknown" and dialer.client.connections >= 2
+    with rig.store.sessions() as session:
+        task = session.get(CallbackTask, task_id)
+        # It may have rung the citizen: it counts, and the next try waits as the policy says.
+        assert (task.state, task.attempts_made) == ("pending", 1) and task.next_attempt_at is not None
+    assert len(rig.attempts()) == 1 and rig.sim.originates == []
+
+
 async def test_a_dialer_killed_mid_call_leaves_no_duplicate_call(rig: Rig) -> None:
     rig.sim.talk_seconds = 2.0
     rig.sim.hold_calls.clear()
@@ -209,13 +268,13 @@ async def test_a_refused_login_places_nothing_and_says_so(rig: Rig, caplog: pyte
     assert [a.status for a in rig.attempts()] == ["queued"]
 
 
-async def test_the_automated_callback_records_the_citizens_keys(sqlite_engine, rules: Rules, spool) -> None:
+async def test_the_automated_callback_records_the_citizens_keys(sqlite_engine, rules: Rules, journal) -> None:
     """Dialer → AMI Originate → answered leg in [callback-verify] → FastAGI script → answers in the store."""
     policy = policy_for(rules)
     store = RatingStore(sqlite_engine, rules.model_copy(update={"callback": policy}))
     keys = {"13800000000": [Press("1"), Press("1"), Press("1")],  # it's me, solved, satisfied
             "13900000001": [Press("1"), Press("2")]}               # it's me, not solved
-    async with running_ivr(store, spool, "127.0.0.1", 0) as ivr:
+    async with running_ivr(store, journal, "127.0.0.1", 0) as ivr:
         sim = SimulatedAsterisk(seed=3, dialplan={
             "callback-verify": fastagi_context("127.0.0.1", ivr.server.port, lambda number: keys[number])})
         await sim.start()

@@ -180,8 +180,8 @@ async def test_unknown_script_path_is_closed(ivr: IvrService, caplog) -> None:
     assert "no script for path 'nosuchscript'" in caplog.text
 
 
-async def test_missing_prompt_file_does_not_end_the_evaluation(store, spool) -> None:
-    async with running_ivr(store, spool, "127.0.0.1", 0) as ivr:
+async def test_missing_prompt_file_does_not_end_the_evaluation(store, journal) -> None:
+    async with running_ivr(store, journal, "127.0.0.1", 0) as ivr:
         caller = Caller([Press("6"), Press("2")], variables=VARS)
         sounds = {"hotline-eval/12345/menu": 9.0, "hotline-eval/12345/thanks": 2.0}  # no "invalid" prompt
         result = await run_call("127.0.0.1", ivr.server.port, caller, uniqueid="1795316499.1", sounds=sounds)

@@ -212,7 +212,7 @@ def test_the_rollups_follow_later_changes_and_cost_nothing_when_idle(filled: Rat
 
 def test_a_late_replayed_call_needs_the_nightly_rebuild(filled: RatingStore) -> None:
     refreshed(filled, T0 + timedelta(days=10))
-    call(filled, "1003", "satisfied", at=T0 - timedelta(days=1))  # a spool replayed long after the call
+    call(filled, "1003", "satisfied", at=T0 - timedelta(days=1))  # a journal replayed long after the call
     refreshed(filled, T0 + timedelta(days=10, minutes=1))
     live, rolled = both_ways(filled, "agent")
     assert "1003" in {u.name for u in live} and "1003" not in {u.name for u in rolled}

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from rating_core.call_events import CallStarted, RatingGiven
+from rating_core.call_events import CallEnded, CallStarted, RatingGiven
 from rating_core.lifecycle import default_unrated
 from rating_core.models import Call, CallbackTask, OutboxEvent, Rating
 from rating_core.rules import Rules
@@ -18,7 +18,8 @@ T0 = datetime(2026, 11, 20, 9, 30, tzinfo=CST)  # a Friday
 
 
 def unrated(store: RatingStore, uid: str, at: datetime = T0, hotline: str = "12345") -> None:
-    store.apply([CallStarted(uniqueid=uid, hotline=hotline, at=at, agent_id="1024")])
+    store.apply([CallStarted(uniqueid=uid, hotline=hotline, at=at, agent_id="1024"),
+                 CallEnded(uid, "no_input", at + timedelta(seconds=30))])
 
 
 def run(store: RatingStore, rules: Rules, now: datetime) -> int:

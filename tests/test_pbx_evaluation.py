@@ -27,10 +27,11 @@ from ivr.simulated_asterisk import Caller, CallResult, HangUp, Press, Say, Silen
 from rating_core.database import make_engine
 from rating_core.models import Call
 from rating_core.rules import parse_rules
-from rating_core.spool import Spool
+from rating_core.journal import Journal
 from rating_core.store import RatingStore
 from real_pbx import Pbx, PbxCall, pbx_rules, place_all, running_fastagi, variant
 from speech_audio import synthesise
+from tmpfs import mount
 
 VARIABLES = {"EVAL_AGENT": "1024", "EVAL_QUEUE": "社保咨询", "EVAL_CASE": "GD20261206000001", "EVAL_UNIT": "市人社局"}
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -82,13 +83,6 @@ class Placed:
                                    .options(selectinload(Call.rating))).one()
 
 
-def mount(folder: Path, options: str) -> bool:
-    """A small tmpfs at ``folder`` (a full disk, a read-only one); False where this host may not mount."""
-    folder.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
-                          capture_output=True).returncode == 0
-
-
 @pytest.fixture(scope="module")
 def placed(pbx: Pbx, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Placed]:
     rules = pbx_rules(pbx)
@@ -132,7 +126,7 @@ async def simulate(rules, calls: dict[str, tuple[str, Caller]],  # type: ignore[
     sounds = {f"{profile.sound_dir}/{prompt}": 3.0 for profile in rules.hotlines.values() for prompt in profile.prompts}
     sounds.pop("hotline-eval-missing/12345/thanks")
     out: dict[str, tuple[CallResult, Call | None]] = {}
-    async with running_ivr(store, Spool(folder / "spool"), "127.0.0.1", 0) as ivr:
+    async with running_ivr(store, Journal(folder / "spool"), "127.0.0.1", 0) as ivr:
         for number, (name, (hotline, caller)) in enumerate(calls.items()):
             result = await run_call("127.0.0.1", ivr.server.port, caller, uniqueid=f"1796000000.{number}",
                                     script=f"postcall?hotline={hotline}", sounds=sounds)

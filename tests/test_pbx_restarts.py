@@ -107,7 +107,8 @@ async def test_a_fastagi_server_stopped_by_its_service_manager_lets_its_calls_fi
 
 async def test_a_fastagi_server_killed_mid_call_keeps_the_stored_rating_once(site: Site) -> None:
     """kill -9 once the caller's 差评 is stored: Asterisk's AGI ends with the connection and the channel goes on
-    in the dialplan; the server started again (replaying its spool) stores nothing twice."""
+    in the dialplan; the server started again takes the dead journal over, stores nothing twice, and ends the
+    call it left open as server_crash."""
     server = site.fastagi("killed")
     async with Robot(site.pbx) as robot:
         with running(server):
@@ -116,7 +117,7 @@ async def test_a_fastagi_server_killed_mid_call_keeps_the_stored_rating_once(sit
                              HANG, every=0.02, explain=lambda: str(killed))
             server.kill()
             await robot.finished(killed)
-            server.start()  # the same server, its spool and store, as systemd restarts it
+            server.start()  # the same server, its journal folder and store, as systemd restarts it
             after = await robot.call(caller(Press("3")), "12345")
             await robot.finished(after)
     # The AGI ended with the connection and the dialplan went on; Asterisk cannot tell a server that died from
@@ -124,6 +125,7 @@ async def test_a_fastagi_server_killed_mid_call_keeps_the_stored_rating_once(sit
     assert killed.agistatus == "SUCCESS", killed
     kept = site.stored(killed.uniqueid)
     assert kept.rating.level == "dissatisfied" and site.ratings(killed.uniqueid) == 1
+    assert kept.end_reason == "server_crash" and kept.ended_at is not None
     assert site.calls(killed.uniqueid) == 1
     assert site.stored(after.uniqueid).rating.level == "basic"
     assert server.log().count("FastAGI server listening") == 2

@@ -27,7 +27,7 @@ from rating_core.database import make_engine
 from rating_core.migrate import upgrade
 from rating_core.models import Call
 from rating_core.rules import Rules, parse_rules
-from rating_core.spool import Spool
+from rating_core.journal import Journal
 from rating_core.store import RatingStore
 from real_pbx import Pbx, PbxCall, Robot, free_port, pbx_rules, running_fastagi, variant
 from speech_audio import synthesise, with_a_syllable_lost
@@ -121,7 +121,7 @@ async def simulate(rules: Rules, plan: dict[str, tuple[str, str, list]], servers
         advertise = dict(zip(options[::2], options[1::2])).get("--audiosocket-advertise")
         async with (running_speech(rules, "127.0.0.1", 0, workers=1, recordings=recordings,
                                    advertise=advertise) as speech,
-                    running_ivr(store, Spool(folder / f"spool-{server}"), "127.0.0.1", 0, speech=speech) as ivr):
+                    running_ivr(store, Journal(folder / f"spool-{server}"), "127.0.0.1", 0, speech=speech) as ivr):
             names = [name for name, (where, _, _) in plan.items() if where == server]
             results = await asyncio.gather(*(
                 run_call("127.0.0.1", ivr.server.port,

@@ -173,7 +173,7 @@ def test_the_per_number_limit_skips_further_sms(store, rules, gateway, settings)
 
 def test_a_call_rated_before_the_sms_is_not_reminded(store, rules, gateway, settings) -> None:
     uid = unrated(store)
-    store.apply([RatingGiven(uid, "satisfied", "dtmf", T0 + timedelta(minutes=1))])  # a late spool replay
+    store.apply([RatingGiven(uid, "satisfied", "dtmf", T0 + timedelta(minutes=1))])  # a late journal replay
     assert run(store, rules, settings, DUE).skipped == 1
     assert row(store, uid).status_reason == "已评价，无需提醒" and gateway.requests == []
 

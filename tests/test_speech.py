@@ -30,7 +30,7 @@ from ivr.simulator import check_store, plan_calls, simulate
 from ivr.speech_workers import RecognizerPool, SpeechUnavailable, quiet_at_the_end
 from rating_core.models import Call
 from rating_core.rules import DEFAULT_RULES_FILE, Rules, parse_rules
-from rating_core.spool import Spool
+from rating_core.journal import Journal
 from rating_core.store import RatingStore
 from speech_models.manifests import locate
 from speech_models.recordings import UnreadableRecording, read_recording
@@ -89,7 +89,7 @@ async def speech_ivr(sqlite_engine: Engine, pool: RecognizerPool, tmp_path: Path
     listener = SpeechListener(server, pool, f"127.0.0.1:{server.port}")
     store = RatingStore(sqlite_engine, speech_rules())
     try:
-        async with running_ivr(store, Spool(tmp_path / "spool"), "127.0.0.1", 0, speech=listener) as service:
+        async with running_ivr(store, Journal(tmp_path / "journal"), "127.0.0.1", 0, speech=listener) as service:
             yield service
     finally:
         await server.close()
@@ -247,7 +247,7 @@ async def test_the_read_back_follows_the_hotlines_policy(sqlite_engine: Engine, 
     await server.start("127.0.0.1", 0)
     store = RatingStore(sqlite_engine, speech_rules(read_back=read_back))
     try:
-        async with running_ivr(store, Spool(tmp_path / "spool"), "127.0.0.1", 0,
+        async with running_ivr(store, Journal(tmp_path / "journal"), "127.0.0.1", 0,
                                speech=SpeechListener(server, pool, f"127.0.0.1:{server.port}")) as service:
             result = await call_korean(service, Say(speech["very_satisfied"]), Press("1"))
             call = stored(service, result)
@@ -370,7 +370,7 @@ async def recorded_ivr(sqlite_engine: Engine, pool: RecognizerPool, tmp_path: Pa
                        asterisk_disk: Path) -> AsyncIterator[IvrService]:
     listener = RecordingListener(pool, SPEECH_FOLDER, asterisk_disk / SPEECH_FOLDER.lstrip("/"))
     store = RatingStore(sqlite_engine, speech_rules())
-    async with running_ivr(store, Spool(tmp_path / "spool"), "127.0.0.1", 0, speech=listener) as service:
+    async with running_ivr(store, Journal(tmp_path / "journal"), "127.0.0.1", 0, speech=listener) as service:
         yield service
 
 

@@ -12,10 +12,13 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from rating_core.call_events import CallEnded, CallStarted, ProgressMade, RatingGiven, ReasonGiven, UnknownCall, VoiceMessageRecorded
+from rating_core.call_events import (
+    CallEnded, CallStarted, ProgressMade, RatingGiven, ReasonGiven, UnknownCall, VoiceMessageRecorded, to_record,
+)
 from rating_core.export import UNRATED, export_rows, write_csv, write_jsonl
 from rating_core.models import Base, Call, Rating, RatingChange
-from rating_core.spool import Spool
+from rating_core.dead_letters import DeadLetters
+from rating_core.journal_replay import replay_dead_journals
 from rating_core.store import RatingStore
 
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=timezone(timedelta(hours=8)))
@@ -157,37 +160,17 @@ def test_export_lists_unrated_calls_and_filters_by_time(store: RatingStore) -> N
     assert "long_wait" in out.getvalue() and UNRATED in out.getvalue()
 
 
-def test_spool_replays_into_the_store(store: RatingStore, tmp_path) -> None:
-    spool = Spool(tmp_path / "spool")
+def test_a_spool_file_of_the_version_before_the_journal_is_applied_once(store: RatingStore, tmp_path) -> None:
+    """An upgrade finds the old spool's files in the folder: applied as dead streams, torn line and all."""
     uid = "c.1"
-    for event in (started(uid), RatingGiven(uid, "very_satisfied", "dtmf", T0), CallEnded(uid, "completed", T0)):
-        spool.append(event)
-    # A crash mid-write leaves a torn last line: it is skipped, the rest replays.
-    with open(spool.current_file, "a", encoding="utf-8") as f:
-        f.write('{"kind": "rating_gi')
-    assert store.replay_spool(spool) == 3
-    assert not spool.has_pending()
+    events = (RatingGiven("ghost.1", "basic", "dtmf", T0), started(uid), RatingGiven(uid, "very_satisfied", "dtmf", T0),
+              CallEnded(uid, "completed", T0))
+    old = tmp_path / "events-4242-0a1b2c3d.jsonl"
+    old.write_text("".join(json.dumps(to_record(event), ensure_ascii=False) + "\n" for event in events)
+                   + '{"kind": "rating_gi', encoding="utf-8")  # a crash mid-write left a torn last line
+    assert replay_dead_journals(store, tmp_path) == 4
+    assert not old.exists() and replay_dead_journals(store, tmp_path) == 0
     with store.sessions() as s:
         assert s.scalars(select(Rating)).one().level == "very_satisfied"
-
-
-def test_spool_file_stays_when_the_store_fails(store: RatingStore, tmp_path) -> None:
-    spool = Spool(tmp_path / "spool")
-    spool.append(started("d.1"))
-
-    def broken(events):
-        raise ConnectionError("database down")
-
-    with pytest.raises(ConnectionError):
-        spool.replay(broken)
-    assert spool.has_pending()
-    assert store.replay_spool(spool) == 1
-
-
-def test_orphan_spooled_event_is_dropped_not_blocking(store: RatingStore, tmp_path) -> None:
-    spool = Spool(tmp_path / "spool")
-    spool.append(RatingGiven("ghost.1", "basic", "dtmf", T0))
-    spool.append(started("e.1"))
-    assert store.replay_spool(spool) == 2
-    with store.sessions() as s:
-        assert [c.uniqueid for c in s.scalars(select(Call))] == ["e.1"]
+    [orphan] = DeadLetters(tmp_path).all()
+    assert orphan.line == 1 and "UnknownCall" in orphan.reason

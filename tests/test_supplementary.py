@@ -3,18 +3,22 @@ and one call, one rating (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import json
+
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
-from rating_core.call_events import CallEnded, CallStarted, RatingGiven, RatingRefused
+from rating_core.call_events import CallEnded, CallStarted, RatingGiven, RatingRefused, to_record
 from rating_core.callback_policy import Duration
 from rating_core.lifecycle import default_unrated
 from rating_core.lifecycle_policy import QuietHours
 from rating_core.models import BlockedNumber, Call, CallbackTask, OutboxEvent, Rating, SmsReminder
 from rating_core.rules import Rules
+from rating_core.dead_letters import DeadLetters
+from rating_core.journal import Position, parse
 from rating_core.store import RatingStore
 from rating_core.supplementary import (
     LinkRefused, SupplementaryRefused, give_supplementary, link_token, outside_quiet_hours, rating_page, window_end,
@@ -227,7 +231,7 @@ def test_a_supplementary_rating_replaces_the_default_with_history(store: RatingS
 def test_a_call_rated_meanwhile_refuses_the_link_and_the_rating_stays(store: RatingStore, rules: Rules) -> None:
     uid = ended_unrated(store)
     token = sent_link(store, uid)
-    store.apply([RatingGiven(uid, "very_satisfied", "dtmf", T0)])  # e.g. replayed from the IVR's spool
+    store.apply([RatingGiven(uid, "very_satisfied", "dtmf", T0)])  # e.g. replayed from the IVR's journal
     with pytest.raises(LinkRefused, match="该次来电已评价"):
         give(store, rules, token, "very_dissatisfied", tags=["attitude"])
     assert rating_of(store, uid).level == "very_satisfied"
@@ -248,12 +252,20 @@ def test_the_rules_table_refuses_a_second_rating_by_channel(store: RatingStore) 
         assert session.scalars(select(CallbackTask)).all() == []
 
 
-def test_a_refused_event_in_a_spool_is_dropped_not_kept_forever(store: RatingStore, caplog) -> None:
+def test_a_refused_event_in_a_journal_becomes_a_dead_letter_not_kept_forever(store: RatingStore, tmp_path) -> None:
+    """An IVR rating journaled before the SMS rating but applied after it is refused by the rules: kept
+    aside with why, and the stream moves on past it."""
     store.apply([CallStarted(uniqueid="p.1", hotline="12345", at=T0, caller_number=NUMBER),
                  RatingGiven("p.1", "satisfied", "supplementary", T0, source="sms")])
-    store.apply_spooled([RatingGiven("p.1", "very_dissatisfied", "dtmf", T0 - timedelta(days=1))])
+    late = RatingGiven("p.1", "very_dissatisfied", "dtmf", T0 - timedelta(days=1))
+    letters = DeadLetters(tmp_path)
+    entry = parse(Position(1, 1), json.dumps(to_record(late)))
+    assert store.apply_journaled("journal-test", [entry], letters.add, set()) == 0
     assert rating_of(store, "p.1").level == "satisfied"
-    assert "dropping rating_given event" in caplog.text
+    [letter] = letters.all()
+    assert "already rated" in letter.reason and letter.record == to_record(late)
+    assert store.apply_journaled("journal-test", [entry], letters.add, set()) == 0  # passed: not refused twice
+    assert len(letters.all()) == 1
 
 
 def test_times_are_kept_in_utc_and_shown_in_the_hotline_zone(store: RatingStore) -> None:

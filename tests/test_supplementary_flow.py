@@ -35,12 +35,12 @@ def call(store: RatingStore, uid: str) -> Call:
             selectinload(Call.rating).selectinload(Rating.callback_task))).one()
 
 
-async def test_a_silent_caller_rates_later_by_the_sms_link_once(engine, rules, spool) -> None:
+async def test_a_silent_caller_rates_later_by_the_sms_link_once(engine, rules, journal) -> None:
     reminder = rules.lifecycle.supplementary.reminder.model_copy(update={"quiet_hours": None})  # any hour of the day
     supplementary = rules.lifecycle.supplementary.model_copy(update={"reminder": reminder})
     store = RatingStore(engine, rules.model_copy(update={"lifecycle": rules.lifecycle.model_copy(
         update={"supplementary": supplementary})}))
-    async with running_ivr(store, spool, "127.0.0.1", 0) as ivr:
+    async with running_ivr(store, journal, "127.0.0.1", 0) as ivr:
         await silent_call(ivr.server.port, "1795800000.1", "13855556666")
         await silent_call(ivr.server.port, "1795800000.2", "13877778888")
     silent = call(store, "1795800000.1")

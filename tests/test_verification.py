@@ -195,7 +195,7 @@ def test_re_ask_retries_return_to_rectified_and_have_their_own_budget(store, rul
 def test_answers_are_stored_once_and_a_stranger_goes_to_a_supervisor(store, rules) -> None:
     task_id = rate(store)
     attempt = dial(store, rules, task_id, T0 + timedelta(minutes=1))
-    for _ in range(2):  # a replayed spool applies the same answer again
+    for _ in range(2):  # a journal replayed applies the same answer again
         with store.sessions.begin() as session:
             record_answer(session, attempt, "identity", False, "2", "cb.9", T0 + timedelta(minutes=2), "system:callback-ivr")
     found = task(store, task_id)

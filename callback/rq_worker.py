@@ -1,0 +1,133 @@
+"""The ``hotline-eval worker`` process: an RQ worker that waits for Redis instead of dying without it.
+
+RQ's worker cannot start without Redis (a traceback), and once running it
+retries a lost Redis only while it waits for jobs: a ``ConnectionError``
+anywhere else (the heartbeat after a job, maintenance, the suspension check)
+or a socket timeout ends ``work()`` with "quitting", and its teardown, which
+talks to Redis too, may end it with a traceback. A worker that exits leaves
+every callback and transcript job to nobody until someone notices, while
+Redis usually comes back by itself (a restart, a failover, a network blip).
+So this process waits for Redis with capped backoff, saying so on each try,
+and starts a fresh RQ worker whenever one ends without being asked to stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Sequence
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from redis import Redis
+from redis.exceptions import AuthenticationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq import Queue, Worker
+
+from callback.jobs import redis_connection, redis_url
+
+log = logging.getLogger(__name__)
+
+FIRST_DELAY = 1.0
+MAX_DELAY = 30.0
+REDIS_TROUBLE = (RedisConnectionError, RedisTimeoutError)
+
+
+def shown_url(url: str) -> str:
+    """``url`` fit for a log line: any password, in the userinfo or the query, replaced by ``***``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+    query = urlencode([(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)],
+                      safe="*/")
+    # Put together by hand: urlunsplit drops the "//" of unix:///path/redis.sock.
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+
+
+def wait_for_redis(url: str) -> Redis:
+    """A connection to ``url`` once Redis answers a PING; until then try again, 1 s doubling to 30 s.
+
+    A refused password is raised at once: it is a configuration to fix, not
+    an outage to wait out.
+    """
+    connection = redis_connection(url)
+    delay = FIRST_DELAY
+    waited = False
+    while True:
+        try:
+            connection.ping()
+        except AuthenticationError:
+            raise
+        except REDIS_TROUBLE as exc:
+            log.warning("Redis at %s unreachable (%s); retrying in %g s", shown_url(url), exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_DELAY)
+            waited = True
+            continue
+        if waited:
+            log.info("Redis at %s answers again", shown_url(url))
+        return connection
+
+
+class _Worker(Worker):
+    """RQ's forking worker, remembering whether it was asked to stop (a signal, or ``rq``'s shutdown command)."""
+
+    # RQ's own retry while it waits for jobs: the same cap as ours, not RQ's 60 s.
+    max_connection_wait_time = MAX_DELAY
+    stop_asked = False
+
+    def request_stop(self, signum, frame):  # type: ignore[no-untyped-def]
+        self.stop_asked = True
+        super().request_stop(signum, frame)
+
+
+def run_worker(queue_names: Sequence[str], *, burst: bool = False, url: str | None = None) -> None:
+    """Serve ``queue_names`` (with RQ's scheduler) until asked to stop, or, with ``burst``, until they are empty.
+
+    A worker that ends on its own is started again once Redis answers; after
+    quick ends in a row the restarts back off too, so a worker that cannot
+    run at all is not restarted in a tight loop.
+    """
+    url = url or redis_url()
+    restart_delay = FIRST_DELAY
+    try:
+        while True:
+            connection = wait_for_redis(url)
+            started = time.monotonic()
+            worker: _Worker | None = None
+            try:
+                # Inside the try: making the worker talks to Redis too, which may be gone again already.
+                worker = _Worker([Queue(name, connection=connection) for name in queue_names], connection=connection)
+                worker.work(burst=burst, with_scheduler=True)
+            except REDIS_TROUBLE as exc:
+                log.warning("RQ worker lost Redis at %s (%s)", shown_url(url), exc)
+            else:
+                if burst or worker.stop_asked:
+                    return
+            finally:
+                if worker is not None:
+                    _retire(worker)
+            if time.monotonic() - started > MAX_DELAY:
+                restart_delay = FIRST_DELAY  # it had been running: this is a new trouble
+            log.warning("RQ worker ended without being asked to stop; starting a new one in %g s", restart_delay)
+            time.sleep(restart_delay)
+            restart_delay = min(restart_delay * 2, MAX_DELAY)
+    except KeyboardInterrupt:
+        log.info("worker stopped")
+
+
+def _retire(worker: Worker) -> None:
+    """Leave nothing of an ended worker behind, however far its teardown got, and give the signals back."""
+    # Its pubsub thread retries a lost Redis forever, logging every 2 s, unless stopped.
+    if worker.pubsub_thread is not None and worker.pubsub_thread.is_alive():
+        worker.pubsub_thread.stop(timeout=0)
+    scheduler = worker.scheduler
+    process = getattr(scheduler, "_process", None) if scheduler is not None else None
+    if process is not None and process.is_alive():
+        worker.stop_scheduler()
+    # Between workers, Ctrl-C and SIGTERM stop this process as they would before the first one.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
