@@ -242,6 +242,8 @@ def agi_script() -> None:
             # stays for the FastAGI server or `db replay-spool` to apply.
             applied = await asyncio.to_thread(apply_own_journal, store, journal)
             journal.close(applied=applied)
+            if applied:
+                await asyncio.to_thread(store.forget_stream, journal.stream)
 
     asyncio.run(run())
 

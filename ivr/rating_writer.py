@@ -114,7 +114,7 @@ class RatingWriter:
         while True:
             try:
                 position = await asyncio.to_thread(self.journal.append, events)
-            except OSError as exc:
+            except Exception as exc:  # a full or failing disk, or a bug: held, never dropped, never the worker's end
                 if self._failing is None:
                     log.critical("journal append failed (%s); %d event(s) held in memory and tried again every "
                                  "%.0f s: calls wait for it", exc, len(events), APPEND_RETRY)

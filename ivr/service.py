@@ -153,8 +153,7 @@ async def running_ivr(
         drained = await applier.drain(watcher, drain_timeout)
         journal.close(applied=drained)
         if drained:
-            with contextlib.suppress(Exception):  # only tidiness: a stream's name is never used again
-                await asyncio.to_thread(store.forget_stream, journal.stream)
+            await asyncio.to_thread(store.forget_stream, journal.stream)
 
 
 # Collect the youngest generation every 50,000 allocations (Python's default: 700), the next every 20 of

@@ -115,7 +115,14 @@ class StoreProcess:
         """Follow the child's reports; start a new child when one dies (until :meth:`drain`)."""
         while True:
             if self._conn is None:
-                await asyncio.to_thread(self.start)
+                try:
+                    await asyncio.to_thread(self.start)
+                except Exception:  # no process to be had (memory, file handles): the journal keeps it all
+                    log.exception("store process could not be started; trying again")
+                    if self._stopping:
+                        return
+                    await asyncio.sleep(RETRY_AFTER)
+                    continue
                 if self._stopping and self._conn is not None:  # asked to drain while it started
                     self._conn.send("stop")
             try:
@@ -195,9 +202,7 @@ class StoreProcess:
         if not done:
             log.error("the store did not take the whole journal within %.0f s (%s); it stays in %s for the next "
                       "start", timeout, self.last.unavailable or "still applying", self.directory)
-            if self._conn is not None:
-                self._conn.close()  # the child sees the server gone and stops
-            watcher.cancel()
+            watcher.cancel()  # and with it the child: the journal stays whole on disk
             await asyncio.gather(watcher, return_exceptions=True)
             return False
         return self.last.drained

@@ -41,6 +41,12 @@ class DeadLetter:
         return value if isinstance(value, dict) else None
 
 
+def _ends_a_line(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
 class DeadLetters:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.path = Path(directory) / FILE_NAME
@@ -53,8 +59,10 @@ class DeadLetters:
                   "at": datetime.now(timezone.utc).isoformat()}
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            with open(self.path, "a+", encoding="utf-8") as f:
+                f.seek(0, os.SEEK_END)
+                torn = f.tell() > 0 and not _ends_a_line(self.path)  # a crash mid-write: start a line of our own
+                f.write(("\n" if torn else "") + json.dumps(record, ensure_ascii=False) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
 

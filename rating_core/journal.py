@@ -145,7 +145,17 @@ class Journal:
             raise JournalFull(f"the journal's disk ({self.directory}) has {free // 2**20} MiB free, "
                               f"less than the {self.min_free_bytes // 2**20} MiB it needs")
         self._lock_file = open(lock_path(self.directory, self.stream), "wb")
-        fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            taken = _still_named(self._lock_file, lock_path(self.directory, self.stream))
+        except BlockingIOError:
+            taken = False
+        if not taken:
+            # A replayer found the lock file between its creation and the flock and took the stream for a
+            # dead one without files (to delete it): this lock would guard nothing. A new name, once more.
+            self._lock_file.close()
+            self.open()
+            return
         self._begin_segment(1)
 
     def append(self, events: Sequence[CallEvent]) -> Position:
@@ -163,9 +173,7 @@ class Journal:
             fd = self._segment
             start = os.lseek(fd, 0, os.SEEK_END)
             try:
-                written = 0
-                while written < len(data):  # a full disk may take part of it before it fails
-                    written += os.write(fd, data[written:])
+                _write_all(fd, data)
                 os.fsync(fd)
             except OSError:
                 os.ftruncate(fd, start)  # a torn write must not be read as events; they are written again
@@ -177,22 +185,28 @@ class Journal:
             return self.position
 
     def _begin_segment(self, number: int) -> None:
-        """Close the segment being written (complete and fsynced) and begin ``number`` with its header."""
-        if self._segment is not None:
-            os.close(self._segment)
-            self._segment = None
+        """Begin segment ``number`` with its header, then leave the one being written (complete, fsynced).
+
+        The new segment is made whole under a name no reader lists, then renamed into place: a reader
+        that sees segment N+1 takes N as finished, so N+1 must never appear half made. If anything fails,
+        the stream stays on the old segment and the next append tries again.
+        """
         path = segment_path(self.directory, self.stream, number)
+        making = path.with_name(path.name + ".new")
         # Unbuffered, appended with os.write: nothing of a failed write can linger in a buffer to be
         # written later, after the truncation that undid it.
-        segment = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        segment = os.open(making, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o640)
         try:
-            os.write(segment, (json.dumps(self.open_calls.header(self.stream, number)) + "\n").encode())
+            _write_all(segment, (json.dumps(self.open_calls.header(self.stream, number)) + "\n").encode())
             os.fsync(segment)
+            os.rename(making, path)
             _fsync_directory(self.directory)  # the new file's name is as durable as its contents
         except OSError:
             os.close(segment)
-            path.unlink(missing_ok=True)
+            making.unlink(missing_ok=True)
             raise
+        if self._segment is not None:
+            os.close(self._segment)
         self._segment = segment
         self.position = Position(number, 0)
 
@@ -210,9 +224,25 @@ class Journal:
                 for path in segments(self.directory, self.stream):
                     path.unlink(missing_ok=True)
                 lock_path(self.directory, self.stream).unlink(missing_ok=True)
+                _fsync_directory(self.directory)  # gone for good before the store forgets the stream
             if self._lock_file is not None:
                 self._lock_file.close()  # lets go of the lock
                 self._lock_file = None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """All of ``data``, or OSError: a nearly full disk may take part of a write without failing it."""
+    written = 0
+    while written < len(data):
+        written += os.write(fd, data[written:])
+
+
+def _still_named(lock_file: IO[bytes], path: Path) -> bool:
+    """Whether the file locked is still the one at ``path`` (a lock on a deleted lock file guards nothing)."""
+    try:
+        return os.stat(path).st_ino == os.fstat(lock_file.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -276,6 +306,9 @@ class Claim:
         for path in self.files():
             path.unlink(missing_ok=True)
         lock_path(self.directory, self.stream).unlink(missing_ok=True)
+        # Gone for good before the store forgets the stream's position: files that came back after a
+        # power cut with no position would be applied again from the start.
+        _fsync_directory(self.directory)
         self.release()
 
     def release(self) -> None:
@@ -297,6 +330,9 @@ def claim_dead(directory: Path, *, skip: set[str] | frozenset[str] = frozenset()
         except BlockingIOError:
             lock_file.close()
             continue  # its server is running
+        if not _still_named(lock_file, lock_path(directory, stream)):
+            lock_file.close()  # another replayer finished the stream and deleted its lock meanwhile
+            continue
         claim = Claim(directory, stream, lock_file)
         if not claim.files():  # taken, applied and deleted by someone else since the listing
             lock_path(directory, stream).unlink(missing_ok=True)
@@ -392,8 +428,7 @@ class Cursor:
             start = end + 1
             line = self._line
             self._line += 1
-            if line == 0 and not self.legacy:
-                self._read_header(raw)
+            if line == 0 and not self.legacy and self._read_header(raw):
                 continue
             number = line if not self.legacy else line + 1
             position = Position(self._segment, number)
@@ -407,13 +442,19 @@ class Cursor:
             self.position = entries[-1].position
         return entries
 
-    def _read_header(self, raw: str) -> None:
+    def _read_header(self, raw: str) -> bool:
+        """Take line 0 as the segment's header; False if it is none (it is then read as an event line,
+        or kept as a dead letter, never dropped unseen)."""
         try:
             header = json.loads(raw)
-        except ValueError:
-            log.error("journal %s: segment %d has an unreadable header", self.stream, self._segment)
-            return
-        self.open_calls = OpenCalls.from_header(header)
+            if not isinstance(header, dict) or header.get("journal") != FORMAT:
+                raise ValueError("not a journal header")
+            self.open_calls = OpenCalls.from_header(header)
+        except (ValueError, TypeError, AttributeError):
+            log.error("journal %s: segment %d begins with no header; read as an event line", self.stream,
+                      self._segment)
+            return False
+        return True
 
 
 def parse(position: Position, raw: str) -> Entry:

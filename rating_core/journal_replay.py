@@ -52,6 +52,7 @@ class JournalApplier:
         self.read = 0  # lines read of every stream
         self._dead: _DeadStream | None = None
         self._next_scan = 0.0
+        self._turn = 0
 
     @property
     def position(self) -> Position:
@@ -65,6 +66,11 @@ class JournalApplier:
         Raises :class:`~rating_core.store.StoreUnavailable` with nothing moved: the same entries are read
         again at the next step.
         """
+        self._turn += 1
+        if self._turn % 2 == 0:  # every other step, a dead stream's turn: a busy server must not starve it
+            read = self._recover_step()
+            if read:
+                return read
         if self.cursor is not None:
             read = self._apply(self.stream or "", self.cursor)
             if read:
@@ -105,6 +111,7 @@ class JournalApplier:
             if claim is None:
                 return 0
             log.info("journal: taking over %s, left by a server that is gone", claim.stream)
+            self.refused_calls |= self.dead_letters.uniqueids()  # its server may have refused some
             self._dead = _DeadStream(claim, Cursor(self.directory, claim.stream, legacy=claim.legacy))
         dead = self._dead
         try:
@@ -127,7 +134,8 @@ class JournalApplier:
         last_written = max((path.stat().st_mtime for path in files), default=time.time())
         try:
             ended = self.store.end_crashed_calls(stream, dead.cursor.open_calls,
-                                                 datetime.fromtimestamp(last_written, timezone.utc))
+                                                 datetime.fromtimestamp(last_written, timezone.utc),
+                                                 self.refused_calls)
             dead.claim.delete()
             self.store.forget_stream(stream)
         finally:

@@ -11,7 +11,9 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import Engine, delete
-from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
+from sqlalchemy.exc import (
+    DataError, DBAPIError, DisconnectionError, IntegrityError, PendingRollbackError, TimeoutError as PoolTimeout,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from rating_core.call_events import (
@@ -28,9 +30,13 @@ from rating_core.models import JournalPosition
 log = logging.getLogger(__name__)
 
 
-# What a database that cannot be reached, is locked, or lacks the schema (a `db upgrade` forgotten) raises:
-# no event is at fault, so none is refused; the journal waits for it.
-_UNAVAILABLE = (OperationalError, InterfaceError, ProgrammingError)
+def store_fault(exc: BaseException) -> bool:
+    """Whether the database failed, not the event: anything the driver raises but a value it will not hold
+    (DataError) or a broken constraint (IntegrityError) — unreachable, locked, read-only after a failover,
+    a schema not upgraded — and the pool giving up. Then no event is refused; the journal waits."""
+    if isinstance(exc, (DataError, IntegrityError)):
+        return False
+    return isinstance(exc, (DBAPIError, DisconnectionError, PendingRollbackError, PoolTimeout))
 
 
 # How a call is ended when the server that had it open died: its journal, replayed, says it was open.
@@ -79,10 +85,10 @@ class RatingStore:
         if not any(entry.uniqueid in refused_calls for entry in entries):
             try:
                 return self._apply_entries(stream, entries)
-            except _UNAVAILABLE as exc:
-                raise StoreUnavailable(first_line(exc)) from exc
-            except Exception:
-                pass  # an entry is at fault: find which, one at a time
+            except Exception as exc:
+                if store_fault(exc):
+                    raise StoreUnavailable(first_line(exc)) from exc
+                # an entry is at fault: find which, one at a time
         applied = 0
         for entry in entries:
             reason = entry.error
@@ -92,13 +98,18 @@ class RatingStore:
                 try:
                     applied += self._apply_entries(stream, [entry])
                     continue
-                except _UNAVAILABLE as exc:
-                    raise StoreUnavailable(first_line(exc)) from exc
                 except Exception as exc:
+                    if store_fault(exc):
+                        raise StoreUnavailable(first_line(exc)) from exc
                     reason = first_line(exc)
-            if entry.uniqueid is not None:
+            try:
+                self._pass_refused(stream, entry, reason, dead_letter)
+            except Exception as exc:
+                if store_fault(exc):
+                    raise StoreUnavailable(first_line(exc)) from exc
+                raise
+            if entry.uniqueid is not None:  # only once its dead letter is kept and passed
                 refused_calls.add(entry.uniqueid)
-            self._pass_refused(stream, entry, reason, dead_letter)
         return applied
 
     def _apply_entries(self, stream: str, entries: Sequence[Entry]) -> int:
@@ -126,18 +137,21 @@ class RatingStore:
             dead_letter(stream, entry, reason)
             move_position(session, stream, entry.position)
 
-    def end_crashed_calls(self, stream: str, open_calls: OpenCalls, at: datetime) -> int:
+    def end_crashed_calls(self, stream: str, open_calls: OpenCalls, at: datetime, refused_calls: set[str]) -> int:
         """End every call a crashed server had open (``server_crash``), so the lifecycle and the
-        补充评价 SMS treat it as ended; a call that has its end already keeps it. How many were ended."""
+        补充评价 SMS treat it as ended; a call that has its end already keeps it, and one with an event among
+        the dead letters stays open (its rating may be there: it must not be defaulted). How many were ended."""
         ended = 0
         try:
             with self.sessions.begin() as session, held_events(session):
-                for uniqueid in sorted(open_calls.evaluations):
+                for uniqueid in sorted(open_calls.evaluations - refused_calls):
                     ended += self._end_one(session, CallEnded(uniqueid, CRASH_END_REASON, at))
                 for uniqueid, attempt_id in sorted(open_calls.callbacks.items()):
                     ended += self._end_one(session, CallbackCallEnded(uniqueid, attempt_id, CRASH_END_REASON, at))
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(first_line(exc)) from exc
+        except Exception as exc:
+            if store_fault(exc):
+                raise StoreUnavailable(first_line(exc)) from exc
+            raise
         return ended
 
     def _end_one(self, session: Session, event: CallEnded | CallbackCallEnded) -> int:
@@ -150,9 +164,15 @@ class RatingStore:
         return 1
 
     def forget_stream(self, stream: str) -> None:
-        """The stream's files are gone: its position is no longer needed."""
-        with self.sessions.begin() as session:
-            session.execute(delete(JournalPosition).where(JournalPosition.stream == stream))
+        """The stream's files are gone: its position is no longer needed (tidiness only: a stream's name is
+        never used again, so a row left by a database that failed here does no harm)."""
+        try:
+            with self.sessions.begin() as session:
+                session.execute(delete(JournalPosition).where(JournalPosition.stream == stream))
+        except Exception as exc:
+            if not store_fault(exc):
+                raise
+            log.warning("journal %s: position not forgotten (%s)", stream, first_line(exc))
 
     def verification_call(self, task_id: int, attempt_id: int) -> VerificationCall | None:
         with self.sessions() as session:

@@ -8,6 +8,7 @@ SIGKILL, whose locks the kernel lets go.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import DataError, IntegrityError, InternalError, OperationalError, ProgrammingError
 from sqlalchemy.orm import selectinload
 
 from ivr.agi_session import AgiSession
@@ -29,11 +31,11 @@ from ivr.service import running_ivr
 from ivr.simulated_asterisk import Caller, HangUp, Press, run_call
 from rating_core.call_events import CallEnded, CallEvent, CallStarted, RatingGiven, ReasonGiven, to_record
 from rating_core.dead_letters import DeadLetters
-from rating_core.journal import Journal, JournalFull, Position, claim_dead, segments, streams
+from rating_core.journal import Journal, JournalFull, OpenCalls, Position, claim_dead, segments, streams
 from rating_core.journal_replay import JournalApplier, replay_dead_journals
 from rating_core.lifecycle import default_unrated
 from rating_core.models import Call, CallbackTask, OutboxEvent, RatingChange
-from rating_core.store import RatingStore
+from rating_core.store import RatingStore, store_fault
 from tmpfs import mounted
 from waiting import HANG, wait_until
 
@@ -311,3 +313,84 @@ def test_the_journal_lines_are_the_events_as_json(tmp_path) -> None:
     header, line = segments(tmp_path, journal.stream)[0].read_text(encoding="utf-8").splitlines()
     assert json.loads(header)["open_calls"] == [] and json.loads(line) == to_record(event)
     journal.close(applied=False)
+
+
+def test_a_rotation_that_fails_leaves_the_stream_on_its_segment_and_is_tried_again(store: RatingStore,
+                                                                                    tmp_path) -> None:
+    folder = tmp_path / "small"
+    with mounted(folder, "size=64k") as ok:
+        if not ok:
+            pytest.skip("this host may not mount a tmpfs")
+        journal = Journal(folder, min_free_bytes=0, segment_events=2)
+        journal.open()
+        journaled(journal, CallStarted("r.1", "12345", T0), RatingGiven("r.1", "very_dissatisfied", "dtmf", T0))
+        filler = folder / "filler"
+        with open(filler, "wb", buffering=0) as f:
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(b"\0" * 1024)
+        with pytest.raises(OSError):  # the next segment cannot be begun: the disk is full
+            journaled(journal, CallEnded("r.1", "completed", T0))
+        assert [p.name.rsplit(".", 2)[1] for p in segments(folder, journal.stream)] == ["00000001"]
+        filler.unlink()
+        journaled(journal, CallEnded("r.1", "completed", T0))  # tried again: it works
+        assert journal.position == Position(2, 1)
+        applier = JournalApplier(store, folder, journal.stream)
+        applier.drain()
+        journal.close(applied=True)
+    row = stored_calls(store)["r.1"]
+    assert (row.rating.level, row.end_reason) == ("very_dissatisfied", "completed") and applier.applied == 3
+
+
+def test_a_segment_whose_first_line_is_no_header_loses_nothing(store: RatingStore, tmp_path) -> None:
+    """A header cut short by a full disk, an event glued after it: the line is read, never dropped unseen."""
+    stream = "journal-old-1-00000000"
+    (tmp_path / f"{stream}.00000001.jsonl").write_text(
+        json.dumps(to_record(CallStarted("h.1", "12345", T0))) + "\n"
+        + json.dumps(to_record(RatingGiven("h.1", "basic", "dtmf", T0))) + "\n", encoding="utf-8")
+    assert replay_dead_journals(store, tmp_path) > 0
+    assert stored_calls(store)["h.1"].rating.level == "basic"
+
+
+def test_a_lock_file_deleted_before_the_owner_locks_it_is_not_trusted(tmp_path, monkeypatch) -> None:
+    """A replayer took a just-created lock file for a dead stream without files and deleted it: the new
+    owner must not write under a lock that guards nothing (another replayer would take its live stream)."""
+    import fcntl as real_fcntl
+
+    flock = real_fcntl.flock
+    stolen: list[str] = []
+
+    def racing(file, operation):  # type: ignore[no-untyped-def]
+        if not stolen:
+            stolen.append(file.name)
+            Path(file.name).unlink()  # what claim_dead does to a lock-only stream
+        return flock(file, operation)
+
+    monkeypatch.setattr("rating_core.journal.fcntl.flock", racing)
+    journal = Journal(tmp_path, min_free_bytes=0)
+    journal.open()
+    assert stolen and not stolen[0].endswith(f"{journal.stream}.lock")  # it began again, under a new name
+    monkeypatch.setattr("rating_core.journal.fcntl.flock", flock)
+    assert list(claim_dead(tmp_path)) == []  # its live stream is its own
+    journal.close(applied=True)
+
+
+def test_a_call_with_a_dead_letter_is_not_ended_by_the_crash(store: RatingStore) -> None:
+    """Its rating may be among the dead letters: ended, it would be defaulted."""
+    store.apply([CallStarted("x.7", "12345", T0), CallStarted("y.7", "12345", T0)])
+    open_calls = OpenCalls({"x.7", "y.7"})
+    assert store.end_crashed_calls("s", open_calls, T0, refused_calls={"x.7"}) == 1
+    calls = stored_calls(store)
+    assert calls["x.7"].ended_at is None and calls["y.7"].end_reason == "server_crash"
+
+
+@pytest.mark.parametrize(("error", "database_failed"), [
+    (OperationalError("SELECT 1", {}, Exception("connection refused")), True),
+    (InternalError("UPDATE", {}, Exception("cannot execute UPDATE in a read-only transaction")), True),
+    (ProgrammingError("INSERT", {}, Exception('relation "calls" does not exist')), True),
+    (DataError("INSERT", {}, Exception("value too long for type character varying(64)")), False),
+    (IntegrityError("INSERT", {}, Exception("duplicate key")), False),
+    (KeyError("unknown rating level 'nonsense'"), False),
+])
+def test_only_the_events_own_faults_make_dead_letters(error: Exception, database_failed: bool) -> None:
+    assert store_fault(error) is database_failed
