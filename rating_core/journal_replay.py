@@ -79,11 +79,11 @@ class JournalApplier:
 
     def _apply(self, stream: str, cursor: Cursor) -> int:
         mark = cursor.mark()
-        entries = cursor.read(self.batch)
-        if not entries:
-            self._delete_finished(cursor)
-            return 0
         try:
+            entries = cursor.read(self.batch)  # a disk error mid-read leaves the cursor half moved: rewound too
+            if not entries:
+                self._delete_finished(cursor)
+                return 0
             applied = self.store.apply_journaled(stream, entries, self.dead_letters.add, self.refused_calls)
         except BaseException:
             cursor.rewind(mark)  # read them again next time
