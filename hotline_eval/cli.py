@@ -501,6 +501,7 @@ def figures_score(scheme_key: str, source: click.utils.LazyFile, target: click.u
     from dataclasses import replace
 
     from hotline_eval.figures_csv import read_counts, score_header, score_rows
+    from rating_core.cell_text import csv_text
     from rating_core.scoring import ScoringError, load_scoring_rules, score_units
 
     try:
@@ -515,7 +516,8 @@ def figures_score(scheme_key: str, source: click.utils.LazyFile, target: click.u
         units = [replace(unit, adjustment=unit.adjustment - scheme.adjustment.base) for unit in units]
     writer = csv.writer(target, lineterminator="\n")
     writer.writerow(score_header(scheme, rules))
-    writer.writerows(score_rows(score_units(units, scheme, rules), scheme, rules))
+    rows = score_rows(score_units(units, scheme, rules), scheme, rules)
+    writer.writerows([csv_text(name), *figures] for name, *figures in rows)  # the unit's name is from outside
 
 
 @figures.command("rollup")

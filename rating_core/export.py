@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from rating_core.callback_tasks import OPEN_STATES
+from rating_core.cell_text import csv_text
 from rating_core.models import Call, CallbackTask, Rating
 from rating_core.privacy import mask_phone
 from rating_core.rules import Rules
@@ -156,7 +157,7 @@ def write_csv(rows: Iterator[dict[str, Any]], out: IO[str]) -> int:
     writer.writeheader()
     count = 0
     for row in rows:
-        flat = {k: ("|".join(v) if isinstance(v, list) else v) for k, v in row.items()}
+        flat = {k: csv_text("|".join(v) if isinstance(v, list) else v) for k, v in row.items()}
         writer.writerow(flat)
         count += 1
     return count

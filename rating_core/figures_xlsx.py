@@ -8,6 +8,7 @@ from datetime import datetime
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
 
+from rating_core.cell_text import as_text
 from rating_core.scoring import COUNT_NAMES, Scheme, ScoringRules, UnitScore, rounded
 
 COUNT_HEADINGS = {
@@ -46,6 +47,7 @@ def write_report(scores: list[UnitScore], scheme: Scheme, rules: ScoringRules, t
         sheet.append([place, score.unit.name, None, *(score.unit.counts[c] for c in COUNT_NAMES), *rates,
                       float(rounded(score.adjustment_points)), float(rounded(score.total))])
         row = sheet.max_row
+        as_text(sheet.cell(row=row, column=2))  # the unit's name comes from outside: text, never a formula
         first_rate = 4 + len(COUNT_NAMES)
         for column in range(first_rate, first_rate + len(rules.rates)):
             sheet.cell(row=row, column=column).number_format = "0.00%"
