@@ -58,8 +58,6 @@ class Report:
     """What the child tells the server: where the stream is, and whether the store is taking it."""
 
     position: Position
-    applied: int  # events of the server's stream this child has applied
-    recovered: int  # events of dead servers' streams
     unavailable: str | None = None
     drained: bool = False
 
@@ -73,12 +71,10 @@ class StoreProcess:
         self.directory = directory
         self.stream = stream
         self.in_thread = in_thread
-        self.started = 0  # children started so far (a restart after a death counts)
-        self.last = Report(after, 0, 0)
+        self.last = Report(after)
         self._changed = asyncio.Event()  # set, and replaced, at every report
         self._process: BaseProcess | threading.Thread | None = None
         self._conn: Connection | None = None
-        self._watcher: asyncio.Task[None] | None = None
         self._stopping = False
 
     @property
@@ -107,7 +103,6 @@ class StoreProcess:
         if not self.in_thread:
             child.close()
         self._conn = parent
-        self.started += 1
         log.info("store %s %s started, applying journal %s", "thread" if self.in_thread else "process",
                  self.pid or "", self.stream)
 
@@ -246,7 +241,7 @@ def serve(conn: Connection, store: RatingStore, directory: Path, stream: str, af
             drained = stopping and not read and unavailable is None
             if read or unavailable or drained:
                 try:
-                    conn.send(Report(applier.position, applier.applied, applier.recovered, unavailable, drained))
+                    conn.send(Report(applier.position, unavailable, drained))
                 except OSError:
                     return  # the parent is gone
             if drained:

@@ -127,7 +127,6 @@ class Journal:
         self.stream = ""
         self.open_calls = OpenCalls()
         self.position = START  # of the last event appended
-        self.appended = 0
         self._lock = threading.Lock()
         self._lock_file: IO[bytes] | None = None
         self._segment: int | None = None  # the file descriptor of the segment being written
@@ -139,7 +138,7 @@ class Journal:
         # position can never skip a later event.
         host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40]
         self.stream = f"journal-{host}-{os.getpid()}-{os.urandom(4).hex()}"
-        self.open_calls, self.appended = OpenCalls(), 0
+        self.open_calls = OpenCalls()
         free = free_bytes(self.directory)
         if free < self.min_free_bytes:
             raise JournalFull(f"the journal's disk ({self.directory}) has {free // 2**20} MiB free, "
@@ -181,7 +180,6 @@ class Journal:
             for event in events:
                 self.open_calls.follow(event)
             self.position = Position(self.position.segment, self.position.line + len(events))
-            self.appended += len(events)
             return self.position
 
     def _begin_segment(self, number: int) -> None:

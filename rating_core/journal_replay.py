@@ -48,7 +48,6 @@ class JournalApplier:
         self.refused_calls = self.dead_letters.uniqueids()
         self.cursor = Cursor(self.directory, stream, after) if stream is not None else None
         self.applied = 0  # events of the own stream applied by this applier
-        self.recovered = 0  # lines of dead streams read
         self.read = 0  # lines read of every stream
         self._dead: _DeadStream | None = None
         self._next_scan = 0.0
@@ -122,7 +121,6 @@ class JournalApplier:
             raise
         if read:
             dead.applied += read
-            self.recovered += read
             return read
         self._finish(dead)
         return 1
