@@ -28,16 +28,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from callback.ami_client import ActionFailed, AmiClient, AmiError, NotConnected
 from callback.ami_protocol import Message, originate_fields
 from callback.call_outcomes import HANGUP_CAUSES, dial_status_outcome, failed_outcome, parse_int
+from rating_core.batch_lookups import blocked_reason
 from rating_core.callback_policy import CallbackPolicy
 from rating_core.callback_tasks import (
     DIALLABLE_STATES,
     LIVE_ATTEMPT_STATUSES,
     claim_attempt,
+    drop_attempt,
     load_calendar,
     next_slot,
     note_answered,
+    note_event,
     record_outcome,
     release_attempt,
+    stop_dialling,
 )
 from rating_core.models import CallbackAttempt, CallbackTask
 
@@ -162,6 +166,8 @@ class Dialer:
             ).all()
             for attempt in queued:
                 task = attempt.task
+                if not self._still_to_dial(session, task, attempt, now):
+                    continue
                 if not dialer.valid_number(task.number):
                     record_outcome(session, self.policy, attempt.id, "invalid_number", now, ACTOR,
                                    detail=f"号码格式错误：{task.number!r}")
@@ -171,6 +177,26 @@ class Dialer:
                     out.append(_Placement(attempt.id, task.id, attempt.channel_id, attempt.action_id,
                                           task.mode, fields))
         return out
+
+    @staticmethod
+    def _still_to_dial(session: Session, task: CallbackTask, attempt: CallbackAttempt, now: datetime) -> bool:
+        """Whether a queued attempt may still be sent; if not, it is dropped unsent (and its task stopped).
+
+        The last look before a call leaves: a task settled since its attempt
+        was queued (an upheld appeal closed it) is not called, nor is a number
+        on the malicious-rater list, however its task came to be dialled (a
+        re-ask after rectification, an agent's own call).
+        """
+        if task.state != "dialing":
+            why = f"未拨出：{task.state_reason or '任务已不在呼叫中'}"
+            if drop_attempt(session, attempt.id, now, why):
+                note_event(session, task, now, ACTOR, "attempt_dropped", attempt=attempt.seq, reason=why)
+            return False
+        listed = blocked_reason(session, task.number)
+        if listed is not None:
+            stop_dialling(session, task, now, ACTOR, listed)
+            return False
+        return True
 
     def _originate_fields(self, task: CallbackTask, attempt: CallbackAttempt) -> tuple[list[tuple[str, str]], str]:
         dialer = self.policy.dialer

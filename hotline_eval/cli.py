@@ -20,7 +20,7 @@ import click
 import uvloop
 
 from rating_core.database import home_dir, make_engine
-from rating_core.rules import RulesError, load_rules
+from rating_core.rules import HotlineProfile, Rules, RulesError, load_rules
 from rating_core.journal import Journal, JournalFull
 from rating_core.store import RatingStore
 
@@ -126,15 +126,32 @@ def agi(listen: str, audiosocket: str, audiosocket_advertise: str | None, speech
     from ivr.service import serve_until_signalled
 
     host, port = _host_port(listen, DEFAULT_PORT)
+    store = open_store()
+    _warn_of_stale_sounds(store.rules)
     # uvloop (libuv) instead of the stock event loop: with thousands of calls in progress, the loop's own
     # work on each socket event is what a caller waits for between prompts (benchmarks/agi_concurrency.py).
     try:
-        uvloop.run(serve_until_signalled(open_store(), Journal(spool_dir()), host, port,
+        uvloop.run(serve_until_signalled(store, Journal(spool_dir()), host, port,
                                          audiosocket=_host_port(audiosocket, 9092),
                                          audiosocket_advertise=audiosocket_advertise, speech_workers=speech_workers,
                                          speech_recordings=speech_recordings))
     except JournalFull as exc:
         raise click.ClickException(f"{exc}: not starting, since no rating could be kept") from exc
+
+
+def _warn_of_stale_sounds(rules: Rules) -> None:
+    """Say at start-up which built prompts no longer say what the rules say (a promise changed with the
+    policy, say), so the centre runs `prompts build` before a caller hears the old words. Calls still run."""
+    from ivr.prompts import PromptBuildError, stale_sounds
+
+    try:
+        stale = stale_sounds(rules.hotlines.values())
+    except PromptBuildError as exc:
+        logging.getLogger("hotline_eval").warning("cannot check the prompt sounds: %s", exc)
+        return
+    for problem in stale:
+        logging.getLogger("hotline_eval").warning("prompt sound out of date (run `hotline-eval prompts build`): %s",
+                                                  problem)
 
 
 def _shared_folder(option: str | None) -> tuple[str, Path] | None:
@@ -658,21 +675,49 @@ def prompts() -> None:
     """The prompt audio."""
 
 
+def _prompt_profiles(hotlines: tuple[str, ...]) -> list[HotlineProfile]:
+    """The profiles whose sounds a prompts command works on; a rules file whose prompts break the policy stops here."""
+    try:
+        rules = load_rules()
+        return [rules.hotline(code) for code in hotlines] if hotlines else list(rules.hotlines.values())
+    except (RulesError, KeyError) as exc:
+        raise click.ClickException(str(exc.args[0] if exc.args else exc)) from exc
+
+
 @prompts.command("build")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: ivr/sounds).")
 @click.option("--hotline", "hotlines", multiple=True, help="Only these hotlines.")
-def prompts_build(out: Path | None, hotlines: tuple[str, ...]) -> None:
-    """Synthesise 8 kHz WAV prompts from the rules' texts (espeak-ng + sox)."""
+@click.option("--recorded", multiple=True, metavar="FOLDER/NAME",
+              help="This sound is a recording of its prompt's present text: keep it (e.g. 12345/thanks_negative).")
+def prompts_build(out: Path | None, hotlines: tuple[str, ...], recorded: tuple[str, ...]) -> None:
+    """Synthesise 8 kHz WAV prompts from the rules' texts (espeak-ng + sox); keeps recordings that still say them."""
     from ivr.prompts import SOUNDS_DIR, PromptBuildError, build_prompts
 
-    rules = load_rules()
+    profiles = _prompt_profiles(hotlines)
     try:
-        profiles = [rules.hotline(code) for code in hotlines] if hotlines else list(rules.hotlines.values())
-        built = build_prompts(profiles, out or SOUNDS_DIR)
-    except (KeyError, PromptBuildError) as exc:
+        built = build_prompts(profiles, out or SOUNDS_DIR, recorded)
+    except PromptBuildError as exc:
         raise click.ClickException(str(exc)) from exc
     for prompt in built:
-        click.echo(f"{prompt.path}  {prompt.seconds:.2f} s")
+        click.echo(f"{prompt.path}  {prompt.seconds:.2f} s{'  (recording kept)' if prompt.recorded else ''}")
+
+
+@prompts.command("check")
+@click.option("--dir", "sound_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Sound folder (default: ivr/sounds).")
+@click.option("--hotline", "hotlines", multiple=True, help="Only these hotlines.")
+def prompts_check(sound_dir: Path | None, hotlines: tuple[str, ...]) -> None:
+    """Exit 1, naming them, if sounds do not say the rules' present texts (after a text or policy change)."""
+    from ivr.prompts import SOUNDS_DIR, PromptBuildError, stale_sounds
+
+    try:
+        stale = stale_sounds(_prompt_profiles(hotlines), sound_dir or SOUNDS_DIR)
+    except PromptBuildError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if stale:
+        raise click.ClickException("sounds that do not say their text (hotline-eval prompts build):\n  "
+                                   + "\n  ".join(stale))
+    click.echo("every sound says its prompt's text")
 
 
 if __name__ == "__main__":

@@ -3,17 +3,24 @@
 Synthetic Mandarin (and Korean, for a hotline whose ``prompt_voice`` is ``ko``)
 is a placeholder until a centre records its own voice: drop a recording with
 the same name into the sound folder and it is used instead.
+Each sound folder's ``manifest.json`` says what each sound says, and which file
+(sha256) that is known of, so that a changed text (a new callback policy's
+promise) is synthesised again, or refused where it would leave a recording
+saying the old one, rather than played stale.
 espeak-ng's plain ``cmn`` voice in Debian's 1.51 reads tone numbers as
 English, so the text goes through pypinyin into the ``cmn-latn-pinyin`` voice.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shutil
 import subprocess
 import tempfile
 import wave
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +36,7 @@ KOREAN_DIGITS = "영일이삼사오육칠팔구"
 # The spoken months that are not number + 월: 육월 and 십월 are said 유월 and 시월.
 KOREAN_MONTHS = {6: "유월", 10: "시월"}
 SYMBOLS = {"*": "星号", "#": "井号", "/": "或"}
+MANIFEST = "manifest.json"  # in each sound folder: {name: {text, sha256, recorded}}
 
 
 class PromptBuildError(RuntimeError):
@@ -41,6 +49,16 @@ class BuiltPrompt:
     name: str
     path: Path
     seconds: float
+    recorded: bool = False  # a centre's recording, kept because it still says the prompt's text
+
+
+@dataclass(frozen=True)
+class SoundTexts:
+    """What every sound folder of some hotlines should say: prompts by hotline, date fragments by folder."""
+
+    texts: dict[str, dict[str, str]]  # folder: {sound name: text}
+    voices: dict[str, str]  # folder: prompt voice
+    fragments: frozenset[str]  # the date folders, whose sounds are spoken back to back
 
 
 def speakable(text: str) -> str:
@@ -91,12 +109,10 @@ def date_prompts(voice: str = VOICE) -> dict[str, str]:
     raise PromptBuildError(f"no spoken dates for prompt voice {voice!r} (known: {VOICE}, {KOREAN_VOICE})")
 
 
-def build_prompts(profiles: list[HotlineProfile], out_dir: Path = SOUNDS_DIR) -> list[BuiltPrompt]:
-    """Synthesise every prompt of every profile into ``out_dir/<hotline>/<name>.wav``, and the date fragments."""
-    for tool in ("espeak-ng", "sox"):
-        if shutil.which(tool) is None:
-            raise PromptBuildError(f"{tool} is not installed (Debian: apt-get install espeak-ng sox)")
-    folders = {profile.code: profile.prompts for profile in profiles}
+def sound_texts(profiles: Iterable[HotlineProfile]) -> SoundTexts:
+    """The texts of the profiles' prompts and of their date fragments, by sound folder."""
+    profiles = list(profiles)
+    texts = {profile.code: dict(profile.prompts) for profile in profiles}
     voices = {profile.code: profile.prompt_voice for profile in profiles}
     fragments: dict[str, str] = {}  # date folder: the voice its hotlines speak
     for profile in profiles:
@@ -104,25 +120,105 @@ def build_prompts(profiles: list[HotlineProfile], out_dir: Path = SOUNDS_DIR) ->
         if fragments.setdefault(folder, profile.prompt_voice) != profile.prompt_voice:
             raise PromptBuildError(f"hotline {profile.code}: date_sound_dir {profile.verification.date_sound_dir} "
                                    f"is spoken in {fragments[folder]} by another hotline; give it its own")
-    folders |= {folder: date_prompts(voice) for folder, voice in fragments.items()}
-    voices |= fragments
+    texts |= {folder: date_prompts(voice) for folder, voice in fragments.items()}
+    return SoundTexts(texts, voices | fragments, frozenset(fragments))
+
+
+def build_prompts(profiles: list[HotlineProfile], out_dir: Path = SOUNDS_DIR,
+                  recorded: Iterable[str] = ()) -> list[BuiltPrompt]:
+    """Synthesise every prompt of every profile into ``out_dir/<hotline>/<name>.wav``, and the date fragments.
+
+    A sound build did not make (its manifest entry names another file, or a ``recorded`` "folder/name") is a
+    centre's recording: kept while its text is the prompt's, refused before anything is synthesised when the
+    text has changed, since playing it would say the old words (a promise the callback policy no longer gives).
+    """
+    for tool in ("espeak-ng", "sox"):
+        if shutil.which(tool) is None:
+            raise PromptBuildError(f"{tool} is not installed (Debian: apt-get install espeak-ng sox)")
+    wanted = sound_texts(profiles)
+    manifests = {folder: read_manifest(out_dir / folder) for folder in wanted.texts}
+    recorded = set(recorded)
+    unknown = sorted(recorded - {f"{folder}/{name}" for folder, texts in wanted.texts.items() for name in texts})
+    if unknown:
+        raise PromptBuildError(f"--recorded names no sound of these hotlines: {', '.join(unknown)}")
+    kept: dict[tuple[str, str], dict[str, object]] = {}
+    refused = []
+    for folder, texts in wanted.texts.items():
+        for name, text in texts.items():
+            path = out_dir / folder / f"{name}.wav"
+            if not path.exists():
+                if f"{folder}/{name}" in recorded:
+                    refused.append(f"{path}: --recorded, but there is no such file")
+                continue
+            entry, sha = manifests[folder].get(name), file_sha256(path)
+            ours = entry is not None and entry.get("sha256") == sha and not entry.get("recorded")
+            if f"{folder}/{name}" in recorded or (not ours and entry is not None and entry.get("text") == text):
+                kept[folder, name] = {"text": text, "sha256": sha, "recorded": True}
+            elif not ours:
+                said = f"says “{entry['text']}”" if entry is not None else "is not in its manifest"
+                refused.append(f"{path}: not made by prompts build, {said}; the rules say “{text}”")
+    if refused:
+        raise PromptBuildError(
+            "these sounds would not say their prompt's text; record the text and name each with --recorded "
+            "FOLDER/NAME, or delete them to have them synthesised:\n  " + "\n  ".join(refused))
     built = []
     with tempfile.TemporaryDirectory() as tmp:
-        for folder, texts in folders.items():
+        for folder, texts in wanted.texts.items():
             target = out_dir / folder
             target.mkdir(parents=True, exist_ok=True)
             for name, text in texts.items():
-                raw = Path(tmp) / f"{folder}-{name}.wav"
                 path = target / f"{name}.wav"
-                voice = voices.get(folder, VOICE)
+                if (folder, name) in kept:
+                    manifests[folder][name] = kept[folder, name]
+                    built.append(BuiltPrompt(folder, name, path, wav_seconds(path), recorded=True))
+                    continue
+                raw = Path(tmp) / f"{folder}-{name}.wav"
+                voice = wanted.voices.get(folder, VOICE)
                 spoken = to_pinyin(text) if voice == VOICE else text
                 _run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(raw), spoken])
                 # Fragments are spoken back to back, so their leading and trailing silence goes.
                 trim = ["silence", "1", "0.02", "1%", "reverse", "silence", "1", "0.02", "1%", "reverse"]
                 _run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", str(path),
-                      *(trim if folder in fragments else []), "norm", "-3"])
+                      *(trim if folder in wanted.fragments else []), "norm", "-3"])
+                manifests[folder][name] = {"text": text, "sha256": file_sha256(path), "recorded": False}
                 built.append(BuiltPrompt(folder, name, path, wav_seconds(path)))
+            write_manifest(target, manifests[folder])
     return built
+
+
+def stale_sounds(profiles: Iterable[HotlineProfile], out_dir: Path = SOUNDS_DIR) -> list[str]:
+    """The sounds under ``out_dir`` that do not say what the rules say now, each with why (empty: all do)."""
+    stale = []
+    for folder, texts in sound_texts(profiles).texts.items():
+        manifest = read_manifest(out_dir / folder)
+        for name, text in texts.items():
+            path, entry = out_dir / folder / f"{name}.wav", manifest.get(name)
+            if not path.exists():
+                stale.append(f"{path}: missing")
+            elif entry is None:
+                stale.append(f"{path}: not in {MANIFEST}, what it says is not known")
+            elif entry.get("text") != text:
+                stale.append(f"{path}: says “{entry.get('text')}”; the rules say “{text}”")
+    return stale
+
+
+def read_manifest(folder: Path) -> dict[str, dict[str, object]]:
+    path = folder / MANIFEST
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PromptBuildError(f"cannot read {path}: {exc}") from exc
+
+
+def write_manifest(folder: Path, entries: dict[str, dict[str, object]]) -> None:
+    text = json.dumps(entries, ensure_ascii=False, indent=1, sort_keys=True) + "\n"
+    (folder / MANIFEST).write_text(text, encoding="utf-8")
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def wav_seconds(path: Path) -> float:

@@ -107,9 +107,16 @@ def blocked_reason(session: Session, number: str | None) -> str | None:
         blocked = loaded.blocked[number]
     else:
         blocked = session.get(BlockedNumber, number)
-    if blocked is None:
-        return None
-    return f"号码在恶意评价名单中：{blocked.reason}"[:256]
+    return None if blocked is None else listed_reason(blocked)
+
+
+def listed_reason(entry: BlockedNumber) -> str:
+    """What a rating, task or SMS skipped for this list entry says, cut to their 256-character reason columns.
+
+    One wording, whether the number was on the list when the rating came or was put there later
+    (``appeals.block_number`` stopping its open tasks).
+    """
+    return f"号码在恶意评价名单中：{entry.reason}"[:256]
 
 
 def may_have_case_record(session: Session, uniqueid: str, linkedid: str | None) -> bool:

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from rating_core.batch_lookups import blocked_reason, lookups
 from rating_core.callback_policy import FINAL_OUTCOMES, QUESTIONS, VERDICTS, CallbackPolicy
 from rating_core.models import (
-    CalendarOverride, CallbackAnswer, CallbackAttempt, CallbackTask, Rating, TaskEvent,
+    CalendarOverride, CallbackAnswer, CallbackAttempt, CallbackTask, Rating, Rectification, TaskEvent,
 )
 from rating_core.outbox import emit
 from rating_core.rating_history import change_rating
@@ -337,12 +337,16 @@ def sweep(session: Session, policy: CallbackPolicy, now: datetime, actor: str = 
 
 
 def record_verdict(session: Session, policy: CallbackPolicy, task_id: int, verdict: str, at: datetime, actor: str,
-                   note: str, rectify_by: datetime | None = None) -> CallbackTask:
+                   note: str, rectify_by: datetime | None = None, *, done: str | None = None,
+                   actor_name: str | None = None) -> CallbackTask:
     """Enter the verification's outcome (SPEC §3.3) and move the task on.
 
-    立行立改 and 解释说明 lead straight to the re-asked satisfaction; 限期整改
-    sets a rectification deadline (the policy's limit, or an earlier one the
-    verifier gives); 误评/恶意评价 marks the rating not adopted and closes the task.
+    立行立改 and 解释说明 lead straight to the re-asked satisfaction, and what
+    was done or explained (``done``, or the note when the verifier wrote it
+    all there) becomes the task's :class:`Rectification`; 限期整改 sets a
+    rectification deadline (the policy's limit, or an earlier one the verifier
+    gives) and its record waits for :func:`mark_rectified`; 误评/恶意评价 marks
+    the rating not adopted and closes the task.
     """
     task = session.get(CallbackTask, task_id, with_for_update=True)
     if task is None:
@@ -355,6 +359,8 @@ def record_verdict(session: Session, policy: CallbackPolicy, task_id: int, verdi
         raise TaskRuleError("请填写核实情况说明")
     if rectify_by is not None and verdict != "deadline_fix":
         raise TaskRuleError("只有“限期整改”才能填写整改期限")
+    if done and done.strip() and verdict not in ("immediate_fix", "explained"):
+        raise TaskRuleError("整改措施或解释说明内容只在“立行立改”“解释说明”时填写；限期整改请在整改完成后填写整改情况")
     task.verdict, task.verdict_note, task.verified_at = verdict, note.strip(), at
     if verdict == "deadline_fix":
         limit = add_duration(at, policy.rectify_within, load_calendar(session), ZoneInfo(policy.timezone))
@@ -371,13 +377,16 @@ def record_verdict(session: Session, policy: CallbackPolicy, task_id: int, verdi
     else:
         note_event(session, task, at, actor, "verified", verdict=verdict)
         emit(session, "complaint.verified", task.rating, at, verdict=verdict)
-        _ready_for_reask(session, policy, task, at, actor)  # then complaint.rectified
+        rectification = Rectification(kind=verdict, what=(done or "").strip() or note.strip(), actor=actor,
+                                      actor_name=actor_name, at=at)
+        _ready_for_reask(session, policy, task, rectification)  # then complaint.rectified
     return task
 
 
 def mark_rectified(session: Session, policy: CallbackPolicy, task_id: int, at: datetime, actor: str,
-                   note: str) -> CallbackTask:
-    """The unit reports the 限期整改 done: the citizen is called back to re-ask satisfaction."""
+                   note: str, *, actor_name: str | None = None) -> CallbackTask:
+    """The unit reports the 限期整改 done: what was done is recorded, and the citizen is called back to
+    re-ask satisfaction."""
     task = session.get(CallbackTask, task_id, with_for_update=True)
     if task is None:
         raise TaskRuleError(f"回访任务 {task_id} 不存在")
@@ -385,14 +394,22 @@ def mark_rectified(session: Session, policy: CallbackPolicy, task_id: int, at: d
         raise TaskRuleError(f"任务当前状态为 {task.state}，不在整改中")
     if not note.strip():
         raise TaskRuleError("请填写整改情况")
-    note_event(session, task, at, actor, "rectification_reported", note=note.strip(), late=task.rectify_by is not None
-          and at > task.rectify_by)
-    _ready_for_reask(session, policy, task, at, actor)
+    late = task.rectify_by is not None and at > task.rectify_by
+    note_event(session, task, at, actor, "rectification_reported", note=note.strip(), late=late)
+    _ready_for_reask(session, policy, task, Rectification(kind="deadline_fix", what=note.strip(), actor=actor,
+                                                          actor_name=actor_name, at=at, late=late))
     return task
 
 
-def _ready_for_reask(session: Session, policy: CallbackPolicy, task: CallbackTask, at: datetime, actor: str) -> None:
+def _ready_for_reask(session: Session, policy: CallbackPolicy, task: CallbackTask,
+                     rectification: Rectification) -> None:
+    """The handling is done: keep its record and queue the re-ask of the citizen's satisfaction."""
+    at, actor = rectification.at, rectification.actor
+    rectification.task = task
+    session.add(rectification)
     task.rectified_at = at
+    # An answer given before this rectification is not the answer to the re-ask about it.
+    task.citizen_satisfied = None
     task.next_attempt_at = next_slot(at, policy, load_calendar(session))
     note_event(session, task, at, actor, "rectified", "rectified",
           next_attempt_at=task.next_attempt_at.isoformat() if task.next_attempt_at else None)
@@ -495,3 +512,49 @@ def readopt(session: Session, policy: CallbackPolicy, task_id: int, at: datetime
         note_event(session, task, at, actor, "readopted", "pending", reason=reason.strip())
     emit(session, "rating.updated", rating, at, source=actor, fields=["is_adopted"])
     return task
+
+
+# -- stopping a task whose number may no longer be called ------------------------
+
+# The outcome of an attempt dropped before the dialer sent it: no call was made.
+DROPPED_OUTCOME = "cancelled"
+
+
+def drop_attempt(session: Session, attempt_id: int, at: datetime, why: str) -> bool:
+    """End a queued attempt unsent, as its task may no longer be dialled; False if it already left the queue.
+
+    The counterpart of :func:`claim_attempt`: the same one conditional UPDATE
+    on ``queued``, so whichever commits first wins and an attempt is either
+    sent by the dialer or dropped here, never both.
+    """
+    result = session.execute(
+        update(CallbackAttempt)
+        .where(CallbackAttempt.id == attempt_id, CallbackAttempt.status == "queued")
+        .values(status="ended", ended_at=at, outcome=DROPPED_OUTCOME, detail=why[:512])
+    )
+    return result.rowcount == 1
+
+
+def stop_dialling(session: Session, task: CallbackTask, at: datetime, actor: str, reason: str) -> bool:
+    """Move a task to ``not_dialled`` for a reason found after it was opened; False if it was already settled.
+
+    Its queued attempts are dropped unsent. A call already placed is left to
+    finish, as hanging up on a citizen mid-sentence helps nobody: its outcome
+    and answers are recorded but move nothing, since :func:`record_outcome`
+    acts only on a task still ``dialing`` and :func:`record_answer` not on a
+    ``not_dialled`` one. So the task never goes back to ``pending`` by itself.
+    """
+    if task.state in ("closed", "not_dialled"):
+        return False
+    dropped: list[int] = []
+    live: list[int] = []
+    for attempt in task.attempts:
+        if attempt.status == "queued" and drop_attempt(session, attempt.id, at, f"未拨出：{reason}"):
+            dropped.append(attempt.seq)
+        elif attempt.status != "ended":
+            live.append(attempt.seq)  # claimed by the dialer, possibly a moment ago in another transaction
+    task.state_reason = reason[:256]
+    task.next_attempt_at = None
+    note_event(session, task, at, actor, "stopped", "not_dialled", reason=reason,
+               dropped_attempts=dropped or None, live_attempts=live or None)
+    return True

@@ -1,22 +1,8 @@
-"""The ten counts of seed 003's table, taken from the store, per hotline, unit, team or agent and period.
+"""Seed 003's table from the store, per hotline, unit, team or agent and period.
 
-How each count is read from the store (SPEC §4):
-
-    A  应评价数     calls sent to the evaluation
-    M  总评价数     adopted ratings (active or default)
-    P  主动评价数   those of M the caller gave (not the 7-day default), a batch once (淄博's rule)
-    I  主动好评数   those of P that are not 差评
-    D  差评总数     差评
-    T  有效差评数   adopted 差评
-    B  无效差评数   差评 not adopted (误评, 恶意, upheld appeal)
-    N1 差评回复数   差评 whose caller was reached (an answered callback) or verified
-    N2 差评整改数   差评 whose handling was finished (立行立改, 解释说明, or 限期整改 reported done)
-    N3 整改满意数   差评 whose caller said the handling satisfied them (整改满意)
-
-A rating not adopted (误评, 恶意, a number on the malicious-rater list) is
-stored and shown but counts only where the table counts it: in D and B.
-
-One aggregate query per request: conditional sums grouped by the dimension.
+What each of the ten counts counts is defined once, in
+:mod:`rating_core.figure_counts`; here they become conditional sums grouped
+by the dimension, one aggregate query per request.
 """
 
 from __future__ import annotations
@@ -29,11 +15,13 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, Select, and_, case, exists, func, select
+from sqlalchemy import Integer, Select, case, func, select
 from sqlalchemy.orm import Session
 
-from rating_core.models import Call, CallbackAttempt, CallbackTask, FigureAdjustment, Rating
-from rating_core.scoring import COUNT_NAMES, ScoringRules, UnitCounts, UnitScore, score_units
+from rating_core.figure_adjustments import history, in_force
+from rating_core.figure_counts import conditions
+from rating_core.models import Call, CallbackTask, FigureAdjustment, Rating
+from rating_core.scoring import COUNT_NAMES, ScoringRules, UnitCounts, UnitScore, rounded, score_units
 
 # What a table row can stand for, and the column that names it.
 DIMENSIONS = {
@@ -43,6 +31,7 @@ DIMENSIONS = {
     "agent": ("坐席工号", Call.agent_id),
 }
 UNNAMED = "（未填写）"
+MAX_PERIOD_DAYS = 366
 
 
 class PeriodError(ValueError):
@@ -74,11 +63,13 @@ def parse_period(text: str, zone: ZoneInfo) -> Period:
             if last <= first:
                 raise PeriodError(f"时段 {text} 的结束日期早于开始日期")
         else:
-            raise PeriodError(f"无法识别的时段 {text!r}：可写 2026Q4、2026-11 或 2026-11-01..2026-11-15")
-    except ValueError as exc:
-        if isinstance(exc, PeriodError):
-            raise
-        raise PeriodError(f"无法识别的时段 {text!r}：{exc}") from None
+            raise PeriodError(f"无法识别的时段“{text}”：可写 2026Q4、2026-11 或 2026-11-01..2026-11-15")
+    except PeriodError:
+        raise
+    except ValueError:  # date() refused a month or a day: say so in the supervisor's words, not Python's
+        raise PeriodError(f"时段 {text} 中的日期不存在：月份须为 01–12，日须在当月天数之内") from None
+    if (last - first).days > MAX_PERIOD_DAYS:
+        raise PeriodError(f"时段 {text} 超过一年，请分段查看")
     start = datetime.combine(first, time(0), zone).astimezone(timezone.utc)
     end = datetime.combine(last, time(0), zone).astimezone(timezone.utc)
     return Period(text, start, end, zone)
@@ -89,29 +80,10 @@ def current_quarter(now: datetime, zone: ZoneInfo) -> str:
     return f"{local.year}Q{(local.month - 1) // 3 + 1}"
 
 
-def _count(condition: object) -> object:
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0).cast(Integer)
-
-
 def count_columns() -> list[Any]:
-    """The ten counts as SQL aggregates over calls ⟕ ratings ⟕ callback tasks (see the module docstring)."""
-    answered = exists().where(CallbackAttempt.task_id == CallbackTask.id, CallbackAttempt.outcome == "answered")
-    negative = and_(Rating.id.is_not(None), Rating.is_negative.is_(True))
-    adopted = and_(Rating.id.is_not(None), Rating.is_adopted.is_(True))
-    counted_active = and_(adopted, Rating.is_active.is_(True), Rating.batch_of_id.is_(None))
-    return [
-        func.count(Call.id).label("A"),
-        _count(adopted).label("M"),
-        _count(counted_active).label("P"),
-        _count(and_(counted_active, Rating.is_negative.is_(False))).label("I"),
-        _count(negative).label("D"),
-        _count(and_(negative, Rating.is_adopted.is_(True))).label("T"),
-        _count(and_(negative, Rating.is_adopted.is_(False))).label("B"),
-        _count(and_(negative, CallbackTask.id.is_not(None),
-                    (CallbackTask.verified_at.is_not(None)) | answered)).label("N1"),
-        _count(and_(negative, CallbackTask.rectified_at.is_not(None))).label("N2"),
-        _count(and_(negative, CallbackTask.citizen_satisfied.is_(True))).label("N3"),
-    ]
+    """The ten counts as SQL aggregates over calls ⟕ ratings ⟕ callback tasks."""
+    return [func.coalesce(func.sum(case((condition, 1), else_=0)), 0).cast(Integer).label(code)
+            for code, condition in conditions().items()]
 
 
 def counts_query(group_by: list[Any], start: datetime, end: datetime, hotline: str | None = None) -> Select[Any]:
@@ -134,27 +106,95 @@ def unit_counts(session: Session, period: Period, by: str, hotline: str | None =
             for row in session.execute(query)]
 
 
-def adjustments(session: Session, period: str, by: str) -> dict[str, Decimal]:
-    """The net manual 加减分 entered for each unit of this table."""
-    rows = session.execute(
-        select(FigureAdjustment.name, func.sum(FigureAdjustment.points))
-        .where(FigureAdjustment.period == period, FigureAdjustment.dimension == by)
-        .group_by(FigureAdjustment.name)
-    )
-    return {name: Decimal(total) for name, total in rows}
-
-
 Counter = Callable[[Session, Period, str, "str | None"], list[UnitCounts]]
 
 
-def figures_table(session: Session, period: Period, by: str, scheme_key: str, rules: ScoringRules,
-                  hotline: str | None = None, counts: Counter = unit_counts) -> list[UnitScore]:
-    """Seed 003's table for one period and dimension: counts, adjustments, scores; best score first.
+@dataclass
+class FiguresTable:
+    """One period's table: the ranked units best first, the units listed apart and why, the 加减分."""
 
-    ``counts`` reads the counts: from the calls (default) or from the daily rollups.
+    ranked: list[UnitScore]
+    apart: list[tuple[UnitScore, str]]
+    entries: dict[str, list[FigureAdjustment]]  # the entries in force, per unit
+    history: list[FigureAdjustment]  # every entry of this table, withdrawn and corrected ones too
+    min_ratings: int
+
+    def places(self) -> list[int]:
+        """The ranked units' places by 综合得分 as printed (two decimals): equal scores share a place and the
+        next place skips (1, 1, 3), as the annex ranks."""
+        found: list[int] = []
+        for index, score in enumerate(self.ranked):
+            same = index and rounded(score.total) == rounded(self.ranked[index - 1].total)
+            found.append(found[-1] if same else index + 1)
+        return found
+
+    def reasons(self, name: str) -> str:
+        """A unit's 加减分 entries in force as one line: "+1.50 创新突破；-2.00 数据不实"."""
+        return "；".join(f"{entry.points:+.2f} {entry.reason}" for entry in self.entries.get(name, []))
+
+
+def why_apart(unit: UnitCounts, min_ratings: int) -> str | None:
+    """Why a unit is not ranked, or None: it has no name, or too few adopted ratings to say much."""
+    if unit.name == UNNAMED:
+        return "来电未填写该项，无法归属"
+    if unit.counts["M"] < min_ratings:
+        return f"评价数 {unit.counts['M']} 条，少于 {min_ratings} 条，不参与排名"
+    return None
+
+
+def figures_table(session: Session, period: Period, by: str, scheme_key: str, rules: ScoringRules,
+                  hotline: str | None = None, counts: Counter = unit_counts) -> FiguresTable:
+    """Seed 003's table for one period and dimension: counts, 加减分, scores; best score first.
+
+    Only named units with at least the scheme's ``min_ratings`` adopted ratings
+    are ranked, and the ranked points (主动评价率's place) are shared among
+    them alone. ``counts`` reads the counts: from the calls (default) or from
+    the daily rollups.
     """
-    extra = adjustments(session, period.label, by)
-    units = [replace(unit, adjustment=extra.get(unit.name, Decimal(0)))
+    scheme = rules.scheme(scheme_key)
+    entries = history(session, period.label, by)
+    force = in_force(entries)
+    units = [replace(unit, adjustment=sum((e.points for e in force.get(unit.name, [])), Decimal(0)))
              for unit in counts(session, period, by, hotline)]
-    scores = score_units(units, rules.scheme(scheme_key), rules)
-    return sorted(scores, key=lambda score: (-score.total, score.unit.name))
+    ranked = [unit for unit in units if why_apart(unit, scheme.min_ratings) is None]
+    apart = [unit for unit in units if why_apart(unit, scheme.min_ratings) is not None]
+    scores = sorted(score_units(ranked, scheme, rules), key=lambda score: (-score.total, score.unit.name))
+    apart_scores = [(score, why_apart(score.unit, scheme.min_ratings) or "")
+                    for score in score_units(apart, scheme, rules)]
+    return FiguresTable(scores, apart_scores, force, entries, scheme.min_ratings)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    first: date
+    last: date  # inclusive
+    label: str
+
+
+def trend_buckets(period: Period, today: date) -> list[Bucket]:
+    """The trend's steps over ``period``: days for a month or less, calendar weeks (Monday to Sunday) up to
+    four months, calendar months beyond; cut at the period's edges and never past ``today``."""
+    if period.zone is None:
+        raise ValueError("a trend needs a period of whole local days (parse_period gives one)")
+    first = period.start.astimezone(period.zone).date()
+    end = min(period.end.astimezone(period.zone).date(), today + timedelta(days=1))  # exclusive
+    span = (period.end - period.start).days
+    buckets = []
+    start = first
+    while start < end:
+        if span <= 31:
+            after = start + timedelta(days=1)
+        elif span <= 122:
+            after = start + timedelta(days=7 - start.weekday())
+        else:
+            after = date(start.year + (start.month == 12), start.month % 12 + 1, 1)
+        last = min(after, end) - timedelta(days=1)
+        if span <= 31:
+            label = f"{start.month}月{start.day}日"
+        elif span <= 122:
+            label = f"{start.month}/{start.day}–{last.month}/{last.day}"
+        else:
+            label = f"{start.year}年{start.month}月"
+        buckets.append(Bucket(start, last, label))
+        start = after
+    return buckets

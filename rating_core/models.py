@@ -210,6 +210,9 @@ class CallbackTask(Base):
     answers: Mapped[list[CallbackAnswer]] = relationship(
         back_populates="task", order_by="CallbackAnswer.id", cascade="all, delete-orphan"
     )
+    rectifications: Mapped[list[Rectification]] = relationship(
+        back_populates="task", order_by="Rectification.id", cascade="all, delete-orphan"
+    )
 
 
 class CallbackAttempt(Base):
@@ -266,6 +269,32 @@ class CallbackAnswer(Base):
     at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     task: Mapped[CallbackTask] = relationship(back_populates="answers")
+
+
+class Rectification(Base):
+    """What was done about a verified 差评, by whom and when: the 报告单's 整改情况.
+
+    A record of its own, not an event's detail, because the 报告单 and the task
+    page quote it. A task handled again (the citizen was still not satisfied,
+    a new verdict followed) keeps every row; the newest is the one reported.
+    """
+
+    __tablename__ = "rectifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("callback_tasks.id", ondelete="CASCADE"), index=True)
+    # The verdict it carries out: immediate_fix (立行立改), explained (解释说明) or deadline_fix (限期整改).
+    kind: Mapped[str] = mapped_column(String(32))
+    # What was done, or for 解释说明 what the citizen was told, in the words of whoever entered it.
+    what: Mapped[str] = mapped_column(Text)
+    # Who entered it ("agent:2001", "unit:市人社局") and their name then, if the web tool knew it.
+    actor: Mapped[str] = mapped_column(String(64))
+    actor_name: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # A 限期整改 reported done after its deadline.
+    late: Mapped[bool] = mapped_column(default=False)
+
+    task: Mapped[CallbackTask] = relationship(back_populates="rectifications")
 
 
 class TaskEvent(Base):
@@ -355,6 +384,12 @@ class FigureAdjustment(Base):
     reason: Mapped[str] = mapped_column(Text)
     entered_by: Mapped[str] = mapped_column(String(64))
     entered_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # An entry is never edited or deleted: a correction withdraws it and enters its replacement
+    # (``corrects_id`` names the entry it replaced), so the table's history shows every change.
+    corrects_id: Mapped[int | None] = mapped_column(ForeignKey("figure_adjustments.id"))
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    withdrawn_by: Mapped[str | None] = mapped_column(String(64))
+    withdrawal_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class Appeal(Base):

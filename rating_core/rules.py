@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from rating_core.callback_policy import CallbackPolicy
 from rating_core.lifecycle_policy import Lifecycle
+from rating_core.promises import PromiseError, TimeLimitWording, promised_prompts
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("rules.yaml")
 
@@ -323,20 +324,30 @@ def parse_rules(document: dict[str, Any]) -> Rules:
     if not hotlines:
         raise RulesError("the rules file defines no hotline")
     try:
+        # The policy first: the prompts say its time limit.
+        policy = CallbackPolicy.model_validate(document.get("callback"))
+        wordings = {str(voice): TimeLimitWording.model_validate(wording)
+                    for voice, wording in (document.get("time_limit_wording") or {}).items()}
         profiles = {}
         for code, section in hotlines.items():
             code = str(code)
             merged = _merge(defaults, section or {})
             merged["code"] = code
             merged["sound_dir"] = str(merged.get("sound_dir", "")).format(hotline=code)
+            if isinstance(merged.get("prompts"), dict):
+                voice = merged.get("prompt_voice", HotlineProfile.model_fields["prompt_voice"].default)
+                merged["prompts"] = promised_prompts(code, merged["prompts"], str(voice), policy.verify_within,
+                                                     wordings)
             profiles[code] = merged
         return Rules.model_validate(
-            {"levels": document.get("levels"), "hotlines": profiles, "callback": document.get("callback"),
+            {"levels": document.get("levels"), "hotlines": profiles, "callback": policy,
              "lifecycle": document.get("lifecycle") or {},
              "speech_languages": document.get("speech_languages") or {}}
         )
     except ValidationError as exc:
         raise RulesError(f"invalid rules: {exc}") from exc
+    except PromiseError as exc:
+        raise RulesError(str(exc)) from None
 
 
 def load_rules(path: str | os.PathLike[str] | None = None) -> Rules:

@@ -19,8 +19,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rating_core.figure_counts import COUNT_NAMES, subset_pairs
+
 DEFAULT_SCORING_FILE = Path(__file__).with_name("scoring_rules.yaml")
-COUNT_NAMES = ("A", "M", "P", "I", "D", "T", "B", "N1", "N2", "N3")
 ONE = Decimal(1)
 
 
@@ -69,12 +70,28 @@ class Deduction(_Frozen):
 
 
 class Adjustment(_Frozen):
+    """The 加减分 item: ``base`` plus a unit's net entries, kept within [min, max] however many entries there are."""
+
     base: Decimal
+    min: Decimal | None = None
     max: Decimal | None = None
+
+    def points(self, net: Decimal) -> Decimal:
+        value = self.base + net
+        if self.max is not None:
+            value = min(value, self.max)
+        if self.min is not None:
+            value = max(value, self.min)
+        return value
 
 
 class Scheme(_Frozen):
     name: str
+    # The table dimensions this scheme is written for (hotline, unit, queue, agent): the figures page offers
+    # it for those, the first scheme listing a dimension being its default.
+    dimensions: tuple[str, ...] = ()
+    # A unit with fewer adopted ratings (M) is listed apart, not ranked: a handful of calls says little.
+    min_ratings: int = Field(default=0, ge=0)
     weighted: tuple[Weighted, ...] = ()
     ranked: tuple[Ranked, ...] = ()
     deduction: Deduction | None = None
@@ -95,6 +112,11 @@ class ScoringRules(_Frozen):
             if used - codes:
                 raise ValueError(f"scheme {key}: unknown rates {sorted(used - codes)}")
         return self
+
+    def schemes_for(self, dimension: str) -> list[str]:
+        """The schemes written for ``dimension``, its default first (every scheme if none names it)."""
+        keys = [key for key, scheme in self.schemes.items() if dimension in scheme.dimensions]
+        return keys or list(self.schemes)
 
     def scheme(self, key: str) -> Scheme:
         try:
@@ -132,10 +154,10 @@ class UnitCounts:
             raise ScoringError(f"{self.name}: counts may not be negative: {', '.join(negative)}")
 
     def inconsistencies(self) -> list[str]:
-        """Relations real counts obey; a table may still break them, so they are reported, not refused."""
+        """Relations counts from the store obey by construction (figure_counts); counts typed in from a
+        published table may still break them, so they are reported, not refused."""
         c = self.counts
-        checks = [("P", "M"), ("I", "P"), ("T", "D"), ("B", "D"), ("N1", "D"), ("N2", "T"), ("N3", "N2")]
-        return [f"{part} > {whole} ({c[part]} > {c[whole]})" for part, whole in checks if c[part] > c[whole]]
+        return [f"{part} > {whole} ({c[part]} > {c[whole]})" for part, whole in subset_pairs() if c[part] > c[whole]]
 
 
 @dataclass(frozen=True)
@@ -174,10 +196,8 @@ def score_units(units: list[UnitCounts], scheme: Scheme, rules: ScoringRules) ->
     for score in scores:
         if scheme.deduction is not None:
             held = [score.rates[code].value for code in scheme.deduction.rates]
-            score.deduction = (len(held) - sum(held)) / len(held) * scheme.deduction.times
-        adjustment = scheme.adjustment.base + score.unit.adjustment
-        if scheme.adjustment.max is not None:
-            adjustment = min(adjustment, scheme.adjustment.max)
+            score.deduction = (len(held) - sum(held, Decimal(0))) / len(held) * scheme.deduction.times
+        adjustment = scheme.adjustment.points(score.unit.adjustment)
         score.adjustment_points = adjustment
         score.total = min(sum(score.points.values(), Decimal(0)) + adjustment - score.deduction, scheme.cap)
     return scores
@@ -200,3 +220,38 @@ def _rank(scores: list[UnitScore], ranked: Ranked) -> None:
 def rounded(value: Decimal, places: int = 2) -> Decimal:
     """Half up, as published tables round (Python's round() would round half to even)."""
     return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+
+
+def _number(value: Decimal) -> str:
+    return f"{value.normalize():f}"
+
+
+def describe(scheme: Scheme, rules: ScoringRules) -> list[str]:
+    """The scheme's rule in words, item by item, as the annex states it (for a page or a workbook's notes)."""
+    names = {rate.code: rate.name for rate in rules.rates}
+    lines = [f"{names[item.rate]}得分 = {names[item.rate]} × {_number(item.weight)}" for item in scheme.weighted]
+    lines += [f"{names[item.rate]}按排名得分：第一名 {_number(item.first)} 分，后续名次依次减 {_number(item.step)} 分，"
+              f"低于 {_number(item.below * 100)}% 的不得分；同率同名次" for item in scheme.ranked]
+    if scheme.deduction is not None:
+        held = scheme.deduction.rates
+        lines.append(f"扣分 = ({len(held)} × 100% − " + " − ".join(names[code] for code in held)
+                     + f") ÷ {len(held)} × {_number(scheme.deduction.times)}")
+    bounds = scheme.adjustment
+    if bounds.min is not None and bounds.max is not None:
+        limit = f"，合计在 {_number(bounds.min)} 至 {_number(bounds.max)} 分之间"
+    elif bounds.max is not None:
+        limit = f"，合计不超过 {_number(bounds.max)} 分"
+    elif bounds.min is not None:
+        limit = f"，合计不低于 {_number(bounds.min)} 分"
+    else:
+        limit = ""
+    lines.append(f"加减分：基础分 {_number(bounds.base)} 分，按各条加减分记录增减{limit}")
+    lines.append(f"综合得分 = 各项得分 − 扣分 + 加减分，不超过 {_number(scheme.cap)} 分")
+    if scheme.min_ratings:
+        lines.append(f"评价数少于 {scheme.min_ratings} 条的单位和未填写名称的单位单列，不参与排名")
+    return lines
+
+
+def formula(rule: RateRule) -> str:
+    """A rate as the annex writes it: M/A, 1 − T/M."""
+    return f"1 − {rule.numerator}/{rule.denominator}" if rule.complement else f"{rule.numerator}/{rule.denominator}"

@@ -10,9 +10,10 @@ from sqlalchemy import select
 
 from rating_core.appeals import AppealError, block_number, decide_appeal, file_appeal, unblock_number
 from rating_core.call_events import CallStarted, RatingGiven
-from rating_core.models import Appeal, BlockedNumber, CallbackTask, Rating
+from rating_core.callback_tasks import note_event, request_attempt, sweep
+from rating_core.models import Appeal, BlockedNumber, CallbackAttempt, CallbackTask, Rating
 from rating_core.store import RatingStore
-from web_pages import csrf, signed_in
+from web_pages import csrf, signed_in, token
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=CST)  # a Friday
@@ -172,3 +173,134 @@ def test_the_malicious_list_page_shows_masked_numbers_and_removes_by_token(web_s
     boss.post("/supervisor/blocked/remove", data={"token": token, "csrf_token": csrf(boss, "/supervisor/blocked")})
     with web_site.store.sessions() as session:
         assert session.scalars(select(BlockedNumber)).all() == []
+
+
+# -- the list takes effect: a listed number's waiting callbacks stop (issue 18) ---------------------
+
+def task_of(session, task_id: int) -> CallbackTask:
+    return session.get(CallbackTask, task_id)
+
+
+def move(store: RatingStore, task_id: int, state: str) -> None:
+    """Put a task where the loop would have, with the history a real move leaves."""
+    with store.sessions.begin() as session:
+        note_event(session, session.get(CallbackTask, task_id), T0, "test", "moved", state)
+
+
+def test_listing_a_number_by_hand_stops_its_waiting_callbacks_with_the_reason_in_their_history(store, rules) -> None:
+    pending, exhausted, contacted, rectifying = (rate(store, number="13700000001") for _ in range(4))
+    dialing, rectified = rate(store, number="13700000001"), rate(store, number="13700000001")
+    someone_else = rate(store, number="13800000002")
+    move(store, exhausted, "exhausted")
+    move(store, contacted, "contacted")
+    move(store, rectifying, "rectifying")
+    move(store, rectified, "rectified")
+    with store.sessions.begin() as session:
+        queued = request_attempt(session, rules.callback, dialing, T0, "system:rq").attempt_id
+        assert queued is not None
+    with store.sessions.begin() as session:
+        listed = block_number(session, "13700000001", "多次骚扰", T0 + timedelta(hours=1), "supervisor:boss")
+    assert listed.stopped == (pending, exhausted, dialing, rectified)
+    reason = "号码在恶意评价名单中：多次骚扰"
+    with store.sessions() as session:
+        for task_id in listed.stopped:
+            task = task_of(session, task_id)
+            assert (task.state, task.state_reason, task.next_attempt_at) == ("not_dialled", reason, None)
+            event = task.history[-1]
+            assert (event.kind, event.to_state, event.actor, event.detail["reason"]) == (
+                "stopped", "not_dialled", "supervisor:boss", reason)
+            # Listing by hand does not judge the 差评 already given: it still counts.
+            assert task.rating.is_adopted is True
+        assert task_of(session, pending).history[-1].from_state == "pending"
+        # The attempt queued for the dialer never leaves: dropped unsent, on the task's record.
+        attempt = session.get(CallbackAttempt, queued)
+        assert (attempt.status, attempt.outcome, attempt.originated_at) == ("ended", "cancelled", None)
+        assert attempt.detail == f"未拨出：{reason}"
+        assert task_of(session, dialing).history[-1].detail["dropped_attempts"] == [1]
+        # The unit's own work goes on (the dialer stops a re-ask when it comes); other numbers are untouched.
+        assert task_of(session, contacted).state == "contacted"
+        assert task_of(session, rectifying).state == "rectifying"
+        assert task_of(session, someone_else).state == "pending"
+        assert task_of(session, someone_else).history[-1].kind == "created"
+
+
+def test_an_upheld_appeal_that_lists_the_number_stops_its_other_callbacks(store, rules) -> None:
+    appealed, other = rate(store, number="13900000019"), rate(store, number="13900000019")
+    someone_else = rate(store, number="13800000003")
+    decide(store, appeal(store, rules, appealed), True, "malicious", "多次辱骂", block=True)
+    with store.sessions() as session:
+        assert task_of(session, appealed).state == "closed"
+        task = task_of(session, other)
+        reason = f"号码在恶意评价名单中：申诉复核认定恶意评价（任务 {appealed}）"
+        assert (task.state, task.state_reason) == ("not_dialled", reason)
+        assert (task.history[-1].kind, task.history[-1].actor) == ("stopped", "supervisor:boss")
+        assert task.rating.is_adopted is True  # only the appealed 差评 was found malicious
+        assert task_of(session, someone_else).state == "pending"
+
+
+def test_an_appeal_decision_reports_what_its_listing_stopped(store, rules) -> None:
+    appealed, other = rate(store, number="13900000029"), rate(store, number="13900000029")
+    first, second = appeal(store, rules, appealed), appeal(store, rules, other)
+    later = T0 + timedelta(days=1)
+    with store.sessions.begin() as session:
+        decision = decide_appeal(session, first, True, "malicious", "恶意", later, "supervisor:boss", block_number=True)
+        assert decision.listed is not None and decision.listed.stopped == (other,)
+    with store.sessions.begin() as session:
+        unlisted = decide_appeal(session, second, True, "misjudged", "误按", later, "supervisor:boss")
+        assert unlisted.listed is None and unlisted.appeal.decision == "upheld"
+
+
+def test_taking_a_number_off_the_list_does_not_redial_what_the_listing_stopped(store, rules) -> None:
+    stopped = rate(store, number="13700000009")
+    with store.sessions.begin() as session:
+        block_number(session, "13700000009", "骚扰", T0, "supervisor:boss")
+    with store.sessions.begin() as session:
+        unblock_number(session, "13700000009")
+    later = T0 + timedelta(hours=2)
+    with store.sessions.begin() as session:
+        assert stopped not in [task_id for task_id, _ in sweep(session, rules.callback, later).due]
+        assert request_attempt(session, rules.callback, stopped, later, "system:rq").reason == "task is not_dialled"
+    with store.sessions() as session:
+        task = task_of(session, stopped)
+        assert task.state == "not_dialled" and task.attempts == [] and task.history[-1].kind == "stopped"
+    assert (new := rate(store, number="13700000009")) != stopped
+    with store.sessions() as session:
+        assert task_of(session, new).state == "pending"  # the number's new 差评 are called back again
+
+
+def test_the_list_page_says_how_many_callbacks_it_stopped(web_site) -> None:
+    now = datetime.now(timezone.utc)
+    web_site.store.apply([CallStarted(uniqueid="1795316400.77", hotline="12345", at=now, caller_number="13912345677"),
+                          RatingGiven("1795316400.77", "very_dissatisfied", "dtmf", now)])
+    boss = signed_in(web_site, "boss")
+    page = boss.get("/supervisor/blocked").data.decode()
+    assert "已停止的任务不会自动恢复回访" in page
+    done = boss.post("/supervisor/blocked", follow_redirects=True, data={
+        "number": "13912345677", "reason": "骚扰电话", "csrf_token": token(page)}).data.decode()
+    assert "已加入恶意评价名单" in done and "已停止该号码 1 个待呼叫的回访任务" in done
+    done = boss.post("/supervisor/blocked", follow_redirects=True, data={
+        "number": "13912340000", "reason": "骚扰电话", "csrf_token": token(done)}).data.decode()
+    assert "该号码没有待呼叫的回访任务" in done
+    with web_site.store.sessions() as session:
+        task = session.scalars(select(CallbackTask).where(CallbackTask.number == "13912345677")).one()
+        assert task.state == "not_dialled" and task.history[-1].actor == "supervisor:boss"
+    token_of = re.search(r'name="token" value="([^"]+)"', done)[1]
+    removed = boss.post("/supervisor/blocked/remove", follow_redirects=True,
+                        data={"token": token_of, "csrf_token": token(done)}).data.decode()
+    assert "已停止的回访任务不会自动恢复" in removed
+
+
+def test_the_appeal_page_says_what_listing_the_number_stopped(web_site) -> None:
+    now = datetime.now(timezone.utc)
+    # The same caller's second 差评, still waiting for its callback.
+    web_site.store.apply([CallStarted(uniqueid="1795316400.78", hotline="12345", at=now, caller_number="13812345678"),
+                          RatingGiven("1795316400.78", "very_dissatisfied", "dtmf", now)])
+    unit = signed_in(web_site, "unit")
+    unit.post("/unit/tasks/1/appeal", data={"reason": "恶意差评", "csrf_token": csrf(unit, "/unit/")})
+    boss = signed_in(web_site, "boss")
+    done = boss.post("/supervisor/appeals/1/decide", follow_redirects=True, data={
+        "decision": "upheld", "finding": "malicious", "block": "1", "note": "多次辱骂",
+        "csrf_token": csrf(boss, "/supervisor/appeals")}).data.decode()
+    assert "复核结论已保存；号码已加入恶意评价名单，已停止该号码 1 个待呼叫的回访任务" in done
+    with web_site.store.sessions() as session:
+        assert session.get(CallbackTask, 2).state == "not_dialled"

@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import zipfile
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from openpyxl import load_workbook
 
 from hotline_eval.figures_csv import read_counts
 from rating_core.cell_text import csv_text
 from rating_core.export import COLUMNS, write_csv
+from rating_core.figures import FiguresTable
 from rating_core.figures_xlsx import write_report
 from rating_core.scoring import load_scoring_rules, score_units
 
@@ -23,9 +25,10 @@ def test_a_unit_named_like_a_formula_is_text_in_the_workbook() -> None:
     units, _ = read_counts(["name,A,M,P,I,D,T,B,N1,N2,N3",
                             f'"{LINK.replace(chr(34), chr(34) * 2)}",10,8,6,5,2,1,1,1,1,1',
                             "@SUM(1+1),10,8,6,5,2,1,1,1,1,1"])
-    data = write_report(score_units(units, scheme, rules), scheme, rules, "通报", "区县", datetime(2026, 12, 6, 9))
+    table = FiguresTable(score_units(units, scheme, rules), [], {}, [], scheme.min_ratings)
+    data = write_report(table, scheme, rules, "通报", "区县", datetime(2026, 12, 6, 9, tzinfo=ZoneInfo("Asia/Shanghai")))
     sheet = load_workbook(io.BytesIO(data)).active
-    names = {sheet.cell(row=row, column=2).value: sheet.cell(row=row, column=2).data_type for row in (4, 5)}
+    names = {sheet.cell(row=row, column=2).value: sheet.cell(row=row, column=2).data_type for row in (5, 6)}
     assert names == {LINK: "s", "@SUM(1+1)": "s"}
     with zipfile.ZipFile(io.BytesIO(data)) as xlsx:
         assert "<f>" not in xlsx.read("xl/worksheets/sheet1.xml").decode()  # no formula anywhere

@@ -18,9 +18,10 @@ from callback.simulated_ami import SimulatedAsterisk
 from hotline_eval.demo_callbacks import fastagi_context
 from ivr.service import running_ivr
 from ivr.simulated_asterisk import Press
+from rating_core.appeals import block_number
 from rating_core.call_events import CallStarted, RatingGiven
 from rating_core.callback_policy import CallbackPolicy, CallingWindow, Leg
-from rating_core.callback_tasks import request_attempt
+from rating_core.callback_tasks import close_task, note_event, record_outcome, request_attempt
 from rating_core.models import CallbackAttempt, CallbackTask, TaskEvent
 from rating_core.rules import Rules
 from rating_core.store import RatingStore
@@ -321,3 +322,77 @@ async def test_an_action_without_a_response_times_out_and_the_connection_stays(c
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         server.close()
+
+
+# -- the malicious-rater list: a listed number is never dialled (issue 18) --------------------------
+
+def list_number(rig: Rig, number: str) -> tuple[int, ...]:
+    with rig.store.sessions.begin() as session:
+        return block_number(session, number, "多次恶意差评", datetime.now(timezone.utc), "supervisor:boss").stopped
+
+
+def task_state(rig: Rig, task_id: int) -> tuple[str, str | None, list[str]]:
+    with rig.store.sessions() as session:
+        task = session.get(CallbackTask, task_id)
+        return task.state, task.state_reason, [event.kind for event in task.history]
+
+
+async def test_a_callback_queued_before_its_number_was_listed_is_never_dialled(rig: Rig) -> None:
+    listed = rig.add_task("13800000000")
+    control = rig.add_task("13800000001")
+    assert list_number(rig, "13800000000") == (listed,)
+    rig.start_dialer()
+    await rig.until(lambda: [a.status for a in rig.attempts()] == ["ended", "ended"])
+    dropped, placed = rig.attempts()
+    assert [o["ChannelId"] for o in rig.sim.originates] == [placed.channel_id]
+    assert (dropped.outcome, dropped.originated_at, placed.outcome) == ("cancelled", None, "answered")
+    state, reason, kinds = task_state(rig, listed)
+    assert (state, reason) == ("not_dialled", "号码在恶意评价名单中：多次恶意差评") and kinds[-1] == "stopped"
+    assert task_state(rig, control)[0] == "contacted"
+
+
+async def test_the_dialer_drops_an_attempt_whose_task_was_settled_or_whose_number_is_listed(rig: Rig) -> None:
+    now = datetime.now(timezone.utc)
+    closed = rig.add_task("13800000002")
+    with rig.store.sessions.begin() as session:  # what an upheld appeal does to the task, its attempt still queued
+        close_task(session, session.get(CallbackTask, closed), now, "supervisor:boss", "申诉成立（误评），评价不予采纳")
+    # Listed while its 差评 was being rectified, which the list leaves to the unit; then the re-ask is queued.
+    reask = rig.add_task("13800000003")
+    with rig.store.sessions.begin() as session:
+        attempt = session.scalars(select(CallbackAttempt).where(CallbackAttempt.task_id == reask)).one()
+        record_outcome(session, rig.policy, attempt.id, "answered", now, "dialer")
+        note_event(session, session.get(CallbackTask, reask), now, "agent:1024", "verified", "rectifying")
+    assert list_number(rig, "13800000003") == ()
+    with rig.store.sessions.begin() as session:  # as mark_rectified leaves it: the re-ask is due
+        note_event(session, session.get(CallbackTask, reask), now, "unit:rsj", "rectified", "rectified")
+        assert request_attempt(session, rig.policy, reask, now, "system:rq").attempt_id is not None
+    control = rig.add_task("13800000004")
+    rig.start_dialer()
+    await rig.all_ended(4)
+    of_closed, _verified, of_reask, of_control = rig.attempts()
+    assert [o["ChannelId"] for o in rig.sim.originates] == [of_control.channel_id]
+    assert (of_closed.outcome, of_closed.detail) == ("cancelled", "未拨出：申诉成立（误评），评价不予采纳")
+    assert task_state(rig, closed)[0] == "closed" and task_state(rig, closed)[2][-1] == "attempt_dropped"
+    assert (of_reask.task_id, of_reask.purpose, of_reask.outcome) == (reask, "satisfaction", "cancelled")
+    assert task_state(rig, control)[0] == "contacted"
+    state, reason, kinds = task_state(rig, reask)
+    assert (state, reason) == ("not_dialled", "号码在恶意评价名单中：多次恶意差评") and kinds[-1] == "stopped"
+
+
+async def test_a_call_under_way_when_its_number_is_listed_finishes_but_does_not_reopen_the_task(rig: Rig) -> None:
+    rig.sim.talk_seconds = 0.5
+    rig.sim.hold_calls.clear()
+    listed = rig.add_task("13900000000")  # busy: a retry would put the task back to pending
+    rig.start_dialer()
+    await rig.until(lambda: len(rig.sim.originates) == 1)
+    assert list_number(rig, "13900000000") == (listed,)
+    with rig.store.sessions() as session:
+        assert session.get(CallbackTask, listed).history[-1].detail["live_attempts"] == [1]
+    rig.sim.hold_calls.set()
+    (attempt,) = await rig.all_ended(1)
+    assert attempt.outcome == "busy"
+    state, _reason, kinds = task_state(rig, listed)
+    assert state == "not_dialled" and "retry_scheduled" not in kinds and kinds[-1] == "attempt_ended"
+    with rig.store.sessions() as session:
+        assert session.get(CallbackTask, listed).next_attempt_at is None
+    assert len(rig.sim.originates) == 1

@@ -220,12 +220,12 @@ def test_the_agent_enters_the_re_asked_satisfaction_and_the_report_says_so(web_s
     report = text(client.get("/agent/tasks/1/report"))
     assert "政务服务差评事项核查整改情况报告单" in report and "局行风办：" in report
     assert "收到“非常不满意”差评" in report and "agent用户同志（非当事人）" in report
-    assert "缺乏法定依据" in report and "其对我们的整改措施表示满意" in report and "坐席工号1024" in report
+    assert "缺乏法定依据" in report and "其对我们的解释说明表示理解和满意" in report and "坐席工号1024" in report
     word = client.get("/agent/tasks/1/report.docx")
     assert word.status_code == 200 and "attachment" in word.headers["Content-Disposition"]
     paragraphs = [p.text for p in Document(io.BytesIO(word.data)).paragraphs]
     assert paragraphs[0] == "政务服务差评事项核查整改情况报告单" and "二、整改情况" in paragraphs
-    assert any("表示满意" in p for p in paragraphs)
+    assert any("表示理解和满意" in p for p in paragraphs)
 
 
 def use_gsm_voice_message(site) -> Path:

@@ -88,6 +88,19 @@ def test_an_agent_opens_a_task_plays_the_message_and_records_the_outcome(browser
     page.get_by_label("整改情况").fill("已补办并电话告知")
     page.get_by_role("button", name="整改完成，回访满意度").click()
     expect(page.locator("h1")).to_contain_text("待回访满意度")
+
+    # The 报告单 prints on A4 across the page's width, with what was done and by whom, and no nav.
+    page.goto(f"{site_url}/agent/tasks/{web_site.task_id}/report")
+    expect(page.locator("#report")).to_contain_text("已补办并电话告知")
+    page.emulate_media(media="print")
+    page.set_viewport_size({"width": 794, "height": 1123})  # A4 at 96 dpi, as the print preview lays it out
+    laid_out = page.evaluate("""() => ({sheet: document.querySelector('#report').getBoundingClientRect().width,
+                                        page: document.documentElement.clientWidth,
+                                        header: getComputedStyle(document.querySelector('header')).display})""")
+    assert laid_out["header"] == "none" and laid_out["sheet"] > 0.9 * laid_out["page"], laid_out
+    pdf = page.pdf(prefer_css_page_size=True)
+    box = re.search(rb"/MediaBox \[0 0 ([\d.]+) ([\d.]+)\]", pdf)
+    assert box and [round(float(side) * 25.4 / 72) for side in box.groups()] == [210, 297], "not A4 (mm)"
     assert errors == []
 
     with web_site.store.sessions() as session:
@@ -129,6 +142,11 @@ def test_a_supervisor_reads_the_figures_with_a_chart_and_exports_them(browser: B
 
     from openpyxl import load_workbook
 
+    from rating_core.scoring import load_scoring_rules
+
+    shipped = load_scoring_rules()  # one rated call is too few for a place: rank every unit here
+    web_site.app.extensions["hotline_scoring"] = shipped.model_copy(update={"schemes": {
+        key: scheme.model_copy(update={"min_ratings": 0}) for key, scheme in shipped.schemes.items()}})
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -142,14 +160,31 @@ def test_a_supervisor_reads_the_figures_with_a_chart_and_exports_them(browser: B
     page.wait_for_function("() => window.scoreChart !== undefined")
     drawn = page.evaluate("""() => ({bars: window.scoreChart.data.datasets[0].data.length,
                                       rows: document.querySelectorAll('#figures tbody tr').length,
-                                      width: document.querySelector('#score-chart').width})""")
+                                      width: document.querySelector('#score-chart').width,
+                                      trend: window.trendChart.data.labels})""")
     assert drawn["bars"] == drawn["rows"] == 1 and drawn["width"] > 0
+    assert drawn["trend"] and all("–" in label for label in drawn["trend"])  # a quarter: calendar weeks
     with page.expect_download() as download_info:
-        page.get_by_role("link", name="导出 Excel").click()
-    saved = tmp_path / download_info.value.suggested_filename
+        page.get_by_role("link", name="导出 Excel 通报表").click()
+    assert download_info.value.suggested_filename.endswith("坐席工号好差评评估通报表.xlsx")
+    saved = tmp_path / "figures.xlsx"
     download_info.value.save_as(saved)
     sheet = load_workbook(io.BytesIO(saved.read_bytes())).active
-    assert sheet.cell(row=4, column=2).value == "1024" and sheet.cell(row=3, column=1).value == "序号"
+    assert "1024" in [cell.value for cell in sheet["B"]]
+    # The picker: a month, its field shown and the quarter's hidden; the page reads that month.
+    page.get_by_label("按").select_option("month")
+    expect(page.get_by_label("月份")).to_be_visible()
+    expect(page.get_by_label("季度", exact=True)).to_be_hidden()
+    page.get_by_label("月份").fill("2026-11")
+    page.get_by_role("button", name="查看").click()
+    expect(page.locator("h1")).to_have_text("好差评评估通报 · 2026-11")
+    # A range that ends before it begins: the page says so in Chinese and keeps the form.
+    page.get_by_label("按").select_option("range")
+    page.get_by_label("自").fill("2026-11-15")
+    page.get_by_label("至").fill("2026-11-01")
+    page.get_by_role("button", name="查看").click()
+    expect(page.locator("#query-error")).to_contain_text("结束日期早于开始日期")
+    expect(page.get_by_label("自")).to_have_value("2026-11-15")
     assert errors == []
 
 

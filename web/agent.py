@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 from rating_core.callback_tasks import OPEN_STATES, VERIFIABLE_STATES, TaskRuleError, mark_rectified, readopt, \
     record_answer, record_verdict, request_attempt
 from rating_core.models import Call, CallbackAttempt, CallbackTask, Rating, WebUser
-from rating_core.verification_report import Report, build_report
+from rating_core.verification_report import Report, build_report, latest_rectification
 from web import db, store
 from web.audit import audit
 from web.changes import commit_or_flash
+from web.downloads import attachment
 from web.forms import ActionForm, RectifiedForm, SatisfactionForm, VerdictForm
 from web.recordings import serve_recording
 from web.report_docx import report_docx
@@ -58,7 +59,7 @@ def _task(task_id: int) -> CallbackTask:
         select(CallbackTask).where(CallbackTask.id == task_id)
         .options(joinedload(CallbackTask.rating).joinedload(Rating.call),
                  selectinload(CallbackTask.attempts), selectinload(CallbackTask.history),
-                 selectinload(CallbackTask.answers))
+                 selectinload(CallbackTask.answers), selectinload(CallbackTask.rectifications))
     ).one_or_none()
     if task is None:
         abort(404)
@@ -107,7 +108,7 @@ def verdict(task_id: int) -> Any:
         rectify_by = datetime.combine(form.rectify_by.data, time(23, 59), zone).astimezone(timezone.utc)
     return _save(task_id, lambda session: record_verdict(
         session, store().rules.callback, task_id, form.verdict.data or "", datetime.now(timezone.utc), _actor(),
-        form.note.data or "", rectify_by,
+        form.note.data or "", rectify_by, done=form.done.data, actor_name=current_user.display_name,
     ), "verdict", form, "核实结论已保存")
 
 
@@ -120,6 +121,7 @@ def rectified(task_id: int) -> Any:
         return _page(found, rectified=form, status=400)
     return _save(task_id, lambda session: mark_rectified(
         session, store().rules.callback, task_id, datetime.now(timezone.utc), _actor(), form.note.data or "",
+        actor_name=current_user.display_name,
     ), "rectified", form, "整改情况已保存，系统将回访市民满意度")
 
 
@@ -180,21 +182,31 @@ def report(task_id: int) -> Any:
 @bp.get("/tasks/<int:task_id>/report.docx")
 @role_required(*CALLBACK_ROLES)
 def report_word(task_id: int) -> Any:
-    data = report_docx(_report(_task(task_id)))
+    """The 报告单 as a Word file named in Chinese after its 工单号 (or the task, when there is none)."""
+    found = _task(task_id)
+    data = report_docx(_report(found))
+    reference = found.rating.call.case_number or f"回访任务{task_id}"
     return Response(data, mimetype="application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-                    headers={"Content-Disposition": f'attachment; filename="report-{task_id}.docx"'})
+                    headers={"Content-Disposition": attachment(f"核查整改情况报告单-{reference}.docx",
+                                                               f"report-{task_id}.docx")})
+
+
+def _person(actor: str) -> str:
+    """The name a task event's actor ("agent:2001") goes by in the web tool, or its id when it has none."""
+    _role, _, who = actor.partition(":")
+    user = db().scalars(select(WebUser).where(or_(WebUser.agent_id == who, WebUser.username == who))).first()
+    return user.display_name if user else who or actor
 
 
 def _report(task: CallbackTask) -> Report:
     if task.verdict is None:
         abort(404, description="该差评尚未填写核实结论，暂无报告单")
     verified = next((e for e in reversed(task.history) if e.kind == "verified"), None)
-    verifier = verified.actor if verified else "—"
-    _role, _, who = verifier.partition(":")
-    user = db().scalars(select(WebUser).where(or_(WebUser.agent_id == who, WebUser.username == who))).first()
+    rectification = latest_rectification(task)
     profile = store().rules.hotlines.get(task.hotline)
     return build_report(
-        task, store().rules, verifier=user.display_name if user else who or verifier,
+        task, store().rules, verifier=_person(verified.actor) if verified else "—",
+        rectifier=_person(rectification.actor) if rectification and not rectification.actor_name else None,
         organisation=current_app.config.get("REPORT_ORGANISATION") or (profile.name if profile else task.hotline),
         addressee=current_app.config.get("REPORT_ADDRESSEE") or "局行风办", today=datetime.now(timezone.utc),
     )

@@ -1,4 +1,5 @@
-"""How the store's values read on a page: local times, time left, level and tag names, masked numbers."""
+"""How the store's values read on a page: local times, time left, level and tag names, masked numbers,
+points and rates."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from flask import Flask
 from rating_core.callback_policy import QUESTIONS, VERDICTS
 from rating_core.privacy import mask_phone
 from rating_core.rules import Rules
+from rating_core.scoring import rounded
 
 STATE_NAMES = {
     "pending": "待回访", "dialing": "呼叫中", "contacted": "已接通待核实", "rectifying": "限期整改中",
@@ -17,7 +19,16 @@ STATE_NAMES = {
 }
 OUTCOME_NAMES = {
     "answered": "接通", "busy": "忙线", "no_answer": "无人接听", "rejected": "拒接", "congestion": "线路拥塞",
-    "failed": "呼叫失败", "invalid_number": "空号/号码无效", "unknown": "结果不明",
+    "failed": "呼叫失败", "invalid_number": "空号/号码无效", "unknown": "结果不明", "cancelled": "未拨出（已取消）",
+}
+# What happened to a callback task, as its history lists it.
+EVENT_NAMES = {
+    "created": "建立任务", "attempt_requested": "发起呼叫", "attempt_ended": "呼叫结束", "attempt_dropped": "取消未拨出的呼叫",
+    "contacted": "已接通", "retry_scheduled": "安排重拨", "exhausted": "呼叫次数用完", "escalated": "升级主管",
+    "answer": "市民按键回答", "script_ended": "自动回访结束", "verified": "填写核实结论",
+    "rectification_reported": "报告整改完成", "rectified": "处理完毕待回访满意度", "closed": "办结",
+    "readopted": "恢复采纳", "stopped": "停止回访", "appeal_filed": "提出申诉", "appeal_decided": "申诉复核决定",
+    "deadlines_recomputed": "重新计算期限",
 }
 PURPOSE_NAMES = {"verify": "核实回访", "satisfaction": "满意度回访"}
 
@@ -46,6 +57,10 @@ def register(app: Flask, rules: Rules) -> None:
         purpose_name=lambda code: PURPOSE_NAMES.get(code, code),
         verdict_name=lambda code: VERDICTS.get(code, code or "—"),
         question_name=lambda code: QUESTIONS.get(code, code),
+        event_name=lambda kind: EVENT_NAMES.get(kind, kind),
+        # Points and rates as the 通报表 prints them: rounded half up from the exact Decimal, never via float.
+        points=lambda value: str(rounded(value)),
+        percent=lambda rate: f"{rounded(rate.value * 100)}%" if rate.defined else "-",
     )
     app.jinja_env.globals.update(tag_name=lambda hotline, code: tags.get((hotline, code), code))
     app.jinja_env.globals["is_overdue"] = lambda deadline: deadline is not None and deadline <= datetime.now(timezone.utc)

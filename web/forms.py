@@ -16,7 +16,8 @@ class LoginForm(FlaskForm):
 
 
 class VerdictForm(FlaskForm):
-    """核实结论: one of the four outcomes, what was found, and for 限期整改 an optional earlier deadline."""
+    """核实结论: one of the four outcomes, what was found, for 限期整改 an optional earlier deadline, and for
+    立行立改 / 解释说明 optionally what was done or explained."""
 
     verdict = SelectField("核实结论", choices=[SelectChoice("", "请选择"),
                                               *(SelectChoice(code, name) for code, name in VERDICTS.items())],
@@ -25,6 +26,9 @@ class VerdictForm(FlaskForm):
                                                  Length(max=2000, message="核实情况不超过2000字")])
     rectify_by = DateField("整改期限（限期整改时可填，不填按规定上限）", validators=[Optional()],
                            format="%Y-%m-%d")
+    # What was done or explained, for the 报告单's 整改情况 (without it the note stands for both).
+    done = TextAreaField("已采取的整改措施或向市民所作的解释（立行立改、解释说明时可填）",
+                         validators=[Optional(), Length(max=2000, message="整改措施或解释内容不超过2000字")])
 
 
 class RectifiedForm(FlaskForm):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import re
+from collections.abc import Callable
+from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -10,21 +12,27 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import or_, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import Session, joinedload
 
 from rating_core.callback_tasks import OPEN_STATES
+from rating_core.figure_adjustments import AdjustmentError, add_entry, correct_entry, statuses, withdraw_entry
+from rating_core.figure_counts import COUNTS
 from rating_core.figure_rollups import daily_counts, refresh, rolled_up_counts
-from rating_core.figures import DIMENSIONS, Period, PeriodError, current_quarter, figures_table, parse_period
-from rating_core.figures_xlsx import write_report
-from rating_core.models import CallbackTask, FigureAdjustment, Rating
-from rating_core.scoring import ScoringError, ScoringRules, load_scoring_rules, rounded
+from rating_core.figures import (
+    DIMENSIONS, FiguresTable, Period, PeriodError, current_quarter, figures_table, parse_period, trend_buckets,
+)
+from rating_core.figures_xlsx import report_filename, write_report
+from rating_core.models import CallbackTask, Rating
+from rating_core.scoring import ScoringError, ScoringRules, describe, formula, load_scoring_rules, rounded
 from web import db, store
+from web.audit import audit
+from web.changes import commit_or_flash
+from web.downloads import attachment
 from web.roles import role_required
 
 bp = Blueprint("supervisor", __name__, url_prefix="/supervisor")
 
 FIGURE_ROLES = ("supervisor", "admin")
-MAX_ADJUSTMENT = Decimal(20)
 
 
 def _zone() -> ZoneInfo:
@@ -38,120 +46,209 @@ def _scoring() -> ScoringRules:
     return current_app.extensions["hotline_scoring"]
 
 
+class FigureQueryError(ValueError):
+    """A figures query that cannot be answered; the message is for the supervisor (zh-CN)."""
+
+
+def _period_text(values: Any) -> str:
+    """The period the picker chose (季度, 月份 or 日期范围), as parse_period reads it; ``period`` as given
+    when the picker was not used (links, the Excel export)."""
+    kind = values.get("kind") or ""
+    if kind == "quarter":
+        year, quarter = values.get("year") or "", values.get("quarter") or ""
+        if not (year.isdigit() and quarter in ("1", "2", "3", "4")):
+            raise FigureQueryError("请选择年份和季度")
+        return f"{year}Q{quarter}"
+    if kind == "month":
+        if not values.get("month"):
+            raise FigureQueryError("请选择月份")
+        return values["month"]
+    if kind == "range":
+        first, last = values.get("from") or "", values.get("to") or ""
+        if not first or not last:
+            raise FigureQueryError("请填写开始和结束日期")
+        return f"{first}..{last}"
+    if kind:
+        raise FigureQueryError(f"未知的时段类型“{kind}”")
+    return values.get("period") or current_quarter(datetime.now(timezone.utc), _zone())
+
+
 def _choices() -> dict[str, str]:
-    """The table's period, dimension, scheme and hotline from the query string (400 in Chinese when wrong)."""
+    """The table's period, dimension, scheme and hotline from the query string (FigureQueryError when wrong)."""
     scoring = _scoring()
-    chosen = {
-        "period": request.values.get("period") or current_quarter(datetime.now(timezone.utc), _zone()),
-        "by": request.values.get("by") or "hotline",
-        "scheme": request.values.get("scheme") or "zibo-district",
-        "hotline": request.values.get("hotline") or "",
-    }
-    if chosen["by"] not in DIMENSIONS:
-        abort(400, description=f"未知的统计维度 {chosen['by']!r}")
+    by = request.values.get("by") or "hotline"
+    if by not in DIMENSIONS:
+        raise FigureQueryError(f"未知的统计维度“{by}”")
+    schemes = scoring.schemes_for(by)
+    chosen = {"period": _period_text(request.values), "by": by,
+              "scheme": request.values.get("scheme") or schemes[0], "hotline": request.values.get("hotline") or ""}
     if chosen["scheme"] not in scoring.schemes:
-        abort(400, description=f"未知的计分规则 {chosen['scheme']!r}")
+        raise FigureQueryError(f"未知的计分规则“{chosen['scheme']}”")
+    if chosen["scheme"] not in schemes:
+        raise FigureQueryError(f"计分规则“{scoring.schemes[chosen['scheme']].name}”不适用于按"
+                               f"{DIMENSIONS[by][0]}统计，请选：" + "、".join(scoring.schemes[k].name for k in schemes))
     if chosen["hotline"] and chosen["hotline"] not in store().rules.hotlines:
-        abort(400, description=f"未知的热线 {chosen['hotline']!r}")
+        raise FigureQueryError(f"未知的热线“{chosen['hotline']}”")
     try:
         parse_period(chosen["period"], _zone())
     except PeriodError as exc:
-        abort(400, description=str(exc))
+        raise FigureQueryError(str(exc)) from None
     return chosen
 
 
-def _table(chosen: dict[str, str]) -> tuple[Period, list[Any]]:
+def _checked_choices() -> dict[str, str]:
+    """:func:`_choices`, or a 400 page in Chinese for a request that is not the figures page itself."""
+    try:
+        return _choices()
+    except FigureQueryError as exc:
+        abort(400, description=str(exc))
+
+
+def _table(chosen: dict[str, str]) -> tuple[Period, FiguresTable]:
     """The scored table, read from the daily rollups after bringing them up to date."""
     session = db()
     refresh(session, _zone(), datetime.now(timezone.utc))
     session.commit()
     period = parse_period(chosen["period"], _zone())
-    scores = figures_table(session, period, chosen["by"], chosen["scheme"], _scoring(),
-                           chosen["hotline"] or None, counts=rolled_up_counts)
-    return period, scores
+    table = figures_table(session, period, chosen["by"], chosen["scheme"], _scoring(),
+                          chosen["hotline"] or None, counts=rolled_up_counts)
+    return period, table
+
+
+def _picker(chosen: dict[str, str]) -> dict[str, str]:
+    """The picker's fields for the period shown, so the form opens on it."""
+    text, today = chosen["period"], datetime.now(_zone()).date()
+    if match := re.fullmatch(r"(\d{4})Q([1-4])", text):
+        return {"kind": "quarter", "year": match[1], "quarter": match[2]}
+    if re.fullmatch(r"\d{4}-\d{2}", text):
+        return {"kind": "month", "month": text, "year": str(today.year)}
+    if match := re.fullmatch(r"(\S+)\.\.(\S+)", text):
+        return {"kind": "range", "from": match[1], "to": match[2], "year": str(today.year)}
+    return {"kind": "quarter", "year": str(today.year), "quarter": str((today.month - 1) // 3 + 1)}
 
 
 @bp.get("/figures")
 @role_required(*FIGURE_ROLES)
 def figures() -> Any:
-    chosen = _choices()
-    period, scores = _table(chosen)
     scoring = _scoring()
+    try:
+        chosen = _choices()
+    except FigureQueryError as exc:
+        # The page again, with what was asked and why it cannot be shown, so the supervisor can correct it.
+        by = request.values.get("by") or "hotline"
+        by = by if by in DIMENSIONS else "hotline"
+        asked = {"period": request.values.get("period") or "", "by": by, "scheme": scoring.schemes_for(by)[0],
+                 "hotline": ""}
+        picked = {key: request.values.get(key) or "" for key in ("kind", "year", "quarter", "month", "from", "to")}
+        return render_template("supervisor/figures.html", error=str(exc), chosen=asked,
+                               picker=picked if picked["kind"] else _picker(asked), **_page_data(asked)), 400
+    period, table = _table(chosen)
     chart = {
-        "labels": [score.unit.name for score in scores],
-        "scores": [float(rounded(score.total)) for score in scores],
+        "labels": [score.unit.name for score in table.ranked],
+        "scores": [float(rounded(score.total)) for score in table.ranked],
         "trend": _trend(period, chosen["hotline"] or None),
     }
-    adjustments = db().scalars(
-        select(FigureAdjustment).where(FigureAdjustment.period == chosen["period"],
-                                       FigureAdjustment.dimension == chosen["by"])
-        .order_by(FigureAdjustment.id)
-    ).all()
-    return render_template("supervisor/figures.html", chosen=chosen, scores=scores, scoring=scoring,
-                           scheme=scoring.schemes[chosen["scheme"]], dimensions=DIMENSIONS,
-                           hotlines=store().rules.hotlines, chart=chart, adjustments=adjustments)
+    return render_template("supervisor/figures.html", chosen=chosen, picker=_picker(chosen), table=table,
+                           chart=chart, entry_status=statuses(table.history), **_page_data(chosen))
+
+
+def _page_data(chosen: dict[str, str]) -> dict[str, Any]:
+    """What the page shows besides the table: the choices, the legend and the scheme's rule in words."""
+    scoring = _scoring()
+    scheme = scoring.schemes[chosen["scheme"]]
+    return {"scoring": scoring, "scheme": scheme, "dimensions": DIMENSIONS,
+            "schemes": scoring.schemes_for(chosen["by"]), "hotlines": store().rules.hotlines, "counts": COUNTS,
+            "rate_names": {rate.code: rate.name for rate in scoring.rates},
+            "formulas": {rate.code: formula(rate) for rate in scoring.rates},
+            "scheme_rules": describe(scheme, scoring), "this_year": datetime.now(_zone()).year}
 
 
 def _trend(period: Period, hotline: str | None) -> dict[str, list[Any]]:
-    """好评率 and 差评 per week (per day for a period of a fortnight or less), from one query of daily counts."""
+    """好评率 and 差评 per day, calendar week or month (trend_buckets), from one query of daily counts."""
     days = daily_counts(db(), period, hotline)
-    zone = _zone()
-    step = 1 if period.end - period.start <= timedelta(days=15) else 7
-    first, end = period.start.astimezone(zone).date(), period.end.astimezone(zone).date()
     labels, good, negative = [], [], []
-    start = first
-    while start < end and len(labels) < 60:
-        bucket = [days[day] for n in range(step) if (day := start + timedelta(days=n)) < end and day in days]
-        m, t = sum(c["M"] for c in bucket), sum(c["T"] for c in bucket)
-        labels.append(start.strftime("%m-%d"))
+    for bucket in trend_buckets(period, datetime.now(_zone()).date()):
+        held = [counts for day, counts in days.items() if bucket.first <= day <= bucket.last]
+        m, t = sum(c["M"] for c in held), sum(c["T"] for c in held)
+        labels.append(bucket.label)
         good.append(round(100 * (1 - t / m), 2) if m else None)
-        negative.append(sum(c["D"] for c in bucket))
-        start += timedelta(days=step)
+        negative.append(sum(c["D"] for c in held))
     return {"labels": labels, "good_rate": good, "negative": negative}
 
 
 @bp.get("/figures.xlsx")
 @role_required(*FIGURE_ROLES)
 def figures_xlsx() -> Any:
-    chosen = _choices()
-    _period, scores = _table(chosen)
+    chosen = _checked_choices()
+    _period, table = _table(chosen)
     scoring = _scoring()
     scheme = scoring.schemes[chosen["scheme"]]
     heading = DIMENSIONS[chosen["by"]][0]
     title = f"{chosen['period']}各{heading}“好差评”评估通报表"
-    data = write_report(scores, scheme, scoring, title, heading, datetime.now(_zone()))
-    filename = f"haochaping-{chosen['period']}-{chosen['by']}.xlsx"
+    data = write_report(table, scheme, scoring, title, heading, datetime.now(_zone()))
     return Response(data, mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+                    headers={"Content-Disposition": attachment(report_filename(chosen["period"], heading),
+                                                               f"figures-{chosen['period']}-{chosen['by']}.xlsx")})
+
+
+def _points(text: str | None) -> Decimal:
+    try:
+        return Decimal(text or "")
+    except InvalidOperation:
+        return Decimal("NaN")  # refused by check_entry with the supervisor's message
+
+
+def _after_adjustment(chosen: dict[str, str], change: Callable[[Session], str]) -> Any:
+    """Run one change to the 加减分 (with its audit entry) in the request's transaction; flash what happened."""
+    message = commit_or_flash(change, AdjustmentError)
+    if message is not None:
+        flash(message, "info")
+    return redirect(url_for("supervisor.figures", **chosen))  # type: ignore[arg-type]
 
 
 @bp.post("/figures/adjustments")
 @role_required(*FIGURE_ROLES)
 def add_adjustment() -> Any:
-    chosen = _choices()
-    name = (request.form.get("name") or "").strip()
-    reason = (request.form.get("reason") or "").strip()
-    try:
-        points = Decimal(request.form.get("points") or "")
-    except InvalidOperation:
-        points = Decimal("NaN")
-    problem = None
-    if not name or len(name) > 256:
-        problem = "请选择单位"
-    elif not points.is_finite() or abs(points) > MAX_ADJUSTMENT or points != points.quantize(Decimal("0.01")):
-        problem = f"加减分须为 −{MAX_ADJUSTMENT} 到 {MAX_ADJUSTMENT} 之间的数，至多两位小数"
-    elif not reason or len(reason) > 1000:
-        problem = "请填写加减分理由（不超过1000字）"
-    if problem:
-        flash(problem, "error")
-    else:
-        session = db()
-        session.add(FigureAdjustment(period=chosen["period"], dimension=chosen["by"], name=name, points=points,
-                                     reason=reason, entered_by=current_user.username,
-                                     entered_at=datetime.now(timezone.utc)))
-        session.commit()
-        flash(f"已为 {name} 记入加减分 {points}", "info")
-    return redirect(url_for("supervisor.figures", **chosen))
+    chosen = _checked_choices()
+    name, reason = (request.form.get("name") or "").strip(), request.form.get("reason") or ""
+    points = _points(request.form.get("points"))
+
+    def add(session: Session) -> str:
+        entry = add_entry(session, chosen["period"], chosen["by"], name, points, reason,
+                          datetime.now(timezone.utc), current_user.username)
+        audit(session, "adjustment_added", str(entry.id), name=name, points=str(points), period=chosen["period"])
+        return f"已为 {name} 记入加减分 {points:+.2f}"
+
+    return _after_adjustment(chosen, add)
+
+
+@bp.post("/figures/adjustments/<int:entry_id>/withdraw")
+@role_required(*FIGURE_ROLES)
+def withdraw_adjustment(entry_id: int) -> Any:
+    chosen = _checked_choices()
+    reason = request.form.get("reason") or ""
+
+    def withdraw(session: Session) -> str:
+        entry = withdraw_entry(session, entry_id, reason, datetime.now(timezone.utc), current_user.username)
+        audit(session, "adjustment_withdrawn", str(entry_id), name=entry.name, reason=reason.strip())
+        return f"已撤销 {entry.name} 的加减分 {entry.points:+.2f}"
+
+    return _after_adjustment(chosen, withdraw)
+
+
+@bp.post("/figures/adjustments/<int:entry_id>/correct")
+@role_required(*FIGURE_ROLES)
+def correct_adjustment(entry_id: int) -> Any:
+    chosen = _checked_choices()
+    reason, points = request.form.get("reason") or "", _points(request.form.get("points"))
+
+    def correct(session: Session) -> str:
+        entry = correct_entry(session, entry_id, points, reason, datetime.now(timezone.utc), current_user.username)
+        audit(session, "adjustment_corrected", str(entry_id), name=entry.name, points=str(points),
+              reason=reason.strip())
+        return f"已将 {entry.name} 的加减分更正为 {points:+.2f}"
+
+    return _after_adjustment(chosen, correct)
 
 
 @bp.get("/overdue")

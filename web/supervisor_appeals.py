@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from rating_core.appeals import FINDINGS as APPEAL_FINDINGS
-from rating_core.appeals import AppealError, block_number, decide_appeal, unblock_number
+from rating_core.appeals import AppealError, Listed, block_number, decide_appeal, unblock_number
 from rating_core.batch_ratings import BatchRuleError, lift_batch_flag
 from rating_core.models import Appeal, BlockedNumber, CallbackTask, Rating
 from web import db
@@ -41,8 +41,16 @@ def decide(appeal_id: int) -> Any:
         datetime.now(timezone.utc), f"supervisor:{current_user.username}", block_number=form.get("block") == "1",
     ), AppealError)
     if decided is not None:
-        flash("复核结论已保存", "info")
+        listed = f"；号码已加入恶意评价名单，{_stopped(decided.listed)}" if decided.listed else ""
+        flash(f"复核结论已保存{listed}", "info")
     return redirect(url_for("supervisor.appeals"))
+
+
+def _stopped(listed: Listed) -> str:
+    """What a listing did to the number's callbacks, so the supervisor sees the list took effect."""
+    if not listed.stopped:
+        return "该号码没有待呼叫的回访任务"
+    return f"已停止该号码 {len(listed.stopped)} 个待呼叫的回访任务（改为不回访）"
 
 
 @bp.get("/blocked")
@@ -66,7 +74,7 @@ def add_blocked() -> Any:
         f"supervisor:{current_user.username}",
     ), AppealError)
     if added is not None:
-        flash("已加入恶意评价名单：此后该号码的评价不予采纳、不回访", "info")
+        flash(f"已加入恶意评价名单：此后该号码的评价不予采纳、不回访；{_stopped(added)}", "info")
     return redirect(url_for("supervisor.blocked"))
 
 
@@ -78,7 +86,7 @@ def remove_blocked() -> Any:
     except BadSignature:
         abort(400, description="无效的号码标识")
     if commit_or_flash(lambda session: unblock_number(session, number), AppealError) is not None:
-        flash("已移出恶意评价名单", "info")
+        flash("已移出恶意评价名单：此后该号码的评价照常采纳；已停止的回访任务不会自动恢复", "info")
     return redirect(url_for("supervisor.blocked"))
 
 

@@ -24,3 +24,15 @@
     });
   }
 })();
+// The period picker shows the fields of the kind chosen (季度, 月份 or 日期范围); without script all show.
+(function () {
+  const kind = document.getElementById("period-kind");
+  if (!kind) return;
+  const show = function () {
+    document.querySelectorAll("#period-picker [data-kind]").forEach(function (group) {
+      group.hidden = group.dataset.kind !== kind.value;
+    });
+  };
+  kind.addEventListener("change", show);
+  show();
+})();

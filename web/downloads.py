@@ -1,0 +1,25 @@
+"""The Content-Disposition of a file the web tool hands out, named in Chinese.
+
+Browsers read the UTF-8 name from ``filename*`` (RFC 5987 / RFC 6266); the
+plain ``filename`` is the ASCII name for clients that do not.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+# Characters no file system or mail client takes in a name, and controls.
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f\\/:*?"<>|]')
+_NOT_ASCII_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def attachment(filename: str, ascii_fallback: str) -> str:
+    """``attachment; filename="<ascii_fallback>"; filename*=UTF-8''<filename, percent-encoded>``.
+
+    Unsafe characters in either name (path separators, quotes, controls)
+    become ``_``, so a 工单号 with a slash cannot name a folder.
+    """
+    name = _UNSAFE.sub("_", filename).strip() or ascii_fallback
+    fallback = _NOT_ASCII_NAME.sub("_", ascii_fallback) or "download"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
