@@ -114,9 +114,9 @@ def decide_appeal(session: Session, appeal_id: int, upheld: bool, finding: str |
 def block_number(session: Session, number: str, reason: str, at: datetime, actor: str) -> Listed:
     """Put a number on the malicious-rater list by hand; it takes effect at once (:func:`_put_on_list`).
 
-    Ratings already given keep their adoption: the list is about what the
-    number does from now on, and a past 差评 found malicious goes through an
-    appeal or a verification, which record why it is not adopted.
+    A 差评 whose callback the listing stops before anyone verified it is no
+    longer adopted (the list's reason on its history; 恢复采纳 undoes it, one
+    by one); one already verified keeps what its verdict decided.
     """
     number = number.strip()
     if not number or not number.lstrip("+").isdigit() or len(number) > 20:
@@ -151,7 +151,14 @@ def _put_on_list(session: Session, number: str, reason: str, at: datetime, actor
         select(CallbackTask).where(CallbackTask.number == number, CallbackTask.state.in_(STOPPED_WHEN_LISTED))
         .order_by(CallbackTask.id).with_for_update()
     ).all()
-    return Listed(entry, tuple(task.id for task in tasks if stop_dialling(session, task, at, actor, why)))
+    stopped = tuple(task.id for task in tasks if stop_dialling(session, task, at, actor, why))
+    for task in tasks:
+        if task.id in stopped and task.verified_at is None and task.rating.is_adopted:
+            # Never to be verified now, so never replied to or rectified: counted as an adopted 差评 it would
+            # only lower its unit's 回复率 and 整改率 for a number the supervisor has just judged malicious.
+            change_rating(task.rating, at, actor, is_adopted=False, not_adopted_reason=why[:256])
+            emit(session, "rating.updated", task.rating, at, source=actor, fields=["is_adopted"])
+    return Listed(entry, stopped)
 
 
 def unblock_number(session: Session, number: str) -> BlockedNumber:

@@ -362,6 +362,7 @@ def record_verdict(session: Session, policy: CallbackPolicy, task_id: int, verdi
     if done and done.strip() and verdict not in ("immediate_fix", "explained"):
         raise TaskRuleError("整改措施或解释说明内容只在“立行立改”“解释说明”时填写；限期整改请在整改完成后填写整改情况")
     task.verdict, task.verdict_note, task.verified_at = verdict, note.strip(), at
+    _start_handling_anew(task)
     if verdict == "deadline_fix":
         limit = add_duration(at, policy.rectify_within, load_calendar(session), ZoneInfo(policy.timezone))
         if rectify_by is not None and not at < rectify_by <= limit:
@@ -401,6 +402,26 @@ def mark_rectified(session: Session, policy: CallbackPolicy, task_id: int, at: d
     return task
 
 
+def _start_handling_anew(task: CallbackTask) -> None:
+    """A verdict (or a re-adoption) starts the handling over: what the citizen said before, and a
+    rectification done before, are about a handling that is no longer the task's (they stay on record)."""
+    task.rectified_at = None
+    task.citizen_resolved = None
+    task.citizen_satisfied = None
+
+
+def _speaks_to_current_handling(task: CallbackTask, attempt: CallbackAttempt, at: datetime) -> bool:
+    """Whether an answer is about the task's handling as it stands, not one a verdict or rectification has
+    since superseded (an answer the IVR's journal delivers late keeps the time it was given).
+
+    After a rectification only the re-ask counts (a satisfaction call at or after it); before one, any
+    answer given since the latest verdict.
+    """
+    if task.rectified_at is not None:
+        return attempt.purpose == "satisfaction" and at >= task.rectified_at
+    return task.verified_at is None or at >= task.verified_at
+
+
 def _ready_for_reask(session: Session, policy: CallbackPolicy, task: CallbackTask,
                      rectification: Rectification) -> None:
     """The handling is done: keep its record and queue the re-ask of the citizen's satisfaction."""
@@ -438,6 +459,8 @@ def record_answer(session: Session, attempt_id: int, question: str, answer: bool
     note_event(session, task, at, actor, "answer", attempt=attempt.seq, question=question, answer=answer)
     if task.state in ("closed", "not_dialled"):
         return  # kept on record; the task was settled another way meanwhile
+    if not _speaks_to_current_handling(task, attempt, at):
+        return  # kept on record; it answers a handling since superseded
     if question == "identity" and not answer:
         escalate(session, task, at, actor, "接听人不是评价人本人，需人工核实")
     elif question == "resolved":
@@ -502,6 +525,7 @@ def readopt(session: Session, policy: CallbackPolicy, task_id: int, at: datetime
     change_rating(rating, at, actor, is_adopted=True, not_adopted_reason=None)
     if task.verdict == "not_adopted":
         task.verdict, task.verdict_note, task.verified_at = None, None, None
+    _start_handling_anew(task)  # reopened: called and handled again from the start
     blocked = _why_not_dialled(session, policy, rating, task.number)
     if blocked is not None:
         task.state_reason = blocked

@@ -1,4 +1,4 @@
-"""Text from outside written into a spreadsheet as text, never as a formula.
+"""Text from outside written into a spreadsheet or a document as text, never as a formula or a broken file.
 
 Unit, queue and agent names come from channel variables and the platform's case
 records; a value that begins with ``=``, ``+``, ``-`` or ``@`` (or a tab or a
@@ -7,15 +7,25 @@ WPS as a formula: ``=HYPERLINK(…)`` in a 通报表 is a link a supervisor clic
 In an xlsx the cell is typed as a string; in a CSV, which has no types, the
 value gets a leading apostrophe (OWASP's advice for CSV injection), which
 spreadsheets hide and read as "this is text".
+
+A control character (a vertical tab pasted from another program, a byte a
+channel variable carried) has no place in XML, so openpyxl and python-docx
+refuse the whole file for it: it is dropped. The same text may name a file
+for download, where path separators and quotes must not pass either.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from openpyxl.cell.cell import Cell
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# What XML 1.0 cannot hold: the C0 controls but tab, newline and carriage return.
+_NOT_IN_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# What no file system or mail client takes in a file's name.
+_NOT_IN_FILE_NAMES = re.compile(r'[\x00-\x1f\x7f\\/:*?"<>|]')
 
 
 def looks_like_a_formula(value: Any) -> bool:
@@ -32,3 +42,13 @@ def as_text(cell: Cell) -> Cell:
     if isinstance(cell.value, str):
         cell.data_type = "s"
     return cell
+
+
+def printable(value: Any) -> Any:
+    """A string without the control characters an xlsx or docx cannot hold; anything else as it is."""
+    return _NOT_IN_XML.sub("", value) if isinstance(value, str) else value
+
+
+def file_name(name: str) -> str:
+    """``name`` with what a file system or a Content-Disposition would misread (``/``, quotes, controls) as ``_``."""
+    return _NOT_IN_FILE_NAMES.sub("_", name).strip()

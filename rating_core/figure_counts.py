@@ -8,15 +8,14 @@ M ≤ A, T + B = D, N1 ≤ D, N3 ≤ N2 ≤ T) hold by construction, and a rate
 such as 整改满意率 N3/N2 can never pass 100 %.
 
 A count is taken over calls ⟕ their rating ⟕ its callback task, one row per
-call started in the period. The page's legend, the 通报表's headings and the
-queries all read this table.
+call started in the period. The page's legend, the 通报表's headings and notes,
+and the queries all read this table.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, or_, true
 
@@ -89,7 +88,3 @@ def subset_pairs() -> list[tuple[str, str]]:
     """(part, whole) for every count and each count it is part of."""
     return [(count.code, whole) for count in COUNTS for whole in sorted(ancestors(count.code), key=COUNT_NAMES.index)]
 
-
-def legend() -> list[dict[str, Any]]:
-    """The counts for a page's legend or a workbook's notes, in the annex's order."""
-    return [{"code": count.code, "name": count.name, "population": count.population} for count in COUNTS]

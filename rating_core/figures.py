@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from rating_core.figure_adjustments import history, in_force
 from rating_core.figure_counts import conditions
 from rating_core.models import Call, CallbackTask, FigureAdjustment, Rating
-from rating_core.scoring import COUNT_NAMES, ScoringRules, UnitCounts, UnitScore, rounded, score_units
+from rating_core.scoring import COUNT_NAMES, Scheme, ScoringRules, UnitCounts, UnitScore, rounded, score_units
 
 # What a table row can stand for, and the column that names it.
 DIMENSIONS = {
@@ -50,15 +50,15 @@ def parse_period(text: str, zone: ZoneInfo) -> Period:
     """``2026Q4`` (a quarter, the 淄博 table's unit), ``2026-11`` (a month) or ``2026-11-01..2026-11-15``."""
     text = text.strip()
     try:
-        if match := re.fullmatch(r"(\d{4})Q([1-4])", text):
+        if match := re.fullmatch(r"([0-9]{4})Q([1-4])", text):
             year, quarter = int(match[1]), int(match[2])
             first = date(year, 3 * quarter - 2, 1)
             last = date(year + (quarter == 4), 1 if quarter == 4 else 3 * quarter + 1, 1)
-        elif match := re.fullmatch(r"(\d{4})-(\d{2})", text):
+        elif match := re.fullmatch(r"([0-9]{4})-([0-9]{2})", text):
             year, month = int(match[1]), int(match[2])
             first = date(year, month, 1)
             last = date(year + (month == 12), 1 if month == 12 else month + 1, 1)
-        elif match := re.fullmatch(r"(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})", text):
+        elif match := re.fullmatch(r"([0-9]{4}-[0-9]{2}-[0-9]{2})\.\.([0-9]{4}-[0-9]{2}-[0-9]{2})", text):
             first, last = date.fromisoformat(match[1]), date.fromisoformat(match[2]) + timedelta(days=1)
             if last <= first:
                 raise PeriodError(f"时段 {text} 的结束日期早于开始日期")
@@ -100,7 +100,7 @@ def counts_query(group_by: list[Any], start: datetime, end: datetime, hotline: s
 
 def unit_counts(session: Session, period: Period, by: str, hotline: str | None = None) -> list[UnitCounts]:
     """The counts of every unit of ``by`` with calls in ``period``, read from the calls themselves."""
-    column = DIMENSIONS[by][1]
+    column = func.coalesce(DIMENSIONS[by][1], "")  # no value and an empty one are the same unnamed unit
     query = counts_query([column.label("name")], period.start, period.end, hotline).order_by(column)
     return [UnitCounts(row.name or UNNAMED, {name: int(getattr(row, name)) for name in COUNT_NAMES})
             for row in session.execute(query)]
@@ -115,7 +115,7 @@ class FiguresTable:
 
     ranked: list[UnitScore]
     apart: list[tuple[UnitScore, str]]
-    entries: dict[str, list[FigureAdjustment]]  # the entries in force, per unit
+    in_force: dict[str, list[FigureAdjustment]]  # the entries that count, per unit
     history: list[FigureAdjustment]  # every entry of this table, withdrawn and corrected ones too
     min_ratings: int
 
@@ -130,13 +130,13 @@ class FiguresTable:
 
     def reasons(self, name: str) -> str:
         """A unit's 加减分 entries in force as one line: "+1.50 创新突破；-2.00 数据不实"."""
-        return "；".join(f"{entry.points:+.2f} {entry.reason}" for entry in self.entries.get(name, []))
+        return "；".join(f"{entry.points:+.2f} {entry.reason}" for entry in self.in_force.get(name, []))
 
 
-def why_apart(unit: UnitCounts, min_ratings: int) -> str | None:
+def why_apart(unit: UnitCounts, min_ratings: int, by: str) -> str | None:
     """Why a unit is not ranked, or None: it has no name, or too few adopted ratings to say much."""
     if unit.name == UNNAMED:
-        return "来电未填写该项，无法归属"
+        return f"来电未记录{DIMENSIONS[by][0]}，无法归属"
     if unit.counts["M"] < min_ratings:
         return f"评价数 {unit.counts['M']} 条，少于 {min_ratings} 条，不参与排名"
     return None
@@ -151,17 +151,23 @@ def figures_table(session: Session, period: Period, by: str, scheme_key: str, ru
     them alone. ``counts`` reads the counts: from the calls (default) or from
     the daily rollups.
     """
-    scheme = rules.scheme(scheme_key)
-    entries = history(session, period.label, by)
-    force = in_force(entries)
-    units = [replace(unit, adjustment=sum((e.points for e in force.get(unit.name, [])), Decimal(0)))
-             for unit in counts(session, period, by, hotline)]
-    ranked = [unit for unit in units if why_apart(unit, scheme.min_ratings) is None]
-    apart = [unit for unit in units if why_apart(unit, scheme.min_ratings) is not None]
+    return build_table(counts(session, period, by, hotline), history(session, period.label, by),
+                       rules.scheme(scheme_key), rules, by)
+
+
+def build_table(units: list[UnitCounts], entries: list[FigureAdjustment], scheme: Scheme, rules: ScoringRules,
+                by: str) -> FiguresTable:
+    """The table from counts and 加减分 entries already read: the part of :func:`figures_table` that needs
+    no database."""
+    counting = in_force(entries)
+    units = [replace(unit, adjustment=sum((e.points for e in counting.get(unit.name, [])), Decimal(0)))
+             for unit in units]
+    why = {unit.name: why_apart(unit, scheme.min_ratings, by) for unit in units}
+    ranked = [unit for unit in units if why[unit.name] is None]
+    apart = [unit for unit in units if why[unit.name] is not None]
     scores = sorted(score_units(ranked, scheme, rules), key=lambda score: (-score.total, score.unit.name))
-    apart_scores = [(score, why_apart(score.unit, scheme.min_ratings) or "")
-                    for score in score_units(apart, scheme, rules)]
-    return FiguresTable(scores, apart_scores, force, entries, scheme.min_ratings)
+    apart_scores = [(score, why[score.unit.name] or "") for score in score_units(apart, scheme, rules)]
+    return FiguresTable(scores, apart_scores, counting, entries, scheme.min_ratings)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ names, reasons and user names come from outside and must never run as formulas.
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -30,12 +29,14 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.page import PageMargins
 from openpyxl.worksheet.worksheet import Worksheet
 
-from rating_core.cell_text import as_text
+from rating_core.cell_text import as_text, file_name, printable
 from rating_core.figure_adjustments import statuses
 from rating_core.figure_counts import COUNTS
 from rating_core.figures import FiguresTable
 from rating_core.models import FigureAdjustment
-from rating_core.scoring import RateRule, Scheme, ScoringRules, UnitScore, describe, formula, rounded
+from rating_core.scoring import (
+    RateRule, Scheme, ScoringRules, UnitScore, describe, formula, plain_number, rounded,
+)
 
 TABLE_SHEET = "评估通报表"
 HISTORY_SHEET = "加减分记录"
@@ -60,8 +61,6 @@ APART_FILL = PatternFill("solid", fgColor="F2F2F2")
 HEADING = Alignment(horizontal="center", vertical="center", wrap_text=True)
 WRAPPED = Alignment(horizontal="left", vertical="center", wrap_text=True)
 FOOTER = "第 &P 页，共 &N 页"
-# Characters a file name may not hold on Windows or in a Content-Disposition header.
-_NOT_IN_FILENAMES = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,7 @@ def report_filename(period_label: str, unit_heading: str) -> str:
     characters no file system takes become _.
     """
     name = f"{period_label}各{unit_heading.replace('/', '、')}好差评评估通报表.xlsx"
-    return _NOT_IN_FILENAMES.sub("_", name)
+    return file_name(name)
 
 
 def write_report(table: FiguresTable, scheme: Scheme, rules: ScoringRules, title: str, unit_heading: str,
@@ -113,7 +112,7 @@ def write_report(table: FiguresTable, scheme: Scheme, rules: ScoringRules, title
         _write_line(sheet, row, columns, Line(score, place))
         row += 1
     if table.apart:
-        row = _write_apart(sheet, row, columns, table)
+        row = _write_apart(sheet, row, columns, table, unit_heading)
     _rule(sheet, HEADER_ROWS[0], row - 1, len(columns))
     for index, column in enumerate(columns, 1):
         sheet.column_dimensions[get_column_letter(index)].width = column.width
@@ -133,7 +132,7 @@ def table_columns(table: FiguresTable, scheme: Scheme, rules: ScoringRules, unit
                Column(unit_heading, lambda line: line.score.unit.name, width=18, wrap=True)]
     columns += [Column(f"{count.name} {count.code}", _count(count.code), "统计数", 8, WHOLE) for count in COUNTS]
     columns += [Column(rate_heading(rule), _rate(rule.code), "比率", 10, PERCENT) for rule in rules.rates]
-    columns += [Column(f"{names[item.rate]}得分（×{_plain(item.weight)}）", _points(item.rate), SCORES_GROUP, 10,
+    columns += [Column(f"{names[item.rate]}得分（×{plain_number(item.weight)}）", _points(item.rate), SCORES_GROUP, 10,
                        POINTS, True) for item in scheme.weighted]
     for ranked in scheme.ranked:
         columns += [Column(f"{names[ranked.rate]}名次", _place(ranked.rate), SCORES_GROUP, 8, WHOLE, True),
@@ -181,14 +180,10 @@ def _figure(value: Decimal) -> float:
     return float(rounded(value))
 
 
-def _plain(value: Decimal) -> str:
-    """40 rather than 40.00 or 4E+1, in a heading or a note."""
-    return f"{value.normalize():f}"
-
-
 def _put(sheet: Worksheet, row: int, column: int, value: Any, number_format: str | None = None) -> Cell:
-    """Write one cell; a string is typed as text, whatever it begins with (names and reasons come from outside)."""
-    cell = sheet.cell(row=row, column=column, value=value)
+    """Write one cell; a string is typed as text, whatever it begins with, and loses the control characters
+    XML cannot hold (names and reasons come from outside)."""
+    cell = sheet.cell(row=row, column=column, value=printable(value))
     as_text(cell)
     if number_format:
         cell.number_format = number_format
@@ -252,10 +247,10 @@ def _write_line(sheet: Worksheet, row: int, columns: list[Column], line: Line) -
             cell.alignment = WRAPPED
 
 
-def _write_apart(sheet: Worksheet, row: int, columns: list[Column], table: FiguresTable) -> int:
+def _write_apart(sheet: Worksheet, row: int, columns: list[Column], table: FiguresTable, unit_heading: str) -> int:
     """The units that are not ranked, under a heading that says why; each one's reason over its score columns."""
-    because = f"未填写名称，或评价数少于 {table.min_ratings} 条" if table.min_ratings else "未填写名称"
-    heading = _put(sheet, row, 1, f"以下单位不参与排名（{because}）")
+    because = f"未记录{unit_heading}，或评价数少于 {table.min_ratings} 条" if table.min_ratings else f"未记录{unit_heading}"
+    heading = _put(sheet, row, 1, f"以下各行不参与排名（{because}）")
     heading.font, heading.alignment = Font(bold=True), Alignment(horizontal="left", vertical="center")
     _merge(sheet, row, 1, len(columns))
     for index in range(1, len(columns) + 1):

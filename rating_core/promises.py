@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -29,6 +30,8 @@ LIMIT_UNITS = {"分钟": "minutes", "小时": "hours", "个小时": "hours", "�
                "工作日": "working_days", "个工作日": "working_days",
                "분": "minutes", "시간": "hours", "일": "days", "영업일": "working_days"}
 STATED_LIMIT = re.compile(
+    # Not a day of a month (3月15日内) and not the tail of a longer number.
+    r"(?<![月0-9.])"
     r"(?P<amount>[0-9]+(?:\.[0-9]+)?\s?|[零〇一二两三四五六七八九十百千]+|[영일이삼사오육칠팔구십백천]+)"
     r"(?P<unit>" + "|".join(sorted(LIMIT_UNITS, key=len, reverse=True)) + r")"
     r"(?=\s*(?:以内|之内|内|안에|이내|내))"
@@ -43,12 +46,12 @@ class PromiseError(ValueError):
 
 
 class TimeLimitWording(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     """How the prompts of one prompt voice say a time limit, per unit: "{amount}小时内", "{amount}시간 안에".
 
     Data, so that a centre words a promise, or adds a language, in the rules file rather than in code.
     """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     language: str  # named when a prompt is refused (zh-CN, ko)
     # chinese: in words (四十八, 两), since the pinyin voice reads a run of digits one by one ("四八");
@@ -133,7 +136,8 @@ def promised_prompts(hotline: str, prompts: dict[str, Any], voice: str, limit: D
         if not isinstance(text, str):
             continue  # the profile's validation names it
         where = f"hotline {hotline}, prompt {name} ({language})"
-        for stated in STATED_LIMIT.finditer(text):
+        # NFKC first: a fullwidth "４８小时" is the same promise as "48小时".
+        for stated in STATED_LIMIT.finditer(unicodedata.normalize("NFKC", text)):
             if not _same_limit(numeral_value(stated["amount"].strip()), LIMIT_UNITS[stated["unit"]], limit):
                 raise PromiseError(f"{where} promises “{stated[0]}”, but the callback policy's verify_within is "
                                  f"{limit.describe()}; write {{{CALLBACK_WITHIN}}} to say the policy's limit")

@@ -222,31 +222,32 @@ def rounded(value: Decimal, places: int = 2) -> Decimal:
     return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
 
 
-def _number(value: Decimal) -> str:
+def plain_number(value: Decimal) -> str:
+    """A number as a rule states it: 40 rather than 40.00 or 4E+1, 0.5 rather than 0.50."""
     return f"{value.normalize():f}"
 
 
 def describe(scheme: Scheme, rules: ScoringRules) -> list[str]:
     """The scheme's rule in words, item by item, as the annex states it (for a page or a workbook's notes)."""
     names = {rate.code: rate.name for rate in rules.rates}
-    lines = [f"{names[item.rate]}得分 = {names[item.rate]} × {_number(item.weight)}" for item in scheme.weighted]
-    lines += [f"{names[item.rate]}按排名得分：第一名 {_number(item.first)} 分，后续名次依次减 {_number(item.step)} 分，"
-              f"低于 {_number(item.below * 100)}% 的不得分；同率同名次" for item in scheme.ranked]
+    lines = [f"{names[item.rate]}得分 = {names[item.rate]} × {plain_number(item.weight)}" for item in scheme.weighted]
+    lines += [f"{names[item.rate]}按排名得分：第一名 {plain_number(item.first)} 分，后续名次依次减 {plain_number(item.step)} 分，"
+              f"低于 {plain_number(item.below * 100)}% 的不得分；同率同名次" for item in scheme.ranked]
     if scheme.deduction is not None:
         held = scheme.deduction.rates
         lines.append(f"扣分 = ({len(held)} × 100% − " + " − ".join(names[code] for code in held)
-                     + f") ÷ {len(held)} × {_number(scheme.deduction.times)}")
+                     + f") ÷ {len(held)} × {plain_number(scheme.deduction.times)}")
     bounds = scheme.adjustment
     if bounds.min is not None and bounds.max is not None:
-        limit = f"，合计在 {_number(bounds.min)} 至 {_number(bounds.max)} 分之间"
+        limit = f"，合计在 {plain_number(bounds.min)} 至 {plain_number(bounds.max)} 分之间"
     elif bounds.max is not None:
-        limit = f"，合计不超过 {_number(bounds.max)} 分"
+        limit = f"，合计不超过 {plain_number(bounds.max)} 分"
     elif bounds.min is not None:
-        limit = f"，合计不低于 {_number(bounds.min)} 分"
+        limit = f"，合计不低于 {plain_number(bounds.min)} 分"
     else:
         limit = ""
-    lines.append(f"加减分：基础分 {_number(bounds.base)} 分，按各条加减分记录增减{limit}")
-    lines.append(f"综合得分 = 各项得分 − 扣分 + 加减分，不超过 {_number(scheme.cap)} 分")
+    lines.append(f"加减分：基础分 {plain_number(bounds.base)} 分，按各条加减分记录增减{limit}")
+    lines.append(f"综合得分 = 各项得分 − 扣分 + 加减分，不超过 {plain_number(scheme.cap)} 分")
     if scheme.min_ratings:
         lines.append(f"评价数少于 {scheme.min_ratings} 条的单位和未填写名称的单位单列，不参与排名")
     return lines

@@ -113,17 +113,29 @@ def _handling(task: CallbackTask, verdict: str, rectification: Rectification | N
     if done_at is None:
         return f"根据核实情况，我单位已{HANDLING[verdict]}{limit}，整改完成后将向评价人反馈。"
     # A task handled before rectifications were recorded has no record: who and what are not known.
-    by = f"由{rectification.actor_name or rectifier or rectification.actor}同志" if rectification else ""
+    by = _by(rectification, rectifier) if rectification else ""
     late = "（已超过整改期限）" if rectification is not None and rectification.late else ""
     when = _when(done_at, zone)
     did = {
         "immediate_fix": f"立行立改，{by}于{when}完成整改",
         "deadline_fix": f"{HANDLING[verdict]}{limit}，{by}于{when}报告整改完成{late}",
-        "explained": f"{by}于{when}向评价人做好解释说明",
+        "explained": f"{by}于{when}向评价人作了解释说明",
     }[verdict]
     what = f"：{_sentence(rectification.what)}" if rectification is not None else "。"
     done = f"根据核实情况，我单位{did}{what}"
     return done + _reaction(verdict, reask_answer(task, done_at), zone)
+
+
+def _by(rectification: Rectification, rectifier: str | None) -> str:
+    """Who did it, as the form writes a person (由张三同志) or a unit (由市人社局): a record kept before names
+    were has only the account, agent:2001 or unit:市人社局."""
+    name = rectification.actor_name or rectifier
+    if name:
+        return f"由{name}同志"
+    kind, _, who = rectification.actor.partition(":")
+    if kind == "unit" and who:
+        return f"由{who}"
+    return f"由{who or rectification.actor}同志"
 
 
 def _reaction(verdict: str, answer: CallbackAnswer | None, zone: ZoneInfo) -> str:

@@ -184,7 +184,10 @@ def task_of(session, task_id: int) -> CallbackTask:
 def move(store: RatingStore, task_id: int, state: str) -> None:
     """Put a task where the loop would have, with the history a real move leaves."""
     with store.sessions.begin() as session:
-        note_event(session, session.get(CallbackTask, task_id), T0, "test", "moved", state)
+        task = session.get(CallbackTask, task_id)
+        if state in ("rectifying", "rectified"):
+            task.verdict, task.verified_at = "explained", T0  # only a verified 差评 gets that far
+        note_event(session, task, T0, "test", "moved", state)
 
 
 def test_listing_a_number_by_hand_stops_its_waiting_callbacks_with_the_reason_in_their_history(store, rules) -> None:
@@ -209,8 +212,10 @@ def test_listing_a_number_by_hand_stops_its_waiting_callbacks_with_the_reason_in
             event = task.history[-1]
             assert (event.kind, event.to_state, event.actor, event.detail["reason"]) == (
                 "stopped", "not_dialled", "supervisor:boss", reason)
-            # Listing by hand does not judge the 差评 already given: it still counts.
-            assert task.rating.is_adopted is True
+            # Never to be verified now: not adopted, with the list's reason; one verified keeps its verdict's.
+            assert task.rating.is_adopted is (task_id == rectified)
+            if task_id != rectified:
+                assert task.rating.not_adopted_reason == reason
         assert task_of(session, pending).history[-1].from_state == "pending"
         # The attempt queued for the dialer never leaves: dropped unsent, on the task's record.
         attempt = session.get(CallbackAttempt, queued)
@@ -234,7 +239,7 @@ def test_an_upheld_appeal_that_lists_the_number_stops_its_other_callbacks(store,
         reason = f"号码在恶意评价名单中：申诉复核认定恶意评价（任务 {appealed}）"
         assert (task.state, task.state_reason) == ("not_dialled", reason)
         assert (task.history[-1].kind, task.history[-1].actor) == ("stopped", "supervisor:boss")
-        assert task.rating.is_adopted is True  # only the appealed 差评 was found malicious
+        assert task.rating.is_adopted is False and task.rating.not_adopted_reason == reason  # never to be verified
         assert task_of(session, someone_else).state == "pending"
 
 

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from rating_core.call_events import CallStarted, RatingGiven
 from rating_core.callback_tasks import (
@@ -21,7 +22,9 @@ from rating_core.figure_counts import COUNT_NAMES, subset_pairs
 from rating_core.figure_rollups import rebuild_days, refresh, rolled_up_counts
 from rating_core.figures import parse_period, unit_counts
 from rating_core.migrate import downgrade, upgrade
-from rating_core.models import Call, CallbackAnswer, CallbackTask, FigureRollup, FigureRollupState
+from rating_core.models import (
+    Call, CallbackAnswer, CallbackAttempt, CallbackTask, FigureRollup, FigureRollupState, TaskEvent,
+)
 from rating_core.rating_history import change_rating
 from rating_core.rules import Rules
 from rating_core.store import RatingStore
@@ -73,6 +76,18 @@ class History:
                 record_answer(session, attempt, question, answer, "1" if answer else "2", f"u{attempt}", at, "ivr")
             record_outcome(session, self.policy, attempt, "answered", at, "dialer")
         return True
+
+    def late(self, task_id: int, answer: bool) -> None:
+        """The IVR's journal delivers, only now, a 满意 answer the citizen keyed on the task's first answered
+        call: it keeps the time it was given, however much has happened since."""
+        with self.store.sessions.begin() as session:
+            first = session.scalars(select(CallbackAttempt).where(
+                CallbackAttempt.task_id == task_id, CallbackAttempt.answered_at.is_not(None))
+                .order_by(CallbackAttempt.id)).first()
+            if first is None or first.answered_at is None:
+                return
+            record_answer(session, first.id, "satisfied", answer, "1" if answer else "2", f"u{first.id}",
+                          first.answered_at, "ivr")
 
     def miss(self, task_id: int) -> None:
         at = self.tick()
@@ -135,15 +150,42 @@ class History:
                 if task is None:
                     continue
                 got["N1"] += task.verified_at is not None or any(a.outcome == "answered" for a in task.attempts)
-                handled = adopted and (task.rectified_at is not None or task.citizen_resolved is True)
-                got["N2"] += handled
-                answers = session.scalars(select(CallbackAnswer).where(
-                    CallbackAnswer.task_id == task.id, CallbackAnswer.question == "satisfied")
-                    .order_by(CallbackAnswer.at, CallbackAnswer.id)).all()
-                last = answers[-1] if answers else None
-                got["N3"] += bool(handled and last is not None and last.answer
-                                  and (task.rectified_at is None or last.at >= task.rectified_at))
+                handled, satisfied = handling_from_history(session, task)
+                got["N2"] += adopted and handled
+                got["N3"] += adopted and handled and satisfied
         return got
+
+
+def handling_from_history(session: Session, task: CallbackTask) -> tuple[bool, bool]:
+    """Whether a task's handling is done and its citizen satisfied with it, read from its history (the events
+    and the answers), not from the summary columns the SQL reads.
+
+    The handling starts anew at each verdict or re-adoption; it is done by a rectification since, or by the
+    citizen saying since that the problem is solved. An answer speaks to it if given since it started, and
+    once it is rectified only the re-ask's (a satisfaction call) given since the rectification.
+    """
+    events = session.scalars(select(TaskEvent).where(TaskEvent.task_id == task.id)
+                             .order_by(TaskEvent.at, TaskEvent.id)).all()
+    starts = [event.at for event in events if event.kind in ("verified", "readopted")]
+    start = starts[-1] if starts else None
+    rectified = [event.at for event in events if event.kind == "rectified" and (start is None or event.at >= start)]
+    rectified_at = rectified[-1] if rectified else None
+
+    def speaks_to_it(answer: CallbackAnswer) -> bool:
+        if rectified_at is not None:
+            attempt = session.get(CallbackAttempt, answer.attempt_id)
+            return attempt is not None and attempt.purpose == "satisfaction" and answer.at >= rectified_at
+        return start is None or answer.at >= start
+
+    def latest(question: str) -> bool | None:
+        answers = session.scalars(select(CallbackAnswer).where(
+            CallbackAnswer.task_id == task.id, CallbackAnswer.question == question)
+            .order_by(CallbackAnswer.at, CallbackAnswer.id)).all()
+        current = [answer.answer for answer in answers if speaks_to_it(answer)]
+        return current[-1] if current else None
+
+    handled = rectified_at is not None or latest("resolved") is True
+    return handled, handled and latest("satisfied") is True
 
 
 LEVELS = st.sampled_from([None, "very_satisfied", "satisfied", "basic", "dissatisfied", "very_dissatisfied"])
@@ -154,6 +196,7 @@ STEPS = st.lists(st.one_of(
     st.tuples(st.just("verdict"), st.sampled_from(["immediate_fix", "deadline_fix", "explained", "not_adopted"])),
     st.tuples(st.just("rectified"), st.none()),
     st.tuples(st.just("adoption"), st.booleans()),
+    st.tuples(st.just("late"), st.booleans()),
 ), max_size=8)
 CALLS = st.lists(st.tuples(LEVELS, st.sampled_from(["dtmf", "default"]), STEPS), min_size=1, max_size=6)
 
@@ -252,3 +295,22 @@ def test_the_upgrade_clears_answers_given_before_a_rectification_and_rebuilds_th
         assert session.scalar(select(func.count()).select_from(FigureRollup)) == 0
         assert session.get(FigureRollupState, 1).refreshed_to is None
     assert history.counts()["N3"] == 1 and history.rolled_up() == history.counts()
+
+
+def test_a_handling_started_anew_counts_only_once_it_is_done_and_only_its_own_answers(store: RatingStore) -> None:
+    history = History(store, store.rules)
+    again = history.call("dissatisfied")  # fixed at once, still not satisfied, then given a deadline to fix it
+    history.reach(again)
+    history.verdict(again, "immediate_fix")
+    history.reach(again, {"satisfied": False})
+    history.verdict(again, "deadline_fix")
+    late = history.call("dissatisfied")  # "satisfied" keyed on the verification call reaches the store late
+    history.reach(late, {"resolved": False})
+    history.verdict(late, "explained")
+    history.late(late, True)
+    counts = history.counts()
+    assert (counts["N2"], counts["N3"]) == (1, 0), counts  # only the explanation is done; nobody re-asked yet
+    with store.sessions() as session:
+        assert session.get(CallbackTask, again).state == "rectifying"
+        assert session.get(CallbackTask, late).state == "rectified"  # the late answer moved nothing
+    assert counts == history.by_hand() == history.rolled_up()

@@ -303,7 +303,7 @@ def test_unnamed_units_and_units_with_few_ratings_are_listed_apart(web_site) -> 
     assert ranked is None  # one rated call each: nobody has the 10 ratings a place needs
     apart = re.search(r'<table id="apart-units">.*?</table>', page, re.S)[0]
     assert 'data-apart="1024"' in apart and "评价数 1 条，少于 10 条" in apart
-    assert 'data-apart="（未填写）"' in apart and "来电未填写该项" in apart
+    assert 'data-apart="（未填写）"' in apart and "来电未记录坐席工号，无法归属" in apart
 
 
 def test_a_units_adjustment_is_bounded_as_a_whole(filled: RatingStore) -> None:
@@ -345,14 +345,14 @@ def test_an_adjustment_is_corrected_or_withdrawn_with_its_reason_kept(ranked_sit
                                                      "csrf_token": csrf(client, url)})
     rows = adjustment_rows(client, url)
     assert score_of(client, url) == base - 2 and len(rows) == 2
-    assert "已更正：更正为 -2：核实后只有一次" in rows[first] and rows[first].endswith("[struck]")
+    assert "已更正为 -2.00。理由：核实后只有一次" in rows[first] and rows[first].endswith("[struck]")
     second = next(entry for entry in rows if entry != first)
-    assert f"更正第 {first} 条" in rows[second]
+    assert f"更正第 {first} 号记录" in rows[second]
     refused = client.post(action % f"/{second}/withdraw", data={"reason": " ", "csrf_token": csrf(client, url)},
                           follow_redirects=True)
     assert "请填写撤销理由" in refused.data.decode() and score_of(client, url) == base - 2
     client.post(action % f"/{second}/withdraw", data={"reason": "误录", "csrf_token": csrf(client, url)})
-    assert score_of(client, url) == base and "已撤销：误录" in adjustment_rows(client, url)[second]
+    assert score_of(client, url) == base and "已撤销。理由：误录" in adjustment_rows(client, url)[second]
     again = client.post(action % f"/{second}/withdraw", data={"reason": "再撤", "csrf_token": csrf(client, url)},
                         follow_redirects=True)
     assert "已撤销或更正，不能再改" in again.data.decode()
@@ -389,5 +389,42 @@ def test_trend_buckets_are_calendar_weeks_or_months_and_stop_today(period: str, 
     if count:
         assert (buckets[0].label, buckets[0].first, buckets[0].last) == first
         assert (buckets[-1].label, buckets[-1].first, buckets[-1].last) == last
-        assert all(b.first.weekday() == 0 for b in buckets[1:]) or "月" in buckets[0].label
+        if period == "2026Q4":
+            assert all(bucket.first.weekday() == 0 for bucket in buckets[1:])  # every week after the first: Monday
+            assert all(bucket.last.weekday() == 6 for bucket in buckets[:-1])  # …to Sunday; the last ends today
         assert all(later.first == earlier.last + timedelta(days=1) for earlier, later in zip(buckets, buckets[1:]))
+
+
+def test_an_entry_is_changed_only_from_its_own_table(ranked_site) -> None:
+    """A page left open on last month's table cannot withdraw this quarter's entry, nor enter one for a unit
+    the table does not have; a period typed with spaces files its entries under the period itself."""
+    client = signed_in(ranked_site, "boss")
+    url = f"/supervisor/figures?by=agent&period={quarter()}"
+    client.post(f"/supervisor/figures/adjustments?by=agent&period=%20{quarter()}%20",
+                data={"name": "1024", "points": "1", "reason": "宣传推动", "csrf_token": csrf(client, url)})
+    [entry] = adjustment_rows(client, url)
+    other = client.post(f"/supervisor/figures/adjustments/{entry}/withdraw?by=unit&period={quarter()}",
+                        data={"reason": "x", "csrf_token": csrf(client, url)}, follow_redirects=True)
+    assert "不属于当前统计表" in other.data.decode()
+    bogus = client.post(f"/supervisor/figures/adjustments?by=agent&period={quarter()}", follow_redirects=True,
+                        data={"name": "9999", "points": "1", "reason": "x", "csrf_token": csrf(client, url)})
+    assert "不在该时段的统计表中" in bogus.data.decode()
+    with ranked_site.store.sessions() as session:
+        entries = session.query(FigureAdjustment).all()
+    assert [(e.period, e.withdrawn_at) for e in entries] == [(quarter(), None)]
+
+
+def test_control_characters_in_a_reason_are_refused_and_names_from_outside_do_not_break_the_workbook(
+        ranked_site) -> None:
+    client = signed_in(ranked_site, "boss")
+    url = f"/supervisor/figures?by=agent&period={quarter()}"
+    refused = client.post(f"/supervisor/figures/adjustments?by=agent&period={quarter()}", follow_redirects=True,
+                          data={"name": "1024", "points": "1", "reason": "粘贴来的\x0b文字", "csrf_token": csrf(client, url)})
+    assert "控制字符" in refused.data.decode()
+    ranked_site.store.apply([CallStarted(uniqueid="1795316400.88", hotline="12345", at=datetime.now(timezone.utc),
+                                         caller_number="13900000088", agent_id="10\x0b25"),
+                             RatingGiven("1795316400.88", "satisfied", "dtmf", datetime.now(timezone.utc))])
+    response = client.get(f"/supervisor/figures.xlsx?by=agent&period={quarter()}")
+    assert response.status_code == 200
+    names = [cell.value for cell in load_workbook(io.BytesIO(response.data)).active["B"]]
+    assert "1025" in names  # the control character dropped, the rest kept

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import zipfile
-from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -14,8 +13,7 @@ from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter as letter
 from openpyxl.worksheet.worksheet import Worksheet
 
-from rating_core.figure_adjustments import in_force
-from rating_core.figures import UNNAMED, FiguresTable, why_apart
+from rating_core.figures import UNNAMED, FiguresTable, build_table
 from rating_core.figures_xlsx import report_filename, write_report
 from rating_core.models import FigureAdjustment
 from rating_core.scoring import UnitCounts, describe, load_scoring_rules, rounded, score_units
@@ -49,7 +47,7 @@ HISTORY = [
     entry(2, "博山区", "-2", "数据不实", withdrawn_at=datetime(2026, 12, 2, 1, 0, tzinfo=timezone.utc),
           withdrawn_by="chief", withdrawal_reason="核实后数据属实"),
     entry(3, "张店区", "5", "宣传推动", withdrawn_at=datetime(2026, 12, 3, 8, 0, tzinfo=timezone.utc),
-          withdrawn_by="boss", withdrawal_reason="更正为 3.00：按实际次数"),
+          withdrawn_by="boss", withdrawal_reason="按实际次数"),
     entry(4, "张店区", "3", "按实际次数", corrects_id=3),
     entry(5, LINK, "-1", "=1+1"),
 ]
@@ -57,13 +55,7 @@ HISTORY = [
 
 def table_of(units: list[UnitCounts], history: list[FigureAdjustment], min_ratings: int = 10) -> FiguresTable:
     """What rating_core.figures.figures_table makes of counts and entries, without a database."""
-    force = in_force(history)
-    units = [replace(u, adjustment=sum((e.points for e in force.get(u.name, [])), Decimal(0))) for u in units]
-    ranked = [u for u in units if why_apart(u, min_ratings) is None]
-    apart = [u for u in units if why_apart(u, min_ratings) is not None]
-    scores = sorted(score_units(ranked, DISTRICT, RULES), key=lambda s: (-s.total, s.unit.name))
-    apart_scores = [(s, why_apart(s.unit, min_ratings) or "") for s in score_units(apart, DISTRICT, RULES)]
-    return FiguresTable(scores, apart_scores, force, history, min_ratings)
+    return build_table(units, history, DISTRICT.model_copy(update={"min_ratings": min_ratings}), RULES, "hotline")
 
 
 TABLE = table_of([unit("张店区", A=1000, M=950, P=600, I=598, D=10, T=2, B=8, N1=8, N2=1, N3=1),
@@ -143,7 +135,7 @@ def test_equal_totals_share_a_place_and_the_next_skips() -> None:
 
 
 def test_units_not_ranked_follow_apart_with_their_reason_and_no_place(sheet: Worksheet) -> None:
-    assert sheet["A8"].value == "以下单位不参与排名（未填写名称，或评价数少于 10 条）"
+    assert sheet["A8"].value == "以下各行不参与排名（未记录热线，或评价数少于 10 条）"
     merged = {str(merged) for merged in sheet.merged_cells.ranges}
     assert f"A8:{letter(WIDTH)}8" in merged
     apart = row_of(sheet, "周村区")
@@ -151,7 +143,7 @@ def test_units_not_ranked_follow_apart_with_their_reason_and_no_place(sheet: Wor
     assert apart[12] == 0.625 and apart[16] == "-"  # 差评回复率 with no 差评
     assert apart[19] == "评价数 5 条，少于 10 条，不参与排名" and apart[20:] == [None] * 8
     assert f"T9:{letter(WIDTH)}9" in merged and sheet["B9"].value == "周村区"
-    assert row_of(sheet, UNNAMED)[19] == "来电未填写该项，无法归属"
+    assert row_of(sheet, UNNAMED)[19] == "来电未记录热线，无法归属"
     assert sheet.max_row == 10
 
 
@@ -188,7 +180,7 @@ def test_the_history_sheet_keeps_every_entry_and_marks_its_state(data: bytes) ->
                                                    "撤销或更正人", "撤销或更正时间", "撤销或更正理由"]
     rows = [[cell.value for cell in row] for row in history.iter_rows(min_row=2)]
     assert [(row[0], row[1], row[6]) for row in rows] == [
-        (1, "张店区", "有效"), (2, "博山区", "已撤销"), (3, "张店区", "已更正"), (4, "张店区", "有效"), (5, LINK, "有效")]
+        (1, "张店区", "有效"), (2, "博山区", "已撤销"), (3, "张店区", "已更正为 +3.00"), (4, "张店区", "有效"), (5, LINK, "有效")]
     assert rows[1][2] == -2 and history["C3"].number_format == "+0.00;-0.00;0.00"
     # Stored in UTC, written as Beijing time without a zone: 02:30Z is 10:30, 01:00Z is 09:00.
     assert rows[0][5] == datetime(2026, 12, 1, 10, 30) and history["F2"].number_format == "yyyy-mm-dd hh:mm"

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import wave
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import yaml
 
 from ivr.prompts import MANIFEST, SOUNDS_DIR, PromptBuildError, build_prompts, stale_sounds
 from rating_core.promises import chinese_count
+from waiting import HANG
 from rating_core.rules import DEFAULT_RULES_FILE, HotlineProfile, RulesError, parse_rules
 
 CLI = str(Path(sys.executable).with_name("hotline-eval"))
@@ -89,6 +91,7 @@ def test_counts_are_said_in_chinese_words(n: int, words: str) -> None:
     ("12345", "您的意见已记录，我们将在3个工作日内回访核实。", "3个工作日", "zh-CN"),
     ("12345-ko", "의견이 접수되었습니다. 24시간 이내에 다시 연락드리겠습니다.", "24시간", "ko"),
     ("12345-ko", "의견이 접수되었습니다. 1영업일 안에 다시 연락드리겠습니다.", "1영업일", "ko"),
+    ("12345", "您的意见已记录，我们将在１２小时内回访核实。", "12小时", "zh-CN"),  # fullwidth digits
 ])
 def test_a_written_out_limit_that_is_not_the_policy_is_refused(hotline: str, text: str, quoted: str,
                                                                language: str) -> None:
@@ -112,7 +115,8 @@ def test_a_written_out_limit_that_is_the_policy_is_accepted(text: str) -> None:
     assert parse_rules(with_prompt("12345", text)).hotline("12345").prompts["thanks_negative"] == text
 
 
-@pytest.mark.parametrize("text", ["请按1。", "感谢您致电12345热线，再见。", "您于3月15日来电。", "이 시간 내에 연락드리겠습니다."])
+@pytest.mark.parametrize("text", ["请按1。", "感谢您致电12345热线，再见。", "您于3月15日来电。", "请在3月15日内办理。",
+                                  "이 시간 내에 연락드리겠습니다."])
 def test_numbers_that_are_no_time_limit_are_left_alone(text: str) -> None:
     assert parse_rules(with_prompt("12345", text)).hotline("12345").prompts["thanks_negative"] == text
 
@@ -240,6 +244,8 @@ def test_the_fastagi_server_warns_at_start_of_sounds_that_promise_the_old_limit(
     subprocess.run([CLI, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=300)
     server = subprocess.Popen([CLI, "agi", "--listen", "127.0.0.1:0", "--audiosocket", "127.0.0.1:0",
                                "--speech-workers", "0"], env=env, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(HANG, server.kill)  # a server that never says it listens fails the test, not CI
+    watchdog.start()
     try:
         seen: list[str] = []
         assert server.stderr is not None
@@ -252,5 +258,6 @@ def test_the_fastagi_server_warns_at_start_of_sounds_that_promise_the_old_limit(
         assert any("12345/thanks_negative.wav" in line and "四十八小时" in line for line in warnings)
         assert any("12345-ko/thanks_negative.wav" in line for line in warnings)
     finally:
+        watchdog.cancel()
         server.terminate()
         server.wait(timeout=60)

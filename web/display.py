@@ -11,7 +11,7 @@ from flask import Flask
 from rating_core.callback_policy import QUESTIONS, VERDICTS
 from rating_core.privacy import mask_phone
 from rating_core.rules import Rules
-from rating_core.scoring import rounded
+from rating_core.scoring import plain_number, rounded
 
 STATE_NAMES = {
     "pending": "待回访", "dialing": "呼叫中", "contacted": "已接通待核实", "rectifying": "限期整改中",
@@ -61,6 +61,7 @@ def register(app: Flask, rules: Rules) -> None:
         # Points and rates as the 通报表 prints them: rounded half up from the exact Decimal, never via float.
         points=lambda value: str(rounded(value)),
         percent=lambda rate: f"{rounded(rate.value * 100)}%" if rate.defined else "-",
+        plain_number=plain_number,
     )
     app.jinja_env.globals.update(tag_name=lambda hotline, code: tags.get((hotline, code), code))
     app.jinja_env.globals["is_overdue"] = lambda deadline: deadline is not None and deadline <= datetime.now(timezone.utc)

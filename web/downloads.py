@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-# Characters no file system or mail client takes in a name, and controls.
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f\\/:*?"<>|]')
+from rating_core.cell_text import file_name
+
 _NOT_ASCII_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -20,6 +20,6 @@ def attachment(filename: str, ascii_fallback: str) -> str:
     Unsafe characters in either name (path separators, quotes, controls)
     become ``_``, so a 工单号 with a slash cannot name a folder.
     """
-    name = _UNSAFE.sub("_", filename).strip() or ascii_fallback
+    name = file_name(filename) or ascii_fallback
     fallback = _NOT_ASCII_NAME.sub("_", ascii_fallback) or "download"
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"

@@ -19,6 +19,7 @@ from docx.shared import Cm, Pt
 from docx.text.paragraph import Paragraph
 from docx.text.run import Run
 
+from rating_core.cell_text import printable
 from rating_core.verification_report import Report
 
 TITLE_FONT = "方正小标宋简体"
@@ -57,7 +58,7 @@ def _chinese_defaults(document: DocumentObject) -> None:
 
 
 def _run(paragraph: Paragraph, text: str, font: str, size: Pt) -> Run:
-    run = paragraph.add_run(text)
+    run = paragraph.add_run(printable(text))
     run.font.size = size
     _fonts(run._element.get_or_add_rPr(), font)
     return run
@@ -86,19 +87,21 @@ def report_docx(report: Report) -> bytes:
     spacing.line_spacing_rule, spacing.line_spacing = WD_LINE_SPACING.EXACTLY, LINE
     spacing.space_before = spacing.space_after = Pt(0)
     document.core_properties.title = report.title
-    document.core_properties.author = report.signature
+    document.core_properties.author = printable(report.signature)
     document.core_properties.language = "zh-CN"
 
     title = document.add_paragraph()
     title.alignment = WD_ALIGN_PARAGRAPH.CENTER
     _run(title, report.title, TITLE_FONT, TITLE_SIZE)
     title.paragraph_format.space_after = LINE  # a blank line under the title
-    document.add_paragraph(report.addressee)
-    _indented(document.add_paragraph(report.opening))
+    # Every text comes from the record (a 工单号, a unit's name, what an agent typed): no control character
+    # may make the file unwritable.
+    document.add_paragraph(printable(report.addressee))
+    _indented(document.add_paragraph(printable(report.opening)))
     for heading, text in report.sections:
         _run(_indented(document.add_paragraph()), heading, HEADING_FONT, BODY_SIZE)
-        _indented(document.add_paragraph(text))
-    signature = document.add_paragraph(report.signature)
+        _indented(document.add_paragraph(printable(text)))
+    signature = document.add_paragraph(printable(report.signature))
     signature.paragraph_format.space_before = Pt(LINE_PT * 2)
     for line in (signature, document.add_paragraph(report.dated)):
         line.alignment = WD_ALIGN_PARAGRAPH.RIGHT

@@ -56,7 +56,7 @@ def _period_text(values: Any) -> str:
     kind = values.get("kind") or ""
     if kind == "quarter":
         year, quarter = values.get("year") or "", values.get("quarter") or ""
-        if not (year.isdigit() and quarter in ("1", "2", "3", "4")):
+        if not (year.isascii() and year.isdigit() and quarter in ("1", "2", "3", "4")):
             raise FigureQueryError("请选择年份和季度")
         return f"{year}Q{quarter}"
     if kind == "month":
@@ -90,7 +90,8 @@ def _choices() -> dict[str, str]:
     if chosen["hotline"] and chosen["hotline"] not in store().rules.hotlines:
         raise FigureQueryError(f"未知的热线“{chosen['hotline']}”")
     try:
-        parse_period(chosen["period"], _zone())
+        # As read: the label 加减分 entries are filed under is the same however the period was typed.
+        chosen["period"] = parse_period(chosen["period"], _zone()).label
     except PeriodError as exc:
         raise FigureQueryError(str(exc)) from None
     return chosen
@@ -192,6 +193,7 @@ def figures_xlsx() -> Any:
 
 
 def _points(text: str | None) -> Decimal:
+    """The points typed in a form; NaN when they are no number, for check_entry to refuse in Chinese."""
     try:
         return Decimal(text or "")
     except InvalidOperation:
@@ -213,10 +215,16 @@ def add_adjustment() -> Any:
     name, reason = (request.form.get("name") or "").strip(), request.form.get("reason") or ""
     points = _points(request.form.get("points"))
 
+    _period, table = _table(chosen)
+    units = {score.unit.name for score in table.ranked} | {score.unit.name for score, _why in table.apart}
+
     def add(session: Session) -> str:
+        if name not in units:
+            raise AdjustmentError(f"“{name}”不在该时段的统计表中，请从列表中选择")
         entry = add_entry(session, chosen["period"], chosen["by"], name, points, reason,
                           datetime.now(timezone.utc), current_user.username)
-        audit(session, "adjustment_added", str(entry.id), name=name, points=str(points), period=chosen["period"])
+        audit(session, "adjustment_added", str(entry.id), name=name, points=str(points), period=chosen["period"],
+              dimension=chosen["by"])
         return f"已为 {name} 记入加减分 {points:+.2f}"
 
     return _after_adjustment(chosen, add)
@@ -229,8 +237,10 @@ def withdraw_adjustment(entry_id: int) -> Any:
     reason = request.form.get("reason") or ""
 
     def withdraw(session: Session) -> str:
-        entry = withdraw_entry(session, entry_id, reason, datetime.now(timezone.utc), current_user.username)
-        audit(session, "adjustment_withdrawn", str(entry_id), name=entry.name, reason=reason.strip())
+        entry = withdraw_entry(session, entry_id, chosen["period"], chosen["by"], reason, datetime.now(timezone.utc),
+                               current_user.username)
+        audit(session, "adjustment_withdrawn", str(entry_id), name=entry.name, reason=reason.strip(),
+              period=entry.period, dimension=entry.dimension)
         return f"已撤销 {entry.name} 的加减分 {entry.points:+.2f}"
 
     return _after_adjustment(chosen, withdraw)
@@ -243,9 +253,10 @@ def correct_adjustment(entry_id: int) -> Any:
     reason, points = request.form.get("reason") or "", _points(request.form.get("points"))
 
     def correct(session: Session) -> str:
-        entry = correct_entry(session, entry_id, points, reason, datetime.now(timezone.utc), current_user.username)
+        entry = correct_entry(session, entry_id, chosen["period"], chosen["by"], points, reason,
+                              datetime.now(timezone.utc), current_user.username)
         audit(session, "adjustment_corrected", str(entry_id), name=entry.name, points=str(points),
-              reason=reason.strip())
+              reason=reason.strip(), period=entry.period, dimension=entry.dimension)
         return f"已将 {entry.name} 的加减分更正为 {points:+.2f}"
 
     return _after_adjustment(chosen, correct)

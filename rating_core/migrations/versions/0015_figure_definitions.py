@@ -1,10 +1,11 @@
 """加减分 corrections and withdrawals kept in history; N2/N3 by one definition, so the rollups are rebuilt
 
-N3 (整改满意数) now counts only the citizen's answer to the re-ask after the
-handling was finished. A task's ``citizen_satisfied`` given before its
-rectification is cleared (the answer itself stays in callback_answers), and the
-daily rollups are emptied so the next figures read rebuilds every day from the
-calls.
+N2 and N3 now count only the handling as it stands and the citizen's answer
+about it: a rectification a later verdict superseded is no longer done, and a
+task's summary of the citizen's answers (resolved, satisfied) given before the
+handling it is about is cleared (the answers themselves stay in
+callback_answers). The daily rollups are emptied; the next figures read, or
+``hotline-eval figures rollup``, rebuilds them from the calls.
 
 Revision ID: 0015
 Revises: 0014
@@ -30,11 +31,28 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('withdrawal_reason', sa.Text(), nullable=True))
         batch_op.create_foreign_key(batch_op.f('fk_figure_adjustments_corrects_id_figure_adjustments'),
                                     'figure_adjustments', ['corrects_id'], ['id'])
+    # What the callback loop now does as it goes (callback_tasks._start_handling_anew and
+    # _speaks_to_current_handling), done once for the tasks it moved before: a rectification a later verdict
+    # superseded no longer counts as done, and an answer counts only if given since the handling it is about.
     op.execute(
-        "UPDATE callback_tasks SET citizen_satisfied = NULL "
-        "WHERE rectified_at IS NOT NULL AND citizen_satisfied IS NOT NULL AND NOT EXISTS ("
+        "UPDATE callback_tasks SET rectified_at = NULL "
+        "WHERE rectified_at IS NOT NULL AND verified_at IS NOT NULL AND rectified_at < verified_at"
+    )
+    op.execute(
+        "UPDATE callback_tasks SET citizen_resolved = NULL "
+        "WHERE citizen_resolved IS NOT NULL AND verified_at IS NOT NULL AND NOT EXISTS ("
         "SELECT 1 FROM callback_answers a WHERE a.task_id = callback_tasks.id "
-        "AND a.question = 'satisfied' AND a.at >= callback_tasks.rectified_at)"
+        "AND a.question = 'resolved' AND a.at >= callback_tasks.verified_at)"
+    )
+    op.execute(
+        "UPDATE callback_tasks SET citizen_satisfied = NULL WHERE citizen_satisfied IS NOT NULL AND ("
+        "(rectified_at IS NOT NULL AND NOT EXISTS ("
+        "SELECT 1 FROM callback_answers a JOIN callback_attempts t ON t.id = a.attempt_id "
+        "WHERE a.task_id = callback_tasks.id AND a.question = 'satisfied' AND t.purpose = 'satisfaction' "
+        "AND a.at >= callback_tasks.rectified_at)) "
+        "OR (rectified_at IS NULL AND verified_at IS NOT NULL AND NOT EXISTS ("
+        "SELECT 1 FROM callback_answers a WHERE a.task_id = callback_tasks.id "
+        "AND a.question = 'satisfied' AND a.at >= callback_tasks.verified_at)))"
     )
     op.execute("DELETE FROM figure_rollups")
     op.execute("UPDATE figure_rollup_state SET refreshed_to = NULL")
