@@ -51,8 +51,8 @@ from sqlalchemy import func, select  # noqa: E402
 
 from ivr.prompts import sound_lengths  # noqa: E402
 from ivr.simulated_asterisk import Caller, Press, run_call  # noqa: E402
-from rating_core.database import make_engine  # noqa: E402
-from rating_core.models import Call, Rating  # noqa: E402
+from rating_core.store.database import make_engine  # noqa: E402
+from rating_core.store.models import Call, Rating  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # The last commit whose writer kept a rating in memory and thanked the caller at once (issue 17).

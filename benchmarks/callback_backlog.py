@@ -6,7 +6,7 @@ postgresql+psycopg://…`` for PostgreSQL; the default is a fresh SQLite file).
 1. **Due batch.** The store holds ``--tasks`` tasks in every state with
    deadlines spread over a week either side of now, in the steady state a
    running sweep leaves (whatever was near its deadline already escalated).
-   Timed: the real :func:`~rating_core.callback_tasks.sweep` (stale-deadline
+   Timed: the real :func:`~rating_core.complaints.callback_tasks.sweep` (stale-deadline
    check, escalations, the due query on its index), rolled back after each
    round. Baseline: the naive way, loading every open task and choosing in Python.
 2. **AMI events.** ``--events`` events as Asterisk writes them (the 14-line
@@ -36,11 +36,11 @@ from sqlalchemy import Engine, insert, select  # noqa: E402
 
 from callback.ami_protocol import NEED_DATA, AmiParser, Message  # noqa: E402
 from callback.dialer import AmiSettings, Dialer, LiveAttempt  # noqa: E402
-from rating_core.callback_tasks import DIALLABLE_STATES, OPEN_STATES, sweep  # noqa: E402
-from rating_core.database import make_engine, make_session_factory  # noqa: E402
-from rating_core.migrate import upgrade  # noqa: E402
-from rating_core.models import Call, CallbackTask, Rating  # noqa: E402
-from rating_core.rules import load_rules  # noqa: E402
+from rating_core.complaints.callback_tasks import DIALLABLE_STATES, OPEN_STATES, sweep  # noqa: E402
+from rating_core.store.database import make_engine, make_session_factory  # noqa: E402
+from rating_core.store.migrate import upgrade  # noqa: E402
+from rating_core.store.models import Call, CallbackTask, Rating  # noqa: E402
+from rating_core.rules.rulebook import load_rules  # noqa: E402
 from timing import timed  # noqa: E402 (benchmarks/ is the script's folder)
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)  # Monday 10:00 in Shanghai

@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import Engine, text  # noqa: E402
 
-from rating_core.database import make_engine, make_session_factory  # noqa: E402
-from rating_core.figure_rollups import refresh, rolled_up_counts  # noqa: E402
-from rating_core.figures import parse_period, unit_counts  # noqa: E402
-from rating_core.migrate import upgrade  # noqa: E402
+from rating_core.store.database import make_engine, make_session_factory  # noqa: E402
+from rating_core.reports.figure_rollups import refresh, rolled_up_counts  # noqa: E402
+from rating_core.reports.figures import parse_period, unit_counts  # noqa: E402
+from rating_core.store.migrate import upgrade  # noqa: E402
 from timing import timed  # noqa: E402 (benchmarks/ is the script's folder)
 
 ZONE = ZoneInfo("Asia/Shanghai")

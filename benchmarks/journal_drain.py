@@ -6,7 +6,7 @@ Issue 17 measured 21,700 events for a 6 s database outage under full load, and
 asked that they be in the store within 10 s of its return. The events (calls
 that start, are rated — a 差评 in four, with its reason — and end, interleaved
 as on a busy server) are appended to a real journal, then applied by
-:class:`rating_core.journal_replay.JournalApplier` as the store process does
+:class:`rating_core.ratings.journal_replay.JournalApplier` as the store process does
 when the database comes back. The baseline, in the same run and on the same
 database, is one transaction per event (what a replay that applies its events
 one by one costs), measured on a tenth of the events and scaled.
@@ -26,13 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import MetaData, text  # noqa: E402
 
-from rating_core.call_events import CallEnded, CallEvent, CallStarted, RatingGiven, ReasonGiven  # noqa: E402
-from rating_core.database import make_engine  # noqa: E402
-from rating_core.journal import Journal  # noqa: E402
-from rating_core.journal_replay import JournalApplier  # noqa: E402
-from rating_core.migrate import upgrade  # noqa: E402
-from rating_core.rules import load_rules  # noqa: E402
-from rating_core.store import RatingStore  # noqa: E402
+from rating_core.events.call_events import CallEnded, CallEvent, CallStarted, RatingGiven, ReasonGiven  # noqa: E402
+from rating_core.store.database import make_engine  # noqa: E402
+from rating_core.events.journal import Journal  # noqa: E402
+from rating_core.ratings.journal_replay import JournalApplier  # noqa: E402
+from rating_core.store.migrate import upgrade  # noqa: E402
+from rating_core.rules.rulebook import load_rules  # noqa: E402
+from rating_core.ratings.store import RatingStore  # noqa: E402
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 

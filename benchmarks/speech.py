@@ -37,7 +37,7 @@ from ivr.audiosocket_server import AudioSocketServer  # noqa: E402
 from ivr.simulated_asterisk import AudioSocketRequest, Say, play_audiosocket  # noqa: E402
 from ivr.speech_listener import SpeechListener  # noqa: E402
 from ivr.speech_workers import RecognizerPool  # noqa: E402
-from rating_core.rules import load_rules  # noqa: E402
+from rating_core.rules.rulebook import load_rules  # noqa: E402
 from speech_models.manifests import locate  # noqa: E402
 
 HOTLINE = "12345-ko"

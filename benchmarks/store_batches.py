@@ -31,14 +31,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rating_core.call_events import (  # noqa: E402
+from rating_core.events.call_events import (  # noqa: E402
     CallEnded, CallEvent, CallStarted, RatingGiven, ReasonGiven, VoiceMessageRecorded, to_record,
 )
-from rating_core.database import make_engine  # noqa: E402
-from rating_core.journal import Position, parse  # noqa: E402
-from rating_core.migrate import upgrade  # noqa: E402
-from rating_core.rules import load_rules  # noqa: E402
-from rating_core.store import RatingStore  # noqa: E402
+from rating_core.store.database import make_engine  # noqa: E402
+from rating_core.events.journal import Position, parse  # noqa: E402
+from rating_core.store.migrate import upgrade  # noqa: E402
+from rating_core.rules.rulebook import load_rules  # noqa: E402
+from rating_core.ratings.store import RatingStore  # noqa: E402
 
 ARRIVALS_PER_SECOND = 300
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=timezone.utc)

@@ -34,10 +34,10 @@ import httpx  # noqa: E402
 from sqlalchemy import insert, select, update  # noqa: E402
 
 from callback.webhook_delivery import body_of, deliver_pass, fan_out, signature  # noqa: E402
-from rating_core.database import make_engine, make_session_factory  # noqa: E402
-from rating_core.migrate import upgrade  # noqa: E402
-from rating_core.models import OutboxEvent, WebhookDelivery, WebhookEndpoint  # noqa: E402
-from rating_core.webhook_endpoints import new_secret  # noqa: E402
+from rating_core.store.database import make_engine, make_session_factory  # noqa: E402
+from rating_core.store.migrate import upgrade  # noqa: E402
+from rating_core.store.models import OutboxEvent, WebhookDelivery, WebhookEndpoint  # noqa: E402
+from rating_core.outbox.webhook_endpoints import new_secret  # noqa: E402
 
 
 class Ok(BaseHTTPRequestHandler):

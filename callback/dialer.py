@@ -28,9 +28,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from callback.ami_client import ActionFailed, AmiClient, AmiError, NotConnected
 from callback.ami_protocol import Message, originate_fields
 from callback.call_outcomes import HANGUP_CAUSES, dial_status_outcome, failed_outcome, parse_int
-from rating_core.batch_lookups import blocked_reason
-from rating_core.callback_policy import CallbackPolicy
-from rating_core.callback_tasks import (
+from rating_core.store.batch_lookups import blocked_reason
+from rating_core.rules.callback_policy import CallbackPolicy
+from rating_core.complaints.callback_tasks import (
     DIALLABLE_STATES,
     LIVE_ATTEMPT_STATUSES,
     claim_attempt,
@@ -43,7 +43,7 @@ from rating_core.callback_tasks import (
     release_attempt,
     stop_dialling,
 )
-from rating_core.models import CallbackAttempt, CallbackTask
+from rating_core.store.models import CallbackAttempt, CallbackTask
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ the store. So a job that Redis loses is found again by :func:`sweep_due`,
 which ``rq cron`` runs every minute (one cron process per deployment: it has
 no leader election) and ``hotline-eval callbacks run-due`` runs by hand.
 Jobs are idempotent: a task is dialled only through
-:func:`rating_core.callback_tasks.request_attempt`, which checks its state.
+:func:`rating_core.complaints.callback_tasks.request_attempt`, which checks its state.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy.orm import Session, sessionmaker
 
-from rating_core.callback_tasks import SweepResult, request_attempt, sweep
-from rating_core.database import make_engine, make_session_factory
-from rating_core.rules import Rules, load_rules
+from rating_core.complaints.callback_tasks import SweepResult, request_attempt, sweep
+from rating_core.store.database import make_engine, make_session_factory
+from rating_core.rules.rulebook import Rules, load_rules
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def deliver_webhooks() -> dict[str, int]:
 
 def default_unrated_calls(now_iso: str | None = None) -> int:
     """RQ cron job (and ``lifecycle run``): 未评价 calls past their period get the default rating."""
-    from rating_core.lifecycle import default_unrated
+    from rating_core.ratings.lifecycle import default_unrated
 
     sessions, rules = _store()
     with sessions.begin() as session:

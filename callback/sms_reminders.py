@@ -1,7 +1,7 @@
 """Sending the 补充评价 SMS through the hotline's gateway: one per unrated call, never two.
 
 The reminder rows are planned by the store when an unrated call ends
-(:mod:`rating_core.supplementary`); a pass here sends the due ones:
+(:mod:`rating_core.ratings.supplementary`); a pass here sends the due ones:
 
 1. a row whose sender died mid-request (its lease ran out while ``sending``)
    may or may not have gone out: it is retried only if the gateway drops a
@@ -33,11 +33,11 @@ import httpx
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from rating_core.lifecycle_policy import SmsGateway, SmsReminderPolicy
-from rating_core.models import SmsReminder
-from rating_core.privacy import mask_phone
-from rating_core.rules import Rules
-from rating_core.supplementary import link_token, outside_quiet_hours, sms_text, why_not_now
+from rating_core.rules.lifecycle_policy import SmsGateway, SmsReminderPolicy
+from rating_core.store.models import SmsReminder
+from rating_core.rules.privacy import mask_phone
+from rating_core.rules.rulebook import Rules
+from rating_core.ratings.supplementary import link_token, outside_quiet_hours, sms_text, why_not_now
 
 log = logging.getLogger(__name__)
 

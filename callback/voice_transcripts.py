@@ -28,8 +28,8 @@ from pathlib import Path
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from rating_core.models import Call, Rating
-from rating_core.rules import Rules
+from rating_core.store.models import Call, Rating
+from rating_core.rules.rulebook import Rules
 from speech_models.manifests import locate
 from speech_models.recordings import UnreadableRecording, read_recording
 from speech_models.transcribe import Transcript, load_model, transcribe

@@ -33,7 +33,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks.webhooks import Webhook
 
-from rating_core.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
+from rating_core.store.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 
 log = logging.getLogger(__name__)
 

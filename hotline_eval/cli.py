@@ -19,10 +19,10 @@ from pathlib import Path
 import click
 import uvloop
 
-from rating_core.database import home_dir, make_engine
-from rating_core.rules import HotlineProfile, Rules, RulesError, load_rules
-from rating_core.journal import Journal, JournalFull
-from rating_core.store import RatingStore
+from rating_core.store.database import home_dir, make_engine
+from rating_core.rules.rulebook import HotlineProfile, Rules, RulesError, load_rules
+from rating_core.events.journal import Journal, JournalFull
+from rating_core.ratings.store import RatingStore
 
 log = logging.getLogger("hotline_eval")
 
@@ -76,7 +76,7 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Apply the schema migrations."""
-    from rating_core.migrate import upgrade
+    from rating_core.store.migrate import upgrade
 
     engine = make_engine()
     upgrade(engine, revision)
@@ -86,7 +86,7 @@ def db_upgrade(revision: str) -> None:
 @db.command("replay-spool")
 def db_replay_spool() -> None:
     """Apply the journals of FastAGI servers that are gone (a running server's is left to it)."""
-    from rating_core.journal_replay import replay_dead_journals
+    from rating_core.ratings.journal_replay import replay_dead_journals
 
     read = replay_dead_journals(open_store(), spool_dir())
     click.echo(f"replayed {read} journal line(s) from {spool_dir()}")
@@ -95,7 +95,7 @@ def db_replay_spool() -> None:
 @db.command("dead-letters")
 def db_dead_letters() -> None:
     """List the events the store refused, with why (kept in the journal folder's dead-letters.jsonl)."""
-    from rating_core.dead_letters import DeadLetters
+    from rating_core.events.dead_letters import DeadLetters
 
     letters = DeadLetters(spool_dir()).all()
     for letter in letters:
@@ -234,7 +234,7 @@ def agi_script() -> None:
     from ivr.agi_stdio import open_stdio_session
     from ivr.rating_writer import RatingWriter
     from ivr.service import make_scripts
-    from rating_core.journal_replay import apply_own_journal
+    from rating_core.ratings.journal_replay import apply_own_journal
 
     _setup_logging(False)
     store = open_store()
@@ -341,7 +341,7 @@ def ratings() -> None:
 @click.option("--since", help="Only calls started at or after this ISO time (UTC unless it says otherwise).")
 def ratings_export(fmt: str, since: str | None) -> None:
     """Calls with their rating (or 未评价), tags, channel variables and times."""
-    from rating_core.export import export_rows, write_csv, write_jsonl
+    from rating_core.reports.export import export_rows, write_csv, write_jsonl
 
     since_at = _iso_time(since, "--since") if since else None
     store = open_store()
@@ -364,7 +364,7 @@ def callbacks() -> None:
 @click.option("--full-numbers", is_flag=True, help="Show citizens' numbers unmasked.")
 def callbacks_list(fmt: str, full_numbers: bool) -> None:
     """Tasks with their deadlines, state, attempts and history, most urgent first."""
-    from rating_core.export import callback_rows, write_jsonl
+    from rating_core.reports.export import callback_rows, write_jsonl
 
     store = open_store()
     with store.sessions() as session:
@@ -438,8 +438,8 @@ def calendar() -> None:
 @click.option("--note", default=None, help="E.g. the State Council notice it comes from.")
 def calendar_set(day: datetime, workday: bool, note: str | None) -> None:
     """Mark DAY as a working day or a holiday, and recompute the open tasks' deadlines."""
-    from rating_core.callback_tasks import recompute_deadlines
-    from rating_core.models import CalendarOverride
+    from rating_core.complaints.callback_tasks import recompute_deadlines
+    from rating_core.store.models import CalendarOverride
 
     store = open_store()
     with store.sessions.begin() as session:
@@ -518,8 +518,8 @@ def figures_score(scheme_key: str, source: click.utils.LazyFile, target: click.u
     from dataclasses import replace
 
     from hotline_eval.figures_csv import read_counts, score_header, score_rows
-    from rating_core.cell_text import csv_text
-    from rating_core.scoring import ScoringError, load_scoring_rules, score_units
+    from rating_core.reports.cell_text import csv_text
+    from rating_core.reports.scoring import ScoringError, load_scoring_rules, score_units
 
     try:
         rules = load_scoring_rules()
@@ -543,7 +543,7 @@ def figures_rollup(days: int | None) -> None:
     """Bring the daily figure rollups up to date (the figures page does this before each read)."""
     from zoneinfo import ZoneInfo
 
-    from rating_core.figure_rollups import refresh
+    from rating_core.reports.figure_rollups import refresh
 
     store = open_store()
     with store.sessions.begin() as session:
@@ -563,7 +563,7 @@ def webhooks() -> None:
 @click.option("--secret", envvar="HOTLINE_EVAL_WEBHOOK_SECRET", help="whsec_… (default: a new one, printed once).")
 def webhooks_add(url: str, events: str, secret: str | None) -> None:
     """Subscribe an endpoint."""
-    from rating_core.webhook_endpoints import EndpointError, add_endpoint
+    from rating_core.outbox.webhook_endpoints import EndpointError, add_endpoint
 
     store = open_store()
     try:
@@ -583,7 +583,7 @@ def webhooks_list() -> None:
     """Endpoints with their deliveries by status, and the dead letters."""
     from sqlalchemy import func, select
 
-    from rating_core.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
+    from rating_core.store.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 
     store = open_store()
     with store.sessions() as session:
@@ -616,7 +616,7 @@ def webhooks_deliver() -> None:
 @click.option("--dead", is_flag=True, help="Every dead delivery.")
 def webhooks_replay(event_id: str | None, dead: bool) -> None:
     """Send again (same webhook-id, so receivers still apply each event once)."""
-    from rating_core.webhook_endpoints import replay
+    from rating_core.outbox.webhook_endpoints import replay
 
     if not event_id and not dead:
         raise click.UsageError("give --event ID or --dead")
@@ -633,7 +633,7 @@ def webhooks_rotate(endpoint_id: int, overlap_hours: int) -> None:
     """A new signing secret; both sign until the overlap ends."""
     from datetime import timedelta
 
-    from rating_core.webhook_endpoints import EndpointError, rotate_secret
+    from rating_core.outbox.webhook_endpoints import EndpointError, rotate_secret
 
     store = open_store()
     try:

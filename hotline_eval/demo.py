@@ -14,11 +14,11 @@ from hotline_eval.demo_sms import run_sms
 from hotline_eval.demo_speech import run_speech
 from ivr.service import running_ivr
 from ivr.simulator import Summary, check_store, plan_calls, simulate
-from rating_core.export import export_rows
-from rating_core.migrate import upgrade
-from rating_core.privacy import mask_phone
-from rating_core.journal import Journal
-from rating_core.store import RatingStore
+from rating_core.reports.export import export_rows
+from rating_core.store.migrate import upgrade
+from rating_core.rules.privacy import mask_phone
+from rating_core.events.journal import Journal
+from rating_core.ratings.store import RatingStore
 
 
 def run_demo(store: RatingStore, journal: Journal, home: Path, *, calls: int, concurrency: int, port: int,

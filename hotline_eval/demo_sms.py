@@ -19,9 +19,9 @@ from sqlalchemy import select
 
 from callback.simulated_sms_gateway import SimulatedSmsGateway
 from callback.sms_reminders import SmsSettings, send_due
-from rating_core.models import Call, Rating
-from rating_core.privacy import mask_phone
-from rating_core.store import RatingStore
+from rating_core.store.models import Call, Rating
+from rating_core.rules.privacy import mask_phone
+from rating_core.ratings.store import RatingStore
 from web import create_app
 
 LINK = re.compile(r"https?://\S+/r/([A-Za-z0-9_-]+)")

@@ -20,9 +20,9 @@ from sqlalchemy.orm import joinedload
 
 from ivr.service import running_ivr, running_speech
 from ivr.simulated_asterisk import Caller, Press, Say, Silence, Speak, run_call
-from rating_core.models import Call
-from rating_core.journal import Journal
-from rating_core.store import RatingStore
+from rating_core.store.models import Call
+from rating_core.events.journal import Journal
+from rating_core.ratings.store import RatingStore
 from speech_models.manifests import locate
 from speech_models.recordings import read_recording
 

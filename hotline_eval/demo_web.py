@@ -13,8 +13,8 @@ import waitress
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
-from rating_core.models import WebUser
-from rating_core.store import RatingStore
+from rating_core.store.models import WebUser
+from rating_core.ratings.store import RatingStore
 from web import create_app
 from web.accounts import create_user
 

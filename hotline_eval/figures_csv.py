@@ -12,7 +12,7 @@ import csv
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 
-from rating_core.scoring import COUNT_NAMES, Scheme, ScoringError, ScoringRules, UnitCounts, UnitScore, rounded
+from rating_core.reports.scoring import COUNT_NAMES, Scheme, ScoringError, ScoringRules, UnitCounts, UnitScore, rounded
 
 NAME_HEADINGS = ("name", "部门", "单位", "名称", "区县")
 ADJUSTMENT_HEADINGS = ("adjustment", "加减分")

@@ -23,9 +23,11 @@ from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 from ivr.agi_session import AgiSession, ChannelHungUp, CommandFailed
-from rating_core.call_events import CallEnded, CallStarted, RatingGiven, ReasonGiven, VoiceMessageRecorded
-from rating_core.privacy import mask_phone
-from rating_core.rules import HotlineProfile, Level, Rules, VoiceMessagePolicy
+from rating_core.events.call_events import (
+    CallEnded, CallStarted, RatingGiven, ReasonGiven, VoiceMessageRecorded,
+)
+from rating_core.rules.privacy import mask_phone
+from rating_core.rules.rulebook import HotlineProfile, Level, Rules, VoiceMessagePolicy
 from ivr.menus import HotlineScript
 from ivr.rating_writer import RatingWriter
 from ivr.speech_listener import Heard, RatingListener

@@ -12,7 +12,7 @@ import logging
 from collections import Counter
 
 from ivr.agi_session import AgiSession, ChannelHungUp, CommandFailed, ConnectionLost
-from rating_core.rules import HotlineProfile, MenuPolicy
+from rating_core.rules.rulebook import HotlineProfile, MenuPolicy
 
 log = logging.getLogger(__name__)
 

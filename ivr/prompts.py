@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pypinyin import Style, lazy_pinyin
 
-from rating_core.rules import HotlineProfile
+from rating_core.rules.rulebook import HotlineProfile
 
 SOUNDS_DIR = Path(__file__).with_name("sounds")
 VOICE = "cmn-latn-pinyin"

@@ -2,7 +2,7 @@
 
 A call hands each event to :meth:`RatingWriter.submit`, and waits (:meth:`RatingWriter.write`) where the
 caller must not be thanked for what could still be lost: the rating, the reason, the voice message, the
-end of the call. The writer appends whatever has queued up to the journal (:mod:`rating_core.journal`)
+end of the call. The writer appends whatever has queued up to the journal (:mod:`rating_core.events.journal`)
 with one fsync — group commit: while one fsync is on the disk the next group gathers, so thousands of
 calls cost a few hundred fsyncs a second, not thousands — and the store process applies the journal to
 the database on its own time (:mod:`ivr.store_process`). A database that is down, slow or refusing
@@ -20,9 +20,9 @@ import logging
 import time
 from typing import Protocol
 
-from rating_core.call_events import CallEvent
-from rating_core.event_values import clamp
-from rating_core.journal import Journal, Position
+from rating_core.events.call_events import CallEvent
+from rating_core.store.event_values import clamp
+from rating_core.events.journal import Journal, Position
 
 log = logging.getLogger(__name__)
 

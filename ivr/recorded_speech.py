@@ -25,7 +25,7 @@ from ivr.agi_session import AgiSession, ChannelHungUp, CommandFailed
 from ivr.menus import ANY_KEY
 from ivr.speech_listener import Heard
 from ivr.speech_workers import RecognizerPool, SpeechUnavailable
-from rating_core.rules import HotlineProfile
+from rating_core.rules.rulebook import HotlineProfile
 from speech_models.grammar import understand
 from speech_models.recordings import UnreadableRecording, read_recording
 

@@ -21,10 +21,10 @@ from ivr.speech_listener import RatingListener, SpeechListener
 from ivr.speech_workers import GrammarSpec, RecognizerPool
 from ivr.store_process import StoreProcess
 from ivr.verification_flow import verify
-from rating_core.callback_tasks import VerificationCall
-from rating_core.rules import Rules
-from rating_core.journal import Journal
-from rating_core.store import RatingStore
+from rating_core.complaints.callback_tasks import VerificationCall
+from rating_core.rules.rulebook import Rules
+from rating_core.events.journal import Journal
+from rating_core.ratings.store import RatingStore
 from speech_models.manifests import locate
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from ivr.simulated_asterisk import Caller, CallResult, HangUp, Press, Silence, Speak, run_call
-from rating_core.models import Call
-from rating_core.rules import HotlineProfile, Rules
+from rating_core.store.models import Call
+from rating_core.rules.rulebook import HotlineProfile, Rules
 
 # (kind, weight): roughly what a hotline sees after the agent hangs up.
 CALLER_MIX = (

@@ -20,7 +20,7 @@ from ivr.agi_session import AgiSession, ChannelHungUp, CommandFailed
 from ivr.audiosocket_protocol import AudioReceived, ConnectionClosed, DtmfReceived, ErrorReceived, HangupReceived
 from ivr.audiosocket_server import AudioSocketCall, AudioSocketServer
 from ivr.speech_workers import RecognizerPool, SpeechUnavailable
-from rating_core.rules import HotlineProfile
+from rating_core.rules.rulebook import HotlineProfile
 from speech_models.grammar import Understood, understand
 
 log = logging.getLogger(__name__)

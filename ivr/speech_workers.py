@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ivr.parent_watch import exit_with_parent
-from rating_core.rules import HotlineProfile
+from rating_core.rules.rulebook import HotlineProfile
 from speech_models.grammar import RatingGrammar, build_grammar
 from speech_models.recordings import SAMPLE_RATE
 

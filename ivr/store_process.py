@@ -9,7 +9,7 @@ core and the event loop never waits for it.
 
 The child reads the server's journal from disk itself (the server sends it
 nothing but "stop"), applies it batch by batch with
-:class:`rating_core.journal_replay.JournalApplier`, takes over the streams of
+:class:`rating_core.ratings.journal_replay.JournalApplier`, takes over the streams of
 dead servers between batches, and reports its position. A child that dies
 takes nothing with it: everything is in the journal, and a new child goes on
 from the last position the store has. Tests and the demo may run the same loop
@@ -29,11 +29,11 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from ivr.parent_watch import exit_with_parent
-from rating_core.database import make_engine
-from rating_core.journal import START, Position
-from rating_core.journal_replay import JournalApplier
-from rating_core.rules import Rules
-from rating_core.store import RatingStore, StoreUnavailable
+from rating_core.store.database import make_engine
+from rating_core.events.journal import START, Position
+from rating_core.ratings.journal_replay import JournalApplier
+from rating_core.rules.rulebook import Rules
+from rating_core.ratings.store import RatingStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

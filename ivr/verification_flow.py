@@ -10,7 +10,7 @@
 
 Each answer is stored the moment its key is read, so a hang-up keeps what was
 said. Keys and prompts come from the hotline's rules; what each answer does to
-the task is decided in :mod:`rating_core.callback_tasks`.
+the task is decided in :mod:`rating_core.complaints.callback_tasks`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from zoneinfo import ZoneInfo
 from ivr.agi_session import AgiSession, ChannelHungUp, ConnectionLost
 from ivr.menus import HotlineScript
 from ivr.rating_writer import RatingWriter
-from rating_core.call_events import CallbackAnswered, CallbackCallEnded
-from rating_core.callback_tasks import VerificationCall
-from rating_core.rules import HotlineProfile, Rules
+from rating_core.events.call_events import CallbackAnswered, CallbackCallEnded
+from rating_core.complaints.callback_tasks import VerificationCall
+from rating_core.rules.rulebook import HotlineProfile, Rules
 
 log = logging.getLogger(__name__)
 

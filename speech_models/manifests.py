@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from rating_core.database import home_dir
+from rating_core.store.database import home_dir
 
 HERE = Path(__file__).resolve().parent
 CATALOG_FILE = HERE / "catalog.yaml"

@@ -37,11 +37,11 @@ from callback.ami_client import AmiClient
 from callback.ami_protocol import Message, originate_fields
 from ivr.agi_protocol import split_command
 from ivr.simulated_asterisk import Caller, HangUp, Press, Reaction, Reactions, Say, Silence, Speak
-from rating_core.call_events import CallStarted, RatingGiven
-from rating_core.callback_tasks import request_attempt
-from rating_core.models import Call, CallbackAttempt
-from rating_core.rules import DEFAULT_RULES_FILE
-from rating_core.store import RatingStore
+from rating_core.events.call_events import CallStarted, RatingGiven
+from rating_core.complaints.callback_tasks import request_attempt
+from rating_core.store.models import Call, CallbackAttempt
+from rating_core.rules.rulebook import DEFAULT_RULES_FILE
+from rating_core.ratings.store import RatingStore
 from speech_audio import tone
 from speech_models.recordings import write_recording
 

@@ -18,6 +18,21 @@ ALLOWED = {
     "speech_models": {"rating_core"},
 }
 PROTOCOLS = ["ivr/agi_protocol.py", "ivr/audiosocket_protocol.py", "callback/ami_protocol.py"]
+# rating_core's layers, lowest first: each may import those before it, never one after it.
+LAYERS = ["rules", "events", "store", "outbox", "complaints", "ratings", "reports"]
+# Layers that are plain data and pure functions: the IVR keeps a rating with these alone.
+WITHOUT_A_DATABASE = {"rules", "events"}
+
+
+def module_imports(path: Path) -> set[str]:
+    """Every absolute module name ``path`` imports, in full."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+    return found
 
 
 def project_imports(path: Path) -> set[str]:
@@ -40,3 +55,66 @@ def test_a_package_imports_only_what_lies_below_it(package: str) -> None:
 @pytest.mark.parametrize("module", PROTOCOLS)
 def test_the_protocol_state_machines_import_nothing_of_the_project(module: str) -> None:
     assert project_imports(ROOT / module) == set()
+
+
+def test_rating_core_is_its_layers_and_nothing_else() -> None:
+    """Every module lives in a layer, so that where new code goes is never a question."""
+    loose = sorted(path.name for path in (ROOT / "rating_core").glob("*.py") if path.name != "__init__.py")
+    assert loose == []
+    assert sorted(path.name for path in (ROOT / "rating_core").iterdir()
+                  if path.is_dir() and path.name != "__pycache__") == sorted(LAYERS)
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_a_layer_of_rating_core_imports_only_the_layers_below_it(layer: str) -> None:
+    above = set(LAYERS[LAYERS.index(layer) + 1:])
+    wrong = {}
+    for path in (ROOT / "rating_core" / layer).rglob("*.py"):
+        names = {name.split(".")[1] for name in module_imports(path)
+                 if name.startswith("rating_core.") and len(name.split(".")) > 1}
+        if names & above:
+            wrong[str(path.relative_to(ROOT))] = sorted(names & above)
+    assert wrong == {}
+
+
+@pytest.mark.parametrize("layer", sorted(WITHOUT_A_DATABASE))
+def test_the_rules_and_the_events_need_no_database(layer: str) -> None:
+    wrong = {str(path.relative_to(ROOT)): sorted(name for name in module_imports(path)
+                                                  if name.split(".")[0] in ("sqlalchemy", "alembic", "psycopg"))
+             for path in (ROOT / "rating_core" / layer).rglob("*.py")}
+    assert {path: names for path, names in wrong.items() if names} == {}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The project modules ``path`` imports: ``from a.b import c`` is module a.b.c when c is one."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            folder = ROOT / node.module.replace(".", "/")
+            found |= {f"{node.module}.{alias.name}" if (folder / f"{alias.name}.py").exists()
+                      or (folder / alias.name).is_dir() else node.module for alias in node.names}
+    return {name for name in found if name.split(".")[0] in PROJECT}
+
+
+def test_no_module_of_rating_core_imports_itself_back() -> None:
+    """No import cycle in the core, not even one hidden in a function's body: each module can be read
+    before those that read it (the events and their application were such a pair, the 补充评价 page and
+    the intake another)."""
+    graph = {".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): imported_modules(path)
+             for path in (ROOT / "rating_core").rglob("*.py")}
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(module: str, trail: list[str]) -> None:
+        if module in trail:
+            cycles.append(trail[trail.index(module):] + [module])
+        elif module not in done:
+            done.add(module)
+            for imported in sorted(graph.get(module, ())):
+                visit(imported, trail + [module])
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert cycles == []

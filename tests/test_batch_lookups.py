@@ -1,4 +1,4 @@
-"""A batch of call events is loaded up front (rating_core/batch_lookups.py): the same rows as one event at a
+"""A batch of call events is loaded up front (rating_core/store/batch_lookups.py): the same rows as one event at a
 time, in a number of statements that does not grow with the batch (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import selectinload
 
 from conftest import refused_in_one_batch
-from rating_core.appeals import block_number
-from rating_core.call_events import CallEnded, CallEvent, CallStarted, RatingGiven, ReasonGiven, VoiceMessageRecorded
-from rating_core.models import Call, CaseRecord, OutboxEvent, Rating, SmsReminder
-from rating_core.store import RatingStore
+from rating_core.complaints.appeals import block_number
+from rating_core.events.call_events import (
+    CallEnded, CallEvent, CallStarted, RatingGiven, ReasonGiven, VoiceMessageRecorded,
+)
+from rating_core.store.models import Call, CaseRecord, OutboxEvent, Rating, SmsReminder
+from rating_core.ratings.store import RatingStore
 
 CST = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=CST)

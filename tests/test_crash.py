@@ -33,12 +33,12 @@ from sqlalchemy.orm import selectinload
 from conftest import POSTGRES_URL, fresh_postgres_database
 from ivr.simulated_asterisk import run_call
 from ivr.simulator import SimulatedCall, plan_calls
-from rating_core.database import make_engine
-from rating_core.journal import streams
-from rating_core.migrate import upgrade
-from rating_core.models import Call, Rating
-from rating_core.rules import DEFAULT_RULES_FILE, parse_rules
-from rating_core.store import RatingStore
+from rating_core.store.database import make_engine
+from rating_core.events.journal import streams
+from rating_core.store.migrate import upgrade
+from rating_core.store.models import Call, Rating
+from rating_core.rules.rulebook import DEFAULT_RULES_FILE, parse_rules
+from rating_core.ratings.store import RatingStore
 from real_pbx import ROOT, Service
 from waiting import HANG
 

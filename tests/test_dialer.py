@@ -18,13 +18,13 @@ from callback.simulated_ami import SimulatedAsterisk
 from hotline_eval.demo_callbacks import fastagi_context
 from ivr.service import running_ivr
 from ivr.simulated_asterisk import Press
-from rating_core.appeals import block_number
-from rating_core.call_events import CallStarted, RatingGiven
-from rating_core.callback_policy import CallbackPolicy, CallingWindow, Leg
-from rating_core.callback_tasks import close_task, note_event, record_outcome, request_attempt
-from rating_core.models import CallbackAttempt, CallbackTask, TaskEvent
-from rating_core.rules import Rules
-from rating_core.store import RatingStore
+from rating_core.complaints.appeals import block_number
+from rating_core.events.call_events import CallStarted, RatingGiven
+from rating_core.rules.callback_policy import CallbackPolicy, CallingWindow, Leg
+from rating_core.complaints.callback_tasks import close_task, note_event, record_outcome, request_attempt
+from rating_core.store.models import CallbackAttempt, CallbackTask, TaskEvent
+from rating_core.rules.rulebook import Rules
+from rating_core.ratings.store import RatingStore
 from waiting import HANG, wait_until
 
 ALL_DAY = (CallingWindow(start=time(0), end=time(23, 59, 59, 999999)),)

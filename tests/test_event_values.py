@@ -19,14 +19,13 @@ from sqlalchemy.orm import selectinload
 from conftest import refused_in_one_batch
 from ivr.service import IvrService
 from ivr.simulated_asterisk import Caller, Press, run_call
-from rating_core.call_events import (
-    EVENT_TYPES, CallbackAnswered, CallbackCallEnded, CallEnded, CallEvent, CallStarted, ProgressMade, RatingGiven,
-    ReasonGiven, VoiceMessageRecorded,
+from rating_core.events.call_events import (
+    EVENT_TYPES, CallbackAnswered, CallbackCallEnded, CallEnded, CallEvent, CallStarted, ProgressMade, RatingGiven, ReasonGiven, VoiceMessageRecorded,
 )
-from rating_core.event_values import FIELDS, clamp, printable
-from rating_core.models import Call
-from rating_core.rules import Rules
-from rating_core.store import RatingStore
+from rating_core.store.event_values import FIELDS, clamp, printable
+from rating_core.store.models import Call
+from rating_core.rules.rulebook import Rules
+from rating_core.ratings.store import RatingStore
 
 T0 = datetime(2026, 11, 20, 1, 30, tzinfo=timezone.utc)
 UID = "1795316432.7"
@@ -226,7 +225,7 @@ def test_bad_variables_are_made_printable_and_nothing_else_is_touched() -> None:
 def test_each_clamped_field_is_logged_with_its_call_and_length_but_not_its_value(
         caplog: pytest.LogCaptureFixture) -> None:
     number = "13812345678" * 9
-    with caplog.at_level(logging.WARNING, logger="rating_core.event_values"):
+    with caplog.at_level(logging.WARNING, logger="rating_core.store.event_values"):
         clamp(CallStarted(uniqueid=UID, hotline="12345", at=T0, caller_number=number, unit="局\x00"))
     messages = {record.getMessage() for record in caplog.records}
     assert len(messages) == 2

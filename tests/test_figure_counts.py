@@ -1,4 +1,4 @@
-"""The ten counts, each defined once (rating_core/figure_counts.py): random task histories driven through the
+"""The ten counts, each defined once (rating_core/reports/figure_counts.py): random task histories driven through the
 callback loop's own functions, and a hand-counted set, read back from the calls and from the daily rollups."""
 
 from __future__ import annotations
@@ -13,21 +13,21 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from rating_core.call_events import CallStarted, RatingGiven
-from rating_core.callback_tasks import (
+from rating_core.events.call_events import CallStarted, RatingGiven
+from rating_core.complaints.callback_tasks import (
     TaskRuleError, claim_attempt, mark_rectified, note_answered, readopt, record_answer, record_outcome,
     record_verdict, request_attempt,
 )
-from rating_core.figure_counts import COUNT_NAMES, subset_pairs
-from rating_core.figure_rollups import rebuild_days, refresh, rolled_up_counts
-from rating_core.figures import parse_period, unit_counts
-from rating_core.migrate import downgrade, upgrade
-from rating_core.models import (
+from rating_core.reports.figure_counts import COUNT_NAMES, subset_pairs
+from rating_core.reports.figure_rollups import rebuild_days, refresh, rolled_up_counts
+from rating_core.reports.figures import parse_period, unit_counts
+from rating_core.store.migrate import downgrade, upgrade
+from rating_core.store.models import (
     Call, CallbackAnswer, CallbackAttempt, CallbackTask, FigureRollup, FigureRollupState, TaskEvent,
 )
-from rating_core.rating_history import change_rating
-from rating_core.rules import Rules
-from rating_core.store import RatingStore
+from rating_core.store.rating_history import change_rating
+from rating_core.rules.rulebook import Rules
+from rating_core.ratings.store import RatingStore
 
 ZONE = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=ZONE)  # a Friday morning, inside the calling hours, in 2026Q4
@@ -229,7 +229,7 @@ def test_random_task_histories_keep_every_count_inside_the_one_it_is_part_of(sto
 
 def test_the_subset_relations_cover_every_rate() -> None:
     """Each rate's numerator is part of its denominator, so no rate of the table passes 100 %."""
-    from rating_core.scoring import load_scoring_rules
+    from rating_core.reports.scoring import load_scoring_rules
 
     pairs = set(subset_pairs())
     for rate in load_scoring_rules().rates:

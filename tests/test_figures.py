@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from openpyxl import load_workbook
 
-from rating_core.call_events import CallStarted, RatingGiven
-from rating_core.callback_tasks import claim_attempt, record_answer, record_outcome, record_verdict, request_attempt
-from rating_core.figures import PeriodError, figures_table, parse_period, trend_buckets, unit_counts
-from rating_core.models import AuditEntry, CallbackTask, FigureAdjustment
-from rating_core.scoring import ScoringRules, load_scoring_rules
-from rating_core.store import RatingStore
+from rating_core.events.call_events import CallStarted, RatingGiven
+from rating_core.complaints.callback_tasks import claim_attempt, record_answer, record_outcome, record_verdict, request_attempt
+from rating_core.reports.figures import PeriodError, figures_table, parse_period, trend_buckets, unit_counts
+from rating_core.store.models import AuditEntry, CallbackTask, FigureAdjustment
+from rating_core.reports.scoring import ScoringRules, load_scoring_rules
+from rating_core.ratings.store import RatingStore
 from web_pages import csrf, signed_in, token
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -193,7 +193,7 @@ def test_overdue_and_escalated_tasks_are_listed(web_site) -> None:
 
 
 def both_ways(store: RatingStore, by: str) -> tuple[list, list]:
-    from rating_core.figure_rollups import rolled_up_counts
+    from rating_core.reports.figure_rollups import rolled_up_counts
 
     period = parse_period("2026Q4", ZONE)
     with store.sessions() as session:
@@ -201,7 +201,7 @@ def both_ways(store: RatingStore, by: str) -> tuple[list, list]:
 
 
 def refreshed(store: RatingStore, now: datetime, days_back: int | None = None) -> int:
-    from rating_core.figure_rollups import refresh
+    from rating_core.reports.figure_rollups import refresh
 
     with store.sessions.begin() as session:
         return refresh(session, ZONE, now, days_back=days_back)
@@ -239,7 +239,7 @@ def test_a_late_replayed_call_needs_the_nightly_rebuild(filled: RatingStore) -> 
 
 
 def test_daily_counts_add_up_to_the_period(filled: RatingStore) -> None:
-    from rating_core.figure_rollups import daily_counts, rolled_up_counts
+    from rating_core.reports.figure_rollups import daily_counts, rolled_up_counts
 
     refreshed(filled, T0 + timedelta(hours=3))
     period = parse_period("2026Q4", ZONE)

@@ -13,10 +13,10 @@ from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter as letter
 from openpyxl.worksheet.worksheet import Worksheet
 
-from rating_core.figures import UNNAMED, FiguresTable, build_table
-from rating_core.figures_xlsx import report_filename, write_report
-from rating_core.models import FigureAdjustment
-from rating_core.scoring import UnitCounts, describe, load_scoring_rules, rounded, score_units
+from rating_core.reports.figures import UNNAMED, FiguresTable, build_table
+from rating_core.reports.figures_xlsx import report_filename, write_report
+from rating_core.store.models import FigureAdjustment
+from rating_core.reports.scoring import UnitCounts, describe, load_scoring_rules, rounded, score_units
 
 ZONE = ZoneInfo("Asia/Shanghai")
 RULES = load_scoring_rules()
@@ -54,7 +54,7 @@ HISTORY = [
 
 
 def table_of(units: list[UnitCounts], history: list[FigureAdjustment], min_ratings: int = 10) -> FiguresTable:
-    """What rating_core.figures.figures_table makes of counts and entries, without a database."""
+    """What rating_core.reports.figures.figures_table makes of counts and entries, without a database."""
     return build_table(units, history, DISTRICT.model_copy(update={"min_ratings": min_ratings}), RULES, "hotline")
 
 

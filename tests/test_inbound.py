@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
-from rating_core.call_events import CallStarted, RatingGiven
-from rating_core.models import Call, CallbackTask, CaseRecord, OutboxEvent, Rating
-from rating_core.webhook_endpoints import new_secret
+from rating_core.events.call_events import CallStarted, RatingGiven
+from rating_core.store.models import Call, CallbackTask, CaseRecord, OutboxEvent, Rating
+from rating_core.outbox.webhook_endpoints import new_secret
 
 _ids = iter(range(10**6))
 

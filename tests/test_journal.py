@@ -29,13 +29,15 @@ from ivr.agi_session import AgiSession
 from ivr.rating_writer import RatingWriter
 from ivr.service import running_ivr
 from ivr.simulated_asterisk import Caller, HangUp, Press, run_call
-from rating_core.call_events import CallEnded, CallEvent, CallStarted, RatingGiven, ReasonGiven, to_record
-from rating_core.dead_letters import DeadLetters
-from rating_core.journal import Journal, JournalFull, OpenCalls, Position, claim_dead, segments, streams
-from rating_core.journal_replay import JournalApplier, replay_dead_journals
-from rating_core.lifecycle import default_unrated
-from rating_core.models import Call, CallbackTask, OutboxEvent, RatingChange
-from rating_core.store import RatingStore, store_fault
+from rating_core.events.call_events import (
+    CallEnded, CallEvent, CallStarted, RatingGiven, ReasonGiven, to_record,
+)
+from rating_core.events.dead_letters import DeadLetters
+from rating_core.events.journal import Journal, JournalFull, OpenCalls, Position, claim_dead, segments, streams
+from rating_core.ratings.journal_replay import JournalApplier, replay_dead_journals
+from rating_core.ratings.lifecycle import default_unrated
+from rating_core.store.models import Call, CallbackTask, OutboxEvent, RatingChange
+from rating_core.ratings.store import RatingStore, store_fault
 from tmpfs import mounted
 from waiting import HANG, wait_until
 
@@ -184,8 +186,8 @@ def test_a_stream_applied_twice_writes_each_event_once(store: RatingStore, tmp_p
 DEAD_SERVER = """
 import os, sys
 from datetime import datetime, timezone
-from rating_core.call_events import CallStarted, RatingGiven, CallEnded
-from rating_core.journal import Journal
+from rating_core.events.call_events import CallStarted, RatingGiven, CallEnded
+from rating_core.events.journal import Journal
 at = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
 journal = Journal(sys.argv[1], min_free_bytes=0)
 journal.open()
@@ -366,11 +368,11 @@ def test_a_lock_file_deleted_before_the_owner_locks_it_is_not_trusted(tmp_path, 
             Path(file.name).unlink()  # what claim_dead does to a lock-only stream
         return flock(file, operation)
 
-    monkeypatch.setattr("rating_core.journal.fcntl.flock", racing)
+    monkeypatch.setattr("rating_core.events.journal.fcntl.flock", racing)
     journal = Journal(tmp_path, min_free_bytes=0)
     journal.open()
     assert stolen and not stolen[0].endswith(f"{journal.stream}.lock")  # it began again, under a new name
-    monkeypatch.setattr("rating_core.journal.fcntl.flock", flock)
+    monkeypatch.setattr("rating_core.events.journal.fcntl.flock", flock)
     assert list(claim_dead(tmp_path)) == []  # its live stream is its own
     journal.close(applied=True)
 

@@ -7,11 +7,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from rating_core.call_events import CallEnded, CallStarted, RatingGiven
-from rating_core.lifecycle import default_unrated
-from rating_core.models import Call, CallbackTask, OutboxEvent, Rating
-from rating_core.rules import Rules
-from rating_core.store import RatingStore
+from rating_core.events.call_events import CallEnded, CallStarted, RatingGiven
+from rating_core.ratings.lifecycle import default_unrated
+from rating_core.store.models import Call, CallbackTask, OutboxEvent, Rating
+from rating_core.rules.rulebook import Rules
+from rating_core.ratings.store import RatingStore
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=CST)  # a Friday
@@ -60,7 +60,7 @@ def test_the_pass_is_idempotent_and_leaves_rated_calls_alone(store: RatingStore,
 
 def test_working_days_follow_the_official_calendar(store: RatingStore, rules: Rules) -> None:
     """2 working days from Wed 30 Sep 2026, across the National Day holiday (1–7 Oct) and its 调休."""
-    from rating_core.working_days import WorkingCalendar, add_duration
+    from rating_core.rules.working_days import WorkingCalendar, add_duration
 
     policy = rules.lifecycle.default_rating.model_copy(update={"after": rules.callback.appeal_file_within})
     working = rules.model_copy(update={"lifecycle": rules.lifecycle.model_copy(update={"default_rating": policy})})
@@ -83,7 +83,7 @@ def test_a_deployment_that_only_tracks_未评价_gives_no_default(store: RatingS
 def test_the_default_level_must_be_a_known_good_level(level: str) -> None:
     import yaml
 
-    from rating_core.rules import DEFAULT_RULES_FILE, RulesError, parse_rules
+    from rating_core.rules.rulebook import DEFAULT_RULES_FILE, RulesError, parse_rules
 
     document = yaml.safe_load(DEFAULT_RULES_FILE.read_text(encoding="utf-8"))
     document["lifecycle"]["default_rating"]["level"] = level

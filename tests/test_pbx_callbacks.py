@@ -22,11 +22,11 @@ from callback.dialer import Dialer as DialerLoop
 from callback.simulated_ami import SimulatedAsterisk
 from conftest import fresh_postgres_database
 from ivr.simulated_asterisk import Press
-from rating_core.database import make_engine
-from rating_core.migrate import upgrade
-from rating_core.models import CallbackAttempt, CallbackTask
-from rating_core.rules import parse_rules
-from rating_core.store import RatingStore
+from rating_core.store.database import make_engine
+from rating_core.store.migrate import upgrade
+from rating_core.store.models import CallbackAttempt, CallbackTask
+from rating_core.rules.rulebook import parse_rules
+from rating_core.ratings.store import RatingStore
 from real_pbx import Dialer, FastAgi, Pbx, PbxCall, Robot, attempt, pbx_rules, queue_callback, running
 from waiting import HANG, wait_until
 

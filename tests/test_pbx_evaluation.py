@@ -24,11 +24,11 @@ from sqlalchemy.orm import selectinload
 from conftest import fresh_postgres_database
 from ivr.service import running_ivr
 from ivr.simulated_asterisk import Caller, CallResult, HangUp, Press, Say, Silence, Speak, run_call
-from rating_core.database import make_engine
-from rating_core.models import Call
-from rating_core.rules import parse_rules
-from rating_core.journal import Journal
-from rating_core.store import RatingStore
+from rating_core.store.database import make_engine
+from rating_core.store.models import Call
+from rating_core.rules.rulebook import parse_rules
+from rating_core.events.journal import Journal
+from rating_core.ratings.store import RatingStore
 from real_pbx import Pbx, PbxCall, pbx_rules, place_all, running_fastagi, variant
 from speech_audio import synthesise
 from tmpfs import mount
@@ -120,7 +120,7 @@ async def simulate(rules, calls: dict[str, tuple[str, Caller]],  # type: ignore[
     """The same callers against the simulated channel and an in-process server on SQLite."""
     folder = tmp_path_factory.mktemp("simulated")
     engine = make_engine(f"sqlite:///{folder / 'store.db'}")
-    from rating_core.migrate import upgrade
+    from rating_core.store.migrate import upgrade
     upgrade(engine)
     store = RatingStore(engine, rules)
     sounds = {f"{profile.sound_dir}/{prompt}": 3.0 for profile in rules.hotlines.values() for prompt in profile.prompts}

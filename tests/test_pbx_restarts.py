@@ -17,10 +17,10 @@ from sqlalchemy.orm import selectinload
 
 from conftest import fresh_postgres_database
 from ivr.simulated_asterisk import Caller, Press, Silence, Speak
-from rating_core.database import make_engine
-from rating_core.models import Call, Rating
-from rating_core.rules import parse_rules
-from rating_core.store import RatingStore
+from rating_core.store.database import make_engine
+from rating_core.store.models import Call, Rating
+from rating_core.rules.rulebook import parse_rules
+from rating_core.ratings.store import RatingStore
 from real_pbx import Dialer, FastAgi, Pbx, PbxCall, Robot, attempt, pbx_rules, queue_callback, running, running_pbx
 from waiting import HANG, wait_until
 

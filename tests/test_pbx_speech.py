@@ -23,12 +23,12 @@ from sqlalchemy.orm import selectinload
 from conftest import fresh_postgres_database
 from ivr.service import running_ivr, running_speech
 from ivr.simulated_asterisk import Caller, CallResult, Press, Say, Silence, run_call
-from rating_core.database import make_engine
-from rating_core.migrate import upgrade
-from rating_core.models import Call
-from rating_core.rules import Rules, parse_rules
-from rating_core.journal import Journal
-from rating_core.store import RatingStore
+from rating_core.store.database import make_engine
+from rating_core.store.migrate import upgrade
+from rating_core.store.models import Call
+from rating_core.rules.rulebook import Rules, parse_rules
+from rating_core.events.journal import Journal
+from rating_core.ratings.store import RatingStore
 from real_pbx import Pbx, PbxCall, Robot, free_port, pbx_rules, running_fastagi, variant
 from speech_audio import synthesise, with_a_syllable_lost
 

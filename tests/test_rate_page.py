@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from rating_core.call_events import CallStarted
-from rating_core.models import Call, CallbackTask, Rating
+from rating_core.events.call_events import CallStarted
+from rating_core.store.models import Call, CallbackTask, Rating
 from web_pages import signed_in, token, unrated_link
 
 
@@ -79,7 +79,7 @@ def test_a_link_whose_sms_was_not_sent_does_not_open(web_site) -> None:
 
 
 def test_supervisors_see_batches_and_lift_a_flag(web_site) -> None:
-    from rating_core.call_events import RatingGiven
+    from rating_core.events.call_events import RatingGiven
 
     now = datetime.now(timezone.utc)
     web_site.store.apply([

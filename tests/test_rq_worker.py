@@ -19,8 +19,8 @@ from rq import Queue
 from rq.job import Job, JobStatus
 
 from callback.rq_worker import shown_url
-from rating_core.database import make_engine
-from rating_core.migrate import upgrade
+from rating_core.store.database import make_engine
+from rating_core.store.migrate import upgrade
 from waiting import HANG, wait_until
 
 CLI = str(Path(sys.executable).with_name("hotline-eval"))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rating_core.rules import DEFAULT_RULES_FILE, RulesError, load_rules, parse_rules
+from rating_core.rules.rulebook import DEFAULT_RULES_FILE, RulesError, load_rules, parse_rules
 
 
 def shipped() -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rating_core.scoring import ScoringError, UnitCounts, load_scoring_rules, rounded, score_units
+from rating_core.reports.scoring import ScoringError, UnitCounts, load_scoring_rules, rounded, score_units
 
 CLI = str(Path(sys.executable).with_name("hotline-eval"))
 RULES = load_scoring_rules()

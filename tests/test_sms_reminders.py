@@ -14,11 +14,11 @@ from sqlalchemy import select
 
 from callback.simulated_sms_gateway import SimulatedSmsGateway
 from callback.sms_reminders import PassResult, SmsSettings, read_answer, send_due
-from rating_core.call_events import CallEnded, CallStarted, RatingGiven
-from rating_core.models import Call, SmsReminder
-from rating_core.rules import Rules
-from rating_core.store import RatingStore
-from rating_core.supplementary import link_token
+from rating_core.events.call_events import CallEnded, CallStarted, RatingGiven
+from rating_core.store.models import Call, SmsReminder
+from rating_core.rules.rulebook import Rules
+from rating_core.ratings.store import RatingStore
+from rating_core.ratings.supplementary import link_token
 
 CST = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=CST)  # a Friday morning

@@ -28,10 +28,10 @@ from ivr.simulated_asterisk import Caller, CallResult, HangUp, Press, Say, Silen
 from ivr.speech_listener import SpeechListener
 from ivr.simulator import check_store, plan_calls, simulate
 from ivr.speech_workers import RecognizerPool, SpeechUnavailable, quiet_at_the_end
-from rating_core.models import Call
-from rating_core.rules import DEFAULT_RULES_FILE, Rules, parse_rules
-from rating_core.journal import Journal
-from rating_core.store import RatingStore
+from rating_core.store.models import Call
+from rating_core.rules.rulebook import DEFAULT_RULES_FILE, Rules, parse_rules
+from rating_core.events.journal import Journal
+from rating_core.ratings.store import RatingStore
 from speech_models.manifests import locate
 from speech_models.recordings import UnreadableRecording, read_recording
 from speech_audio import synthesise

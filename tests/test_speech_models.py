@@ -15,7 +15,7 @@ import yaml
 from click.testing import CliRunner
 
 from hotline_eval.cli import main
-from rating_core.rules import DEFAULT_RULES_FILE, RulesError, parse_rules
+from rating_core.rules.rulebook import DEFAULT_RULES_FILE, RulesError, parse_rules
 from speech_models.fetch import FetchError, fetch
 from speech_models.grammar import build_grammar, split_into_known_words, understand
 from speech_models.manifests import locate, manifest

@@ -11,19 +11,21 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from rating_core.call_events import CallEnded, CallStarted, RatingGiven, RatingRefused, to_record
-from rating_core.callback_policy import Duration
-from rating_core.lifecycle import default_unrated
-from rating_core.lifecycle_policy import QuietHours
-from rating_core.models import BlockedNumber, Call, CallbackTask, OutboxEvent, Rating, SmsReminder
-from rating_core.rules import Rules
-from rating_core.dead_letters import DeadLetters
-from rating_core.journal import Position, parse
-from rating_core.store import RatingStore
-from rating_core.supplementary import (
-    LinkRefused, SupplementaryRefused, give_supplementary, link_token, outside_quiet_hours, rating_page, window_end,
+from rating_core.events.call_events import CallEnded, CallStarted, RatingGiven, to_record
+from rating_core.ratings.intake import RatingRefused
+from rating_core.rules.callback_policy import Duration
+from rating_core.ratings.lifecycle import default_unrated
+from rating_core.rules.lifecycle_policy import QuietHours
+from rating_core.store.models import BlockedNumber, Call, CallbackTask, OutboxEvent, Rating, SmsReminder
+from rating_core.rules.rulebook import Rules
+from rating_core.events.dead_letters import DeadLetters
+from rating_core.events.journal import Position, parse
+from rating_core.ratings.store import RatingStore
+from rating_core.ratings.supplementary import (
+    LinkRefused, SupplementaryRefused, link_token, outside_quiet_hours, window_end,
 )
-from rating_core.working_days import WorkingCalendar
+from rating_core.ratings.supplementary_rating import give_supplementary, rating_page
+from rating_core.rules.working_days import WorkingCalendar
 
 CST = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=CST)  # a Friday

@@ -14,9 +14,9 @@ from callback.simulated_sms_gateway import SimulatedSmsGateway
 from callback.sms_reminders import SmsSettings, send_due
 from ivr.service import running_ivr
 from ivr.simulated_asterisk import Caller, run_call
-from rating_core.lifecycle import default_unrated
-from rating_core.models import Call, Rating, SmsReminder
-from rating_core.store import RatingStore
+from rating_core.ratings.lifecycle import default_unrated
+from rating_core.store.models import Call, Rating, SmsReminder
+from rating_core.ratings.store import RatingStore
 from web import create_app
 from web_pages import token
 

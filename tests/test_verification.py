@@ -19,8 +19,8 @@ from ivr.service import IvrService
 from ivr.simulated_asterisk import (
     Caller, CallResult, HangUp, Press, Silence, SimulatedChannel, run_agi_process, run_call,
 )
-from rating_core.call_events import CallbackAnswered, CallStarted, RatingGiven, from_record, to_record
-from rating_core.callback_tasks import (
+from rating_core.events.call_events import CallbackAnswered, CallStarted, RatingGiven, from_record, to_record
+from rating_core.complaints.callback_tasks import (
     TaskRuleError,
     claim_attempt,
     mark_rectified,
@@ -30,11 +30,11 @@ from rating_core.callback_tasks import (
     request_attempt,
     sweep,
 )
-from rating_core.database import make_engine
-from rating_core.migrate import upgrade
-from rating_core.models import CallbackAnswer, CallbackAttempt, CallbackTask, Rating, TaskEvent
-from rating_core.rules import Rules
-from rating_core.store import RatingStore
+from rating_core.store.database import make_engine
+from rating_core.store.migrate import upgrade
+from rating_core.store.models import CallbackAnswer, CallbackAttempt, CallbackTask, Rating, TaskEvent
+from rating_core.rules.rulebook import Rules
+from rating_core.ratings.store import RatingStore
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=CST)  # a Friday, in the morning window
@@ -367,7 +367,7 @@ def test_the_callback_also_runs_as_plain_agi(tmp_path, rules) -> None:
 
 
 def test_a_wrongly_rejected_差评_is_readopted_and_its_task_reopens(store, rules) -> None:
-    from rating_core.callback_tasks import readopt
+    from rating_core.complaints.callback_tasks import readopt
 
     task_id = contacted(store, rules)
     verdict(store, rules, task_id, "not_adopted", T0 + timedelta(hours=1), "误按")

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import select
 
 from callback.voice_transcripts import LEASE, transcribe_waiting
-from rating_core.call_events import CallStarted, RatingGiven, VoiceMessageRecorded
-from rating_core.export import export_rows
-from rating_core.models import Call, Rating
-from rating_core.store import RatingStore
+from rating_core.events.call_events import CallStarted, RatingGiven, VoiceMessageRecorded
+from rating_core.reports.export import export_rows
+from rating_core.store.models import Call, Rating
+from rating_core.ratings.store import RatingStore
 from speech_models.recordings import write_recording
 from speech_audio import synthesise
 

@@ -12,7 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from rating_core.models import AuditEntry, CallbackAttempt, CallbackTask, TaskEvent
+from rating_core.store.models import AuditEntry, CallbackAttempt, CallbackTask, TaskEvent
 from web_pages import signed_in, token
 
 def text(response) -> str:
@@ -188,7 +188,7 @@ def reask_answered(site) -> None:
     """After a verdict, the dialer's agent-first re-ask call was answered (the agent spoke to the citizen)."""
     from datetime import datetime, timezone
 
-    from rating_core.callback_tasks import claim_attempt, record_outcome, request_attempt
+    from rating_core.complaints.callback_tasks import claim_attempt, record_outcome, request_attempt
 
     policy = site.store.rules.callback
     now = datetime.now(timezone.utc)
@@ -251,8 +251,8 @@ def test_a_gsm_recording_is_served_as_pcm_and_the_original_kept(web_site) -> Non
 
 def test_the_factory_alone_serves_from_the_environment_and_needs_a_secret(tmp_path, monkeypatch) -> None:
     """`flask --app web run` calls create_app() with nothing: the store and the secret come from the environment."""
-    from rating_core.database import make_engine
-    from rating_core.migrate import upgrade
+    from rating_core.store.database import make_engine
+    from rating_core.store.migrate import upgrade
     from web import create_app
 
     url = f"sqlite:///{tmp_path / 'env.db'}"
@@ -287,7 +287,7 @@ def test_the_task_page_says_what_a_spoken_差评_was_heard_as(web_site) -> None:
     """A 差评 given by voice: the agent sees what the recogniser heard before calling back."""
     from datetime import datetime, timezone
 
-    from rating_core.call_events import CallStarted, RatingGiven
+    from rating_core.events.call_events import CallStarted, RatingGiven
 
     client = signed_in(web_site, "agent")
     assert "语音评价" not in text(client.get("/agent/tasks/1"))  # a keypress: nothing heard

@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from rating_core.models import AuditEntry, CallbackTask
+from rating_core.store.models import AuditEntry, CallbackTask
 
 CHROMIUM = "/usr/bin/chromium"
 # As root in a container, without a sandbox; the rest keeps Chromium off the (closed) network.
@@ -142,7 +142,7 @@ def test_a_supervisor_reads_the_figures_with_a_chart_and_exports_them(browser: B
 
     from openpyxl import load_workbook
 
-    from rating_core.scoring import load_scoring_rules
+    from rating_core.reports.scoring import load_scoring_rules
 
     shipped = load_scoring_rules()  # one rated call is too few for a place: rank every unit here
     web_site.app.extensions["hotline_scoring"] = shipped.model_copy(update={"schemes": {
@@ -193,7 +193,7 @@ def test_a_gsm_voice_message_plays_in_the_browser(browser: Browser, site_url: st
     """Asterisk's wav49 (GSM in WAV) does not play in Chromium as it is; the tool serves a PCM copy."""
     import subprocess
 
-    from rating_core.models import CallbackTask as Task
+    from rating_core.store.models import CallbackTask as Task
 
     gsm = web_site.voice_file.with_name("gsm-message.wav")
     subprocess.run(["sox", str(web_site.voice_file), "-e", "gsm-full-rate", str(gsm)], check=True)
@@ -216,7 +216,7 @@ def test_a_citizen_rates_by_the_sms_link_on_a_phone(browser: Browser, site_url: 
     """The 补充评价 page at a phone's viewport, with touch: stars, the reasons for a 差评, one submission."""
     from web_pages import unrated_link
 
-    from rating_core.models import Call, Rating
+    from rating_core.store.models import Call, Rating
 
     uid, path = unrated_link(web_site)
     context = browser.new_context(viewport={"width": 375, "height": 667}, device_scale_factor=2, is_mobile=True,

@@ -24,10 +24,10 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from callback import webhook_delivery
 from callback.webhook_delivery import deliver_pass
-from rating_core.call_events import CallStarted, RatingGiven, ReasonGiven
-from rating_core.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
-from rating_core.store import RatingStore
-from rating_core.webhook_endpoints import EndpointError, add_endpoint, new_secret, replay, rotate_secret
+from rating_core.events.call_events import CallStarted, RatingGiven, ReasonGiven
+from rating_core.store.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
+from rating_core.ratings.store import RatingStore
+from rating_core.outbox.webhook_endpoints import EndpointError, add_endpoint, new_secret, replay, rotate_secret
 
 T0 = datetime(2026, 11, 20, 1, 30, tzinfo=timezone.utc)
 _ids = iter(range(10**6))
@@ -314,9 +314,9 @@ def test_every_event_the_loop_makes_matches_the_documented_schema(store: RatingS
 
     import jsonschema
 
-    from rating_core.callback_tasks import claim_attempt, record_answer, record_outcome, record_verdict, request_attempt
+    from rating_core.complaints.callback_tasks import claim_attempt, record_answer, record_outcome, record_verdict, request_attempt
 
-    schema = json.loads((Path(__file__).parent.parent / "rating_core" / "webhook_payload.schema.json").read_text())
+    schema = json.loads((Path(__file__).parent.parent / "rating_core" / "outbox" / "webhook_payload.schema.json").read_text())
     rate(store, tags=("attitude",))
     store.apply([CallStarted(uniqueid="1795316499.9", hotline="12345-ko", at=T0, caller_number="13812340001"),
                  RatingGiven("1795316499.9", "satisfied", "speech", T0, heard="만족", confidence=0.91)])

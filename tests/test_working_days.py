@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from rating_core.callback_policy import CallingWindow, Duration
-from rating_core.working_days import (
+from rating_core.rules.callback_policy import CallingWindow, Duration
+from rating_core.rules.working_days import (
     CalendarDataMissing,
     WorkingCalendar,
     add_duration,

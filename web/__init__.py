@@ -18,7 +18,7 @@ from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.orm import Session
 
-from rating_core.store import RatingStore
+from rating_core.ratings.store import RatingStore
 from web import display
 
 csrf = CSRFProtect()
@@ -57,13 +57,13 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
             raise RuntimeError("HOTLINE_EVAL_SECRET_KEY is not set: the web tool signs sessions with it")
         app.config["SECRET_KEY"] = secrets.token_hex(32)
     if store is None:  # `flask --app web run`: the store the environment names
-        from rating_core.database import make_engine
-        from rating_core.rules import load_rules
+        from rating_core.store.database import make_engine
+        from rating_core.rules.rulebook import load_rules
 
         store = RatingStore(make_engine(), load_rules())
     app.extensions["hotline_store"] = store
     if not app.config.get("TRANSCODE_DIR"):
-        from rating_core.database import home_dir
+        from rating_core.store.database import home_dir
 
         app.config["TRANSCODE_DIR"] = str(home_dir() / "transcoded")
     if app.config["RECORDING_ROOTS"] is None:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from rating_core.models import WebUser
+from rating_core.store.models import WebUser
 from web.roles import ROLES
 
 MIN_PASSWORD_LENGTH = 10

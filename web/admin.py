@@ -9,9 +9,9 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
-from rating_core.models import AuditEntry, WebhookDelivery, WebhookEndpoint, WebUser
-from rating_core.outbox import EVENT_TYPES
-from rating_core.webhook_endpoints import EndpointError, add_endpoint, replay, rotate_secret
+from rating_core.store.models import AuditEntry, WebhookDelivery, WebhookEndpoint, WebUser
+from rating_core.outbox.outbox import EVENT_TYPES
+from rating_core.outbox.webhook_endpoints import EndpointError, add_endpoint, replay, rotate_secret
 from web import db
 from web.audit import audit as record_audit
 from web.changes import commit_or_flash

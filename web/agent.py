@@ -13,10 +13,10 @@ from flask_wtf import FlaskForm
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
-from rating_core.callback_tasks import OPEN_STATES, VERIFIABLE_STATES, TaskRuleError, mark_rectified, readopt, \
+from rating_core.complaints.callback_tasks import OPEN_STATES, VERIFIABLE_STATES, TaskRuleError, mark_rectified, readopt, \
     record_answer, record_verdict, request_attempt
-from rating_core.models import Call, CallbackAttempt, CallbackTask, Rating, WebUser
-from rating_core.verification_report import Report, build_report, latest_rectification
+from rating_core.store.models import Call, CallbackAttempt, CallbackTask, Rating, WebUser
+from rating_core.complaints.verification_report import Report, build_report, latest_rectification
 from web import db, store
 from web.audit import audit
 from web.changes import commit_or_flash

@@ -20,8 +20,8 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from rating_core.inbound import InboundError, apply_inbound
-from rating_core.models import OutboxEvent
+from rating_core.ratings.inbound import InboundError, apply_inbound
+from rating_core.store.models import OutboxEvent
 from web import csrf, db
 
 bp = Blueprint("api", __name__, url_prefix="/api")

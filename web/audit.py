@@ -8,7 +8,7 @@ from flask import request
 from flask_login import current_user
 from sqlalchemy.orm import Session
 
-from rating_core.models import AuditEntry
+from rating_core.store.models import AuditEntry
 
 
 def audit(session: Session, action: str, target: str | None = None, *, username: str | None = None,

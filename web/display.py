@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 from flask import Flask
 
-from rating_core.callback_policy import QUESTIONS, VERDICTS
-from rating_core.privacy import mask_phone
-from rating_core.rules import Rules
-from rating_core.scoring import plain_number, rounded
+from rating_core.rules.callback_policy import QUESTIONS, VERDICTS
+from rating_core.rules.privacy import mask_phone
+from rating_core.rules.rulebook import Rules
+from rating_core.reports.scoring import plain_number, rounded
 
 STATE_NAMES = {
     "pending": "待回访", "dialing": "呼叫中", "contacted": "已接通待核实", "rectifying": "限期整改中",

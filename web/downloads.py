@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from rating_core.cell_text import file_name
+from rating_core.reports.cell_text import file_name
 
 _NOT_ASCII_NAME = re.compile(r"[^A-Za-z0-9._-]")
 

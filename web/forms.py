@@ -7,7 +7,7 @@ from wtforms import DateField, PasswordField, RadioField, SelectField, StringFie
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional
 
-from rating_core.callback_policy import VERDICTS
+from rating_core.rules.callback_policy import VERDICTS
 
 
 class LoginForm(FlaskForm):

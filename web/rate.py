@@ -1,7 +1,7 @@
 """The citizen's 补充评价 page, opened from the SMS link: no login, the link is the credential.
 
 The link is signed, bound to one call, expires with the 补充评价 window and
-works once (``rating_core.supplementary``). The page is small and mobile
+works once (``rating_core.ratings.supplementary``). The page is small and mobile
 first: five stars, the reason tags when the rating is a 差评, free text. The
 form carries a CSRF token like every other form (the session cookie holds it).
 """
@@ -15,7 +15,8 @@ from typing import Any
 
 from flask import Blueprint, current_app, render_template, request
 
-from rating_core.supplementary import LinkRefused, SupplementaryRefused, give_supplementary, rating_page
+from rating_core.ratings.supplementary import LinkRefused, SupplementaryRefused
+from rating_core.ratings.supplementary_rating import give_supplementary, rating_page
 from web import db, store
 
 log = logging.getLogger(__name__)

@@ -14,16 +14,16 @@ from flask_login import current_user
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, joinedload
 
-from rating_core.callback_tasks import OPEN_STATES
-from rating_core.figure_adjustments import AdjustmentError, add_entry, correct_entry, statuses, withdraw_entry
-from rating_core.figure_counts import COUNTS
-from rating_core.figure_rollups import daily_counts, refresh, rolled_up_counts
-from rating_core.figures import (
+from rating_core.complaints.callback_tasks import OPEN_STATES
+from rating_core.reports.figure_adjustments import AdjustmentError, add_entry, correct_entry, statuses, withdraw_entry
+from rating_core.reports.figure_counts import COUNTS
+from rating_core.reports.figure_rollups import daily_counts, refresh, rolled_up_counts
+from rating_core.reports.figures import (
     DIMENSIONS, FiguresTable, Period, PeriodError, current_quarter, figures_table, parse_period, trend_buckets,
 )
-from rating_core.figures_xlsx import report_filename, write_report
-from rating_core.models import CallbackTask, Rating
-from rating_core.scoring import ScoringError, ScoringRules, describe, formula, load_scoring_rules, rounded
+from rating_core.reports.figures_xlsx import report_filename, write_report
+from rating_core.store.models import CallbackTask, Rating
+from rating_core.reports.scoring import ScoringError, ScoringRules, describe, formula, load_scoring_rules, rounded
 from web import db, store
 from web.audit import audit
 from web.changes import commit_or_flash

@@ -11,10 +11,10 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from rating_core.appeals import FINDINGS as APPEAL_FINDINGS
-from rating_core.appeals import AppealError, Listed, block_number, decide_appeal, unblock_number
-from rating_core.batch_ratings import BatchRuleError, lift_batch_flag
-from rating_core.models import Appeal, BlockedNumber, CallbackTask, Rating
+from rating_core.complaints.appeals import FINDINGS as APPEAL_FINDINGS
+from rating_core.complaints.appeals import AppealError, Listed, block_number, decide_appeal, unblock_number
+from rating_core.ratings.batch_ratings import BatchRuleError, lift_batch_flag
+from rating_core.store.models import Appeal, BlockedNumber, CallbackTask, Rating
 from web import db
 from web.changes import commit_or_flash
 from web.roles import role_required

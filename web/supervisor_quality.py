@@ -11,9 +11,9 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from rating_core.figures import PeriodError, current_quarter, parse_period
-from rating_core.models import Call, QualityItem, QualitySample
-from rating_core.quality import STRATA, QualityError, draw_sample, score_item
+from rating_core.reports.figures import PeriodError, current_quarter, parse_period
+from rating_core.store.models import Call, QualityItem, QualitySample
+from rating_core.reports.quality import STRATA, QualityError, draw_sample, score_item
 from web import db, store
 from web.changes import FormError, commit_or_flash, whole_number
 from web.recordings import serve_recording

@@ -10,8 +10,8 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from rating_core.appeals import AppealError, file_appeal
-from rating_core.models import Appeal, Call, CallbackTask, Rating
+from rating_core.complaints.appeals import AppealError, file_appeal
+from rating_core.store.models import Appeal, Call, CallbackTask, Rating
 from web import db, store
 from web.changes import commit_or_flash
 from web.roles import role_required
