@@ -70,7 +70,7 @@ def request_callback(task_id: int, now_iso: str | None = None) -> str:
     if decision.attempt_id is not None:
         log.info("task %s: attempt %s queued for the dialer", task_id, decision.attempt_id)
         return f"queued attempt {decision.attempt_id}"
-    log.info("task %s: not dialled now (%s)", task_id, decision.reason)
+    log.info("task %s: not dialled now (%s: %s)", task_id, decision.reason, decision.message)
     return f"not dialled: {decision.reason}"
 
 

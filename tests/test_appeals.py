@@ -11,6 +11,7 @@ from sqlalchemy import select
 from rating_core.complaints.appeals import AppealError, block_number, decide_appeal, file_appeal, unblock_number
 from rating_core.events.call_events import CallStarted, RatingGiven
 from rating_core.complaints.callback_tasks import note_event, request_attempt, sweep
+from rating_core.rules.refusals import Reason
 from rating_core.store.models import Appeal, BlockedNumber, CallbackAttempt, CallbackTask, Rating
 from rating_core.ratings.store import RatingStore
 from web_pages import csrf, signed_in, token
@@ -264,7 +265,7 @@ def test_taking_a_number_off_the_list_does_not_redial_what_the_listing_stopped(s
     later = T0 + timedelta(hours=2)
     with store.sessions.begin() as session:
         assert stopped not in [task_id for task_id, _ in sweep(session, rules.callback, later).due]
-        assert request_attempt(session, rules.callback, stopped, later, "system:rq").reason == "task is not_dialled"
+        assert request_attempt(session, rules.callback, stopped, later, "system:rq").reason == Reason.WRONG_STATE
     with store.sessions() as session:
         task = task_of(session, stopped)
         assert task.state == "not_dialled" and task.attempts == [] and task.history[-1].kind == "stopped"

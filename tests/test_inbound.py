@@ -118,6 +118,8 @@ def test_bad_bodies_get_a_clear_4xx_and_nothing_is_applied(platform, body, statu
     site, secret = platform
     response = push(site, secret, body)
     assert response.status_code == status and message in response.json["error"]
+    # A code for the platform's program beside the words for its people: a call we do not know, or a bad body.
+    assert response.json["reason"] == ("not_found" if status == 422 else "invalid")
     with site.store.sessions() as session:
         assert session.scalars(select(Rating.is_adopted)).one() is True  # the first record was not half-applied
         assert session.scalars(select(CaseRecord)).all() == []

@@ -11,12 +11,15 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from rating_core.store.models import WebUser
 from web.roles import ROLES
+from rating_core.rules.refusals import Reason, Refused
 
 MIN_PASSWORD_LENGTH = 10
 
 
-class AccountError(ValueError):
+class AccountError(Refused):
     """A user that cannot be created as asked; the message is for the person asking (zh-CN)."""
+
+    reason = Reason.INVALID
 
 
 class SignedIn(UserMixin):

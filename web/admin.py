@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from rating_core.store.models import AuditEntry, WebhookDelivery, WebhookEndpoint, WebUser
 from rating_core.outbox.outbox import EVENT_TYPES
-from rating_core.outbox.webhook_endpoints import EndpointError, add_endpoint, replay, rotate_secret
+from rating_core.outbox.webhook_endpoints import add_endpoint, replay, rotate_secret
 from web import db
 from web.audit import audit as record_audit
 from web.changes import commit_or_flash
@@ -71,7 +71,7 @@ def add_webhook() -> Any:
         record_audit(session, "webhook_added", f"endpoint:{endpoint.id}", url=endpoint.url)
         return endpoint
 
-    endpoint = commit_or_flash(add, EndpointError)
+    endpoint = commit_or_flash(add)
     if endpoint is None:
         return redirect(url_for("admin.webhooks"))
     flash(f"已添加推送地址 {endpoint.url}；签名密钥（仅显示一次，请交给接收方）：{endpoint.secret}", "info")

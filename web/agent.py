@@ -13,10 +13,12 @@ from flask_wtf import FlaskForm
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
-from rating_core.complaints.callback_tasks import OPEN_STATES, VERIFIABLE_STATES, TaskRuleError, mark_rectified, readopt, \
-    record_answer, record_verdict, request_attempt
-from rating_core.store.models import Call, CallbackAttempt, CallbackTask, Rating, WebUser
+from rating_core.complaints.callback_tasks import (
+    OPEN_STATES, VERIFIABLE_STATES, mark_rectified, readopt, record_answer, record_verdict, request_attempt,
+)
 from rating_core.complaints.verification_report import Report, build_report, latest_rectification
+from rating_core.rules.refusals import Refused
+from rating_core.store.models import Call, CallbackAttempt, CallbackTask, Rating, WebUser
 from web import db, store
 from web.audit import audit
 from web.changes import commit_or_flash
@@ -130,7 +132,7 @@ def _save(task_id: int, change: Callable[[Session], object], form_name: str, for
     session = db()
     try:
         change(session)
-    except TaskRuleError as exc:
+    except Refused as exc:
         session.rollback()
         form.form_errors.append(str(exc))
         return _page(_task(task_id), status=400, **{form_name: form})
@@ -146,7 +148,7 @@ def readopt_rating(task_id: int) -> Any:
     _task(task_id)
     reopened = commit_or_flash(lambda session: readopt(
         session, store().rules.callback, task_id, datetime.now(timezone.utc), _actor(), request.form.get("reason", ""),
-    ), TaskRuleError)
+    ))
     if reopened is not None:
         flash("已恢复采纳，回访任务重新开启", "info")
     return redirect(url_for("agent.task", task_id=task_id))
@@ -224,14 +226,10 @@ def call(task_id: int) -> Any:
                                agent=current_user.agent_id)
     session.commit()
     if decision.attempt_id is None:
-        flash(f"暂不能呼叫：{_why(decision.reason)}", "error")
+        flash(f"暂不能呼叫：{decision.message}", "error")
     else:
         flash("已发起呼叫：请接听您的分机，接通后系统将转接市民", "info")
     return redirect(url_for("agent.task", task_id=task_id))
-
-
-def _why(reason: str | None) -> str:
-    return {"outside calling hours": "当前不在呼叫时段", "attempts used up": "呼叫次数已用完"}.get(reason or "", reason or "")
 
 
 @bp.post("/tasks/<int:task_id>/reveal")

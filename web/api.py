@@ -20,6 +20,7 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from rating_core.rules.refusals import Reason
 from rating_core.ratings.inbound import InboundError, apply_inbound
 from rating_core.store.models import OutboxEvent
 from web import csrf, db
@@ -39,8 +40,9 @@ def machine_auth(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]
     return mark
 
 
-def _error(status: int, message: str) -> Any:
-    return jsonify({"error": message}), status
+def _error(status: int, message: str, reason: Reason | None = None) -> Any:
+    """A refusal as JSON: ``error`` for a person, ``reason`` (a rules refusal's code) for the sender's program."""
+    return jsonify({"error": message} | ({"reason": reason.value} if reason else {})), status
 
 
 @bp.post("/inbound")
@@ -70,7 +72,7 @@ def inbound() -> Any:
         result = apply_inbound(session, request.headers["webhook-id"], body, datetime.now(timezone.utc))
     except InboundError as exc:
         session.rollback()  # all or nothing
-        return _error(exc.status, str(exc))
+        return _error(exc.status, str(exc), exc.reason)
     session.commit()
     return jsonify({"status": result})
 

@@ -1,8 +1,9 @@
 """One change from a form: applied and committed, or refused with its reason shown and nothing saved.
 
-Every rule in ``rating_core`` refuses a move by raising an error whose message
-is for the person who tried it (zh-CN); the views only say which errors those
-are and what to say when the change went through.
+Every rule in ``rating_core`` refuses a move by raising a
+:class:`~rating_core.rules.refusals.Refused` whose message is for the person
+who tried it (zh-CN); the views catch that one class and say what to say when
+the change went through.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from flask import flash
 from sqlalchemy.orm import Session
 
 from web import db
+from rating_core.rules.refusals import Reason, Refused
 
 T = TypeVar("T")
 
 
-class FormError(ValueError):
+class FormError(Refused):
     """A form value that cannot be read."""
+
+    reason = Reason.INVALID
 
 
 def whole_number(text: str | None, message: str) -> int:
@@ -29,12 +33,12 @@ def whole_number(text: str | None, message: str) -> int:
         raise FormError(message) from None
 
 
-def commit_or_flash(change: Callable[[Session], T], *refusals: type[Exception]) -> T | None:
+def commit_or_flash(change: Callable[[Session], T]) -> T | None:
     """Run ``change`` in the request's transaction and commit it; on a refusal, roll back, flash why, return None."""
     session = db()
     try:
         result = change(session)
-    except refusals as exc:
+    except Refused as exc:
         session.rollback()
         flash(str(exc), "error")
         return None

@@ -15,6 +15,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from rating_core.complaints.callback_tasks import OPEN_STATES
+from rating_core.rules.refusals import Reason, Refused
 from rating_core.reports.figure_adjustments import AdjustmentError, add_entry, correct_entry, statuses, withdraw_entry
 from rating_core.reports.figure_counts import COUNTS
 from rating_core.reports.figure_rollups import daily_counts, refresh, rolled_up_counts
@@ -46,8 +47,10 @@ def _scoring() -> ScoringRules:
     return current_app.extensions["hotline_scoring"]
 
 
-class FigureQueryError(ValueError):
+class FigureQueryError(Refused):
     """A figures query that cannot be answered; the message is for the supervisor (zh-CN)."""
+
+    reason = Reason.INVALID
 
 
 def _period_text(values: Any) -> str:
@@ -202,7 +205,7 @@ def _points(text: str | None) -> Decimal:
 
 def _after_adjustment(chosen: dict[str, str], change: Callable[[Session], str]) -> Any:
     """Run one change to the 加减分 (with its audit entry) in the request's transaction; flash what happened."""
-    message = commit_or_flash(change, AdjustmentError)
+    message = commit_or_flash(change)
     if message is not None:
         flash(message, "info")
     return redirect(url_for("supervisor.figures", **chosen))  # type: ignore[arg-type]

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from rating_core.complaints.appeals import FINDINGS as APPEAL_FINDINGS
-from rating_core.complaints.appeals import AppealError, Listed, block_number, decide_appeal, unblock_number
-from rating_core.ratings.batch_ratings import BatchRuleError, lift_batch_flag
+from rating_core.complaints.appeals import Listed, block_number, decide_appeal, unblock_number
+from rating_core.ratings.batch_ratings import lift_batch_flag
 from rating_core.store.models import Appeal, BlockedNumber, CallbackTask, Rating
 from web import db
 from web.changes import commit_or_flash
@@ -39,7 +39,7 @@ def decide(appeal_id: int) -> Any:
     decided = commit_or_flash(lambda session: decide_appeal(
         session, appeal_id, form.get("decision") == "upheld", form.get("finding") or None, form.get("note", ""),
         datetime.now(timezone.utc), f"supervisor:{current_user.username}", block_number=form.get("block") == "1",
-    ), AppealError)
+    ))
     if decided is not None:
         listed = f"；号码已加入恶意评价名单，{_stopped(decided.listed)}" if decided.listed else ""
         flash(f"复核结论已保存{listed}", "info")
@@ -72,7 +72,7 @@ def add_blocked() -> Any:
     added = commit_or_flash(lambda session: block_number(
         session, request.form.get("number", ""), request.form.get("reason", ""), datetime.now(timezone.utc),
         f"supervisor:{current_user.username}",
-    ), AppealError)
+    ))
     if added is not None:
         flash(f"已加入恶意评价名单：此后该号码的评价不予采纳、不回访；{_stopped(added)}", "info")
     return redirect(url_for("supervisor.blocked"))
@@ -85,7 +85,7 @@ def remove_blocked() -> Any:
         number = _number_tokens().loads(request.form.get("token", ""))
     except BadSignature:
         abort(400, description="无效的号码标识")
-    if commit_or_flash(lambda session: unblock_number(session, number), AppealError) is not None:
+    if commit_or_flash(lambda session: unblock_number(session, number)) is not None:
         flash("已移出恶意评价名单：此后该号码的评价照常采纳；已停止的回访任务不会自动恢复", "info")
     return redirect(url_for("supervisor.blocked"))
 
@@ -105,7 +105,7 @@ def batches() -> Any:
 @role_required("supervisor")
 def lift_batch(rating_id: int) -> Any:
     lifted = commit_or_flash(lambda session: lift_batch_flag(
-        session, rating_id, datetime.now(timezone.utc), f"supervisor:{current_user.username}"), BatchRuleError)
+        session, rating_id, datetime.now(timezone.utc), f"supervisor:{current_user.username}"))
     if lifted is not None:
         flash("已改为单独计入主动评价", "info")
     return redirect(url_for("supervisor.batches"))

@@ -11,11 +11,11 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from rating_core.reports.figures import PeriodError, current_quarter, parse_period
+from rating_core.reports.figures import current_quarter, parse_period
 from rating_core.store.models import Call, QualityItem, QualitySample
-from rating_core.reports.quality import STRATA, QualityError, draw_sample, score_item
+from rating_core.reports.quality import STRATA, draw_sample, score_item
 from web import db, store
-from web.changes import FormError, commit_or_flash, whole_number
+from web.changes import commit_or_flash, whole_number
 from web.recordings import serve_recording
 from web.roles import role_required
 from web.supervisor import FIGURE_ROLES, _zone, bp
@@ -37,7 +37,7 @@ def new_sample() -> Any:
         session, store().rules, parse_period(form.get("period", ""), _zone()), tuple(form.getlist("strata")),
         whole_number(form.get("per_stratum"), "每层抽取数须为整数"), secrets.randbelow(2**31),
         current_user.username, datetime.now(timezone.utc),
-    ), PeriodError, QualityError, FormError)
+    ))
     if sample is None:
         return redirect(url_for("supervisor.quality"))
     flash(f"已抽取 {len(sample.items)} 条录音", "info")
@@ -65,7 +65,7 @@ def score(item_id: int) -> Any:
     scored = commit_or_flash(lambda session: score_item(
         session, item_id, whole_number(request.form.get("score"), "评分须为0到100的整数"),
         request.form.get("comment", ""), current_user.username, datetime.now(timezone.utc),
-    ), QualityError, FormError)
+    ))
     if scored is not None:
         flash("评分已保存", "info")
     return redirect(url_for("supervisor.quality_sample", sample_id=item.sample_id) + f"#item-{item_id}")

@@ -10,7 +10,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from rating_core.complaints.appeals import AppealError, file_appeal
+from rating_core.complaints.appeals import file_appeal
 from rating_core.store.models import Appeal, Call, CallbackTask, Rating
 from web import db, store
 from web.changes import commit_or_flash
@@ -39,7 +39,7 @@ def appeal(task_id: int) -> Any:
     filed = commit_or_flash(lambda session: file_appeal(
         session, store().rules.callback, task_id, current_user.unit or "", request.form.get("reason", ""),
         datetime.now(timezone.utc), f"unit:{current_user.username}",
-    ), AppealError)
+    ))
     if filed is not None:
         flash("申诉已提交，复核结果将在期限内反馈", "info")
     return redirect(url_for("unit.home"))

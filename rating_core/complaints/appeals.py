@@ -26,14 +26,17 @@ from rating_core.store.models import Appeal, BlockedNumber, CallbackTask
 from rating_core.outbox.outbox import emit
 from rating_core.store.rating_history import change_rating
 from rating_core.rules.working_days import add_duration
+from rating_core.rules.refusals import Reason, Refused
 
 FINDINGS = {"misjudged": "误评", "malicious": "恶意评价"}
 # The task states a number's listing stops (see block_number for why these and not the others).
 STOPPED_WHEN_LISTED = ("pending", "dialing", "exhausted", "rectified")
 
 
-class AppealError(ValueError):
+class AppealError(Refused):
     """An appeal or decision the rules do not allow; the message is for the person who tried (zh-CN)."""
+
+    reason = Reason.NOT_ALLOWED
 
 
 @dataclass(frozen=True)
@@ -60,13 +63,13 @@ def file_appeal(session: Session, policy: CallbackPolicy, task_id: int, unit: st
     if not task.rating.is_adopted:
         raise AppealError("该评价已不予采纳，无需申诉")
     if session.query(Appeal.id).filter(Appeal.task_id == task_id).first() is not None:
-        raise AppealError("该差评已提出过申诉")
+        raise AppealError("该差评已提出过申诉", Reason.ALREADY_DONE)
     if at > task.appeal_file_by:
         zone = ZoneInfo(policy.timezone)
         raise AppealError(f"已超过申诉期限（{task.appeal_file_by.astimezone(zone):%Y-%m-%d %H:%M}，"
                           f"评价后{policy.appeal_file_within.describe()}内）")
     if not reason.strip():
-        raise AppealError("请填写申诉理由")
+        raise AppealError("请填写申诉理由", Reason.INVALID)
     review_by = add_duration(at, policy.appeal_review_within, load_calendar(session), ZoneInfo(policy.timezone))
     appeal = Appeal(task_id=task_id, unit=unit, reason=reason.strip(), filed_by=actor, filed_at=at,
                     review_by=review_by)
@@ -81,11 +84,11 @@ def decide_appeal(session: Session, appeal_id: int, upheld: bool, finding: str |
                   actor: str, *, block_number: bool = False) -> Decision:
     appeal = session.get(Appeal, appeal_id, with_for_update=True)
     if appeal is None:
-        raise AppealError(f"申诉 {appeal_id} 不存在")
+        raise AppealError(f"申诉 {appeal_id} 不存在", Reason.NOT_FOUND)
     if appeal.decision is not None:
         raise AppealError("该申诉已复核")
     if not note.strip():
-        raise AppealError("请填写复核意见")
+        raise AppealError("请填写复核意见", Reason.INVALID)
     if upheld and finding not in FINDINGS:
         raise AppealError("申诉成立时须认定为误评或恶意评价")
     if not upheld and (finding or block_number):
@@ -120,11 +123,11 @@ def block_number(session: Session, number: str, reason: str, at: datetime, actor
     """
     number = number.strip()
     if not number or not number.lstrip("+").isdigit() or len(number) > 20:
-        raise AppealError("请填写正确的电话号码")
+        raise AppealError("请填写正确的电话号码", Reason.INVALID)
     if not reason.strip():
-        raise AppealError("请填写加入名单的理由")
+        raise AppealError("请填写加入名单的理由", Reason.INVALID)
     if session.get(BlockedNumber, number) is not None:
-        raise AppealError("该号码已在恶意评价名单中")
+        raise AppealError("该号码已在恶意评价名单中", Reason.ALREADY_DONE)
     return _put_on_list(session, number, reason.strip(), at, actor)
 
 

@@ -37,6 +37,7 @@ from rating_core.store.models import (
 from rating_core.outbox.outbox import emit
 from rating_core.store.rating_history import change_rating
 from rating_core.rules.working_days import WorkingCalendar, add_duration, next_calling_time
+from rating_core.rules.refusals import Reason, Refused
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,12 @@ DIALLABLE_STATES = {"pending": "verify", "rectified": "satisfaction"}
 VERIFIABLE_STATES = ("contacted", "exhausted")
 
 
-class TaskRuleError(ValueError):
+class TaskRuleError(Refused):
     """A move the callback rules do not allow; the message is for the person who tried it (zh-CN)."""
+
+    reason = Reason.WRONG_STATE
+
+
 # Attempt statuses while the dialer owns the attempt.
 LIVE_ATTEMPT_STATUSES = ("originating", "ringing", "answered")
 
@@ -138,10 +143,12 @@ def close_task(session: Session, task: CallbackTask, at: datetime, actor: str, r
 
 @dataclass(frozen=True)
 class AttemptRequest:
-    """What :func:`request_attempt` decided: an attempt to place, or why not (and when to look again)."""
+    """What :func:`request_attempt` decided: an attempt to place, or why not (``reason`` for a program,
+    ``message`` for a person) and when to look again."""
 
     attempt_id: int | None
-    reason: str | None = None
+    reason: Reason | None = None
+    message: str | None = None
     retry_at: datetime | None = None
 
 
@@ -150,18 +157,18 @@ def request_attempt(session: Session, policy: CallbackPolicy, task_id: int, now:
     """Queue the next dial of a task for the dialer, if the policy allows it now."""
     task = session.get(CallbackTask, task_id, with_for_update=True)
     if task is None:
-        return AttemptRequest(None, f"no callback task {task_id}")
+        return AttemptRequest(None, Reason.NOT_FOUND, f"回访任务 {task_id} 不存在")
     purpose = DIALLABLE_STATES.get(task.state)
     if purpose is None:
-        return AttemptRequest(None, f"task is {task.state}")
+        return AttemptRequest(None, Reason.WRONG_STATE, "该任务当前不在待呼叫状态")
     if _attempts_for(task, purpose) >= policy.max_attempts:
         exhaust(session, task, now, actor, purpose=purpose)
-        return AttemptRequest(None, "attempts used up")
+        return AttemptRequest(None, Reason.USED_UP, "呼叫次数已用完")
     calendar = load_calendar(session)
     slot = next_slot(now, policy, calendar)
     if slot != now:
         task.next_attempt_at = slot
-        return AttemptRequest(None, "outside calling hours", retry_at=slot)
+        return AttemptRequest(None, Reason.NOT_NOW, "当前不在呼叫时段", retry_at=slot)
     seq = task.attempts_made + 1
     token = uuid.uuid4().hex[:12]
     attempt = CallbackAttempt(
@@ -350,13 +357,13 @@ def record_verdict(session: Session, policy: CallbackPolicy, task_id: int, verdi
     """
     task = session.get(CallbackTask, task_id, with_for_update=True)
     if task is None:
-        raise TaskRuleError(f"回访任务 {task_id} 不存在")
+        raise TaskRuleError(f"回访任务 {task_id} 不存在", Reason.NOT_FOUND)
     if verdict not in VERDICTS:
-        raise TaskRuleError(f"未知的核实结论：{verdict!r}")
+        raise TaskRuleError(f"未知的核实结论：{verdict!r}", Reason.INVALID)
     if task.state not in VERIFIABLE_STATES:
         raise TaskRuleError(f"任务当前状态为 {task.state}，不能填写核实结论")
     if not note.strip():
-        raise TaskRuleError("请填写核实情况说明")
+        raise TaskRuleError("请填写核实情况说明", Reason.INVALID)
     if rectify_by is not None and verdict != "deadline_fix":
         raise TaskRuleError("只有“限期整改”才能填写整改期限")
     if done and done.strip() and verdict not in ("immediate_fix", "explained"):
@@ -366,7 +373,7 @@ def record_verdict(session: Session, policy: CallbackPolicy, task_id: int, verdi
     if verdict == "deadline_fix":
         limit = add_duration(at, policy.rectify_within, load_calendar(session), ZoneInfo(policy.timezone))
         if rectify_by is not None and not at < rectify_by <= limit:
-            raise TaskRuleError(f"整改期限须在现在与 {limit:%Y-%m-%d %H:%M} 之间（不超过{policy.rectify_within.describe()}）")
+            raise TaskRuleError(f"整改期限须在现在与 {limit:%Y-%m-%d %H:%M} 之间（不超过{policy.rectify_within.describe()}）", Reason.INVALID)
         task.rectify_by = rectify_by or limit
         note_event(session, task, at, actor, "verified", "rectifying", verdict=verdict, rectify_by=task.rectify_by.isoformat())
         emit(session, "complaint.verified", task.rating, at, verdict=verdict)
@@ -390,11 +397,11 @@ def mark_rectified(session: Session, policy: CallbackPolicy, task_id: int, at: d
     re-ask satisfaction."""
     task = session.get(CallbackTask, task_id, with_for_update=True)
     if task is None:
-        raise TaskRuleError(f"回访任务 {task_id} 不存在")
+        raise TaskRuleError(f"回访任务 {task_id} 不存在", Reason.NOT_FOUND)
     if task.state != "rectifying":
         raise TaskRuleError(f"任务当前状态为 {task.state}，不在整改中")
     if not note.strip():
-        raise TaskRuleError("请填写整改情况")
+        raise TaskRuleError("请填写整改情况", Reason.INVALID)
     late = task.rectify_by is not None and at > task.rectify_by
     note_event(session, task, at, actor, "rectification_reported", note=note.strip(), late=late)
     _ready_for_reask(session, policy, task, Rectification(kind="deadline_fix", what=note.strip(), actor=actor,
@@ -445,10 +452,10 @@ def record_answer(session: Session, attempt_id: int, question: str, answer: bool
     solved and satisfied: the loop is closed (整改满意).
     """
     if question not in QUESTIONS:
-        raise TaskRuleError(f"未知的回访问题：{question!r}")
+        raise TaskRuleError(f"未知的回访问题：{question!r}", Reason.INVALID)
     attempt = session.get(CallbackAttempt, attempt_id)
     if attempt is None:
-        raise TaskRuleError(f"回访记录 {attempt_id} 不存在")
+        raise TaskRuleError(f"回访记录 {attempt_id} 不存在", Reason.NOT_FOUND)
     already = session.scalars(select(CallbackAnswer.id).where(
         CallbackAnswer.attempt_id == attempt_id, CallbackAnswer.question == question)).first()
     if already is not None:
@@ -480,7 +487,7 @@ def note_script_ended(session: Session, attempt_id: int, end_reason: str, progre
     """How far the automated callback got, on the task's record (the dialer records the call's outcome)."""
     attempt = session.get(CallbackAttempt, attempt_id)
     if attempt is None:
-        raise TaskRuleError(f"回访记录 {attempt_id} 不存在")
+        raise TaskRuleError(f"回访记录 {attempt_id} 不存在", Reason.NOT_FOUND)
     already = session.scalars(select(TaskEvent.id).where(
         TaskEvent.task_id == attempt.task_id, TaskEvent.kind == "script_ended",
         TaskEvent.detail["attempt"].as_integer() == attempt.seq)).first()
@@ -516,12 +523,12 @@ def readopt(session: Session, policy: CallbackPolicy, task_id: int, at: datetime
     and its callback task is open again, with the history kept."""
     task = session.get(CallbackTask, task_id, with_for_update=True)
     if task is None:
-        raise TaskRuleError(f"回访任务 {task_id} 不存在")
+        raise TaskRuleError(f"回访任务 {task_id} 不存在", Reason.NOT_FOUND)
     rating = task.rating
     if rating.is_adopted:
-        raise TaskRuleError("该评价已是采纳状态")
+        raise TaskRuleError("该评价已是采纳状态", Reason.ALREADY_DONE)
     if not reason.strip():
-        raise TaskRuleError("请填写恢复采纳的理由")
+        raise TaskRuleError("请填写恢复采纳的理由", Reason.INVALID)
     change_rating(rating, at, actor, is_adopted=True, not_adopted_reason=None)
     if task.verdict == "not_adopted":
         task.verdict, task.verdict_note, task.verified_at = None, None, None

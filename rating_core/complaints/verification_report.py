@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from rating_core.store.models import CallbackAnswer, CallbackTask, Rectification
 from rating_core.rules.rulebook import Rules
+from rating_core.rules.refusals import Reason, Refused
 
 # The form is due within 5 days of the rectification's completion (seed 000, 二(二)).
 DUE_AFTER = timedelta(days=5)
@@ -39,8 +40,10 @@ _SAID_ALREADY = re.compile(r"^\s*经(?:调查|回访)?核实[，,：:、\s]*")
 _SENTENCE_END = ("。", "！", "？", "”", "…", "!", "?")
 
 
-class ReportNotReady(ValueError):
+class ReportNotReady(Refused):
     """The task has no verification yet, so there is nothing to report."""
+
+    reason = Reason.WRONG_STATE
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,15 @@ from sqlalchemy.orm import Session
 
 from rating_core.store.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from rating_core.outbox.outbox import EVENT_TYPES
+from rating_core.rules.refusals import Reason, Refused
 
 SECRET_PREFIX = "whsec_"
 
 
-class EndpointError(ValueError):
+class EndpointError(Refused):
     """An endpoint that cannot be set up as asked."""
+
+    reason = Reason.INVALID
 
 
 def new_secret() -> str:

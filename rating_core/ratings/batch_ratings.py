@@ -18,12 +18,15 @@ from sqlalchemy.orm import Session
 from rating_core.store.models import Call, Rating
 from rating_core.store.rating_history import change_rating
 from rating_core.rules.rulebook import Rules
+from rating_core.rules.refusals import Reason, Refused
 
 SOURCE = "rule:batch"
 
 
-class BatchRuleError(ValueError):
+class BatchRuleError(Refused):
     """A change to a batch flag the rules do not allow; the message is for the supervisor (zh-CN)."""
+
+    reason = Reason.WRONG_STATE
 
 
 def apply_batch_rule(session: Session, rules: Rules, rating: Rating, at: datetime) -> int:
@@ -56,7 +59,7 @@ def lift_batch_flag(session: Session, rating_id: int, at: datetime, actor: str) 
     """A supervisor rules that this rating counts on its own; recorded, and the rule respects it from now on."""
     rating = session.get(Rating, rating_id, with_for_update=True)
     if rating is None:
-        raise BatchRuleError("评价不存在")
+        raise BatchRuleError("评价不存在", Reason.NOT_FOUND)
     if rating.batch_of_id is None:
         raise BatchRuleError("该评价未被计为批量评价")
     change_rating(rating, at, actor, batch_of_id=None, batch_exempt=True)

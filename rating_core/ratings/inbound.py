@@ -24,16 +24,19 @@ from rating_core.complaints.callback_tasks import close_task
 from rating_core.store.models import Call, CaseRecord, InboundEvent
 from rating_core.outbox.outbox import emit
 from rating_core.store.rating_history import change_rating
+from rating_core.rules.refusals import Reason, Refused
 
 MAX_RECORDS = 1000
 ACTOR = "platform"
 
 
-class InboundError(ValueError):
+class InboundError(Refused):
     """The body cannot be applied; ``status`` is the HTTP answer (400 malformed, 422 names unknown calls)."""
 
+    reason = Reason.INVALID
+
     def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
+        super().__init__(message, Reason.NOT_FOUND if status == 422 else None)
         self.status = status
 
 

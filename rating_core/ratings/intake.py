@@ -32,14 +32,17 @@ from rating_core.store.batch_lookups import (
 )
 from rating_core.store.models import Call, Rating, RatingChange
 from rating_core.store.rating_history import change_rating
+from rating_core.rules.refusals import Reason, Refused
 
 
 class UnknownCall(LookupError):
     """An event names a call the store has never seen."""
 
 
-class RatingRefused(ValueError):
+class RatingRefused(Refused):
     """One call, one rating: the rules refuse this channel's rating of a call already rated (lifecycle.second_rating)."""
+
+    reason = Reason.ALREADY_DONE
 
 
 def prepare_batch(session: Session, rules: Rules, events: Sequence[CallEvent]) -> None:

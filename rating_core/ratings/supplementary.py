@@ -37,6 +37,7 @@ from rating_core.rules.lifecycle_policy import QuietHours
 from rating_core.store.models import Call, SmsReminder
 from rating_core.rules.rulebook import Rules
 from rating_core.rules.working_days import WorkingCalendar, add_duration
+from rating_core.rules.refusals import Reason, Refused
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +49,19 @@ SOURCE = "sms"
 MAX_TEXT = 500
 
 
-class SupplementaryRefused(ValueError):
+class SupplementaryRefused(Refused):
     """The rating cannot be taken as filled in; the message is for the citizen (zh-CN)."""
+
+    reason = Reason.INVALID
 
 
 class LinkRefused(SupplementaryRefused):
     """The link itself cannot be used: forged, unknown, or (``gone``) spent, expired, or its call rated."""
 
-    def __init__(self, message: str, *, gone: bool = False) -> None:
-        super().__init__(message)
+    reason = Reason.NOT_FOUND
+
+    def __init__(self, message: str, reason: Reason | None = None, *, gone: bool = False) -> None:
+        super().__init__(message, reason)
         self.gone = gone
 
 
@@ -176,11 +181,11 @@ def check_usable(rules: Rules, reminder: SmsReminder, now: datetime) -> None:
     """Refuse a link that expired, was used, or whose call may not be rated again by this channel."""
     zone = ZoneInfo(rules.callback.timezone)
     if reminder.used_at is not None:
-        raise LinkRefused("该链接已使用过，感谢您的评价", gone=True)
+        raise LinkRefused("该链接已使用过，感谢您的评价", Reason.ALREADY_DONE, gone=True)
     if reminder.status not in ("sent", "unknown"):
         raise LinkRefused("链接无效，请核对短信中的链接")
     if now >= reminder.expires_at:
-        raise LinkRefused(f"补充评价已于{last_day(reminder.expires_at, zone)}截止，感谢您的关注", gone=True)
+        raise LinkRefused(f"补充评价已于{last_day(reminder.expires_at, zone)}截止，感谢您的关注", Reason.TOO_LATE, gone=True)
     rating = reminder.call.rating
     if rating is not None and rules.lifecycle.second("supplementary", rating.channel) == "refuse":
-        raise LinkRefused("该次来电已评价，无需重复评价", gone=True)
+        raise LinkRefused("该次来电已评价，无需重复评价", Reason.ALREADY_DONE, gone=True)

@@ -16,6 +16,7 @@ from rating_core.ratings.supplementary import (
     MAX_TEXT, SOURCE, LinkRefused, SupplementaryRefused, check_usable, last_day, reminder_of,
 )
 from rating_core.rules.privacy import mask_phone
+from rating_core.rules.refusals import Reason
 from rating_core.rules.rulebook import HotlineProfile, Rules
 from rating_core.store.models import Rating, SmsReminder
 
@@ -64,12 +65,12 @@ def give_supplementary(session: Session, rules: Rules, token: str, secret: str, 
     spent = session.execute(update(SmsReminder).where(SmsReminder.id == reminder.id, SmsReminder.used_at.is_(None))
                             .values(used_at=now).execution_options(synchronize_session=False))
     if spent.rowcount != 1:
-        raise LinkRefused("该链接已使用过，感谢您的评价", gone=True)
+        raise LinkRefused("该链接已使用过，感谢您的评价", Reason.ALREADY_DONE, gone=True)
     uid = reminder.call.uniqueid
     try:
         apply_event(session, rules, RatingGiven(uid, chosen.code, "supplementary", now, source=SOURCE))
     except RatingRefused as exc:
-        raise LinkRefused("该次来电已评价，无需重复评价", gone=True) from exc
+        raise LinkRefused("该次来电已评价，无需重复评价", Reason.ALREADY_DONE, gone=True) from exc
     if tags or text:
         ordered = tuple(tag.code for tag in hotline.tags if tag.code in tags)
         apply_event(session, rules, ReasonGiven(uid, ordered, now, text=text or None, source=SOURCE))

@@ -19,14 +19,17 @@ from sqlalchemy.orm import Session
 
 from rating_core.reports.cell_text import printable
 from rating_core.store.models import FigureAdjustment
+from rating_core.rules.refusals import Reason, Refused
 
 # One entry moves a unit by at most this much; the item's bounds apply to the sum (scoring_rules.yaml).
 MAX_ENTRY = Decimal(20)
 MAX_REASON = 1000
 
 
-class AdjustmentError(ValueError):
+class AdjustmentError(Refused):
     """An entry the rules refuse; the message is for the supervisor (zh-CN)."""
+
+    reason = Reason.INVALID
 
 
 def check_entry(name: str, points: Decimal, reason: str) -> None:
@@ -63,11 +66,11 @@ def _open_entry(session: Session, entry_id: int, period: str, dimension: str) ->
     table must not change this one)."""
     entry = session.get(FigureAdjustment, entry_id, with_for_update=True)
     if entry is None:
-        raise AdjustmentError(f"加减分记录 {entry_id} 不存在")
+        raise AdjustmentError(f"加减分记录 {entry_id} 不存在", Reason.NOT_FOUND)
     if (entry.period, entry.dimension) != (period, dimension):
         raise AdjustmentError(f"加减分记录 {entry_id} 不属于当前统计表（{period}），请刷新页面后重试")
     if entry.withdrawn_at is not None:
-        raise AdjustmentError("该加减分记录已撤销或更正，不能再改")
+        raise AdjustmentError("该加减分记录已撤销或更正，不能再改", Reason.ALREADY_DONE)
     return entry
 
 

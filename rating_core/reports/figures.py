@@ -22,6 +22,7 @@ from rating_core.reports.figure_adjustments import history, in_force
 from rating_core.reports.figure_counts import conditions
 from rating_core.store.models import Call, CallbackTask, FigureAdjustment, Rating
 from rating_core.reports.scoring import COUNT_NAMES, Scheme, ScoringRules, UnitCounts, UnitScore, rounded, score_units
+from rating_core.rules.refusals import Reason, Refused
 
 # What a table row can stand for, and the column that names it.
 DIMENSIONS = {
@@ -34,8 +35,10 @@ UNNAMED = "（未填写）"
 MAX_PERIOD_DAYS = 366
 
 
-class PeriodError(ValueError):
+class PeriodError(Refused):
     """A period that cannot be read; the message says what is accepted (zh-CN)."""
+
+    reason = Reason.INVALID
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ def parse_period(text: str, zone: ZoneInfo) -> Period:
     except PeriodError:
         raise
     except ValueError:  # date() refused a month or a day: say so in the supervisor's words, not Python's
-        raise PeriodError(f"时段 {text} 中的日期不存在：月份须为 01–12，日须在当月天数之内") from None
+        raise PeriodError(f"时段 {text} 中的日期不存在：月份须为 01–12，日须在当月天数之内", Reason.NOT_FOUND) from None
     if (last - first).days > MAX_PERIOD_DAYS:
         raise PeriodError(f"时段 {text} 超过一年，请分段查看")
     start = datetime.combine(first, time(0), zone).astimezone(timezone.utc)

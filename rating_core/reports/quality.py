@@ -18,14 +18,17 @@ from sqlalchemy.orm import Session, joinedload
 from rating_core.reports.figures import Period
 from rating_core.store.models import Call, QualityItem, QualitySample
 from rating_core.rules.rulebook import Rules
+from rating_core.rules.refusals import Reason, Refused
 
 STRATA = {"hotline": "热线", "agent": "坐席", "level": "评价等级"}
 MAX_PER_STRATUM = 50
 UNRATED = "未评价"
 
 
-class QualityError(ValueError):
+class QualityError(Refused):
     """A sample or score the rules do not allow (zh-CN message)."""
+
+    reason = Reason.INVALID
 
 
 def _stratum(call: Call, strata: tuple[str, ...], rules: Rules) -> str:
@@ -68,7 +71,7 @@ def draw_sample(session: Session, rules: Rules, period: Period, strata: tuple[st
 def score_item(session: Session, item_id: int, score: int, comment: str, actor: str, at: datetime) -> QualityItem:
     item = session.get(QualityItem, item_id)
     if item is None:
-        raise QualityError(f"抽检记录 {item_id} 不存在")
+        raise QualityError(f"抽检记录 {item_id} 不存在", Reason.NOT_FOUND)
     if not 0 <= score <= 100:
         raise QualityError("评分须为0到100的整数")
     if len(comment) > 2000:
