@@ -30,9 +30,9 @@ from callback.ami_protocol import Message, originate_fields
 from callback.call_outcomes import HANGUP_CAUSES, dial_status_outcome, failed_outcome, parse_int
 from rating_core.store.batch_lookups import blocked_reason
 from rating_core.rules.callback_policy import CallbackPolicy
+from rating_core.complaints.task_states import LIVE_ATTEMPT_STATUSES
 from rating_core.complaints.callback_tasks import (
     DIALLABLE_STATES,
-    LIVE_ATTEMPT_STATUSES,
     claim_attempt,
     drop_attempt,
     load_calendar,

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from rating_core.events.call_events import CallStarted, RatingGiven
-from rating_core.complaints.callback_tasks import claim_attempt, record_outcome, request_attempt, sweep
+from rating_core.complaints.callback_tasks import claim_attempt, note_event, record_outcome, request_attempt, sweep
 from rating_core.store.models import BlockedNumber, CallbackAttempt, CallbackTask, TaskEvent
 from rating_core.rules.rulebook import Rules
 from rating_core.ratings.store import RatingStore
@@ -130,3 +130,42 @@ def test_the_sweep_lists_due_tasks_escalates_near_deadlines_and_recomputes(store
         # 1 working day from Friday 09:30:05 is Monday 09:30:05.
         assert first.verify_by == datetime(2026, 11, 23, 9, 30, 5, tzinfo=CST)
         assert session.scalars(select(TaskEvent.kind).where(TaskEvent.task_id == 1)).all()[-1] == "deadlines_recomputed"
+
+
+# -- the state machine (rating_core/complaints/task_states.py) --------------------------------------
+
+
+def test_a_task_moves_only_along_the_state_machine(store: RatingStore, rules: Rules) -> None:
+    """A move the table has no arrow for is refused with a Chinese reason, and the task stays where it was."""
+    from rating_core.complaints.task_states import IllegalMove, TaskState
+    from rating_core.rules.refusals import Reason, Refused
+
+    rate(store, "1796600000.1", "dissatisfied")
+    with store.sessions.begin() as session:
+        task = session.scalars(select(CallbackTask)).one()
+        assert task.state == TaskState.PENDING
+        with pytest.raises(IllegalMove, match="不能从“待回访”改为“限期整改中”") as refused:
+            note_event(session, task, T0, "test", "verified", "rectifying")
+        assert isinstance(refused.value, Refused) and refused.value.reason == Reason.WRONG_STATE
+        assert task.state == TaskState.PENDING
+        with pytest.raises(IllegalMove):
+            note_event(session, task, T0, "test", "created", "rectified")  # born waiting for a call, or never
+
+
+def test_every_state_has_a_name_and_every_arrow_lands_on_a_state() -> None:
+    from rating_core.complaints.task_states import (
+        ATTEMPT_MOVES, ATTEMPT_STATUS_NAMES, TASK_MOVES, TASK_STATE_NAMES, AttemptStatus, TaskState,
+    )
+
+    assert set(TASK_STATE_NAMES) == set(TASK_MOVES) == set(TaskState)
+    assert set(ATTEMPT_STATUS_NAMES) == set(ATTEMPT_MOVES) == set(AttemptStatus)
+    assert ATTEMPT_MOVES[AttemptStatus.ENDED] == frozenset()  # an ended attempt is history
+    # Every open state can still end, and every state can be reached from where a task is born.
+    reached, frontier = {TaskState.PENDING, TaskState.NOT_DIALLED}, [TaskState.PENDING]
+    while frontier:
+        for target in TASK_MOVES[frontier.pop()] - reached:
+            reached.add(target)
+            frontier.append(target)
+    assert reached == set(TaskState)
+    assert all(TaskState.CLOSED in TASK_MOVES[state] for state in TaskState if state not in
+               (TaskState.CLOSED, TaskState.NOT_DIALLED))

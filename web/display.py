@@ -8,15 +8,12 @@ from zoneinfo import ZoneInfo
 
 from flask import Flask
 
+from rating_core.complaints.task_states import TASK_STATE_NAMES
 from rating_core.rules.callback_policy import QUESTIONS, VERDICTS
 from rating_core.rules.privacy import mask_phone
 from rating_core.rules.rulebook import Rules
 from rating_core.reports.scoring import plain_number, rounded
 
-STATE_NAMES = {
-    "pending": "待回访", "dialing": "呼叫中", "contacted": "已接通待核实", "rectifying": "限期整改中",
-    "rectified": "待回访满意度", "exhausted": "未接通已升级", "closed": "已办结", "not_dialled": "不回访",
-}
 OUTCOME_NAMES = {
     "answered": "接通", "busy": "忙线", "no_answer": "无人接听", "rejected": "拒接", "congestion": "线路拥塞",
     "failed": "呼叫失败", "invalid_number": "空号/号码无效", "unknown": "结果不明", "cancelled": "未拨出（已取消）",
@@ -52,7 +49,7 @@ def register(app: Flask, rules: Rules) -> None:
     app.jinja_env.filters.update(
         local=local, time_left=time_left, masked=mask_phone,
         level_name=lambda code: levels.get(code, code or "未评价"),
-        state_name=lambda code: STATE_NAMES.get(code, code),
+        state_name=lambda code: TASK_STATE_NAMES.get(code, code),
         outcome_name=lambda code: OUTCOME_NAMES.get(code, code or "—"),
         purpose_name=lambda code: PURPOSE_NAMES.get(code, code),
         verdict_name=lambda code: VERDICTS.get(code, code or "—"),

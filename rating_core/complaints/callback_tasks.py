@@ -4,15 +4,7 @@ Everything here runs inside a caller's transaction and only touches the
 store, so the RQ jobs, the dialer, the CLI and the web tool all move a task
 the same way, and every move leaves a :class:`TaskEvent` saying who made it.
 
-States::
-
-    pending ──request──▶ dialing ──answered──▶ contacted ──verdict──▶ rectifying (限期整改)
-       ▲                    │                      │                      │ done
-       └──retry (policy)────┘                      └──立行立改/解释说明──▶ rectified
-                            └──attempts used up──▶ exhausted (escalated)
-    rectified ──request──▶ dialing (re-ask, purpose "satisfaction") ──▶ … ──satisfied──▶ closed
-    contacted ──误评/恶意──▶ closed, rating not adopted
-    not_dialled: non-adopted rating, malicious-list number, or no usable number
+The states and the moves between them are :mod:`rating_core.complaints.task_states`.
 
 An automated callback may close a task at once: the citizen confirms it is
 them, says the problem is solved and is satisfied with how it was handled.
@@ -29,6 +21,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from rating_core.complaints.task_states import (
+    OPEN_TASK_STATES, AttemptStatus, TaskState, attempts_moving_to, task_move,
+)
 from rating_core.store.batch_lookups import blocked_reason, lookups
 from rating_core.rules.callback_policy import FINAL_OUTCOMES, QUESTIONS, VERDICTS, CallbackPolicy
 from rating_core.store.models import (
@@ -41,11 +36,11 @@ from rating_core.rules.refusals import Reason, Refused
 
 log = logging.getLogger(__name__)
 
-OPEN_STATES = ("pending", "dialing", "contacted", "rectifying", "rectified", "exhausted")
+OPEN_STATES = OPEN_TASK_STATES
 # A state the dialer picks tasks from, and the purpose of the call it places.
-DIALLABLE_STATES = {"pending": "verify", "rectified": "satisfaction"}
+DIALLABLE_STATES: dict[str, str] = {TaskState.PENDING: "verify", TaskState.RECTIFIED: "satisfaction"}
 # Where a verification may be entered: after contact, or by other means once calling has failed.
-VERIFIABLE_STATES = ("contacted", "exhausted")
+VERIFIABLE_STATES = (TaskState.CONTACTED, TaskState.EXHAUSTED)
 
 
 class TaskRuleError(Refused):
@@ -54,8 +49,6 @@ class TaskRuleError(Refused):
     reason = Reason.WRONG_STATE
 
 
-# Attempt statuses while the dialer owns the attempt.
-LIVE_ATTEMPT_STATUSES = ("originating", "ringing", "answered")
 
 
 def load_calendar(session: Session) -> WorkingCalendar:
@@ -70,9 +63,11 @@ def load_calendar(session: Session) -> WorkingCalendar:
 
 def note_event(session: Session, task: CallbackTask, at: datetime, actor: str, kind: str,
           to_state: str | None = None, **detail: object) -> None:
+    """Put what happened on the task's history; with ``to_state``, the one place a task changes state, and
+    only along an arrow of the state machine (:func:`~rating_core.complaints.task_states.task_move`)."""
     from_state = task.state
     if to_state is not None:
-        task.state = to_state
+        task.state = task_move(None if kind == "created" else from_state, to_state)
     task.updated_at = at
     session.add(TaskEvent(task=task, at=at, actor=actor, kind=kind, from_state=from_state,
                           to_state=to_state, detail={k: v for k, v in detail.items() if v is not None}))
@@ -105,7 +100,7 @@ def open_task(session: Session, policy: CallbackPolicy, rating: Rating, at: date
     calendar = load_calendar(session)
     task = CallbackTask(
         rating=rating, hotline=call.hotline, number=call.caller_number, mode=policy.mode,
-        state="pending", created_at=at, updated_at=at, attempts_made=0, attempts=[],
+        state=TaskState.PENDING, created_at=at, updated_at=at, attempts_made=0, attempts=[],
     )
     _compute_deadlines(task, rating.rated_at, policy, calendar)
     session.add(task)
@@ -172,7 +167,7 @@ def request_attempt(session: Session, policy: CallbackPolicy, task_id: int, now:
     seq = task.attempts_made + 1
     token = uuid.uuid4().hex[:12]
     attempt = CallbackAttempt(
-        task=task, seq=seq, purpose=purpose, status="queued", requested_at=now,
+        task=task, seq=seq, purpose=purpose, status=AttemptStatus.QUEUED, requested_at=now,
         # Letters, digits and dashes only: valid as RQ job ids, AMI ActionIDs and Asterisk uniqueids.
         channel_id=f"cb-{task.id}-{seq}-{token}", action_id=f"cb-{task.id}-{seq}-{token}-a",
     )
@@ -194,8 +189,8 @@ def claim_attempt(session: Session, attempt_id: int, now: datetime, dial_string:
     """
     result = session.execute(
         update(CallbackAttempt)
-        .where(CallbackAttempt.id == attempt_id, CallbackAttempt.status == "queued")
-        .values(status="originating", originated_at=now, dial_string=dial_string)
+        .where(CallbackAttempt.id == attempt_id, CallbackAttempt.status == AttemptStatus.QUEUED)
+        .values(status=AttemptStatus.ORIGINATING, originated_at=now, dial_string=dial_string)
     )
     return result.rowcount == 1
 
@@ -210,8 +205,8 @@ def release_attempt(session: Session, attempt_id: int) -> bool:
     """
     result = session.execute(
         update(CallbackAttempt)
-        .where(CallbackAttempt.id == attempt_id, CallbackAttempt.status == "originating")
-        .values(status="queued", originated_at=None, dial_string=None)
+        .where(CallbackAttempt.id == attempt_id, CallbackAttempt.status == AttemptStatus.ORIGINATING)
+        .values(status=AttemptStatus.QUEUED, originated_at=None, dial_string=None)
     )
     return result.rowcount == 1
 
@@ -222,9 +217,9 @@ def record_outcome(session: Session, policy: CallbackPolicy, attempt_id: int, ou
                    recording_file: str | None = None) -> None:
     """An attempt ended: store how, and decide the task's next step by the policy. Idempotent."""
     attempt = session.get(CallbackAttempt, attempt_id, with_for_update=True)
-    if attempt is None or attempt.status == "ended":
+    if attempt is None or attempt.status == AttemptStatus.ENDED:
         return
-    attempt.status = "ended"
+    attempt.status = AttemptStatus.ENDED
     attempt.ended_at = at
     attempt.outcome = outcome
     attempt.originate_reason = reason_code
@@ -258,8 +253,9 @@ def _attempts_for(task: CallbackTask, purpose: str) -> int:
 def note_answered(session: Session, attempt_id: int, at: datetime) -> None:
     session.execute(
         update(CallbackAttempt)
-        .where(CallbackAttempt.id == attempt_id, CallbackAttempt.status.in_(("originating", "ringing")))
-        .values(status="answered", answered_at=at)
+        .where(CallbackAttempt.id == attempt_id,
+               CallbackAttempt.status.in_(attempts_moving_to(AttemptStatus.ANSWERED)))
+        .values(status=AttemptStatus.ANSWERED, answered_at=at)
     )
 
 
@@ -560,8 +556,8 @@ def drop_attempt(session: Session, attempt_id: int, at: datetime, why: str) -> b
     """
     result = session.execute(
         update(CallbackAttempt)
-        .where(CallbackAttempt.id == attempt_id, CallbackAttempt.status == "queued")
-        .values(status="ended", ended_at=at, outcome=DROPPED_OUTCOME, detail=why[:512])
+        .where(CallbackAttempt.id == attempt_id, CallbackAttempt.status == AttemptStatus.QUEUED)
+        .values(status=AttemptStatus.ENDED, ended_at=at, outcome=DROPPED_OUTCOME, detail=why[:512])
     )
     return result.rowcount == 1
 

@@ -173,7 +173,7 @@ class CallbackTask(Base):
     number: Mapped[str | None] = mapped_column(String(64))
     # agent_first or automated, fixed when the task is created.
     mode: Mapped[str] = mapped_column(String(16))
-    # pending → dialing → contacted → verified → closed; or not_dialled / exhausted.
+    # A TaskState; its moves are the table in rating_core/complaints/task_states.py.
     state: Mapped[str] = mapped_column(String(16), index=True)
     state_reason: Mapped[str | None] = mapped_column(String(256))
     assigned_agent: Mapped[str | None] = mapped_column(String(64), index=True)
@@ -233,6 +233,7 @@ class CallbackAttempt(Base):
     seq: Mapped[int] = mapped_column(Integer)
     # verify (the first contact) or satisfaction (the re-ask after rectification).
     purpose: Mapped[str] = mapped_column(String(16), default="verify", server_default="verify")
+    # An AttemptStatus; its moves are the table in rating_core/complaints/task_states.py.
     status: Mapped[str] = mapped_column(String(16))
     requested_at: Mapped[datetime] = mapped_column(UtcDateTime())
     originated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
