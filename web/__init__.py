@@ -14,17 +14,12 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask, g, redirect, render_template, request, url_for
-from flask_login import LoginManager
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask_wtf.csrf import CSRFError
 from sqlalchemy.orm import Session
 
 from rating_core.ratings.store import RatingStore
 from web import display
-
-csrf = CSRFProtect()
-login_manager = LoginManager()
-login_manager.login_view = "auth.login"
-login_manager.login_message = "请先登录"
+from web.context import csrf, login_manager
 
 ERRORS = {
     400: "请求有误",
@@ -74,11 +69,14 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
     login_manager.init_app(app)
     display.register(app, store.rules)
 
-    from web import admin, agent, api, auth, rate, supervisor, unit
+    from web import admin, agent, api, auth, rate, supervision, supervisor, supervisor_appeals, supervisor_quality, unit
+
+    # The supervisors' pages are three modules whose routes join the one blueprint as they are imported.
+    assert all(module.bp is supervision.bp for module in (supervisor, supervisor_appeals, supervisor_quality))
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(agent.bp)
-    app.register_blueprint(supervisor.bp)
+    app.register_blueprint(supervision.bp)
     app.register_blueprint(unit.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
@@ -115,15 +113,3 @@ def _error_page(code: int, message: str) -> Any:
 
     return handle
 
-
-def store() -> RatingStore:
-    from flask import current_app
-
-    return current_app.extensions["hotline_store"]
-
-
-def db() -> Session:
-    """The request's session (closed at teardown); commit explicitly, one transaction per action."""
-    if "db_session" not in g:
-        g.db_session = store().sessions()
-    return g.db_session

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, joinedload
 from rating_core.store.models import AuditEntry, WebhookDelivery, WebhookEndpoint, WebUser
 from rating_core.outbox.outbox import EVENT_TYPES
 from rating_core.outbox.webhook_endpoints import add_endpoint, replay, rotate_secret
-from web import db
+from web.context import db
 from web.audit import audit as record_audit
 from web.changes import commit_or_flash
 from web.roles import ROLES, role_required

@@ -19,7 +19,7 @@ from rating_core.complaints.callback_tasks import (
 from rating_core.complaints.verification_report import Report, build_report, latest_rectification
 from rating_core.rules.refusals import Refused
 from rating_core.store.models import Call, CallbackAttempt, CallbackTask, Rating, WebUser
-from web import db, store
+from web.context import db, store
 from web.audit import audit
 from web.changes import commit_or_flash
 from web.downloads import attachment

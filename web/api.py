@@ -23,7 +23,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from rating_core.rules.refusals import Reason
 from rating_core.ratings.inbound import InboundError, apply_inbound
 from rating_core.store.models import OutboxEvent
-from web import csrf, db
+from web.context import csrf, db
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import login_user, logout_user
 from rating_core.store.models import WebUser
-from web import db, login_manager
+from web.context import db, login_manager
 from web.accounts import SignedIn, authenticate
 from web.audit import audit
 from web.forms import ActionForm, LoginForm

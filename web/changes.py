@@ -14,7 +14,7 @@ from typing import TypeVar
 from flask import flash
 from sqlalchemy.orm import Session
 
-from web import db
+from web.context import db
 from rating_core.rules.refusals import Reason, Refused
 
 T = TypeVar("T")

@@ -17,7 +17,7 @@ from flask import Blueprint, current_app, render_template, request
 
 from rating_core.ratings.supplementary import LinkRefused, SupplementaryRefused
 from rating_core.ratings.supplementary_rating import give_supplementary, rating_page
-from web import db, store
+from web.context import db, store
 
 log = logging.getLogger(__name__)
 bp = Blueprint("rate", __name__, url_prefix="/r")

@@ -19,7 +19,7 @@ from typing import Any
 
 from flask import abort, current_app, send_file
 
-from web import db
+from web.context import db
 from web.audit import audit
 
 # WAV format tags Chromium plays: PCM and IEEE float.

@@ -7,9 +7,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, joinedload
@@ -25,20 +24,12 @@ from rating_core.reports.figures import (
 from rating_core.reports.figures_xlsx import report_filename, write_report
 from rating_core.store.models import CallbackTask, Rating
 from rating_core.reports.scoring import ScoringError, ScoringRules, describe, formula, load_scoring_rules, rounded
-from web import db, store
+from web.context import db, store
+from web.supervision import FIGURE_ROLES, bp, zone
 from web.audit import audit
 from web.changes import commit_or_flash
 from web.downloads import attachment
 from web.roles import role_required
-
-bp = Blueprint("supervisor", __name__, url_prefix="/supervisor")
-
-FIGURE_ROLES = ("supervisor", "admin")
-
-
-def _zone() -> ZoneInfo:
-    return ZoneInfo(store().rules.callback.timezone)
-
 
 def _scoring() -> ScoringRules:
     """The scoring schemes, read once per process like the rules (a changed file needs a restart)."""
@@ -73,7 +64,7 @@ def _period_text(values: Any) -> str:
         return f"{first}..{last}"
     if kind:
         raise FigureQueryError(f"未知的时段类型“{kind}”")
-    return values.get("period") or current_quarter(datetime.now(timezone.utc), _zone())
+    return values.get("period") or current_quarter(datetime.now(timezone.utc), zone())
 
 
 def _choices() -> dict[str, str]:
@@ -94,7 +85,7 @@ def _choices() -> dict[str, str]:
         raise FigureQueryError(f"未知的热线“{chosen['hotline']}”")
     try:
         # As read: the label 加减分 entries are filed under is the same however the period was typed.
-        chosen["period"] = parse_period(chosen["period"], _zone()).label
+        chosen["period"] = parse_period(chosen["period"], zone()).label
     except PeriodError as exc:
         raise FigureQueryError(str(exc)) from None
     return chosen
@@ -111,9 +102,9 @@ def _checked_choices() -> dict[str, str]:
 def _table(chosen: dict[str, str]) -> tuple[Period, FiguresTable]:
     """The scored table, read from the daily rollups after bringing them up to date."""
     session = db()
-    refresh(session, _zone(), datetime.now(timezone.utc))
+    refresh(session, zone(), datetime.now(timezone.utc))
     session.commit()
-    period = parse_period(chosen["period"], _zone())
+    period = parse_period(chosen["period"], zone())
     table = figures_table(session, period, chosen["by"], chosen["scheme"], _scoring(),
                           chosen["hotline"] or None, counts=rolled_up_counts)
     return period, table
@@ -121,7 +112,7 @@ def _table(chosen: dict[str, str]) -> tuple[Period, FiguresTable]:
 
 def _picker(chosen: dict[str, str]) -> dict[str, str]:
     """The picker's fields for the period shown, so the form opens on it."""
-    text, today = chosen["period"], datetime.now(_zone()).date()
+    text, today = chosen["period"], datetime.now(zone()).date()
     if match := re.fullmatch(r"(\d{4})Q([1-4])", text):
         return {"kind": "quarter", "year": match[1], "quarter": match[2]}
     if re.fullmatch(r"\d{4}-\d{2}", text):
@@ -164,14 +155,14 @@ def _page_data(chosen: dict[str, str]) -> dict[str, Any]:
             "schemes": scoring.schemes_for(chosen["by"]), "hotlines": store().rules.hotlines, "counts": COUNTS,
             "rate_names": {rate.code: rate.name for rate in scoring.rates},
             "formulas": {rate.code: formula(rate) for rate in scoring.rates},
-            "scheme_rules": describe(scheme, scoring), "this_year": datetime.now(_zone()).year}
+            "scheme_rules": describe(scheme, scoring), "this_year": datetime.now(zone()).year}
 
 
 def _trend(period: Period, hotline: str | None) -> dict[str, list[Any]]:
     """好评率 and 差评 per day, calendar week or month (trend_buckets), from one query of daily counts."""
     days = daily_counts(db(), period, hotline)
     labels, good, negative = [], [], []
-    for bucket in trend_buckets(period, datetime.now(_zone()).date()):
+    for bucket in trend_buckets(period, datetime.now(zone()).date()):
         held = [counts for day, counts in days.items() if bucket.first <= day <= bucket.last]
         m, t = sum(c["M"] for c in held), sum(c["T"] for c in held)
         labels.append(bucket.label)
@@ -189,7 +180,7 @@ def figures_xlsx() -> Any:
     scheme = scoring.schemes[chosen["scheme"]]
     heading = DIMENSIONS[chosen["by"]][0]
     title = f"{chosen['period']}各{heading}“好差评”评估通报表"
-    data = write_report(table, scheme, scoring, title, heading, datetime.now(_zone()))
+    data = write_report(table, scheme, scoring, title, heading, datetime.now(zone()))
     return Response(data, mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                     headers={"Content-Disposition": attachment(report_filename(chosen["period"], heading),
                                                                f"figures-{chosen['period']}-{chosen['by']}.xlsx")})
@@ -283,10 +274,3 @@ def overdue() -> Any:
 @bp.errorhandler(ScoringError)
 def scoring_broken(error: ScoringError) -> Any:
     return render_template("error.html", code=500, message="计分规则文件有误", detail=str(error)), 500
-
-
-# Appeals, the malicious list and quality listening are supervisor pages too, in modules of their own
-# whose routes join this blueprint when imported.
-from web import supervisor_appeals, supervisor_quality  # noqa: E402
-
-VIEW_MODULES = (supervisor_appeals, supervisor_quality)

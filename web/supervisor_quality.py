@@ -14,11 +14,11 @@ from sqlalchemy.orm import selectinload
 from rating_core.reports.figures import current_quarter, parse_period
 from rating_core.store.models import Call, QualityItem, QualitySample
 from rating_core.reports.quality import STRATA, draw_sample, score_item
-from web import db, store
+from web.context import db, store
 from web.changes import commit_or_flash, whole_number
 from web.recordings import serve_recording
 from web.roles import role_required
-from web.supervisor import FIGURE_ROLES, _zone, bp
+from web.supervision import FIGURE_ROLES, bp, zone
 
 
 @bp.get("/quality")
@@ -26,7 +26,7 @@ from web.supervisor import FIGURE_ROLES, _zone, bp
 def quality() -> Any:
     samples = db().scalars(select(QualitySample).order_by(QualitySample.id.desc())).all()
     return render_template("supervisor/quality.html", samples=samples, strata=STRATA,
-                           period=current_quarter(datetime.now(timezone.utc), _zone()))
+                           period=current_quarter(datetime.now(timezone.utc), zone()))
 
 
 @bp.post("/quality")
@@ -34,7 +34,7 @@ def quality() -> Any:
 def new_sample() -> Any:
     form = request.form
     sample = commit_or_flash(lambda session: draw_sample(
-        session, store().rules, parse_period(form.get("period", ""), _zone()), tuple(form.getlist("strata")),
+        session, store().rules, parse_period(form.get("period", ""), zone()), tuple(form.getlist("strata")),
         whole_number(form.get("per_stratum"), "每层抽取数须为整数"), secrets.randbelow(2**31),
         current_user.username, datetime.now(timezone.utc),
     ))

@@ -12,7 +12,7 @@ from sqlalchemy.orm import joinedload
 
 from rating_core.complaints.appeals import file_appeal
 from rating_core.store.models import Appeal, Call, CallbackTask, Rating
-from web import db, store
+from web.context import db, store
 from web.changes import commit_or_flash
 from web.roles import role_required
 

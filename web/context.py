@@ -1,0 +1,31 @@
+"""What every view reaches for during a request: the store, the request's database session, and the Flask
+extensions the app factory sets up (logins, CSRF).
+
+Apart from ``web/__init__.py`` so that the blueprints import these without importing the factory that
+imports them.
+"""
+
+from __future__ import annotations
+
+from flask import current_app, g
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy.orm import Session
+
+from rating_core.ratings.store import RatingStore
+
+csrf = CSRFProtect()
+login_manager = LoginManager()
+login_manager.login_view = "auth.login"
+login_manager.login_message = "请先登录"
+
+
+def store() -> RatingStore:
+    return current_app.extensions["hotline_store"]
+
+
+def db() -> Session:
+    """The request's session (closed at teardown); commit explicitly, one transaction per action."""
+    if "db_session" not in g:
+        g.db_session = store().sessions()
+    return g.db_session
