@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import func, select  # noqa: E402
 
 from ivr.prompts import sound_lengths  # noqa: E402
-from ivr.simulated_asterisk import Caller, Press, run_call  # noqa: E402
+from simulators.asterisk_agi import Caller, Press, run_call  # noqa: E402
 from rating_core.store.database import make_engine  # noqa: E402
 from rating_core.store.models import Call, Rating  # noqa: E402
 

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ivr.audiosocket_server import AudioSocketServer  # noqa: E402
-from ivr.simulated_asterisk import AudioSocketRequest, Say, play_audiosocket  # noqa: E402
+from simulators.asterisk_agi import AudioSocketRequest, Say, play_audiosocket  # noqa: E402
 from ivr.speech_listener import SpeechListener  # noqa: E402
 from ivr.speech_workers import RecognizerPool  # noqa: E402
 from rating_core.rules.rulebook import load_rules  # noqa: E402

@@ -274,8 +274,8 @@ def agi_script() -> None:
 @click.option("--check/--no-check", default=True, show_default=True, help="Compare the store with what callers gave.")
 def simulate(calls: int, concurrency: int, target: str, seed: int, time_scale: float, check: bool) -> None:
     """Play Asterisk's part: N callers over real FastAGI TCP, then a summary."""
-    from ivr.simulator import check_store, plan_calls
-    from ivr.simulator import simulate as run_simulation
+    from simulators.callers import check_store, plan_calls
+    from simulators.callers import simulate as run_simulation
 
     store = open_store()
     host, port = _host_port(target, 4573)

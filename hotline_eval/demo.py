@@ -13,7 +13,7 @@ from hotline_eval.demo_callbacks import run_callbacks
 from hotline_eval.demo_sms import run_sms
 from hotline_eval.demo_speech import run_speech
 from ivr.service import running_ivr
-from ivr.simulator import Summary, check_store, plan_calls, simulate
+from simulators.callers import Summary, check_store, plan_calls, simulate
 from rating_core.reports.export import export_rows
 from rating_core.store.migrate import upgrade
 from rating_core.rules.privacy import mask_phone

@@ -30,9 +30,9 @@ from sqlalchemy import select
 
 from callback.dialer import AmiSettings, Dialer
 from callback.jobs import QUEUE_NAME, redis_connection, sweep_due
-from callback.simulated_ami import ContextScript, SimChannel, SimulatedAsterisk
+from simulators.asterisk_ami import ContextScript, SimChannel, SimulatedAsterisk
 from ivr.service import running_ivr
-from ivr.simulated_asterisk import Caller, Press, Reaction, run_call
+from simulators.asterisk_agi import Caller, Press, Reaction, run_call
 from rating_core.store.models import CallbackAttempt
 from rating_core.reports.export import callback_rows
 from rating_core.rules.rulebook import DEFAULT_RULES_FILE

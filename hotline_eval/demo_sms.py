@@ -17,7 +17,7 @@ import click
 import httpx
 from sqlalchemy import select
 
-from callback.simulated_sms_gateway import SimulatedSmsGateway
+from simulators.sms_gateway import SimulatedSmsGateway
 from callback.sms_reminders import SmsSettings, send_due
 from rating_core.store.models import Call, Rating
 from rating_core.rules.privacy import mask_phone

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from ivr.service import running_ivr, running_speech
-from ivr.simulated_asterisk import Caller, Press, Say, Silence, Speak, run_call
+from simulators.asterisk_agi import Caller, Press, Say, Silence, Speak, run_call
 from rating_core.store.models import Call
 from rating_core.events.journal import Journal
 from rating_core.ratings.store import RatingStore

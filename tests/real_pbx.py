@@ -6,7 +6,7 @@ sample dialplans included as a centre pastes them, a caller and the citizens), o
 :class:`FastAgi` runs ``hotline-eval agi`` as a process of its own, as a centre runs it.
 :class:`Robot` places evaluation calls over AMI and plays the person on the line: it follows what the
 evaluation plays (``AGIExecStart`` events) and answers each prompt that waits for the caller with the
-next reaction of an :class:`ivr.simulated_asterisk.Caller`, the same scripts the simulator plays, by
+next reaction of an :class:`simulators.asterisk_agi.Caller`, the same scripts the simulator plays, by
 moving the caller's half of the Local channel pair to an extension of the ``caller`` context
 (``press``, ``say``, ``hangup``, with ``Setvar`` for the keys and the clip) with AMI ``Redirect``.
 """
@@ -36,7 +36,7 @@ from sqlalchemy.orm import selectinload
 from callback.ami_client import AmiClient
 from callback.ami_protocol import Message, originate_fields
 from ivr.agi_protocol import split_command
-from ivr.simulated_asterisk import Caller, HangUp, Press, Reaction, Reactions, Say, Silence, Speak
+from simulators.asterisk_agi import Caller, HangUp, Press, Reaction, Reactions, Say, Silence, Speak
 from rating_core.events.call_events import CallStarted, RatingGiven
 from rating_core.complaints.callback_tasks import request_attempt
 from rating_core.store.models import Call, CallbackAttempt

@@ -16,7 +16,7 @@ from sqlalchemy.orm import selectinload
 from ivr.agi_server import FastAgiServer
 from ivr.service import make_scripts, running_ivr
 from ivr.rating_writer import RatingWriter
-from ivr.simulated_asterisk import Caller, HangUp, Press, SimulatedChannel, channel_environment, run_agi_process, run_call
+from simulators.asterisk_agi import Caller, HangUp, Press, SimulatedChannel, channel_environment, run_agi_process, run_call
 from rating_core.store.database import make_engine
 from rating_core.store.migrate import upgrade
 from rating_core.store.models import Call

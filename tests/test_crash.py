@@ -31,8 +31,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from conftest import POSTGRES_URL, fresh_postgres_database
-from ivr.simulated_asterisk import run_call
-from ivr.simulator import SimulatedCall, plan_calls
+from simulators.asterisk_agi import run_call
+from simulators.callers import SimulatedCall, plan_calls
 from rating_core.store.database import make_engine
 from rating_core.events.journal import streams
 from rating_core.store.migrate import upgrade

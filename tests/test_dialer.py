@@ -14,10 +14,10 @@ from sqlalchemy import select
 
 from callback.ami_client import AmiClient, ConnectionLost
 from callback.dialer import AmiSettings, Dialer
-from callback.simulated_ami import SimulatedAsterisk
+from simulators.asterisk_ami import SimulatedAsterisk
 from hotline_eval.demo_callbacks import fastagi_context
 from ivr.service import running_ivr
-from ivr.simulated_asterisk import Press
+from simulators.asterisk_agi import Press
 from rating_core.complaints.appeals import block_number
 from rating_core.events.call_events import CallStarted, RatingGiven
 from rating_core.rules.callback_policy import CallbackPolicy, CallingWindow, Leg

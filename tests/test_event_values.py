@@ -18,7 +18,7 @@ from sqlalchemy.orm import selectinload
 
 from conftest import refused_in_one_batch
 from ivr.service import IvrService
-from ivr.simulated_asterisk import Caller, Press, run_call
+from simulators.asterisk_agi import Caller, Press, run_call
 from rating_core.events.call_events import (
     EVENT_TYPES, CallbackAnswered, CallbackCallEnded, CallEnded, CallEvent, CallStarted, ProgressMade, RatingGiven, ReasonGiven, VoiceMessageRecorded,
 )

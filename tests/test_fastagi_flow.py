@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from ivr.service import IvrService, running_ivr
-from ivr.simulated_asterisk import Caller, CallResult, HangUp, Press, Silence, Speak, run_call
-from ivr.simulator import check_store, plan_calls, simulate
+from simulators.asterisk_agi import Caller, CallResult, HangUp, Press, Silence, Speak, run_call
+from simulators.callers import check_store, plan_calls, simulate
 from rating_core.store.models import Call
 
 VARS = {"EVAL_AGENT": "1024", "EVAL_QUEUE": "社保咨询", "EVAL_CASE": "GD20261122000001", "EVAL_UNIT": "市人社局",

@@ -28,7 +28,7 @@ from sqlalchemy.orm import selectinload
 from ivr.agi_session import AgiSession
 from ivr.rating_writer import RatingWriter
 from ivr.service import running_ivr
-from ivr.simulated_asterisk import Caller, HangUp, Press, run_call
+from simulators.asterisk_agi import Caller, HangUp, Press, run_call
 from rating_core.events.call_events import (
     CallEnded, CallEvent, CallStarted, RatingGiven, ReasonGiven, to_record,
 )

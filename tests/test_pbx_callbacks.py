@@ -19,9 +19,9 @@ from sqlalchemy.orm import selectinload
 
 from callback.dialer import AmiSettings
 from callback.dialer import Dialer as DialerLoop
-from callback.simulated_ami import SimulatedAsterisk
+from simulators.asterisk_ami import SimulatedAsterisk
 from conftest import fresh_postgres_database
-from ivr.simulated_asterisk import Press
+from simulators.asterisk_agi import Press
 from rating_core.store.database import make_engine
 from rating_core.store.migrate import upgrade
 from rating_core.store.models import CallbackAttempt, CallbackTask
@@ -173,7 +173,7 @@ async def test_a_citizen_who_hangs_up_while_the_server_waits_for_the_store(callb
 
 def test_the_simulated_ami_gives_each_citizen_the_outcome_the_real_pbx_gave(
         dialled: Dialled, callbacks: Callbacks, tmp_path: Path) -> None:
-    """The dialer against callback/simulated_ami.py, the same five citizens: the same outcomes and causes."""
+    """The dialer against simulators/asterisk_ami.py, the same five citizens: the same outcomes and causes."""
     behaviours = {"answered": "answer", "busy": "busy", "no_answer": "noanswer", "rejected": "reject",
                   "congestion": "congest"}
     rules = callbacks.store.rules

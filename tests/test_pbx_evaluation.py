@@ -23,7 +23,7 @@ from sqlalchemy.orm import selectinload
 
 from conftest import fresh_postgres_database
 from ivr.service import running_ivr
-from ivr.simulated_asterisk import Caller, CallResult, HangUp, Press, Say, Silence, Speak, run_call
+from simulators.asterisk_agi import Caller, CallResult, HangUp, Press, Say, Silence, Speak, run_call
 from rating_core.store.database import make_engine
 from rating_core.store.models import Call
 from rating_core.rules.rulebook import parse_rules

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from conftest import fresh_postgres_database
-from ivr.simulated_asterisk import Caller, Press, Silence, Speak
+from simulators.asterisk_agi import Caller, Press, Silence, Speak
 from rating_core.store.database import make_engine
 from rating_core.store.models import Call, Rating
 from rating_core.rules.rulebook import parse_rules

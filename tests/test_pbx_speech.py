@@ -22,7 +22,7 @@ from sqlalchemy.orm import selectinload
 
 from conftest import fresh_postgres_database
 from ivr.service import running_ivr, running_speech
-from ivr.simulated_asterisk import Caller, CallResult, Press, Say, Silence, run_call
+from simulators.asterisk_agi import Caller, CallResult, Press, Say, Silence, run_call
 from rating_core.store.database import make_engine
 from rating_core.store.migrate import upgrade
 from rating_core.store.models import Call

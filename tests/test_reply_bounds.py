@@ -14,7 +14,7 @@ import pytest
 from ivr.agi_server import FastAgiServer
 from ivr.agi_session import AgiSession, ConnectionLost, Recording
 from ivr.reply_bounds import ReplyBounds
-from ivr.simulated_asterisk import Caller, channel_environment
+from simulators.asterisk_agi import Caller, channel_environment
 from waiting import HANG
 
 BOUNDS = ReplyBounds()

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from callback.simulated_sms_gateway import SimulatedSmsGateway
+from simulators.sms_gateway import SimulatedSmsGateway
 from callback.sms_reminders import PassResult, SmsSettings, read_answer, send_due
 from rating_core.events.call_events import CallEnded, CallStarted, RatingGiven
 from rating_core.store.models import Call, SmsReminder

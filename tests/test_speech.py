@@ -24,9 +24,9 @@ from ivr.audiosocket_protocol import Kind, encode
 from ivr.audiosocket_server import AudioSocketServer
 from ivr.recorded_speech import RecordingListener
 from ivr.service import IvrService, running_ivr, running_speech, speech_grammars
-from ivr.simulated_asterisk import Caller, CallResult, HangUp, Press, Say, Silence, run_call
+from simulators.asterisk_agi import Caller, CallResult, HangUp, Press, Say, Silence, run_call
 from ivr.speech_listener import SpeechListener
-from ivr.simulator import check_store, plan_calls, simulate
+from simulators.callers import check_store, plan_calls, simulate
 from ivr.speech_workers import RecognizerPool, SpeechUnavailable, quiet_at_the_end
 from rating_core.store.models import Call
 from rating_core.rules.rulebook import DEFAULT_RULES_FILE, Rules, parse_rules

@@ -10,10 +10,10 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from callback.simulated_sms_gateway import SimulatedSmsGateway
+from simulators.sms_gateway import SimulatedSmsGateway
 from callback.sms_reminders import SmsSettings, send_due
 from ivr.service import running_ivr
-from ivr.simulated_asterisk import Caller, run_call
+from simulators.asterisk_agi import Caller, run_call
 from rating_core.ratings.lifecycle import default_unrated
 from rating_core.store.models import Call, Rating, SmsReminder
 from rating_core.ratings.store import RatingStore

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from ivr.service import IvrService
-from ivr.simulated_asterisk import (
+from simulators.asterisk_agi import (
     Caller, CallResult, HangUp, Press, Silence, SimulatedChannel, run_agi_process, run_call,
 )
 from rating_core.events.call_events import CallbackAnswered, CallStarted, RatingGiven, from_record, to_record

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from ivr.simulated_asterisk import Caller, CallResult, HangUp, Press, Silence, Speak, run_call
+from simulators.asterisk_agi import Caller, CallResult, HangUp, Press, Silence, Speak, run_call
 from rating_core.store.models import Call
 from rating_core.rules.rulebook import HotlineProfile, Rules
 
