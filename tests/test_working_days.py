@@ -79,7 +79,7 @@ def test_calling_windows_on_working_days() -> None:
 def test_a_missing_year_is_logged_once_per_process_not_at_every_sweep(caplog) -> None:
     import logging
 
-    from rating_core import working_days
+    from rating_core.rules import working_days
 
     working_days._LOGGED_YEARS.discard(2031)
     with caplog.at_level(logging.WARNING), warnings.catch_warnings():
