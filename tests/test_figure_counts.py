@@ -237,7 +237,7 @@ def test_the_subset_relations_cover_every_rate() -> None:
 
 
 def test_hand_counted_handling_and_satisfaction(store: RatingStore, rules: Rules) -> None:
-    """Seven 差评 handled seven ways. N2 is what was handled; N3 only those whose citizen said 满意 after that."""
+    """Eight 差评 handled eight ways. N2 is what was handled; N3 only those whose citizen said 满意 after that."""
     history = History(store, rules)
     solved = history.call("dissatisfied")  # the callback: solved and satisfied → closed, handled, satisfied
     history.reach(solved, {"identity": True, "resolved": True, "satisfied": True})
@@ -263,9 +263,11 @@ def test_hand_counted_handling_and_satisfaction(store: RatingStore, rules: Rules
     history.adoption(reopened, True)
     history.reach(reopened)
     history.verdict(reopened, "explained")
+    backwards = history.call("dissatisfied")  # its 满意 (which closed the task) reached the store before 已解决
+    history.reach(backwards, {"satisfied": True, "resolved": True})
     history.call("satisfied")
-    assert history.counts() == {"A": 8, "M": 7, "P": 7, "I": 1, "D": 7, "T": 6, "B": 1,
-                                "N1": 7, "N2": 5, "N3": 2}
+    assert history.counts() == {"A": 9, "M": 8, "P": 8, "I": 1, "D": 8, "T": 7, "B": 1,
+                                "N1": 8, "N2": 6, "N3": 3}
     assert history.rolled_up() == history.counts() == history.by_hand()
 
 

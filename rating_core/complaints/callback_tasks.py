@@ -460,18 +460,22 @@ def record_answer(session: Session, attempt_id: int, question: str, answer: bool
     session.add(CallbackAnswer(task=task, attempt_id=attempt_id, question=question, answer=answer, key=key,
                                uniqueid=uniqueid, at=at))
     note_event(session, task, at, actor, "answer", attempt=attempt.seq, question=question, answer=answer)
-    if task.state in ("closed", "not_dialled"):
-        return  # kept on record; the task was settled another way meanwhile
     if not _speaks_to_current_handling(task, attempt, at):
         return  # kept on record; it answers a handling since superseded
-    if question == "identity" and not answer:
-        escalate(session, task, at, actor, "接听人不是评价人本人，需人工核实")
-    elif question == "resolved":
+    # What the citizen said stands even when the task was settled meanwhile (a 满意 that closed it may reach
+    # the store before the 已解决 keyed just before it); only the moves it would make are left out.
+    settled = task.state in (TaskState.CLOSED, TaskState.NOT_DIALLED)
+    if question == "resolved":
         task.citizen_resolved = answer
-        if not answer:
-            task.state_reason = "市民表示问题未解决，待核实处理"
     elif question == "satisfied":
         task.citizen_satisfied = answer
+    if settled:
+        return
+    if question == "identity" and not answer:
+        escalate(session, task, at, actor, "接听人不是评价人本人，需人工核实")
+    elif question == "resolved" and not answer:
+        task.state_reason = "市民表示问题未解决，待核实处理"
+    elif question == "satisfied":
         emit(session, "complaint.satisfaction", task.rating, at, satisfied=answer)
         if answer:
             close_task(session, task, at, actor, "市民对处理结果满意（整改满意）")
