@@ -24,10 +24,12 @@ demo: setup
 	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
 	HOTLINE_EVAL_HOME=var/demo $(BIN)/hotline-eval demo
 
-# The whole test suite, on SQLite and on a real PostgreSQL (installed and started when absent), with
-# the real-PBX tier on a real Asterisk (built once when absent). REQUIRE_POSTGRES and REQUIRE_PBX turn
-# "unreachable" or "cannot be built" into a failure instead of a skip.
+# The static checks (ruff, mypy), then the whole test suite, on SQLite and on a real PostgreSQL (installed
+# and started when absent), with the real-PBX tier on a real Asterisk (built once when absent).
+# REQUIRE_POSTGRES and REQUIRE_PBX turn "unreachable" or "cannot be built" into a failure instead of a skip.
 test: setup services
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	REQUIRE_POSTGRES=1 REQUIRE_PBX=1 $(BIN)/pytest -q -p no:cacheprovider
 
 # The real-PBX tier alone.

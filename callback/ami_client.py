@@ -19,6 +19,7 @@ import itertools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 from callback.ami_protocol import (
     NEED_DATA,
@@ -124,7 +125,8 @@ class AmiClient:
         reading = asyncio.create_task(self._read(reader, banner_seen))
         pinging: asyncio.Task[None] | None = None
         try:
-            await asyncio.wait({banner_seen, reading}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {banner_seen, reading}
+            await asyncio.wait(waiting, timeout=10, return_when=asyncio.FIRST_COMPLETED)
             if not banner_seen.done():
                 raise ConnectionLost("no AMI banner")
             banner = banner_seen.result()

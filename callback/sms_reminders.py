@@ -33,6 +33,7 @@ import httpx
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from rating_core.store.database import rows_changed
 from rating_core.rules.lifecycle_policy import SmsGateway, SmsReminderPolicy
 from rating_core.store.models import SmsReminder
 from rating_core.rules.privacy import mask_phone
@@ -200,7 +201,7 @@ def _send_one(sessions: sessionmaker[Session], rules: Rules, client: httpx.Clien
                     claimed_at=reminder.claimed_at or now,
                     lease_until=now + timedelta(seconds=gateway.timeout_seconds) + LEASE_MARGIN)
             .execution_options(synchronize_session=False))
-        if claimed.rowcount != 1:
+        if rows_changed(claimed) != 1:
             return
         text = sms_text(rules, reminder, f"{settings.public_url}/r/{link_token(reminder.code, settings.secret)}")
         body = request_body(gateway, reminder.number, text, f"sms-{reminder.id}")

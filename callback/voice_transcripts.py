@@ -28,6 +28,7 @@ from pathlib import Path
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from rating_core.store.database import rows_changed
 from rating_core.store.models import Call, Rating
 from rating_core.rules.rulebook import Rules
 from speech_models.manifests import locate
@@ -136,10 +137,10 @@ def _claim_next(sessions: sessionmaker[Session], hotlines: list[str], now: datet
             ).first()
             if row is None:
                 return None
-            took = session.execute(
+            took = rows_changed(session.execute(
                 update(Rating).where(Rating.id == row.id, _waiting(now))
                 .values(voice_transcript_status="transcribing", voice_transcript_at=now)
-            ).rowcount
+            ))
             session.commit()
             if took:  # else another worker claimed it between the two statements: look again
                 return _Claimed(row.id, row.uniqueid, row.hotline, row.voice_message_file)

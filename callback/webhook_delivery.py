@@ -33,6 +33,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks.webhooks import Webhook
 
+from rating_core.store.database import rows_changed
 from rating_core.store.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 
 log = logging.getLogger(__name__)
@@ -163,12 +164,12 @@ def _deliver(sessions: sessionmaker[Session], client: httpx.Client, delivery_id:
         delivery = session.get(WebhookDelivery, delivery_id)
         if delivery is None or delivery.status != "pending":
             return "skipped"
-        claimed = session.execute(
+        claimed = rows_changed(session.execute(
             update(WebhookDelivery)
             .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == "pending",
                    WebhookDelivery.next_attempt_at == delivery.next_attempt_at)
             .values(next_attempt_at=now + LEASE)
-        ).rowcount
+        ))
         if claimed != 1:
             return "skipped"  # another worker has it
         endpoint, event = delivery.endpoint, delivery.event

@@ -15,6 +15,7 @@ import secrets
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TextIO
 
 import click
 import uvloop
@@ -213,14 +214,14 @@ def models_check() -> None:
             missing += 1
             click.echo(f"hotline {hotline.code}: KEYS ONLY: speech model {model} is not installed")
     for hotline in rules.hotlines.values():
-        model = hotline.voice_message.transcript_model
-        if model is None:
+        transcript_model = hotline.voice_message.transcript_model
+        if transcript_model is None:
             continue
-        if model in installed:
-            click.echo(f"hotline {hotline.code}: voice messages transcribed ({model})")
+        if transcript_model in installed:
+            click.echo(f"hotline {hotline.code}: voice messages transcribed ({transcript_model})")
         else:
             missing += 1
-            click.echo(f"hotline {hotline.code}: voice messages WAIT for transcript model {model}, not installed")
+            click.echo(f"hotline {hotline.code}: voice messages WAIT for transcript model {transcript_model}, not installed")
     if missing:
         sys.exit(1)
 
@@ -511,8 +512,7 @@ def figures() -> None:
               show_default=True,
               help="delta: the column adds to the scheme's base (10); points: it is the 加减分 item as a published "
                    "table prints it (base included).")
-def figures_score(scheme_key: str, source: click.utils.LazyFile, target: click.utils.LazyFile,
-                  adjustment_kind: str) -> None:
+def figures_score(scheme_key: str, source: TextIO, target: TextIO, adjustment_kind: str) -> None:
     """Score units from their counts: rates, rank points and the composite score, as CSV."""
     import csv
     from dataclasses import replace
@@ -588,9 +588,9 @@ def webhooks_list() -> None:
     store = open_store()
     with store.sessions() as session:
         for endpoint in session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)):
-            counts = dict(session.execute(
+            counts: dict[str, int] = {status: count for status, count in session.execute(
                 select(WebhookDelivery.status, func.count()).where(WebhookDelivery.endpoint_id == endpoint.id)
-                .group_by(WebhookDelivery.status)).all())
+                .group_by(WebhookDelivery.status))}
             state = "active" if endpoint.active else f"disabled ({endpoint.disabled_reason})"
             click.echo(f"{endpoint.id}  {endpoint.url}  {state}  events={','.join(endpoint.event_types)}  "
                        + "  ".join(f"{k}={v}" for k, v in sorted(counts.items())))

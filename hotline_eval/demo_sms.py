@@ -48,7 +48,9 @@ def run_sms(store: RatingStore, public_url: str) -> None:
     citizen = app.test_client()
     path = f"/r/{token[1]}"
     page = citizen.get(path).data.decode()
-    answer = citizen.post(path, data={"csrf_token": CSRF.search(page)[1], "level": "dissatisfied",
+    form_token = CSRF.search(page)
+    assert form_token is not None, "the rating page lost its CSRF token"
+    answer = citizen.post(path, data={"csrf_token": form_token[1], "level": "dissatisfied",
                                       "tags": ["inefficient"], "text": "短信评价：办理太慢"})
     with store.sessions() as session:
         rating = session.scalars(select(Rating).join(Call).where(Call.caller_number == messages[0]["phone"])

@@ -26,6 +26,7 @@ import multiprocessing
 import operator
 import queue
 import sys
+from functools import partial
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -89,6 +90,11 @@ class _Decoding:
         return self.grammar.ends_a_rating(json.loads(self.recogniser.PartialResult()).get("partial", ""))
 
 
+
+def _knows(model: Any, word: str) -> bool:
+    """Whether ``model``'s vocabulary has ``word`` (Vosk answers -1 for a word it lacks)."""
+    return bool(model.vosk_model_find_word(word) >= 0)
+
 def _worker_main(number: int, inbox: Any, outbox: Any, models: dict[str, str], grammars: dict[str, GrammarSpec]) -> None:
     # From the start: a server killed with SIGKILL never sends "stop", and loading the models takes seconds.
     exit_with_parent()
@@ -105,7 +111,7 @@ def _worker_main(number: int, inbox: Any, outbox: Any, models: dict[str, str], g
     for key, (model_name, phrases) in grammars.items():
         model = loaded.get(model_name)
         if model is not None:
-            built[key] = build_grammar(phrases, lambda word, m=model: m.vosk_model_find_word(word) >= 0)
+            built[key] = build_grammar(phrases, partial(_knows, model))
     outbox.put(("ready", number, built))
     streams: dict[int, _Decoding] = {}
     while True:

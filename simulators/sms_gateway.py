@@ -41,7 +41,7 @@ class SimulatedSmsGateway:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/sms/send"
+        return f"http://{host!s}:{port}/sms/send"
 
     def __enter__(self) -> SimulatedSmsGateway:
         self._thread.start()

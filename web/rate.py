@@ -44,8 +44,8 @@ def page(token: str) -> Any:
     rules = store().rules
     secret = current_app.config["SECRET_KEY"]
     session = db()
-    chosen = {"level": request.form.get("level", ""), "tags": request.form.getlist("tags"),
-              "text": request.form.get("text", "")}
+    chosen: dict[str, Any] = {"level": request.form.get("level", ""), "tags": request.form.getlist("tags"),
+                              "text": request.form.get("text", "")}
     error = None
     try:
         if request.method == "POST":

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from rating_core.store.database import rows_changed
 from rating_core.complaints.task_states import (
     OPEN_TASK_STATES, AttemptStatus, TaskState, attempts_moving_to, task_move,
 )
@@ -192,7 +193,7 @@ def claim_attempt(session: Session, attempt_id: int, now: datetime, dial_string:
         .where(CallbackAttempt.id == attempt_id, CallbackAttempt.status == AttemptStatus.QUEUED)
         .values(status=AttemptStatus.ORIGINATING, originated_at=now, dial_string=dial_string)
     )
-    return result.rowcount == 1
+    return rows_changed(result) == 1
 
 
 def release_attempt(session: Session, attempt_id: int) -> bool:
@@ -208,7 +209,7 @@ def release_attempt(session: Session, attempt_id: int) -> bool:
         .where(CallbackAttempt.id == attempt_id, CallbackAttempt.status == AttemptStatus.ORIGINATING)
         .values(status=AttemptStatus.QUEUED, originated_at=None, dial_string=None)
     )
-    return result.rowcount == 1
+    return rows_changed(result) == 1
 
 
 def record_outcome(session: Session, policy: CallbackPolicy, attempt_id: int, outcome: str, at: datetime,
@@ -563,7 +564,7 @@ def drop_attempt(session: Session, attempt_id: int, at: datetime, why: str) -> b
         .where(CallbackAttempt.id == attempt_id, CallbackAttempt.status == AttemptStatus.QUEUED)
         .values(status=AttemptStatus.ENDED, ended_at=at, outcome=DROPPED_OUTCOME, detail=why[:512])
     )
-    return result.rowcount == 1
+    return rows_changed(result) == 1
 
 
 def stop_dialling(session: Session, task: CallbackTask, at: datetime, actor: str, reason: str) -> bool:

@@ -67,10 +67,10 @@ def prepare_batch(session: Session, rules: Rules, events: Sequence[CallEvent]) -
     unrated_ends = {event.uniqueid for event in events if isinstance(event, CallEnded) and event.uniqueid not in rated
                     and (event.uniqueid not in calls or calls[event.uniqueid].rating is None)}
     # New ratings check the malicious-rater list, and so do an unrated call's SMS and a 差评's task.
-    found.blocked = load_blocked(session, {number_of[uniqueid] for uniqueid in rated | unrated_ends
-                                           if number_of.get(uniqueid)})
+    found.blocked = load_blocked(session, {number for uniqueid in rated | unrated_ends
+                                           if (number := number_of.get(uniqueid))})
     found.busy_numbers = load_busy_numbers(
-        session, rules, Counter(number_of[event.uniqueid] for event in ratings if number_of.get(event.uniqueid)),
+        session, rules, Counter(number for event in ratings if (number := number_of.get(event.uniqueid))),
         min((event.at for event in ratings), default=None),
     )
     install(session, found)
@@ -105,6 +105,7 @@ def apply_event(session: Session, rules: Rules, event: CallEvent) -> None:
         )
         # A new message (a rating given again) waits for its own transcript.
         rating = call.rating
+        assert rating is not None  # _update_rating refused a call without one
         rating.voice_transcript = rating.voice_transcript_confidence = rating.voice_transcript_status = None
         rating.voice_transcript_at = None
         _advance(call, "voice_message")

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from rating_core.store.database import rows_changed
 from rating_core.events.call_events import RatingGiven, ReasonGiven
 from rating_core.ratings.intake import RatingRefused, apply_event
 from rating_core.ratings.supplementary import (
@@ -64,7 +65,7 @@ def give_supplementary(session: Session, rules: Rules, token: str, secret: str, 
     # The link is spent by this one UPDATE; a second submission racing this one finds it spent.
     spent = session.execute(update(SmsReminder).where(SmsReminder.id == reminder.id, SmsReminder.used_at.is_(None))
                             .values(used_at=now).execution_options(synchronize_session=False))
-    if spent.rowcount != 1:
+    if rows_changed(spent) != 1:
         raise LinkRefused("该链接已使用过，感谢您的评价", Reason.ALREADY_DONE, gone=True)
     uid = reminder.call.uniqueid
     try:

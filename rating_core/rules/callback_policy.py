@@ -104,7 +104,7 @@ class DialerSettings(_Frozen):
     @field_validator("citizen_dial_string", "agent_dial_string")
     @classmethod
     def _has_placeholder(cls, value: str, info: ValidationInfo) -> str:
-        placeholder = {"citizen_dial_string": "{number}", "agent_dial_string": "{agent}"}[info.field_name]
+        placeholder = {"citizen_dial_string": "{number}", "agent_dial_string": "{agent}"}[info.field_name or ""]
         if placeholder not in value:
             raise ValueError(f"{info.field_name} must contain {placeholder}")
         return value

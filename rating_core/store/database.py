@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_HOME = Path("var")
@@ -22,6 +24,12 @@ def database_url() -> str:
     if url:
         return url
     return f"sqlite:///{home_dir() / 'hotline-eval.db'}"
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE run through ``Session.execute`` changed: the result is a
+    CursorResult, though the session's signature says only Result."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def make_engine(url: str | None = None, *, pool_size: int = 10) -> Engine:
