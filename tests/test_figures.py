@@ -421,6 +421,10 @@ def test_control_characters_in_a_reason_are_refused_and_names_from_outside_do_no
     refused = client.post(f"/supervisor/figures/adjustments?by=agent&period={quarter()}", follow_redirects=True,
                           data={"name": "1024", "points": "1", "reason": "粘贴来的\x0b文字", "csrf_token": csrf(client, url)})
     assert "控制字符" in refused.data.decode()
+    lines = client.post(f"/supervisor/figures/adjustments?by=agent&period={quarter()}", follow_redirects=True,
+                        data={"name": "1024", "points": "1", "reason": "第一行\r\n第二行",  # as a textarea sends it
+                              "csrf_token": csrf(client, url)})
+    assert "已为 1024 记入加减分 +1.00" in lines.data.decode()
     ranked_site.store.apply([CallStarted(uniqueid="1795316400.88", hotline="12345", at=datetime.now(timezone.utc),
                                          caller_number="13900000088", agent_id="10\x0b25"),
                              RatingGiven("1795316400.88", "satisfied", "dtmf", datetime.now(timezone.utc))])

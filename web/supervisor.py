@@ -19,7 +19,8 @@ from rating_core.reports.figure_adjustments import AdjustmentError, add_entry, c
 from rating_core.reports.figure_counts import COUNTS
 from rating_core.reports.figure_rollups import daily_counts, refresh, rolled_up_counts
 from rating_core.reports.figures import (
-    DIMENSIONS, FiguresTable, Period, PeriodError, current_quarter, figures_table, parse_period, trend_buckets,
+    DIMENSIONS, FiguresTable, Period, PeriodError, current_quarter, figures_table, has_unit, parse_period,
+    trend_buckets,
 )
 from rating_core.reports.figures_xlsx import report_filename, write_report
 from rating_core.store.models import CallbackTask, Rating
@@ -209,11 +210,10 @@ def add_adjustment() -> Any:
     name, reason = (request.form.get("name") or "").strip(), request.form.get("reason") or ""
     points = _points(request.form.get("points"))
 
-    _period, table = _table(chosen)
-    units = {score.unit.name for score in table.ranked} | {score.unit.name for score, _why in table.apart}
+    period = parse_period(chosen["period"], zone())
 
     def add(session: Session) -> str:
-        if name not in units:
+        if not has_unit(session, period, chosen["by"], name):
             raise AdjustmentError(f"“{name}”不在该时段的统计表中，请从列表中选择")
         entry = add_entry(session, chosen["period"], chosen["by"], name, points, reason,
                           datetime.now(timezone.utc), current_user.username)

@@ -46,7 +46,7 @@ def _check_reason(reason: str, missing: str) -> None:
         raise AdjustmentError(f"{missing}（不超过{MAX_REASON}字）")
     if len(reason) > MAX_REASON:
         raise AdjustmentError(f"理由不能超过{MAX_REASON}字")
-    if printable(reason) != reason.replace("\r", ""):
+    if printable(reason) != reason:  # tab, newline and carriage return (a textarea's \r\n) are kept
         raise AdjustmentError("理由中有无法显示的控制字符，请删去后重试")
 
 

@@ -109,6 +109,15 @@ def unit_counts(session: Session, period: Period, by: str, hotline: str | None =
             for row in session.execute(query)]
 
 
+def has_unit(session: Session, period: Period, by: str, name: str) -> bool:
+    """Whether ``name`` is a unit of ``by`` with calls in ``period`` (a row of its table): one indexed lookup,
+    not the table."""
+    column = func.coalesce(DIMENSIONS[by][1], "")
+    query = select(Call.id).where(column == ("" if name == UNNAMED else name),
+                                  Call.started_at >= period.start, Call.started_at < period.end).limit(1)
+    return session.scalar(query) is not None
+
+
 Counter = Callable[[Session, Period, str, "str | None"], list[UnitCounts]]
 
 
