@@ -12,7 +12,7 @@ postgresql+psycopg://…`` for PostgreSQL; the default is a fresh SQLite file).
 2. **AMI events.** ``--events`` events as Asterisk writes them (the 14-line
    channel snapshots, ``\\r\\n``), for a PBX where most traffic is other
    people's calls and a few dozen are ours, read in 4 KiB chunks. Timed:
-   :class:`~callback.ami_protocol.AmiParser` feeding
+   :class:`~protocols.ami.AmiParser` feeding
    :meth:`~callback.dialer.Dialer.handle_event`. Baseline: the naive reader,
    re-splitting a growing string on every chunk and matching events to calls
    by scanning the list of calls.
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import Engine, insert, select  # noqa: E402
 
-from callback.ami_protocol import NEED_DATA, AmiParser, Message  # noqa: E402
+from protocols.ami import NEED_DATA, AmiParser, Message  # noqa: E402
 from callback.dialer import AmiSettings, Dialer, LiveAttempt  # noqa: E402
 from rating_core.complaints.callback_tasks import DIALLABLE_STATES, OPEN_STATES, sweep  # noqa: E402
 from rating_core.store.database import make_engine, make_session_factory  # noqa: E402

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx  # noqa: E402
 from sqlalchemy import insert, select, update  # noqa: E402
 
-from callback.webhook_delivery import body_of, deliver_pass, fan_out, signature  # noqa: E402
+from delivery.webhooks import body_of, deliver_pass, fan_out, signature  # noqa: E402
 from rating_core.store.database import make_engine, make_session_factory  # noqa: E402
 from rating_core.store.migrate import upgrade  # noqa: E402
 from rating_core.store.models import OutboxEvent, WebhookDelivery, WebhookEndpoint  # noqa: E402

@@ -5,7 +5,7 @@ defaults are exactly wrong for a dialer: it re-sends pending actions after a
 reconnect (an Originate must never be sent twice), and an Originate without
 ``Async`` raises inside ``data_received`` and drops the connection. What the
 dialer needs is small — send an action, get its response, see every event —
-and the wire format lives in :mod:`callback.ami_protocol`, tested apart.
+and the wire format lives in :mod:`protocols.ami`, tested apart.
 
 Actions are never retried: if the connection drops before a response
 arrives, the waiting caller gets :class:`ConnectionLost` and decides (the
@@ -21,7 +21,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from callback.ami_protocol import (
+from protocols.ami import (
     NEED_DATA,
     AmiParser,
     AmiProtocolError,

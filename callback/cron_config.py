@@ -11,7 +11,7 @@ from callback.jobs import (
     QUEUE_NAME, SWEEP_INTERVAL_SECONDS, TRANSCRIPT_QUEUE_NAME, default_unrated_calls, deliver_webhooks, send_sms_reminders, sweep_due,
     transcribe_voice_messages,
 )
-from callback.voice_transcripts import BUDGET_SECONDS
+from speech_models.voice_transcripts import BUDGET_SECONDS
 
 # Webhooks go out within seconds of the change; a pass with nothing to do is two small queries.
 WEBHOOK_INTERVAL_SECONDS = 10

@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from callback.ami_client import ActionFailed, AmiClient, AmiError, NotConnected
-from callback.ami_protocol import Message, originate_fields
+from protocols.ami import Message, originate_fields
 from callback.call_outcomes import HANGUP_CAUSES, dial_status_outcome, failed_outcome, parse_int
 from rating_core.store.batch_lookups import blocked_reason
 from rating_core.rules.callback_policy import CallbackPolicy

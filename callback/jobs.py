@@ -105,7 +105,7 @@ def deliver_webhooks() -> dict[str, int]:
     """RQ cron job (and ``webhooks deliver``): one delivery pass over the outbox."""
     import httpx
 
-    from callback.webhook_delivery import deliver_pass
+    from delivery.webhooks import deliver_pass
 
     sessions, _rules = _store()
     with httpx.Client() as client:
@@ -130,7 +130,7 @@ def transcribe_voice_messages(now_iso: str | None = None) -> dict[str, int]:
     """RQ cron job: write down the 差评 voice messages waiting for a transcript (free mode, in this process)."""
     import dataclasses
 
-    from callback.voice_transcripts import transcribe_waiting
+    from speech_models.voice_transcripts import transcribe_waiting
 
     sessions, rules = _store()
     return dataclasses.asdict(transcribe_waiting(sessions, rules, _now(now_iso)))
@@ -142,7 +142,7 @@ def send_sms_reminders(now_iso: str | None = None) -> dict[str, int]:
 
     import httpx
 
-    from callback.sms_reminders import SmsSettings, send_due
+    from delivery.sms import SmsSettings, send_due
 
     sessions, rules = _store()
     with httpx.Client() as client:

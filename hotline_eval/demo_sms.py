@@ -18,7 +18,7 @@ import httpx
 from sqlalchemy import select
 
 from simulators.sms_gateway import SimulatedSmsGateway
-from callback.sms_reminders import SmsSettings, send_due
+from delivery.sms import SmsSettings, send_due
 from rating_core.store.models import Call, Rating
 from rating_core.rules.privacy import mask_phone
 from rating_core.ratings.store import RatingStore
@@ -29,7 +29,7 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def run_sms(store: RatingStore, public_url: str) -> None:
-    for name in ("callback.sms_reminders", "httpx"):
+    for name in ("delivery.sms", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
     secret = os.environ["HOTLINE_EVAL_SECRET_KEY"]  # the demo sets one; the web tool signs with the same
     with SimulatedSmsGateway(deduplicates=True) as gateway, httpx.Client() as client:

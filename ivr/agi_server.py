@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from ivr.agi_protocol import AgiConnection
+from protocols.agi import AgiConnection
 from ivr.agi_session import AgiSession, ConnectionLost
 from ivr.reply_bounds import ReplyBounds
 

@@ -1,6 +1,6 @@
 """An AGI session over any byte transport: typed, awaitable commands for the call flow.
 
-This is the thin async adapter around :class:`~ivr.agi_protocol.AgiConnection`.
+This is the thin async adapter around :class:`~protocols.agi.AgiConnection`.
 It turns Asterisk's reply conventions into Python: a ``-1`` that means the
 caller hung up becomes :class:`ChannelHungUp`; a ``-1`` on a live channel
 (a missing sound file, a recording that could not be written) becomes
@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from ivr.agi_protocol import (
+from protocols.agi import (
     AgiConnection,
     AgiEnvironment,
     ConnectionClosed,

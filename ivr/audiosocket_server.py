@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from ivr.agi_server import close_quietly
-from ivr.audiosocket_protocol import (
+from protocols.audiosocket import (
     NEED_DATA,
     SILENCE_FRAME,
     AudioSocketConnection,

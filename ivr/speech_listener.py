@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ivr.agi_session import AgiSession, ChannelHungUp, CommandFailed
-from ivr.audiosocket_protocol import AudioReceived, ConnectionClosed, DtmfReceived, ErrorReceived, HangupReceived
+from protocols.audiosocket import AudioReceived, ConnectionClosed, DtmfReceived, ErrorReceived, HangupReceived
 from ivr.audiosocket_server import AudioSocketCall, AudioSocketServer
 from ivr.speech_workers import RecognizerPool, SpeechUnavailable
 from rating_core.rules.rulebook import HotlineProfile

@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ivr.agi_protocol import (
+from protocols.agi import (
     DEAD_CHANNEL_COMMANDS,
     DEAD_CHANNEL_REPLY,
     INVALID_COMMAND_REPLY,
@@ -55,7 +55,7 @@ from ivr.agi_protocol import (
 )
 from ivr.agi_server import close_quietly
 from ivr.agi_session import RECORDING_FORMATS
-from ivr.audiosocket_protocol import FRAME_BYTES, SILENCE_FRAME, Kind, encode
+from protocols.audiosocket import FRAME_BYTES, SILENCE_FRAME, Kind, encode
 from speech_models.recordings import SAMPLE_RATE, write_recording
 
 DEFAULT_SOUND_SECONDS = 3.0

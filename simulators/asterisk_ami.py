@@ -34,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from callback.ami_protocol import NEED_DATA, AmiParser, MalformedMessage, Message, format_message
+from protocols.ami import NEED_DATA, AmiParser, MalformedMessage, Message, format_message
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from callback.ami_client import AmiClient
-from callback.ami_protocol import Message, originate_fields
-from ivr.agi_protocol import split_command
+from protocols.ami import Message, originate_fields
+from protocols.agi import split_command
 from simulators.asterisk_agi import Caller, HangUp, Press, Reaction, Reactions, Say, Silence, Speak
 from rating_core.events.call_events import CallStarted, RatingGiven
 from rating_core.complaints.callback_tasks import request_attempt

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ivr.agi_protocol import (
+from protocols.agi import (
     NEED_DATA,
     AgiConnection,
     ArgumentError,

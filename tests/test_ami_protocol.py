@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callback.ami_protocol import (
+from protocols.ami import (
     NEED_DATA,
     AmiParser,
     AmiProtocolError,

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from hypothesis import given, strategies as st
 
-from ivr.audiosocket_protocol import (
+from protocols.audiosocket import (
     NEED_DATA,
     AudioReceived,
     AudioSocketConnection,

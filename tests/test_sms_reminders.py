@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from simulators.sms_gateway import SimulatedSmsGateway
-from callback.sms_reminders import PassResult, SmsSettings, read_answer, send_due
+from delivery.sms import PassResult, SmsSettings, read_answer, send_due
 from rating_core.events.call_events import CallEnded, CallStarted, RatingGiven
 from rating_core.store.models import Call, SmsReminder
 from rating_core.rules.rulebook import Rules
@@ -98,7 +98,7 @@ def test_a_timeout_after_the_gateway_took_it_is_never_resent(store, rules, gatew
     rules = policy(rules)
     uid = unrated(store)
     gateway.script = ["slow"]
-    caplog.set_level(logging.WARNING, "callback.sms_reminders")
+    caplog.set_level(logging.WARNING, "delivery.sms")
     assert run(store, rules, settings, DUE).unknown == 1
     lost = row(store, uid)
     assert lost.status == "unknown" and "ReadTimeout" in lost.last_error

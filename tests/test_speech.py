@@ -20,7 +20,7 @@ import yaml
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import selectinload
 
-from ivr.audiosocket_protocol import Kind, encode
+from protocols.audiosocket import Kind, encode
 from ivr.audiosocket_server import AudioSocketServer
 from ivr.recorded_speech import RecordingListener
 from ivr.service import IvrService, running_ivr, running_speech, speech_grammars

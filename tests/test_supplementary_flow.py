@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from simulators.sms_gateway import SimulatedSmsGateway
-from callback.sms_reminders import SmsSettings, send_due
+from delivery.sms import SmsSettings, send_due
 from ivr.service import running_ivr
 from simulators.asterisk_agi import Caller, run_call
 from rating_core.ratings.lifecycle import default_unrated

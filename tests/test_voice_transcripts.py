@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from callback.voice_transcripts import LEASE, transcribe_waiting
+from speech_models.voice_transcripts import LEASE, transcribe_waiting
 from rating_core.events.call_events import CallStarted, RatingGiven, VoiceMessageRecorded
 from rating_core.reports.export import export_rows
 from rating_core.store.models import Call, Rating
@@ -45,7 +45,7 @@ def rating_of(store: RatingStore, uid: str) -> Rating:
 
 def test_a_korean_voice_message_is_written_down(store: RatingStore, message_audio: bytes, tmp_path: Path,
                                                 caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, "callback.voice_transcripts")
+    caplog.set_level(logging.INFO, "speech_models.voice_transcripts")
     leave_message(store, "1795500000.1", "12345-ko", write_recording(tmp_path / "ko" / "1.wav", message_audio))
     result = transcribe_waiting(store.sessions, store.rules, NOW)
     rating = rating_of(store, "1795500000.1")

@@ -22,8 +22,8 @@ import pytest
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from callback import webhook_delivery
-from callback.webhook_delivery import deliver_pass
+from delivery import webhooks
+from delivery.webhooks import deliver_pass
 from rating_core.events.call_events import CallStarted, RatingGiven, ReasonGiven
 from rating_core.store.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from rating_core.ratings.store import RatingStore
@@ -129,7 +129,7 @@ def rate(store: RatingStore, level: str = "very_dissatisfied", tags: tuple[str, 
     return uid
 
 
-def run(store: RatingStore, client: httpx.Client, at: datetime) -> webhook_delivery.PassResult:
+def run(store: RatingStore, client: httpx.Client, at: datetime) -> webhooks.PassResult:
     return deliver_pass(store.sessions, client, now=at, rng=random.Random(1))
 
 
@@ -222,7 +222,7 @@ def test_410_gone_disables_the_endpoint(store, receiver, client, secret) -> None
 
 
 def test_a_timeout_is_a_failure_to_retry(store, receiver, client, secret, monkeypatch) -> None:
-    monkeypatch.setattr(webhook_delivery, "REQUEST_TIMEOUT", 0.2)
+    monkeypatch.setattr(webhooks, "REQUEST_TIMEOUT", 0.2)
     subscribe(store, receiver.url, secret)
     rate(store, level="satisfied")
     receiver.script = ["sleep"]
@@ -291,9 +291,9 @@ def test_a_claimed_delivery_is_not_sent_twice_by_another_worker(store, receiver,
     subscribe(store, receiver.url, secret)
     rate(store, level="satisfied")
     with store.sessions.begin() as session:
-        webhook_delivery.fan_out(session)
+        webhooks.fan_out(session)
         delivery = session.scalars(select(WebhookDelivery)).one()
-        delivery.next_attempt_at = T0 + webhook_delivery.LEASE  # a worker claimed it, then died mid-request
+        delivery.next_attempt_at = T0 + webhooks.LEASE  # a worker claimed it, then died mid-request
     assert run(store, client, T0 + timedelta(seconds=30)).delivered == 0
     assert run(store, client, T0 + timedelta(seconds=61)).delivered == 1 and len(receiver.seen_ids) == 1
 
@@ -368,7 +368,7 @@ def test_an_admin_manages_endpoints_and_replays_dead_letters(web_site) -> None:
     with web_site.store.sessions() as session:
         assert session.get(WebhookEndpoint, 1).active is False
     with web_site.store.sessions.begin() as session:
-        webhook_delivery.fan_out(session)
+        webhooks.fan_out(session)
         event = session.scalars(select(OutboxEvent)).first()
         session.add(WebhookDelivery(event_id=event.id, endpoint_id=1, rating_id=event.rating_id, status="dead",
                                     attempts=31, next_attempt_at=T0, last_error="HTTP 500: oops"))

@@ -1,7 +1,7 @@
 """The outbox: each change the platforms must hear of becomes an event row in the change's own transaction.
 
 A crash, a dead Redis or an unreachable platform can therefore lose nothing:
-the delivery jobs (``callback/webhook_delivery.py``) read this table. The
+the delivery jobs (``delivery/webhooks.py``) read this table. The
 payload is the rating as the platforms file it (schema:
 ``rating_core/outbox/webhook_payload.schema.json``), with the 差评's handling, and
 what this event adds (``data``).

@@ -6,7 +6,7 @@ at the end of the fifth working day after the day of the call.
 
 The reminder is planned in the transaction that ends an unrated call (so no
 unrated call is forgotten and no scan over the calls is needed), and sent
-later by :mod:`callback.sms_reminders`. Its link is short, because an SMS is
+later by :mod:`delivery.sms`. Its link is short, because an SMS is
 70 Chinese characters: ``{public_url}/r/{code}{tag}``. ``code`` is 8 random
 characters kept on the reminder row, which binds the link to its call and
 holds its expiry and its single use; ``tag`` is an HMAC-SHA256 of the code
