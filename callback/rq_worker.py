@@ -25,7 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, Worker
 
-from callback.jobs import redis_connection, redis_url
+from callback.jobs import redis_connection, settings
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def run_worker(queue_names: Sequence[str], *, burst: bool = False, url: str | No
     quick ends in a row the restarts back off too, so a worker that cannot
     run at all is not restarted in a tight loop.
     """
-    url = url or redis_url()
+    url = url or settings().redis_url
     restart_delay = FIRST_DELAY
     try:
         while True:

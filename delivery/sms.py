@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,7 +37,9 @@ from rating_core.rules.lifecycle_policy import SmsGateway, SmsReminderPolicy
 from rating_core.store.models import SmsReminder
 from rating_core.rules.privacy import mask_phone
 from rating_core.rules.rulebook import Rules
+from rating_core.rules.settings import Settings
 from rating_core.ratings.supplementary import link_token, outside_quiet_hours, sms_text, why_not_now
+from rating_core.ratings.reminder_states import ReminderStatus, reminder_move
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,12 @@ BATCH = 200
 # Beyond the request's own timeout, how long a claimed row stays ours.
 LEASE_MARGIN = timedelta(seconds=30)
 # Statuses that mean an SMS went, or may have gone, to the number: what the rate limit counts.
-COUNTED = ("sending", "sent", "unknown")
+COUNTED = (ReminderStatus.SENDING, ReminderStatus.SENT, ReminderStatus.UNKNOWN)
 
 
 @dataclass(frozen=True)
 class SmsSettings:
-    """Where the gateway is and how the links are made: from the environment."""
+    """Where the gateway is and how the links are made."""
 
     url: str
     token: str | None
@@ -59,12 +60,11 @@ class SmsSettings:
     secret: str
 
     @classmethod
-    def from_env(cls) -> SmsSettings | None:
-        url, public, secret = (os.environ.get(name) for name in
-                               ("HOTLINE_EVAL_SMS_URL", "HOTLINE_EVAL_PUBLIC_URL", "HOTLINE_EVAL_SECRET_KEY"))
-        if not (url and public and secret):
+    def from_settings(cls, settings: Settings) -> SmsSettings | None:
+        """None (no SMS is sent) unless the gateway, the public address and the secret key are all set."""
+        if not (settings.sms_url and settings.public_url and settings.secret_key):
             return None
-        return cls(url, os.environ.get("HOTLINE_EVAL_SMS_TOKEN"), public.rstrip("/"), secret)
+        return cls(settings.sms_url, settings.sms_token, settings.public_url.rstrip("/"), settings.secret_key)
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ class PassResult:
 
     def count(self, status: str) -> None:
         """Count a reminder by the status a send left it in (pending: it will be retried)."""
-        name = {"pending": "retrying"}.get(status, status)
+        name = "retrying" if status == ReminderStatus.PENDING else status
         setattr(self, name, getattr(self, name) + 1)
 
 
@@ -154,7 +154,7 @@ def send_due(sessions: sessionmaker[Session], rules: Rules, client: httpx.Client
         _recover_abandoned(session, policy.gateway, now, result)
     with sessions() as session:
         due = session.scalars(select(SmsReminder.id).where(
-            SmsReminder.status == "pending", SmsReminder.next_attempt_at <= now)
+            SmsReminder.status == ReminderStatus.PENDING, SmsReminder.next_attempt_at <= now)
             .order_by(SmsReminder.next_attempt_at, SmsReminder.id).limit(BATCH)).all()
     for reminder_id in due:
         _send_one(sessions, rules, client, settings, reminder_id, now, result)
@@ -163,12 +163,12 @@ def send_due(sessions: sessionmaker[Session], rules: Rules, client: httpx.Client
 
 def _recover_abandoned(session: Session, gateway: SmsGateway, now: datetime, result: PassResult) -> None:
     for reminder in session.scalars(select(SmsReminder).where(
-            SmsReminder.status == "sending", SmsReminder.lease_until < now).with_for_update()):
+            SmsReminder.status == ReminderStatus.SENDING, SmsReminder.lease_until < now).with_for_update()):
         if gateway.deduplicates_request_id:
-            reminder.status, reminder.next_attempt_at = "pending", now
+            reminder.status, reminder.next_attempt_at = reminder_move(reminder.status, ReminderStatus.PENDING), now
             reminder.last_error = "发送中断，网关按请求编号去重，重试"
         else:
-            reminder.status, reminder.next_attempt_at = "unknown", None
+            reminder.status, reminder.next_attempt_at = reminder_move(reminder.status, ReminderStatus.UNKNOWN), None
             reminder.status_reason = "发送中断，无法确认是否送达，不再重发"
             result.unknown += 1
         log.warning("SMS reminder %s: its sender stopped mid-request; now %s", reminder.id, reminder.status)
@@ -182,11 +182,12 @@ def _send_one(sessions: sessionmaker[Session], rules: Rules, client: httpx.Clien
     zone = ZoneInfo(rules.callback.timezone)
     with sessions.begin() as session:
         reminder = session.get(SmsReminder, reminder_id, with_for_update=True)
-        if reminder is None or reminder.status != "pending":
+        if reminder is None or reminder.status != ReminderStatus.PENDING:
             return  # another pass took it
         why_not = why_not_now(session, rules, reminder, now) or _over_rate_limit(session, rules, reminder, now)
         if why_not is not None:
-            reminder.status, reminder.status_reason, reminder.next_attempt_at = "skipped", why_not, None
+            reminder.status = reminder_move(reminder.status, ReminderStatus.SKIPPED)
+            reminder.status_reason, reminder.next_attempt_at = why_not, None
             log.info("SMS reminder %s for call %s not sent: %s", reminder.id, reminder.call.uniqueid, why_not)
             result.skipped += 1
             return
@@ -196,8 +197,8 @@ def _send_one(sessions: sessionmaker[Session], rules: Rules, client: httpx.Clien
             result.deferred += 1
             return
         claimed = session.execute(
-            update(SmsReminder).where(SmsReminder.id == reminder.id, SmsReminder.status == "pending")
-            .values(status="sending", attempts=SmsReminder.attempts + 1,
+            update(SmsReminder).where(SmsReminder.id == reminder.id, SmsReminder.status == ReminderStatus.PENDING)
+            .values(status=reminder_move(reminder.status, ReminderStatus.SENDING), attempts=SmsReminder.attempts + 1,
                     claimed_at=reminder.claimed_at or now,
                     lease_until=now + timedelta(seconds=gateway.timeout_seconds) + LEASE_MARGIN)
             .execution_options(synchronize_session=False))
@@ -228,23 +229,29 @@ def _record(reminder: SmsReminder, answer: GatewayAnswer, policy: SmsReminderPol
     if kind == "unknown" and gateway.deduplicates_request_id:
         kind = "retry"  # the same request id again cannot make a second SMS
     if kind == "retry" and attempt >= policy.max_attempts:
-        reminder.status, reminder.status_reason = ("failed", f"{attempt}次发送均未成功")
+        reminder.status, reminder.status_reason = (_answered(ReminderStatus.FAILED), f"{attempt}次发送均未成功")
         reminder.next_attempt_at = None
         return
     if kind == "sent":
-        reminder.status, reminder.sent_at, reminder.next_attempt_at = "sent", now, None
+        reminder.status, reminder.sent_at, reminder.next_attempt_at = _answered(ReminderStatus.SENT), now, None
         reminder.gateway_message_id = answer.message_id
     elif kind == "retry":
         waits = policy.retry_after_seconds
         wait = timedelta(seconds=waits[min(attempt, len(waits)) - 1])
-        reminder.status = "pending"
+        reminder.status = _answered(ReminderStatus.PENDING)
         reminder.next_attempt_at = outside_quiet_hours(now + wait, policy.quiet_hours, zone)
     elif kind == "unknown":
-        reminder.status, reminder.next_attempt_at = "unknown", None
+        reminder.status, reminder.next_attempt_at = _answered(ReminderStatus.UNKNOWN), None
         reminder.status_reason = "网关未确认，可能已送达，不再重发"
     else:
-        reminder.status, reminder.next_attempt_at = "failed", None
+        reminder.status, reminder.next_attempt_at = _answered(ReminderStatus.FAILED), None
         reminder.status_reason = "短信网关拒绝发送"
+
+
+def _answered(status: ReminderStatus) -> ReminderStatus:
+    """The move the gateway's answer makes, from the ``sending`` this sender claimed. A row whose lease ran
+    out meanwhile (recovered by another pass) still takes the answer, as it always has: it knows more."""
+    return reminder_move(ReminderStatus.SENDING, status)
 
 
 def _over_rate_limit(session: Session, rules: Rules, reminder: SmsReminder, now: datetime) -> str | None:

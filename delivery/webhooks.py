@@ -35,6 +35,7 @@ from standardwebhooks.webhooks import Webhook
 
 from rating_core.store.database import rows_changed
 from rating_core.store.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
+from rating_core.outbox.delivery_states import DeliveryStatus, delivery_move
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,8 @@ def fan_out(session: Session) -> int:
         for endpoint in endpoints:
             if event.type in endpoint.event_types or "*" in endpoint.event_types:
                 session.add(WebhookDelivery(event_id=event.id, endpoint_id=endpoint.id, rating_id=event.rating_id,
-                                            status="pending", attempts=0, next_attempt_at=event.created_at))
+                                            status=delivery_move(None, DeliveryStatus.PENDING), attempts=0,
+                                            next_attempt_at=event.created_at))
                 created += 1
         event.fanned_out = True
     return created
@@ -110,7 +112,7 @@ def _due(session: Session, now: datetime) -> list[int]:
     """Due deliveries that head their (endpoint, rating) queue, oldest first."""
     heads = (
         select(WebhookDelivery.endpoint_id, WebhookDelivery.rating_id, func.min(WebhookDelivery.event_id).label("first"))
-        .where(WebhookDelivery.status == "pending")
+        .where(WebhookDelivery.status == DeliveryStatus.PENDING)
         .group_by(WebhookDelivery.endpoint_id, WebhookDelivery.rating_id)
         .subquery()
     )
@@ -119,7 +121,7 @@ def _due(session: Session, now: datetime) -> list[int]:
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
         .join(heads, (heads.c.endpoint_id == WebhookDelivery.endpoint_id)
               & (heads.c.first == WebhookDelivery.event_id))
-        .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,
+        .where(WebhookDelivery.status == DeliveryStatus.PENDING, WebhookDelivery.next_attempt_at <= now,
                WebhookEndpoint.active.is_(True))
         .order_by(WebhookDelivery.event_id)
         .limit(BATCH)
@@ -162,11 +164,11 @@ def _deliver(sessions: sessionmaker[Session], client: httpx.Client, delivery_id:
     """Send one delivery: ``delivered``, ``failed``, ``dead``, ``disabled:<url>`` or ``skipped``."""
     with sessions.begin() as session:
         delivery = session.get(WebhookDelivery, delivery_id)
-        if delivery is None or delivery.status != "pending":
+        if delivery is None or delivery.status != DeliveryStatus.PENDING:
             return "skipped"
         claimed = rows_changed(session.execute(
             update(WebhookDelivery)
-            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == "pending",
+            .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == DeliveryStatus.PENDING,
                    WebhookDelivery.next_attempt_at == delivery.next_attempt_at)
             .values(next_attempt_at=now + LEASE)
         ))
@@ -195,11 +197,12 @@ def _deliver(sessions: sessionmaker[Session], client: httpx.Client, delivery_id:
         delivery.first_attempt_at = delivery.first_attempt_at or now
         delivery.last_status, delivery.last_error = status, error
         if error is None:
-            delivery.status, delivery.delivered_at = "delivered", now
+            delivery.status, delivery.delivered_at = _answered(DeliveryStatus.DELIVERED), now
             # The endpoint is back: what waits in backoff for it need not wait any longer.
             session.execute(
                 update(WebhookDelivery)
-                .where(WebhookDelivery.endpoint_id == delivery.endpoint_id, WebhookDelivery.status == "pending",
+                .where(WebhookDelivery.endpoint_id == delivery.endpoint_id,
+                       WebhookDelivery.status == DeliveryStatus.PENDING,
                        WebhookDelivery.attempts > 0, WebhookDelivery.next_attempt_at > now + LEASE)
                 .values(next_attempt_at=now)
             )
@@ -213,7 +216,7 @@ def _deliver(sessions: sessionmaker[Session], client: httpx.Client, delivery_id:
             return f"disabled:{endpoint.url}"
         delay = max(backoff(delivery.attempts, rng), min(wait or timedelta(0), LONGEST_WAIT))
         if now + delay - delivery.first_attempt_at > RETRY_WINDOW:
-            delivery.status = "dead"
+            delivery.status = _answered(DeliveryStatus.DEAD)
             log.error("webhooks: event %s to %s is dead after %d attempts: %s",
                       delivery.event.event_id, delivery.endpoint.url, delivery.attempts, error)
         else:
@@ -222,3 +225,9 @@ def _deliver(sessions: sessionmaker[Session], client: httpx.Client, delivery_id:
                      delivery.event.event_id, delivery.endpoint.url, error, delay)
             return "failed"
     return "dead"
+
+
+def _answered(status: DeliveryStatus) -> DeliveryStatus:
+    """The move an endpoint's answer makes, from the ``pending`` this worker claimed. A delivery replayed or
+    taken by another worker meanwhile (its lease ran out) still takes the answer, as it always has."""
+    return delivery_move(DeliveryStatus.PENDING, status)

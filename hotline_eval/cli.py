@@ -1,7 +1,8 @@
 """``hotline-eval``: one command, a subcommand per process or task.
 
-Configuration comes from the environment only: ``DATABASE_URL`` (default: a
-SQLite file under ``$HOTLINE_EVAL_HOME``, ``./var``), ``HOTLINE_EVAL_RULES``,
+Configuration comes from the environment only, read once when the command starts
+(:class:`rating_core.rules.settings.Settings` names every variable): ``DATABASE_URL``
+(default: a SQLite file under ``$HOTLINE_EVAL_HOME``, ``./var``), ``HOTLINE_EVAL_RULES``,
 ``HOTLINE_EVAL_SPOOL`` (default ``$HOTLINE_EVAL_HOME/spool``), ``REDIS_URL``,
 and for the dialer ``AMI_HOST``, ``AMI_PORT``, ``AMI_USERNAME``, ``AMI_SECRET``.
 """
@@ -19,11 +20,13 @@ from typing import TextIO
 
 import click
 import uvloop
+from pydantic import ValidationError
 
-from rating_core.store.database import home_dir, make_engine
+from rating_core.store.database import make_engine
 from rating_core.rules.rulebook import HotlineProfile, Rules, RulesError, load_rules
 from rating_core.events.journal import Journal, JournalFull
 from rating_core.ratings.store import RatingStore
+from rating_core.rules.settings import Settings
 
 log = logging.getLogger("hotline_eval")
 
@@ -36,16 +39,26 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
-def spool_dir() -> Path:
-    return Path(os.environ.get("HOTLINE_EVAL_SPOOL") or home_dir() / "spool")
-
-
-def open_store() -> RatingStore:
+def read_settings() -> Settings:
     try:
-        rules = load_rules()
+        return Settings()
+    except ValidationError as exc:
+        raise click.ClickException(f"configuration: {exc}") from exc
+
+
+def settings() -> Settings:
+    """This run's settings, read from the environment once by :func:`main`."""
+    given = click.get_current_context().find_root().obj
+    assert isinstance(given, Settings)
+    return given
+
+
+def open_store(given: Settings) -> RatingStore:
+    try:
+        rules = load_rules(given.rules_file)
     except RulesError as exc:
         raise click.ClickException(str(exc)) from exc
-    return RatingStore(make_engine(), rules)
+    return RatingStore(make_engine(given.database_url), rules, region_code=given.region_code)
 
 
 def _host_port(value: str, default_port: int) -> tuple[str, int]:
@@ -60,9 +73,11 @@ def _host_port(value: str, default_port: int) -> tuple[str, int]:
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def main(verbose: bool) -> None:
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
     """Post-call evaluation (好差评) for 12345 / 12333 hotlines."""
     _setup_logging(verbose)
+    ctx.obj = read_settings()
 
 
 # -- database -------------------------------------------------------------------
@@ -79,7 +94,7 @@ def db_upgrade(revision: str) -> None:
     """Apply the schema migrations."""
     from rating_core.store.migrate import upgrade
 
-    engine = make_engine()
+    engine = make_engine(settings().database_url)
     upgrade(engine, revision)
     click.echo(f"database at {engine.url.render_as_string(hide_password=True)} is at {revision}")
 
@@ -89,8 +104,8 @@ def db_replay_spool() -> None:
     """Apply the journals of FastAGI servers that are gone (a running server's is left to it)."""
     from rating_core.ratings.journal_replay import replay_dead_journals
 
-    read = replay_dead_journals(open_store(), spool_dir())
-    click.echo(f"replayed {read} journal line(s) from {spool_dir()}")
+    read = replay_dead_journals(open_store(settings()), settings().spool_dir)
+    click.echo(f"replayed {read} journal line(s) from {settings().spool_dir}")
 
 
 @db.command("dead-letters")
@@ -98,12 +113,12 @@ def db_dead_letters() -> None:
     """List the events the store refused, with why (kept in the journal folder's dead-letters.jsonl)."""
     from rating_core.events.dead_letters import DeadLetters
 
-    letters = DeadLetters(spool_dir()).all()
+    letters = DeadLetters(settings().spool_dir).all()
     for letter in letters:
         record = letter.record or {}
         click.echo(f"{letter.at.isoformat(timespec='seconds')}  {letter.stream} {letter.segment}:{letter.line}  "
                    f"{record.get('kind', '?')} call {record.get('uniqueid', '?')}  {letter.reason}")
-    click.echo(f"{len(letters)} dead letter(s) in {DeadLetters(spool_dir()).path}")
+    click.echo(f"{len(letters)} dead letter(s) in {DeadLetters(settings().spool_dir).path}")
 
 
 # -- IVR ----------------------------------------------------------------------------
@@ -127,15 +142,15 @@ def agi(listen: str, audiosocket: str, audiosocket_advertise: str | None, speech
     from ivr.service import serve_until_signalled
 
     host, port = _host_port(listen, DEFAULT_PORT)
-    store = open_store()
+    store = open_store(settings())
     _warn_of_stale_sounds(store.rules)
     # uvloop (libuv) instead of the stock event loop: with thousands of calls in progress, the loop's own
     # work on each socket event is what a caller waits for between prompts (benchmarks/agi_concurrency.py).
     try:
-        uvloop.run(serve_until_signalled(store, Journal(spool_dir()), host, port,
+        uvloop.run(serve_until_signalled(store, Journal(settings().spool_dir), host, port,
                                          audiosocket=_host_port(audiosocket, 9092),
                                          audiosocket_advertise=audiosocket_advertise, speech_workers=speech_workers,
-                                         speech_recordings=speech_recordings))
+                                         speech_recordings=speech_recordings, models_dir=settings().models_dir))
     except JournalFull as exc:
         raise click.ClickException(f"{exc}: not starting, since no rating could be kept") from exc
 
@@ -183,7 +198,7 @@ def models_fetch(name: str, source: str | None) -> None:
     from speech_models.fetch import FetchError, fetch
 
     try:
-        folder = fetch(name, source)
+        folder = fetch(name, settings().models_dir, source)
     except (FetchError, KeyError) as exc:
         raise click.ClickException(str(exc).strip("'\"")) from exc
     click.echo(f"{name}: installed and verified in {folder}")
@@ -195,8 +210,8 @@ def models_check() -> None:
     transcribed; exit 1 when one cannot."""
     from speech_models.manifests import catalog, locate
 
-    rules = open_store().rules
-    statuses = {name: locate(name, full=True) for name in catalog()}
+    rules = open_store(settings()).rules
+    statuses = {name: locate(name, settings().models_dir, full=True) for name in catalog()}
     for name, status in statuses.items():
         where = f"ok, {status.directory}" if status.usable else "; ".join(status.problems[:3])
         click.echo(f"model {name} ({status.manifest.language}): {where}")
@@ -238,10 +253,11 @@ def agi_script() -> None:
     from rating_core.ratings.journal_replay import apply_own_journal
 
     _setup_logging(False)
-    store = open_store()
+    given = read_settings()  # its own edge: Asterisk starts it, not `hotline-eval`
+    store = open_store(given)
 
     async def run() -> None:
-        journal = Journal(spool_dir())
+        journal = Journal(given.spool_dir)
         journal.open()
         writer = RatingWriter(journal)
         scripts = make_scripts(store, writer)
@@ -278,7 +294,7 @@ def simulate(calls: int, concurrency: int, target: str, seed: int, time_scale: f
     from simulators.callers import check_store, plan_calls
     from simulators.callers import simulate as run_simulation
 
-    store = open_store()
+    store = open_store(settings())
     host, port = _host_port(target, 4573)
     planned = plan_calls(store.rules, calls, seed)
     summary = asyncio.run(run_simulation(host, port, planned, concurrency=concurrency, time_scale=time_scale))
@@ -302,18 +318,20 @@ def demo(calls: int, concurrency: int, port: int, web_port: int) -> None:
     from hotline_eval.demo import run_demo
     from hotline_eval.demo_callbacks import write_demo_rules
 
-    if not os.environ.get("HOTLINE_EVAL_RULES"):
-        os.environ["HOTLINE_EVAL_RULES"] = str(write_demo_rules(home_dir()))
+    # Set in the environment, not only in the settings: the demo's RQ jobs read it as a worker's would.
+    if settings().rules_file is None:
+        os.environ["HOTLINE_EVAL_RULES"] = str(write_demo_rules(settings().home))
     # The SMS links and the web tool that opens them must share one secret; a fresh one per run.
     os.environ.setdefault("HOTLINE_EVAL_SECRET_KEY", secrets.token_hex(32))
-    store = open_store()
-    code = run_demo(store, Journal(spool_dir()), home_dir(), calls=calls, concurrency=concurrency, port=port,
+    given = read_settings()
+    store = open_store(given)
+    code = run_demo(store, Journal(given.spool_dir), given, calls=calls, concurrency=concurrency, port=port,
                     public_url=f"http://127.0.0.1:{web_port or 8000}")
     if code == 0 and web_port:
         from hotline_eval.demo_web import serve_web
 
         try:
-            serve_web(store, web_port)
+            serve_web(store, web_port, given)
         except KeyboardInterrupt:
             pass
     sys.exit(code)
@@ -345,7 +363,7 @@ def ratings_export(fmt: str, since: str | None) -> None:
     from rating_core.reports.export import export_rows, write_csv, write_jsonl
 
     since_at = _iso_time(since, "--since") if since else None
-    store = open_store()
+    store = open_store(settings())
     with store.sessions() as session:
         rows = export_rows(session, store.rules, since_at)
         count = (write_csv if fmt == "csv" else write_jsonl)(rows, sys.stdout)
@@ -367,7 +385,7 @@ def callbacks_list(fmt: str, full_numbers: bool) -> None:
     """Tasks with their deadlines, state, attempts and history, most urgent first."""
     from rating_core.reports.export import callback_rows, write_jsonl
 
-    store = open_store()
+    store = open_store(settings())
     with store.sessions() as session:
         count = write_jsonl(callback_rows(session, now=datetime.now(timezone.utc), full_numbers=full_numbers),
                             sys.stdout)
@@ -406,21 +424,18 @@ def dialer() -> None:
     from callback.dialer import AmiSettings, Dialer
     from callback.jobs import callback_queue, enqueue_request
 
-    secret = os.environ.get("AMI_SECRET")
-    if not secret:
+    given = settings()
+    if not given.ami_secret:
         raise click.ClickException("AMI_SECRET is not set (the manager.conf secret of the dialer's user)")
-    settings = AmiSettings(
-        host=os.environ.get("AMI_HOST", "127.0.0.1"), port=int(os.environ.get("AMI_PORT", "5038")),
-        username=os.environ.get("AMI_USERNAME", "hotline-eval"), secret=secret,
-    )
-    store = open_store()
+    ami = AmiSettings(host=given.ami_host, port=given.ami_port, username=given.ami_username, secret=given.ami_secret)
+    store = open_store(given)
     queue = callback_queue()
 
     def on_retry(task_id: int, attempt_seq: int, at: datetime) -> None:
         enqueue_request(queue, task_id, attempt_seq, at=at)
 
     async def run() -> None:
-        await Dialer(store.sessions, store.rules.callback, settings, on_retry=on_retry).run()
+        await Dialer(store.sessions, store.rules.callback, ami, on_retry=on_retry).run()
 
     try:
         asyncio.run(run())
@@ -442,7 +457,7 @@ def calendar_set(day: datetime, workday: bool, note: str | None) -> None:
     from rating_core.complaints.callback_tasks import recompute_deadlines
     from rating_core.store.models import CalendarOverride
 
-    store = open_store()
+    store = open_store(settings())
     with store.sessions.begin() as session:
         session.merge(CalendarOverride(day=day.date(), is_working_day=workday, note=note))
         session.flush()
@@ -464,7 +479,7 @@ def web(listen: str, threads: int) -> None:
 
     host, port = _host_port(listen, 8000)
     try:
-        app = create_app(open_store())
+        app = create_app(open_store(settings()), settings=settings())
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"web tool on http://{host}:{port}/")
@@ -488,7 +503,7 @@ def users_create(username: str, role: str, display_name: str, agent_id: str | No
     """Create a user; the first admin is made this way."""
     from web.accounts import AccountError, create_user
 
-    store = open_store()
+    store = open_store(settings())
     try:
         with store.sessions.begin() as session:
             create_user(session, username, password, role, display_name, agent_id=agent_id, unit=unit)
@@ -522,7 +537,7 @@ def figures_score(scheme_key: str, source: TextIO, target: TextIO, adjustment_ki
     from rating_core.reports.scoring import ScoringError, load_scoring_rules, score_units
 
     try:
-        rules = load_scoring_rules()
+        rules = load_scoring_rules(settings().scoring_file)
         scheme = rules.scheme(scheme_key)
         units, warnings = read_counts(source)
     except ScoringError as exc:
@@ -545,7 +560,7 @@ def figures_rollup(days: int | None) -> None:
 
     from rating_core.reports.figure_rollups import refresh
 
-    store = open_store()
+    store = open_store(settings())
     with store.sessions.begin() as session:
         rebuilt = refresh(session, ZoneInfo(store.rules.callback.timezone), datetime.now(timezone.utc),
                           days_back=days)
@@ -565,7 +580,7 @@ def webhooks_add(url: str, events: str, secret: str | None) -> None:
     """Subscribe an endpoint."""
     from rating_core.outbox.webhook_endpoints import EndpointError, add_endpoint
 
-    store = open_store()
+    store = open_store(settings())
     try:
         with store.sessions.begin() as session:
             endpoint = add_endpoint(session, url, [e.strip() for e in events.split(",") if e.strip()],
@@ -583,9 +598,10 @@ def webhooks_list() -> None:
     """Endpoints with their deliveries by status, and the dead letters."""
     from sqlalchemy import func, select
 
+    from rating_core.outbox.delivery_states import DeliveryStatus
     from rating_core.store.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 
-    store = open_store()
+    store = open_store(settings())
     with store.sessions() as session:
         for endpoint in session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)):
             counts: dict[str, int] = {status: count for status, count in session.execute(
@@ -598,7 +614,7 @@ def webhooks_list() -> None:
             select(OutboxEvent.event_id, OutboxEvent.type, WebhookDelivery.endpoint_id, WebhookDelivery.attempts,
                    WebhookDelivery.last_error)
             .join(WebhookDelivery, WebhookDelivery.event_id == OutboxEvent.id)
-            .where(WebhookDelivery.status == "dead").order_by(OutboxEvent.id)).all()
+            .where(WebhookDelivery.status == DeliveryStatus.DEAD).order_by(OutboxEvent.id)).all()
         for event_id, event_type, endpoint_id, attempts, error in dead:
             click.echo(f"dead  {event_id}  {event_type}  endpoint {endpoint_id}  {attempts} attempts  {error}")
 
@@ -620,7 +636,7 @@ def webhooks_replay(event_id: str | None, dead: bool) -> None:
 
     if not event_id and not dead:
         raise click.UsageError("give --event ID or --dead")
-    store = open_store()
+    store = open_store(settings())
     with store.sessions.begin() as session:
         count = replay(session, event_id=event_id, dead=dead, now=datetime.now(timezone.utc))
     click.echo(f"{count} delivery(ies) queued again")
@@ -635,7 +651,7 @@ def webhooks_rotate(endpoint_id: int, overlap_hours: int) -> None:
 
     from rating_core.outbox.webhook_endpoints import EndpointError, rotate_secret
 
-    store = open_store()
+    store = open_store(settings())
     try:
         with store.sessions.begin() as session:
             secret = rotate_secret(session, endpoint_id, datetime.now(timezone.utc),
@@ -678,7 +694,7 @@ def prompts() -> None:
 def _prompt_profiles(hotlines: tuple[str, ...]) -> list[HotlineProfile]:
     """The profiles whose sounds a prompts command works on; a rules file whose prompts break the policy stops here."""
     try:
-        rules = load_rules()
+        rules = load_rules(settings().rules_file)
         return [rules.hotline(code) for code in hotlines] if hotlines else list(rules.hotlines.values())
     except (RulesError, KeyError) as exc:
         raise click.ClickException(str(exc.args[0] if exc.args else exc)) from exc

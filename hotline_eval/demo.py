@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from pathlib import Path
 
 import click
 
@@ -19,9 +18,10 @@ from rating_core.store.migrate import upgrade
 from rating_core.rules.privacy import mask_phone
 from rating_core.events.journal import Journal
 from rating_core.ratings.store import RatingStore
+from rating_core.rules.settings import Settings
 
 
-def run_demo(store: RatingStore, journal: Journal, home: Path, *, calls: int, concurrency: int, port: int,
+def run_demo(store: RatingStore, journal: Journal, settings: Settings, *, calls: int, concurrency: int, port: int,
              public_url: str) -> int:
     """Return the process exit code: 0 when every simulated call landed as its caller gave it."""
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -41,9 +41,9 @@ def run_demo(store: RatingStore, journal: Journal, home: Path, *, calls: int, co
             f"   {row['uniqueid']:<18} {row['hotline']:<6} {mask_phone(row['caller_number']):<12} "
             f"工号{row['agent_id'] or '-':<5} {row['level_name']:<6} {tags}{voice}  ({row['end_reason']})"
         )
-    misheard = run_speech(store, journal)
-    run_callbacks(store, journal, home)
-    run_sms(store, public_url)
+    misheard = run_speech(store, journal, settings.models_dir)
+    run_callbacks(store, journal, settings.home)
+    run_sms(store, public_url, settings)
     return 0 if not summary.errors and not summary.mismatches and not misheard else 1
 
 

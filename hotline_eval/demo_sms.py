@@ -9,7 +9,6 @@ browser while the demo's web tool runs.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from datetime import datetime, timezone
 
@@ -22,19 +21,20 @@ from delivery.sms import SmsSettings, send_due
 from rating_core.store.models import Call, Rating
 from rating_core.rules.privacy import mask_phone
 from rating_core.ratings.store import RatingStore
+from rating_core.rules.settings import Settings
 from web import create_app
 
 LINK = re.compile(r"https?://\S+/r/([A-Za-z0-9_-]+)")
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-def run_sms(store: RatingStore, public_url: str) -> None:
+def run_sms(store: RatingStore, public_url: str, settings: Settings) -> None:
     for name in ("delivery.sms", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    secret = os.environ["HOTLINE_EVAL_SECRET_KEY"]  # the demo sets one; the web tool signs with the same
+    assert settings.secret_key, "the demo sets one; the web tool signs with the same"
     with SimulatedSmsGateway(deduplicates=True) as gateway, httpx.Client() as client:
-        settings = SmsSettings(gateway.url, None, public_url, secret)
-        result = send_due(store.sessions, store.rules, client, settings, datetime.now(timezone.utc))
+        sms = SmsSettings(gateway.url, None, public_url, settings.secret_key)
+        result = send_due(store.sessions, store.rules, client, sms, datetime.now(timezone.utc))
         messages = list(gateway.delivered)
     click.echo(f"\n8. 补充评价: {result.sent} SMS sent to callers who did not rate ({result.skipped} skipped), "
                f"through a simulated gateway at {gateway.url}")
@@ -44,7 +44,7 @@ def run_sms(store: RatingStore, public_url: str) -> None:
         return
     token = LINK.search(messages[0]["content"])
     assert token is not None, "the SMS template lost its link"
-    app = create_app(store, {"SESSION_COOKIE_SECURE": False})
+    app = create_app(store, {"SESSION_COOKIE_SECURE": False}, settings)
     citizen = app.test_client()
     path = f"/r/{token[1]}"
     page = citizen.get(path).data.decode()

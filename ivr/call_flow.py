@@ -19,12 +19,12 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from ivr.agi_session import AgiSession, ChannelHungUp, CommandFailed
 from rating_core.events.call_events import (
-    CallEnded, CallStarted, RatingGiven, ReasonGiven, VoiceMessageRecorded,
+    CallEnded, CallStarted, RatingGiven, ReasonGiven, VoiceMessageRecorded, utcnow,
 )
 from rating_core.rules.privacy import mask_phone
 from rating_core.rules.rulebook import HotlineProfile, Level, Rules, VoiceMessagePolicy
@@ -49,10 +49,6 @@ HOTLINE_VARIABLE = "EVAL_HOTLINE"
 EXPECTED_VARIABLES = ("EVAL_AGENT", "EVAL_QUEUE")
 # A uniqueid names the voice message's file; Asterisk's are digits and a dot, but the name is the caller's to set.
 _UNSAFE_IN_A_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass

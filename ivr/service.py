@@ -67,7 +67,7 @@ def make_scripts(store: RatingStore, writer: RatingWriter, *, lookup_timeout: fl
     return {"postcall": postcall, "callback-verify": callback_verify}
 
 
-def speech_grammars(rules: Rules) -> tuple[dict[str, str], dict[str, GrammarSpec]]:
+def speech_grammars(rules: Rules, models_dir: Path | None) -> tuple[dict[str, str], dict[str, GrammarSpec]]:
     """The models to load ({name: folder}) and a grammar per hotline that hears speech and has its model."""
     models: dict[str, str] = {}
     grammars: dict[str, GrammarSpec] = {}
@@ -75,7 +75,7 @@ def speech_grammars(rules: Rules) -> tuple[dict[str, str], dict[str, GrammarSpec
         if hotline.speech.language is None:
             continue
         model = rules.speech_languages[hotline.speech.language].model
-        status = locate(model)
+        status = locate(model, models_dir)
         if not status.usable:
             log.warning("hotline %s: speech model %s is not usable (%s); keys only",
                         hotline.code, model, "; ".join(status.problems[:3]))
@@ -87,13 +87,15 @@ def speech_grammars(rules: Rules) -> tuple[dict[str, str], dict[str, GrammarSpec
 
 @contextlib.asynccontextmanager
 async def running_speech(rules: Rules, host: str, port: int, *, advertise: str | None = None, workers: int = 2,
-                         recordings: tuple[str, Path] | None = None) -> AsyncIterator[RatingListener | None]:
+                         recordings: tuple[str, Path] | None = None,
+                         models_dir: Path | None = None) -> AsyncIterator[RatingListener | None]:
     """The recognition workers and how the audio reaches them; None when no hotline can hear speech here.
 
     The audio comes over AudioSocket, or with ``recordings`` (Asterisk's folder, and where this host
-    sees it) from RECORD FILE on a disk both hosts share.
+    sees it) from RECORD FILE on a disk both hosts share. The models come from ``models_dir`` (else only
+    those installed as Python packages).
     """
-    models, grammars = speech_grammars(rules)
+    models, grammars = speech_grammars(rules, models_dir)
     if not grammars:
         yield None
         return
@@ -177,14 +179,15 @@ def tune_garbage_collector() -> None:
 async def serve_until_signalled(store: RatingStore, journal: Journal, host: str, port: int, *,
                                 audiosocket: tuple[str, int] = ("127.0.0.1", 9092),
                                 audiosocket_advertise: str | None = None, speech_workers: int = 2,
-                                speech_recordings: tuple[str, Path] | None = None) -> None:
+                                speech_recordings: tuple[str, Path] | None = None,
+                                models_dir: Path | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with (
         running_speech(store.rules, *audiosocket, advertise=audiosocket_advertise, workers=speech_workers,
-                       recordings=speech_recordings) as speech,
+                       recordings=speech_recordings, models_dir=models_dir) as speech,
         running_ivr(store, journal, host, port, speech=speech, store_process=True) as ivr,
     ):
         log.info("FastAGI server listening on %s:%d (hotlines: %s)", host, ivr.server.port, ", ".join(store.rules.hotlines))

@@ -96,7 +96,7 @@ class StoreProcess:
             context = multiprocessing.get_context("spawn")  # no fork of a process holding sockets and threads
             parent, child = context.Pipe()
             self._process = context.Process(
-                target=_child_main, args=(child, database_url(self.store), self.store.rules, *where),
+                target=_child_main, args=(child, database_url(self.store), self.store.rules, self.store.region_code, *where),
                 name="hotline-eval-store", daemon=True,
             )
         self._process.start()
@@ -203,11 +203,12 @@ class StoreProcess:
         return self.last.drained
 
 
-def _child_main(conn: Connection, url: str, rules: Rules, directory: Path, stream: str, after: Position) -> None:
+def _child_main(conn: Connection, url: str, rules: Rules, region_code: str | None, directory: Path, stream: str,
+                after: Position) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which asks for a drain
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[store]: %(message)s")
     exit_with_parent()
-    store = RatingStore(make_engine(url), rules)
+    store = RatingStore(make_engine(url), rules, region_code=region_code)
     try:
         serve(conn, store, directory, stream, after)
     finally:

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 from ivr.agi_session import AgiSession, ChannelHungUp, ConnectionLost
 from ivr.menus import HotlineScript
 from ivr.rating_writer import RatingWriter
-from rating_core.events.call_events import CallbackAnswered, CallbackCallEnded
+from rating_core.events.call_events import CallbackAnswered, CallbackCallEnded, utcnow
 from rating_core.complaints.callback_tasks import VerificationCall
 from rating_core.rules.rulebook import HotlineProfile, Rules
 
@@ -34,10 +33,6 @@ ATTEMPT_VARIABLE = "CALLBACK_ATTEMPT"
 HOTLINE_VARIABLE = "CALLBACK_HOTLINE"
 
 Lookup = Callable[[int, int], Awaitable[VerificationCall | None]]
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 async def read_ids(agi: AgiSession) -> tuple[int, int] | None:

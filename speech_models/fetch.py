@@ -15,17 +15,17 @@ from pathlib import Path, PurePosixPath
 
 import httpx
 
-from speech_models.manifests import ModelManifest, manifest, models_dir, packaged_dir
+from speech_models.manifests import ModelManifest, manifest, packaged_dir
 
 
 class FetchError(RuntimeError):
     pass
 
 
-def fetch(name: str, source: str | None = None, target_root: Path | None = None) -> Path:
-    """Install model ``name`` from ``source`` (default: its published URL); return its folder."""
+def fetch(name: str, root: Path, source: str | None = None) -> Path:
+    """Install model ``name`` into the models folder ``root`` from ``source`` (default: its published URL);
+    return its folder."""
     model = manifest(name)
-    root = target_root or models_dir()
     if source is None:
         if model.url is None:
             return _packaged(model)

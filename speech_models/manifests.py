@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 import yaml
 
-from rating_core.store.database import home_dir
 
 HERE = Path(__file__).resolve().parent
 CATALOG_FILE = HERE / "catalog.yaml"
@@ -81,11 +79,6 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def models_dir() -> Path:
-    """``$HOTLINE_EVAL_MODELS``, else ``models`` under the home directory."""
-    return Path(os.environ.get("HOTLINE_EVAL_MODELS") or home_dir() / "models")
-
-
 def _read_manifest(name: str, entry: dict) -> ModelManifest:
     sizes = _manifest_lines(HERE / f"{name}.sizes")
     digests = _manifest_lines(HERE / f"{name}.sha256")
@@ -126,10 +119,11 @@ def packaged_dir(model: ModelManifest) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) / model.package.folder
 
 
-def locate(name: str, *, full: bool = False) -> ModelStatus:
-    """Where model ``name`` is installed: the models folder first, then its PyPI package."""
+def locate(name: str, models_dir: Path | None, *, full: bool = False) -> ModelStatus:
+    """Where model ``name`` is installed: the models folder (``Settings.models_dir``) first, then its PyPI
+    package; without a folder, only the package."""
     model = manifest(name)
-    candidates = [models_dir() / name]
+    candidates = [models_dir / name] if models_dir is not None else []
     if (packaged := packaged_dir(model)) is not None:
         candidates.append(packaged)
     first_problems: list[str] = []

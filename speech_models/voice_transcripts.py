@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from rating_core.store.database import rows_changed
 from rating_core.store.models import Call, Rating
 from rating_core.rules.rulebook import Rules
+from rating_core.ratings.transcript_states import TranscriptStatus, transcript_move
 from speech_models.manifests import locate
 from speech_models.recordings import UnreadableRecording, read_recording
 from speech_models.transcribe import Transcript, load_model, transcribe
@@ -57,9 +58,10 @@ class _Claimed:
 
 
 def transcribe_waiting(sessions: sessionmaker[Session], rules: Rules, now: datetime, *,
-                       budget: float = BUDGET_SECONDS) -> TranscriptPass:
-    """Transcribe waiting voice messages, one claim at a time, until none wait or the budget is spent."""
-    models = _installed_models(rules)
+                       models_dir: Path | None = None, budget: float = BUDGET_SECONDS) -> TranscriptPass:
+    """Transcribe waiting voice messages, one claim at a time, until none wait or the budget is spent
+    (the models from ``models_dir``, else only those installed as Python packages)."""
+    models = _installed_models(rules, models_dir)
     result = TranscriptPass(waiting_for_a_model=_count_waiting(sessions, rules, set(models), now))
     started = time.monotonic()
     while models and time.monotonic() - started < budget:
@@ -78,17 +80,17 @@ def transcribe_waiting(sessions: sessionmaker[Session], rules: Rules, now: datet
             transcript = transcribe(model, read_recording(Path(claimed.path)))
         except UnreadableRecording as exc:
             log.error("call %s: voice message not transcribed: %s", claimed.uniqueid, exc)
-            _finish(sessions, claimed, now, "failed")
+            _finish(sessions, claimed, now, TranscriptStatus.FAILED)
             result.failed += 1
             continue
-        _finish(sessions, claimed, now, "done", transcript)
+        _finish(sessions, claimed, now, TranscriptStatus.DONE, transcript)
         log.info("call %s: voice message transcribed (%d characters, confidence %.2f)",
                  claimed.uniqueid, len(transcript.text), transcript.confidence)
         result.done += 1
     return result
 
 
-def _installed_models(rules: Rules) -> dict[str, str]:
+def _installed_models(rules: Rules, models_dir: Path | None) -> dict[str, str]:
     """{hotline: model folder} for the hotlines whose transcript model is installed and verified here."""
     folders: dict[str, str] = {}
     for code, hotline in rules.hotlines.items():
@@ -96,7 +98,7 @@ def _installed_models(rules: Rules) -> dict[str, str]:
         if name is None:
             continue
         try:
-            status = locate(name)
+            status = locate(name, models_dir)
         except KeyError as exc:
             log.error("hotline %s: voice_message.transcript_model: %s", code, exc.args[0])
             continue
@@ -113,7 +115,8 @@ def _waiting(now: datetime):  # type: ignore[no-untyped-def]
     return and_(
         Rating.voice_message_file.is_not(None),
         or_(Rating.voice_transcript_status.is_(None),
-            and_(Rating.voice_transcript_status == "transcribing", Rating.voice_transcript_at < now - LEASE)),
+            and_(Rating.voice_transcript_status == TranscriptStatus.TRANSCRIBING,
+                 Rating.voice_transcript_at < now - LEASE)),
     )
 
 
@@ -130,7 +133,7 @@ def _claim_next(sessions: sessionmaker[Session], hotlines: list[str], now: datet
     with sessions() as session:
         while True:
             row = session.execute(
-                select(Rating.id, Call.uniqueid, Call.hotline, Rating.voice_message_file)
+                select(Rating.id, Call.uniqueid, Call.hotline, Rating.voice_message_file, Rating.voice_transcript_status)
                 .join(Call, Rating.call_id == Call.id)
                 .where(_waiting(now), Call.hotline.in_(hotlines))
                 .order_by(Rating.id).limit(1)
@@ -139,7 +142,9 @@ def _claim_next(sessions: sessionmaker[Session], hotlines: list[str], now: datet
                 return None
             took = rows_changed(session.execute(
                 update(Rating).where(Rating.id == row.id, _waiting(now))
-                .values(voice_transcript_status="transcribing", voice_transcript_at=now)
+                .values(voice_transcript_status=transcript_move(row.voice_transcript_status,
+                                                                TranscriptStatus.TRANSCRIBING),
+                        voice_transcript_at=now)
             ))
             session.commit()
             if took:  # else another worker claimed it between the two statements: look again
@@ -147,15 +152,15 @@ def _claim_next(sessions: sessionmaker[Session], hotlines: list[str], now: datet
 
 
 def _still_ours(claimed: _Claimed, now: datetime):  # type: ignore[no-untyped-def]
-    return and_(Rating.id == claimed.rating_id, Rating.voice_transcript_status == "transcribing",
+    return and_(Rating.id == claimed.rating_id, Rating.voice_transcript_status == TranscriptStatus.TRANSCRIBING,
                 Rating.voice_transcript_at == now, Rating.voice_message_file == claimed.path)
 
 
-def _finish(sessions: sessionmaker[Session], claimed: _Claimed, now: datetime, status: str,
+def _finish(sessions: sessionmaker[Session], claimed: _Claimed, now: datetime, status: TranscriptStatus,
             transcript: Transcript | None = None) -> None:
     with sessions() as session:
         session.execute(update(Rating).where(_still_ours(claimed, now)).values(
-            voice_transcript_status=status, voice_transcript_at=now,
+            voice_transcript_status=transcript_move(TranscriptStatus.TRANSCRIBING, status), voice_transcript_at=now,
             voice_transcript=transcript.text if transcript else None,
             voice_transcript_confidence=round(transcript.confidence, 3) if transcript else None,
         ))
@@ -165,5 +170,5 @@ def _finish(sessions: sessionmaker[Session], claimed: _Claimed, now: datetime, s
 def _release(sessions: sessionmaker[Session], claimed: _Claimed, now: datetime) -> None:
     with sessions() as session:
         session.execute(update(Rating).where(_still_ours(claimed, now)).values(
-            voice_transcript_status=None, voice_transcript_at=None))
+            voice_transcript_status=transcript_move(TranscriptStatus.TRANSCRIBING, None), voice_transcript_at=None))
         session.commit()

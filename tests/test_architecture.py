@@ -118,3 +118,33 @@ def test_no_module_imports_itself_back(package: str) -> None:
     for module in sorted(graph):
         visit(module, [])
     assert cycles == []
+
+
+# Where a process starts, and so where the environment is read: the command line, the web app factory,
+# the worker's jobs (RQ runs them by name in a process of its own).
+EDGES = {"hotline_eval", "web/__init__.py", "callback/jobs.py"}
+
+
+def _at_an_edge(path: Path) -> bool:
+    relative = path.relative_to(ROOT).as_posix()
+    return relative.split("/")[0] in EDGES or relative in EDGES
+
+
+def test_the_environment_is_read_only_at_the_edges() -> None:
+    """One Settings, built where a process starts and passed down: nothing below reads a variable itself."""
+    reads, settings_built = {}, {}
+    for package in sorted(PROJECT):
+        for path in (ROOT / package).rglob("*.py"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            names = {f"os.{node.attr}" for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+                     and isinstance(node.value, ast.Name) and node.value.id == "os"
+                     and node.attr in ("environ", "getenv", "putenv", "environb")}
+            names |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                      and node.module == "os" for alias in node.names if alias.name in ("environ", "getenv")}
+            built = any(isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Settings"
+                        for node in ast.walk(tree))
+            if names and package != "hotline_eval":
+                reads[str(path.relative_to(ROOT))] = sorted(names)
+            if built and not _at_an_edge(path):
+                settings_built[str(path.relative_to(ROOT))] = True
+    assert reads == {} and settings_built == {}

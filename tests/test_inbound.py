@@ -17,10 +17,9 @@ _ids = iter(range(10**6))
 
 
 @pytest.fixture
-def platform(web_site, monkeypatch):
+def platform(web_site):
     secret = new_secret()
-    monkeypatch.setenv("HOTLINE_EVAL_INBOUND_SECRET", secret)
-    monkeypatch.setenv("HOTLINE_EVAL_PULL_TOKENS", "token-one,token-two")
+    web_site.app.config.update(INBOUND_SECRETS=(secret,), PULL_TOKENS=("token-one", "token-two"))
     return web_site, secret
 
 

@@ -50,10 +50,12 @@ def loop_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rating
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("REDIS_URL", REDIS_URL)
     monkeypatch.setenv("HOTLINE_EVAL_RULES", str(rules_file))
+    jobs.settings.cache_clear()
     jobs._store.cache_clear()
     engine = make_engine(url)
     upgrade(engine)
     yield RatingStore(engine, load_rules(rules_file))
+    jobs.settings.cache_clear()
     jobs._store.cache_clear()
     engine.dispose()
 

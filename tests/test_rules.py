@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rating_core.rules.settings import Settings
 from rating_core.rules.rulebook import DEFAULT_RULES_FILE, RulesError, load_rules, parse_rules
 
 
@@ -85,7 +86,7 @@ def test_rules_file_from_the_environment(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     monkeypatch.setenv("HOTLINE_EVAL_RULES", str(path))
-    assert list(load_rules().hotlines) == ["12345"]
+    assert list(load_rules(Settings().rules_file).hotlines) == ["12345"]
 
 
 def test_unreadable_and_invalid_files(tmp_path: Path) -> None:

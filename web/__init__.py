@@ -1,14 +1,15 @@
 """The web tool for callback agents, supervisors, admins and rated units (zh-CN, server-rendered).
 
 ``create_app()`` is the application factory (``flask --app web run`` finds
-it); ``hotline-eval web`` serves it. One blueprint per role; every route
+it); ``hotline-eval web`` serves it. It is the web tool's edge: the settings
+it is given (else the environment's) become the app's config, which the views
+read. One blueprint per role; every route
 names the roles it admits, every form and htmx request carries a CSRF token,
 and phone numbers are masked unless revealed (an audited action).
 """
 
 from __future__ import annotations
 
-import os
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.orm import Session
 
 from rating_core.ratings.store import RatingStore
+from rating_core.rules.settings import Settings
 from web import display
 from web.context import csrf, login_manager
 
@@ -30,37 +32,41 @@ ERRORS = {
 }
 
 
-def create_app(store: RatingStore | None = None, config: dict[str, Any] | None = None) -> Flask:
+def create_app(store: RatingStore | None = None, config: dict[str, Any] | None = None,
+               settings: Settings | None = None) -> Flask:
+    settings = settings or Settings()
     app = Flask(__name__)
     app.config.update(
         # Secrets only from the environment; without one the tool refuses to start (see below).
-        SECRET_KEY=os.environ.get("HOTLINE_EVAL_SECRET_KEY"),
+        SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=os.environ.get("HOTLINE_EVAL_INSECURE_COOKIES") != "1",
+        SESSION_COOKIE_SECURE=not settings.insecure_cookies,
         REMEMBER_COOKIE_HTTPONLY=True,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
         WTF_CSRF_TIME_LIMIT=8 * 3600,
         RECORDING_ROOTS=None,  # None: the voice-message folders of the rules and Asterisk's monitor folder
         # Who the 核查整改情况报告单 is from (default: the hotline's name) and to.
-        REPORT_ORGANISATION=os.environ.get("HOTLINE_EVAL_REPORT_FROM"),
-        REPORT_ADDRESSEE=os.environ.get("HOTLINE_EVAL_REPORT_TO"),
+        REPORT_ORGANISATION=settings.report_from,
+        REPORT_ADDRESSEE=settings.report_to,
+        # The platform's side of /api: its inbound signing secrets (current first) and pull tokens.
+        INBOUND_SECRETS=settings.inbound_secrets,
+        PULL_TOKENS=settings.pull_tokens,
+        SCORING_FILE=settings.scoring_file,  # None: the shipped 淄博 schemes
+        TRANSCODE_DIR=str(settings.home / "transcoded"),
     )
     app.config.update(config or {})
     if not app.config["SECRET_KEY"]:
         if not app.config.get("DEMO"):
             raise RuntimeError("HOTLINE_EVAL_SECRET_KEY is not set: the web tool signs sessions with it")
         app.config["SECRET_KEY"] = secrets.token_hex(32)
-    if store is None:  # `flask --app web run`: the store the environment names
+    if store is None:  # `flask --app web run`: the store the settings name
         from rating_core.store.database import make_engine
         from rating_core.rules.rulebook import load_rules
 
-        store = RatingStore(make_engine(), load_rules())
+        store = RatingStore(make_engine(settings.database_url), load_rules(settings.rules_file),
+                            region_code=settings.region_code)
     app.extensions["hotline_store"] = store
-    if not app.config.get("TRANSCODE_DIR"):
-        from rating_core.store.database import home_dir
-
-        app.config["TRANSCODE_DIR"] = str(home_dir() / "transcoded")
     if app.config["RECORDING_ROOTS"] is None:
         roots = {profile.voice_message.directory for profile in store.rules.hotlines.values()}
         app.config["RECORDING_ROOTS"] = sorted(roots | {"/var/spool/asterisk/monitor"})

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
 from rating_core.store.models import AuditEntry, WebhookDelivery, WebhookEndpoint, WebUser
+from rating_core.outbox.delivery_states import DeliveryStatus
 from rating_core.outbox.outbox import EVENT_TYPES
 from rating_core.outbox.webhook_endpoints import add_endpoint, replay, rotate_secret
 from web.context import db
@@ -54,12 +55,12 @@ def webhooks() -> Any:
         select(WebhookDelivery.endpoint_id, WebhookDelivery.status, func.count())
         .group_by(WebhookDelivery.endpoint_id, WebhookDelivery.status))}
     dead = session.scalars(
-        select(WebhookDelivery).where(WebhookDelivery.status == "dead")
+        select(WebhookDelivery).where(WebhookDelivery.status == DeliveryStatus.DEAD)
         .options(joinedload(WebhookDelivery.event), joinedload(WebhookDelivery.endpoint))
         .order_by(WebhookDelivery.id).limit(500)
     ).all()
     return render_template("admin/webhooks.html", endpoints=endpoints, counts=counts, dead=dead,
-                           event_types=EVENT_TYPES)
+                           statuses=tuple(DeliveryStatus), event_types=EVENT_TYPES)
 
 
 @bp.post("/webhooks")

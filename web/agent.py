@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 from rating_core.complaints.callback_tasks import (
     OPEN_STATES, VERIFIABLE_STATES, mark_rectified, readopt, record_answer, record_verdict, request_attempt,
 )
+from rating_core.complaints.task_states import TaskState
 from rating_core.complaints.verification_report import Report, build_report, latest_rectification
 from rating_core.rules.refusals import Refused
 from rating_core.store.models import Call, CallbackAttempt, CallbackTask, Rating, WebUser
@@ -85,8 +86,8 @@ def _page(task: CallbackTask, *, verdict: VerdictForm | None = None, rectified: 
         "agent/task.html", task=task, call=task.rating.call, rating=task.rating,
         verdict_form=verdict or VerdictForm(), rectified_form=rectified or RectifiedForm(), action_form=ActionForm(),
         satisfaction_form=satisfaction or SatisfactionForm(), can_enter_satisfaction=_reask(task) is not None,
-        can_verify=task.state in VERIFIABLE_STATES, can_report_fix=task.state == "rectifying",
-        can_call=current_user.role == "agent" and task.state in ("pending", "rectified"),
+        can_verify=task.state in VERIFIABLE_STATES, can_report_fix=task.state == TaskState.RECTIFYING,
+        can_call=current_user.role == "agent" and task.state in (TaskState.PENDING, TaskState.RECTIFIED),
         can_reveal=current_user.role in REVEAL_NUMBER, can_play=current_user.role in PLAY_RECORDINGS,
     ), status
 

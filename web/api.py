@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -48,8 +47,7 @@ def _error(status: int, message: str, reason: Reason | None = None) -> Any:
 @bp.post("/inbound")
 @machine_auth("webhook-signature")
 def inbound() -> Any:
-    secrets_ = [s for s in (os.environ.get("HOTLINE_EVAL_INBOUND_SECRET"),
-                            os.environ.get("HOTLINE_EVAL_INBOUND_SECRET_PREVIOUS")) if s]
+    secrets_ = current_app.config["INBOUND_SECRETS"]
     if not secrets_:
         return _error(503, "inbound events are not configured (HOTLINE_EVAL_INBOUND_SECRET)")
     raw = request.get_data(cache=False)
@@ -79,7 +77,7 @@ def inbound() -> Any:
 
 def _token_ok() -> bool:
     given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip().encode()
-    tokens = [t.strip().encode() for t in os.environ.get("HOTLINE_EVAL_PULL_TOKENS", "").split(",") if t.strip()]
+    tokens = [token.encode() for token in current_app.config["PULL_TOKENS"]]
     # Every token is compared, so the time taken does not tell which one nearly matched.
     matches = [hmac.compare_digest(given, token) for token in tokens]
     return bool(given) and any(matches)

@@ -8,7 +8,10 @@ from zoneinfo import ZoneInfo
 
 from flask import Flask
 
+from rating_core.complaints.appeal_states import APPEAL_DECISION_NAMES
 from rating_core.complaints.task_states import TASK_STATE_NAMES
+from rating_core.outbox.delivery_states import DELIVERY_STATUS_NAMES
+from rating_core.ratings.transcript_states import TranscriptStatus
 from rating_core.rules.callback_policy import QUESTIONS, VERDICTS
 from rating_core.rules.privacy import mask_phone
 from rating_core.rules.rulebook import Rules
@@ -50,6 +53,8 @@ def register(app: Flask, rules: Rules) -> None:
         local=local, time_left=time_left, masked=mask_phone,
         level_name=lambda code: levels.get(code, code or "未评价"),
         state_name=lambda code: TASK_STATE_NAMES.get(code, code),
+        decision_name=lambda code: APPEAL_DECISION_NAMES.get(code, code),
+        delivery_status_name=lambda code: DELIVERY_STATUS_NAMES.get(code, code),
         outcome_name=lambda code: OUTCOME_NAMES.get(code, code or "—"),
         purpose_name=lambda code: PURPOSE_NAMES.get(code, code),
         verdict_name=lambda code: VERDICTS.get(code, code or "—"),
@@ -61,4 +66,6 @@ def register(app: Flask, rules: Rules) -> None:
         plain_number=plain_number,
     )
     app.jinja_env.globals.update(tag_name=lambda hotline, code: tags.get((hotline, code), code))
+    # The agent's page compares a transcript's status with the enum and says in its own words what it means.
+    app.jinja_env.globals["TranscriptStatus"] = TranscriptStatus
     app.jinja_env.globals["is_overdue"] = lambda deadline: deadline is not None and deadline <= datetime.now(timezone.utc)

@@ -35,7 +35,7 @@ from web.roles import role_required
 def _scoring() -> ScoringRules:
     """The scoring schemes, read once per process like the rules (a changed file needs a restart)."""
     if "hotline_scoring" not in current_app.extensions:
-        current_app.extensions["hotline_scoring"] = load_scoring_rules()
+        current_app.extensions["hotline_scoring"] = load_scoring_rules(current_app.config["SCORING_FILE"])
     return current_app.extensions["hotline_scoring"]
 
 

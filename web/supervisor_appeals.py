@@ -11,6 +11,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
+from rating_core.complaints.appeal_states import AppealDecision
 from rating_core.complaints.appeals import FINDINGS as APPEAL_FINDINGS
 from rating_core.complaints.appeals import Listed, block_number, decide_appeal, unblock_number
 from rating_core.ratings.batch_ratings import lift_batch_flag
@@ -37,7 +38,7 @@ def appeals() -> Any:
 def decide(appeal_id: int) -> Any:
     form = request.form
     decided = commit_or_flash(lambda session: decide_appeal(
-        session, appeal_id, form.get("decision") == "upheld", form.get("finding") or None, form.get("note", ""),
+        session, appeal_id, form.get("decision") == AppealDecision.UPHELD, form.get("finding") or None, form.get("note", ""),
         datetime.now(timezone.utc), f"supervisor:{current_user.username}", block_number=form.get("block") == "1",
     ))
     if decided is not None:

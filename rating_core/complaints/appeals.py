@@ -21,7 +21,9 @@ from sqlalchemy.orm import Session
 
 from rating_core.store.batch_lookups import listed_reason
 from rating_core.rules.callback_policy import CallbackPolicy
+from rating_core.complaints.appeal_states import AppealDecision, appeal_move
 from rating_core.complaints.callback_tasks import close_task, load_calendar, note_event, stop_dialling
+from rating_core.complaints.task_states import TaskState
 from rating_core.store.models import Appeal, BlockedNumber, CallbackTask
 from rating_core.outbox.outbox import emit
 from rating_core.store.rating_history import change_rating
@@ -30,7 +32,7 @@ from rating_core.rules.refusals import Reason, Refused
 
 FINDINGS = {"misjudged": "误评", "malicious": "恶意评价"}
 # The task states a number's listing stops (see block_number for why these and not the others).
-STOPPED_WHEN_LISTED = ("pending", "dialing", "exhausted", "rectified")
+STOPPED_WHEN_LISTED = (TaskState.PENDING, TaskState.DIALING, TaskState.EXHAUSTED, TaskState.RECTIFIED)
 
 
 class AppealError(Refused):
@@ -95,7 +97,7 @@ def decide_appeal(session: Session, appeal_id: int, upheld: bool, finding: str |
         raise AppealError("申诉不成立时不能认定误评、恶意或加入名单")
     if block_number and finding != "malicious":
         raise AppealError("只有恶意评价才能加入恶意评价名单")
-    appeal.decision = "upheld" if upheld else "rejected"
+    appeal.decision = appeal_move(appeal.decision, AppealDecision.UPHELD if upheld else AppealDecision.REJECTED)
     appeal.finding = finding if upheld else None
     appeal.decision_note, appeal.decided_by, appeal.decided_at = note.strip(), actor, at
     task = appeal.task

@@ -112,7 +112,7 @@ def open_task(session: Session, policy: CallbackPolicy, rating: Rating, at: date
         log.info("callback task for call %s not dialled: %s", call.uniqueid, reason)
     else:
         task.next_attempt_at = next_slot(at, policy, calendar)
-        note_event(session, task, at, actor, "created", "pending", verify_by=task.verify_by.isoformat())
+        note_event(session, task, at, actor, "created", TaskState.PENDING, verify_by=task.verify_by.isoformat())
     return task
 
 
@@ -313,7 +313,7 @@ def sweep(session: Session, policy: CallbackPolicy, now: datetime, actor: str = 
     escalated = 0
     near = session.scalars(
         select(CallbackTask).where(
-            CallbackTask.state.in_(("pending", "dialing")),
+            CallbackTask.state.in_((TaskState.PENDING, TaskState.DIALING)),
             CallbackTask.escalated_at.is_(None),
             CallbackTask.escalate_at <= now,
         )
@@ -541,7 +541,7 @@ def readopt(session: Session, policy: CallbackPolicy, task_id: int, at: datetime
     else:
         task.state_reason = None
         task.next_attempt_at = next_slot(at, policy, load_calendar(session))
-        note_event(session, task, at, actor, "readopted", "pending", reason=reason.strip())
+        note_event(session, task, at, actor, "readopted", TaskState.PENDING, reason=reason.strip())
     emit(session, "rating.updated", rating, at, source=actor, fields=["is_adopted"])
     return task
 

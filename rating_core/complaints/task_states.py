@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from rating_core.rules.refusals import Reason, Refused
+# Every layer's state machine raises this one class, so it lives in rules/; callers may still import it from here.
+from rating_core.rules.state_moves import IllegalMove
 
 
 class TaskState(StrEnum):
@@ -83,12 +84,6 @@ ATTEMPT_MOVES: dict[AttemptStatus, frozenset[AttemptStatus]] = {
     AttemptStatus.ANSWERED: frozenset({AttemptStatus.ENDED}),
     AttemptStatus.ENDED: frozenset(),
 }
-
-
-class IllegalMove(Refused):
-    """A move the state machine has no arrow for: a bug, or a record changed under the mover's feet."""
-
-    reason = Reason.WRONG_STATE
 
 
 def task_move(current: str | None, to: str) -> TaskState:

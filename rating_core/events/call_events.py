@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 PROGRESS_ORDER = ("connected", "menu", "rated", "reason", "voice_message", "thanks", "completed")
+
+
+def utcnow() -> datetime:
+    """When an event happens: an aware time in UTC, as the store keeps it (people read it in Beijing time)."""
+    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ what this event adds (``data``).
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from rating_core.store.database import REGION_CODE
 from rating_core.store.models import CallbackTask, OutboxEvent, Rating
 
 SCHEMA_VERSION = "1.0"
@@ -37,7 +37,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def rating_payload(rating: Rating) -> dict[str, Any]:
+def rating_payload(rating: Rating, region_code: str | None) -> dict[str, Any]:
     call = rating.call
     task = rating.callback_task
     body: dict[str, Any] = {
@@ -47,7 +47,7 @@ def rating_payload(rating: Rating) -> dict[str, Any]:
         "case_number": call.case_number,
         "service_item": call.queue,
         "department": call.unit,
-        "region_code": os.environ.get("HOTLINE_EVAL_REGION_CODE"),
+        "region_code": region_code,
         "evaluated_staff": call.agent_id,
         "channel": rating.channel,
         # A spoken rating: what the recogniser heard, so a platform can audit a machine-read 差评.
@@ -98,7 +98,7 @@ def emit(session: Session, event_type: str, rating: Rating, at: datetime, **data
     event = OutboxEvent(
         event_id=event_id, type=event_type, rating=rating, created_at=at, fanned_out=False,
         payload={"schema_version": SCHEMA_VERSION, "id": event_id, "type": event_type, "occurred_at": _iso(at),
-                 **rating_payload(rating), "data": data},
+                 **rating_payload(rating, session.info.get(REGION_CODE)), "data": data},
     )
     if held is None:
         session.add(event)

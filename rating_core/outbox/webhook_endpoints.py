@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from rating_core.store.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from rating_core.outbox.outbox import EVENT_TYPES
+from rating_core.outbox.delivery_states import DeliveryStatus, delivery_move
 from rating_core.rules.refusals import Reason, Refused
 
 SECRET_PREFIX = "whsec_"
@@ -71,10 +72,10 @@ def replay(session: Session, *, event_id: str | None = None, dead: bool = False,
     if event_id:
         query = query.join(OutboxEvent).where(OutboxEvent.event_id == event_id)
     if dead:
-        query = query.where(WebhookDelivery.status == "dead")
+        query = query.where(WebhookDelivery.status == DeliveryStatus.DEAD)
     count = 0
     for delivery in session.scalars(query):
-        delivery.status, delivery.next_attempt_at = "pending", now
+        delivery.status, delivery.next_attempt_at = delivery_move(delivery.status, DeliveryStatus.PENDING), now
         delivery.attempts, delivery.first_attempt_at, delivery.delivered_at = 0, None, None
         count += 1
     return count

@@ -54,10 +54,11 @@ class StoreUnavailable(Exception):
 
 
 class RatingStore:
-    def __init__(self, engine: Engine, rules: Rules) -> None:
+    def __init__(self, engine: Engine, rules: Rules, *, region_code: str | None = None) -> None:
         self.engine = engine
         self.rules = rules
-        self.sessions: sessionmaker[Session] = make_session_factory(engine)
+        self.region_code = region_code
+        self.sessions: sessionmaker[Session] = make_session_factory(engine, region_code=region_code)
 
     def apply(self, events: Iterable[CallEvent]) -> None:
         """Apply events in one transaction (all or nothing)."""

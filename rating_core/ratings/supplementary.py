@@ -38,6 +38,7 @@ from rating_core.store.models import Call, SmsReminder
 from rating_core.rules.rulebook import Rules
 from rating_core.rules.working_days import WorkingCalendar, add_duration
 from rating_core.rules.refusals import Reason, Refused
+from rating_core.ratings.reminder_states import ReminderStatus, reminder_move
 
 log = logging.getLogger(__name__)
 
@@ -118,14 +119,17 @@ def plan_reminder(session: Session, rules: Rules, call: Call, at: datetime) -> S
         return None
     zone = ZoneInfo(rules.callback.timezone)
     reminder = SmsReminder(
-        call=call, number=call.caller_number, code=new_code(), status="pending", created_at=at, attempts=0,
+        call=call, number=call.caller_number, code=new_code(), status=reminder_move(None, ReminderStatus.PENDING),
+        created_at=at, attempts=0,
         next_attempt_at=outside_quiet_hours(add_duration(at, policy.reminder.delay, WorkingCalendar(), zone),
                                             policy.reminder.quiet_hours, zone),
         expires_at=window_end(call.started_at, policy.window, load_calendar(session), zone),
     )
     why_not = _why_no_sms(session, rules, call.caller_number)
     if why_not is not None:
-        reminder.status, reminder.status_reason, reminder.next_attempt_at = "skipped", why_not, None
+        # Born skipped rather than moved there: the row is not stored yet.
+        reminder.status = reminder_move(None, ReminderStatus.SKIPPED)
+        reminder.status_reason, reminder.next_attempt_at = why_not, None
     session.add(reminder)
     return reminder
 
@@ -182,7 +186,7 @@ def check_usable(rules: Rules, reminder: SmsReminder, now: datetime) -> None:
     zone = ZoneInfo(rules.callback.timezone)
     if reminder.used_at is not None:
         raise LinkRefused("该链接已使用过，感谢您的评价", Reason.ALREADY_DONE, gone=True)
-    if reminder.status not in ("sent", "unknown"):
+    if reminder.status not in (ReminderStatus.SENT, ReminderStatus.UNKNOWN):
         raise LinkRefused("链接无效，请核对短信中的链接")
     if now >= reminder.expires_at:
         raise LinkRefused(f"补充评价已于{last_day(reminder.expires_at, zone)}截止，感谢您的关注", Reason.TOO_LATE, gone=True)

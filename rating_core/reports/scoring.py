@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from rating_core.rules.frozen_model import FrozenModel
 from rating_core.reports.figure_counts import COUNT_NAMES, subset_pairs
 
 DEFAULT_SCORING_FILE = Path(__file__).with_name("scoring_rules.yaml")
@@ -29,11 +30,7 @@ class ScoringError(ValueError):
     """The scoring rules or the counts are unusable; the message says where."""
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class RateRule(_Frozen):
+class RateRule(FrozenModel):
     code: str
     name: str
     numerator: str
@@ -48,12 +45,12 @@ class RateRule(_Frozen):
         return self
 
 
-class Weighted(_Frozen):
+class Weighted(FrozenModel):
     rate: str
     weight: Decimal = Field(ge=0)
 
 
-class Ranked(_Frozen):
+class Ranked(FrozenModel):
     """Points by place: ``first`` for the best rate, ``step`` less per place, none below ``below``."""
 
     rate: str
@@ -62,14 +59,14 @@ class Ranked(_Frozen):
     below: Decimal = Field(ge=0, le=1)
 
 
-class Deduction(_Frozen):
+class Deduction(FrozenModel):
     """(n × 100 % − the sum of n rates) ÷ n × ``times`` points off."""
 
     rates: tuple[str, ...]
     times: Decimal = Field(ge=0)
 
 
-class Adjustment(_Frozen):
+class Adjustment(FrozenModel):
     """The 加减分 item: ``base`` plus a unit's net entries, kept within [min, max] however many entries there are."""
 
     base: Decimal
@@ -85,7 +82,7 @@ class Adjustment(_Frozen):
         return value
 
 
-class Scheme(_Frozen):
+class Scheme(FrozenModel):
     name: str
     # The table dimensions this scheme is written for (hotline, unit, queue, agent): the figures page offers
     # it for those, the first scheme listing a dimension being its default.
@@ -99,7 +96,7 @@ class Scheme(_Frozen):
     cap: Decimal
 
 
-class ScoringRules(_Frozen):
+class ScoringRules(FrozenModel):
     rates: tuple[RateRule, ...]
     schemes: dict[str, Scheme]
 
@@ -126,8 +123,8 @@ class ScoringRules(_Frozen):
 
 
 def load_scoring_rules(path: str | os.PathLike[str] | None = None) -> ScoringRules:
-    """``path``, else ``$HOTLINE_EVAL_SCORING``, else the shipped 淄博 rules."""
-    chosen = Path(path or os.environ.get("HOTLINE_EVAL_SCORING") or DEFAULT_SCORING_FILE)
+    """``path`` (``Settings.scoring_file``, ``$HOTLINE_EVAL_SCORING``), else the shipped 淄博 rules."""
+    chosen = Path(path or DEFAULT_SCORING_FILE)
     try:
         document: Any = yaml.safe_load(chosen.read_text(encoding="utf-8"))
         return ScoringRules.model_validate(document)

@@ -13,7 +13,9 @@ import re
 from datetime import time, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from rating_core.rules.frozen_model import FrozenModel
 
 # Attempt outcomes the dialer reports; each may have its own retry spacing.
 ATTEMPT_OUTCOMES = (
@@ -39,11 +41,7 @@ VERDICTS = {
 QUESTIONS = {"identity": "是否本人", "resolved": "问题是否已解决", "satisfied": "对处理结果是否满意"}
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Duration(_Frozen):
+class Duration(FrozenModel):
     """A legal time limit: calendar hours or days, or working days on the official calendar."""
 
     amount: float = Field(gt=0)
@@ -61,7 +59,7 @@ class Duration(_Frozen):
         return f"{amount}{names[self.unit]}"
 
 
-class CallingWindow(_Frozen):
+class CallingWindow(FrozenModel):
     start: time
     end: time
 
@@ -72,7 +70,7 @@ class CallingWindow(_Frozen):
         return self
 
 
-class Leg(_Frozen):
+class Leg(FrozenModel):
     """Where an answered callback leg goes in the dialplan."""
 
     context: str
@@ -80,7 +78,7 @@ class Leg(_Frozen):
     priority: int = 1
 
 
-class DialerSettings(_Frozen):
+class DialerSettings(FrozenModel):
     """How the dialer turns a task into an AMI Originate."""
 
     # Simultaneous callbacks this deployment may place (its trunk lines).
@@ -119,7 +117,7 @@ class DialerSettings(_Frozen):
         return bool(number) and re.fullmatch(self.number_pattern, number or "") is not None
 
 
-class CallbackPolicy(_Frozen):
+class CallbackPolicy(FrozenModel):
     timezone: str = "Asia/Shanghai"
     # agent_first: ring a callback agent, then bridge to the citizen;
     # automated: a verification IVR calls the citizen over FastAGI.

@@ -6,16 +6,13 @@ from __future__ import annotations
 from datetime import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from rating_core.rules.frozen_model import FrozenModel
 from rating_core.rules.callback_policy import Duration
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class DefaultRating(_Frozen):
+class DefaultRating(FrozenModel):
     """未评价 after ``after`` becomes ``level``, flagged default: never 主动评价, never a 差评 (四平 7.3)."""
 
     enabled: bool
@@ -23,7 +20,7 @@ class DefaultRating(_Frozen):
     level: str
 
 
-class QuietHours(_Frozen):
+class QuietHours(FrozenModel):
     """No SMS from ``start`` to ``end`` (local time); wraps midnight when ``end`` is earlier (21:00–08:00)."""
 
     start: time
@@ -36,7 +33,7 @@ class QuietHours(_Frozen):
         return self
 
 
-class RateLimit(_Frozen):
+class RateLimit(FrozenModel):
     max: int = Field(ge=1)
     within: Duration
 
@@ -47,7 +44,7 @@ class RateLimit(_Frozen):
         return value
 
 
-class SmsGateway(_Frozen):
+class SmsGateway(FrozenModel):
     """The shape of the hotline's SMS gateway's HTTP API; its address and token come from the environment.
 
     ``body`` is a JSON template: every string in it is formatted with
@@ -65,7 +62,7 @@ class SmsGateway(_Frozen):
     deduplicates_request_id: bool = False
 
 
-class SmsReminderPolicy(_Frozen):
+class SmsReminderPolicy(FrozenModel):
     """One SMS inviting a caller who did not rate to rate by link (补充评价), at most one per call."""
 
     enabled: bool = False
@@ -87,7 +84,7 @@ class SmsReminderPolicy(_Frozen):
         return self
 
 
-class SupplementaryPolicy(_Frozen):
+class SupplementaryPolicy(FrozenModel):
     """补充评价: a caller who did not rate may rate by link within ``window`` of the call."""
 
     enabled: bool = False
@@ -95,7 +92,7 @@ class SupplementaryPolicy(_Frozen):
     reminder: SmsReminderPolicy = SmsReminderPolicy()
 
 
-class BatchRule(_Frozen):
+class BatchRule(FrozenModel):
     """淄博: many ratings from one number are a batch; beyond ``more_than`` within ``within`` they count once."""
 
     enabled: bool = False
@@ -113,7 +110,7 @@ RATING_CHANNELS = ("dtmf", "speech", "supplementary", "default")
 SecondRating = Literal["update", "refuse"]
 
 
-class Lifecycle(_Frozen):
+class Lifecycle(FrozenModel):
     # A rules file without the section invents no ratings; the shipped one enables 四平's 7 days.
     default_rating: DefaultRating = DefaultRating(enabled=False, after=Duration(amount=7, unit="days"), level="basic")
     supplementary: SupplementaryPolicy = SupplementaryPolicy()

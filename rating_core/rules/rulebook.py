@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from rating_core.rules.frozen_model import FrozenModel
 from rating_core.rules.callback_policy import CallbackPolicy
 from rating_core.rules.lifecycle_policy import Lifecycle
 from rating_core.rules.promises import PromiseError, TimeLimitWording, promised_prompts
@@ -56,11 +57,7 @@ class RulesError(ValueError):
     """The rules file is missing, malformed or inconsistent."""
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Level(_Frozen):
+class Level(FrozenModel):
     code: str
     name: str
     stars: int = Field(ge=1, le=5)
@@ -68,20 +65,20 @@ class Level(_Frozen):
     negative: bool
 
 
-class ReasonTag(_Frozen):
+class ReasonTag(FrozenModel):
     key: str
     code: str
     name: str
 
 
-class MenuPolicy(_Frozen):
+class MenuPolicy(FrozenModel):
     timeout_ms: int = Field(gt=0, le=60_000)
     plays: int = Field(ge=1, le=10)
     invalid_replays: int = Field(ge=0, le=10)
     max_repeats: int = Field(default=3, ge=0, le=10)
 
 
-class VoiceMessagePolicy(_Frozen):
+class VoiceMessagePolicy(FrozenModel):
     """The 差评 voice message, recorded by Asterisk's Record() application."""
 
     enabled: bool
@@ -96,7 +93,7 @@ class VoiceMessagePolicy(_Frozen):
     transcript_model: str | None = None
 
 
-class VerificationScript(_Frozen):
+class VerificationScript(FrozenModel):
     """The automated callback's yes/no questions, and where the spoken dates (三月, 十五日) live."""
 
     menu: MenuPolicy
@@ -114,7 +111,7 @@ class VerificationScript(_Frozen):
         return f"{self.date_sound_dir}/month_{month}", f"{self.date_sound_dir}/day_{day}"
 
 
-class SpeechLanguage(_Frozen):
+class SpeechLanguage(FrozenModel):
     """A language callers may say their rating in: its Vosk model and the phrases for each level.
 
     ``digits`` are the spoken menu keys ("一" means key 1, whatever level key 1 is).
@@ -125,7 +122,7 @@ class SpeechLanguage(_Frozen):
     digits: dict[str, tuple[str, ...]] = {}
 
 
-class ReadBack(_Frozen):
+class ReadBack(FrozenModel):
     """Which spoken levels are read back for the caller to confirm before they are stored.
 
     Recognition can mishear a 差评 as a 好评 ("不满意" holds "满意", "불만족" holds "만족"), and no confidence
@@ -158,7 +155,7 @@ class ReadBack(_Frozen):
                 if self.levels == "all" or (self.levels == "positive" and not level.negative)]
 
 
-class SpeechPolicy(_Frozen):
+class SpeechPolicy(FrozenModel):
     """Whether and how a hotline listens for a spoken rating; ``language: null`` means keys only."""
 
     language: str | None = None
@@ -176,7 +173,7 @@ class SpeechPolicy(_Frozen):
     read_back: ReadBack = ReadBack()
 
 
-class HotlineProfile(_Frozen):
+class HotlineProfile(FrozenModel):
     """Everything the IVR needs to know about one hotline."""
 
     code: str
@@ -229,7 +226,7 @@ class HotlineProfile(_Frozen):
         return "".join(t.key for t in self.tags)
 
 
-class Rules(_Frozen):
+class Rules(FrozenModel):
     levels: tuple[Level, ...]
     hotlines: dict[str, HotlineProfile]
     callback: CallbackPolicy
@@ -351,8 +348,8 @@ def parse_rules(document: dict[str, Any]) -> Rules:
 
 
 def load_rules(path: str | os.PathLike[str] | None = None) -> Rules:
-    """Load the rules file: ``path``, else ``$HOTLINE_EVAL_RULES``, else the shipped one."""
-    chosen = Path(path or os.environ.get("HOTLINE_EVAL_RULES") or DEFAULT_RULES_FILE)
+    """Load the rules file: ``path`` (``Settings.rules_file``, ``$HOTLINE_EVAL_RULES``), else the shipped one."""
+    chosen = Path(path or DEFAULT_RULES_FILE)
     try:
         document = yaml.safe_load(chosen.read_text(encoding="utf-8"))
     except OSError as exc:

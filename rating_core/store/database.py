@@ -1,30 +1,12 @@
-"""Engine and session set-up, and the database URL every process agrees on."""
+"""Engine and session set-up: one URL (from :class:`rating_core.rules.settings.Settings`), one way to connect."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
-
-DEFAULT_HOME = Path("var")
-
-
-def home_dir() -> Path:
-    """Where the embedded default keeps its files (SQLite database, spool)."""
-    return Path(os.environ.get("HOTLINE_EVAL_HOME") or DEFAULT_HOME)
-
-
-def database_url() -> str:
-    """``$DATABASE_URL``, else a SQLite file under the home directory."""
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return url
-    return f"sqlite:///{home_dir() / 'hotline-eval.db'}"
-
 
 def rows_changed(result: Result[Any]) -> int:
     """How many rows an UPDATE or DELETE run through ``Session.execute`` changed: the result is a
@@ -32,8 +14,7 @@ def rows_changed(result: Result[Any]) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
-def make_engine(url: str | None = None, *, pool_size: int = 10) -> Engine:
-    url = url or database_url()
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -53,5 +34,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+# The key of the deployment's 行政区划代码 in every session's ``info``: the outbox writes it into each payload,
+# and an event is emitted from deep inside the rules, which are handed a session and nothing else.
+REGION_CODE = "region_code"
+
+
+def make_session_factory(engine: Engine, *, region_code: str | None = None) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False, info={REGION_CODE: region_code})

@@ -114,7 +114,8 @@ class Rating(Base):
     heard_text: Mapped[str | None] = mapped_column(String(256))
     heard_confidence: Mapped[float | None] = mapped_column()
     # The voice message in words, made after the call where the hotline names a transcript model:
-    # status None (waiting), transcribing (claimed at voice_transcript_at), done or failed.
+    # status None (waiting), transcribing (claimed at voice_transcript_at), done or failed, a TranscriptStatus;
+    # its moves are the table in rating_core/ratings/transcript_states.py.
     voice_transcript: Mapped[str | None] = mapped_column(Text)
     voice_transcript_confidence: Mapped[float | None] = mapped_column()
     voice_transcript_status: Mapped[str | None] = mapped_column(String(16))
@@ -405,7 +406,8 @@ class Appeal(Base):
     filed_by: Mapped[str] = mapped_column(String(64))
     filed_at: Mapped[datetime] = mapped_column(UtcDateTime())
     review_by: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
-    # upheld (the rating becomes 误评 / 恶意 and not adopted) or rejected; None while under review.
+    # upheld (the rating becomes 误评 / 恶意 and not adopted) or rejected; None while under review. An
+    # AppealDecision; its moves are the table in rating_core/complaints/appeal_states.py.
     decision: Mapped[str | None] = mapped_column(String(16))
     finding: Mapped[str | None] = mapped_column(String(16))
     decision_note: Mapped[str | None] = mapped_column(Text)
@@ -535,7 +537,7 @@ class WebhookDelivery(Base):
     event_id: Mapped[int] = mapped_column(ForeignKey("outbox_events.id", ondelete="CASCADE"))
     endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True)
     rating_id: Mapped[int | None] = mapped_column(Integer)
-    # pending, delivered or dead.
+    # pending, delivered or dead: a DeliveryStatus; its moves are the table in rating_core/outbox/delivery_states.py.
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     first_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
@@ -595,7 +597,8 @@ class SmsReminder(Base):
     number: Mapped[str] = mapped_column(String(64))
     # The link's public id; the link also carries an HMAC of it (rating_core.ratings.supplementary).
     code: Mapped[str] = mapped_column(String(16), unique=True)
-    # pending → sending → sent; or unknown (may have gone: never resent), failed, skipped.
+    # pending → sending → sent; or unknown (may have gone: never resent), failed, skipped. A ReminderStatus;
+    # its moves are the table in rating_core/ratings/reminder_states.py.
     status: Mapped[str] = mapped_column(String(16))
     status_reason: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())

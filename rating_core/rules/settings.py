@@ -1,0 +1,91 @@
+"""The deployment's settings: read from the environment once, at the edge, and passed down.
+
+The edges are the processes' entry points: the ``hotline-eval`` command, the
+web app factory, and the worker's jobs (RQ calls them by name, in a process
+it made). Each builds one :class:`Settings` and hands its values to what it
+starts; nothing below reads ``os.environ``, so a test or a second store in one
+process says what it wants by passing it.
+
+pydantic-settings does the reading: each field names its variable (the names
+predate a common prefix: ``DATABASE_URL``, ``REDIS_URL`` and ``AMI_*`` have
+none); an empty variable counts as unset, as it always has here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class Settings(BaseSettings):
+    # Fields are set by their names in code and tests; the prefix keeps a name from ever being read
+    # from a variable of someone else's (``home`` from ``$HOME``).
+    model_config = SettingsConfigDict(env_prefix="HOTLINE_EVAL_", frozen=True, env_ignore_empty=True,
+                                      extra="ignore", validate_by_name=True, validate_by_alias=True)
+
+    # Where the embedded default keeps its files: the SQLite database, the journal spool, the models.
+    home: Path = Field(Path("var"), validation_alias="HOTLINE_EVAL_HOME")
+    database_url_given: str | None = Field(None, validation_alias="DATABASE_URL", repr=False)
+    spool_given: Path | None = Field(None, validation_alias="HOTLINE_EVAL_SPOOL")
+    models_given: Path | None = Field(None, validation_alias="HOTLINE_EVAL_MODELS")
+    # None: the files shipped in rating_core (rules.yaml, scoring_rules.yaml).
+    rules_file: Path | None = Field(None, validation_alias="HOTLINE_EVAL_RULES")
+    scoring_file: Path | None = Field(None, validation_alias="HOTLINE_EVAL_SCORING")
+    # 行政区划代码 in every outbox payload.
+    region_code: str | None = Field(None, validation_alias="HOTLINE_EVAL_REGION_CODE")
+
+    redis_url: str = Field(DEFAULT_REDIS_URL, validation_alias="REDIS_URL", repr=False)
+
+    # The web tool: it refuses to start without a secret key (outside the demo).
+    secret_key: str | None = Field(None, validation_alias="HOTLINE_EVAL_SECRET_KEY", repr=False)
+    insecure_cookies: bool = Field(False, validation_alias="HOTLINE_EVAL_INSECURE_COOKIES")
+    report_from: str | None = Field(None, validation_alias="HOTLINE_EVAL_REPORT_FROM")
+    report_to: str | None = Field(None, validation_alias="HOTLINE_EVAL_REPORT_TO")
+    inbound_secret: str | None = Field(None, validation_alias="HOTLINE_EVAL_INBOUND_SECRET", repr=False)
+    inbound_secret_previous: str | None = Field(None, validation_alias="HOTLINE_EVAL_INBOUND_SECRET_PREVIOUS",
+                                                repr=False)
+    pull_tokens: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias="HOTLINE_EVAL_PULL_TOKENS",
+                                                              repr=False)
+
+    # The 补充评价 SMS: sent only when the gateway, the public address and the secret key are all set.
+    sms_url: str | None = Field(None, validation_alias="HOTLINE_EVAL_SMS_URL")
+    sms_token: str | None = Field(None, validation_alias="HOTLINE_EVAL_SMS_TOKEN", repr=False)
+    public_url: str | None = Field(None, validation_alias="HOTLINE_EVAL_PUBLIC_URL")
+
+    # The dialer's Asterisk Manager Interface account.
+    ami_host: str = Field("127.0.0.1", validation_alias="AMI_HOST")
+    ami_port: int = Field(5038, validation_alias="AMI_PORT")
+    ami_username: str = Field("hotline-eval", validation_alias="AMI_USERNAME")
+    ami_secret: str | None = Field(None, validation_alias="AMI_SECRET", repr=False)
+
+    @field_validator("pull_tokens", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(token.strip() for token in value.split(",") if token.strip())
+        return value
+
+    @property
+    def database_url(self) -> str:
+        """``$DATABASE_URL``, else a SQLite file under the home directory."""
+        return self.database_url_given or f"sqlite:///{self.home / 'hotline-eval.db'}"
+
+    @property
+    def spool_dir(self) -> Path:
+        """The IVR's journal of call events, and its dead letters."""
+        return self.spool_given or self.home / "spool"
+
+    @property
+    def models_dir(self) -> Path:
+        """Where ``models fetch`` puts speech models and the recognisers look first."""
+        return self.models_given or self.home / "models"
+
+    @property
+    def inbound_secrets(self) -> tuple[str, ...]:
+        """The platform's inbound signing secrets, the current one first (the previous one during a rotation)."""
+        return tuple(secret for secret in (self.inbound_secret, self.inbound_secret_previous) if secret)
