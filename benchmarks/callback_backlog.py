@@ -157,8 +157,8 @@ def bench_events(count: int, ours: int, rounds: int) -> tuple[float, float]:
     dialer = Dialer(None, load_rules().callback, AmiSettings("127.0.0.1", 5038, "x", "x"))  # type: ignore[arg-type]
 
     def ours_() -> None:
-        dialer.live = {call.channel_id: call for call in live}
-        dialer._by_action = {call.action_id: call.channel_id for call in live}
+        dialer.tracker.live = {call.channel_id: call for call in live}
+        dialer.tracker._by_action = {call.action_id: call.channel_id for call in live}
         for call in live:
             call.answered = False
         parser = AmiParser(expect_banner=False)

@@ -24,10 +24,11 @@ from typing import Any
 from protocols.ami import (
     NEED_DATA,
     AmiParser,
-    AmiProtocolError,
     Banner,
+    ConnectionClosed,
     MalformedMessage,
     Message,
+    RemoteProtocolError,
     format_action,
 )
 
@@ -99,7 +100,7 @@ class AmiClient:
             except LoginFailed as exc:
                 log.error("AMI login to %s:%s refused: %s", self.host, self.port, exc)
                 delay = self.backoff_max
-            except (OSError, AmiProtocolError, asyncio.IncompleteReadError, ConnectionLost) as exc:
+            except (OSError, RemoteProtocolError, asyncio.IncompleteReadError, ConnectionLost) as exc:
                 if not self._stopping:
                     log.warning("AMI connection to %s:%s lost: %s", self.host, self.port, exc or type(exc).__name__)
             finally:
@@ -157,11 +158,10 @@ class AmiClient:
     async def _read_messages(self, reader: asyncio.StreamReader, banner_seen: asyncio.Future[Banner]) -> None:
         parser = AmiParser()
         while True:
-            data = await reader.read(65536)
-            if not data:
-                raise ConnectionLost("Asterisk closed the AMI connection")
-            parser.receive_data(data)
+            parser.receive_data(await reader.read(65536))
             while (item := parser.next_event()) is not NEED_DATA:
+                if isinstance(item, ConnectionClosed):
+                    raise ConnectionLost("Asterisk closed the AMI connection")
                 if isinstance(item, Banner):
                     if not banner_seen.done():
                         banner_seen.set_result(item)

@@ -4,8 +4,10 @@ One long-running process holding one AMI connection (``hotline-eval
 dialer``). The store says what to dial: RQ jobs queue attempts there, the
 dialer claims each with a conditional UPDATE (so an attempt is originated at
 most once, across restarts and extra dialers), sends an ``Async`` Originate
-named by its own ``ChannelId``, follows the call by ActionID and Linkedid,
-and writes the outcome back, where the policy decides the next try.
+named by its own ``ChannelId``, follows the call by ActionID and Linkedid
+(:mod:`callback.call_tracker`, which does no I/O: this class feeds it the AMI
+events and acts on what it says), and writes the outcome back, where the
+policy decides the next try.
 
 After a lost connection or a restart, an attempt that was in flight is never
 sent again: it is looked up by its ChannelId with ``Status``, followed if the
@@ -19,15 +21,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from callback.ami_client import ActionFailed, AmiClient, AmiError, NotConnected
+from callback.call_tracker import (
+    CallEnded,
+    CallTracker,
+    CitizenAnswered,
+    LiveAttempt,
+    OriginateFailed,
+    other_channel_id,
+    outcome_of,
+)
 from protocols.ami import Message, originate_fields
-from callback.call_outcomes import HANGUP_CAUSES, dial_status_outcome, failed_outcome, parse_int
+from rating_core.events.call_events import utcnow
 from rating_core.store.batch_lookups import blocked_reason
 from rating_core.rules.callback_policy import CallbackPolicy
 from rating_core.complaints.task_states import LIVE_ATTEMPT_STATUSES
@@ -53,43 +64,12 @@ CAUSE_GRACE_SECONDS = 0.3
 DEFAULT_AGENT = "queue"
 
 
-def other_channel_id(channel_id: str) -> str:
-    """The ``OtherChannelId`` of an attempt: the second leg of a Local channel pair."""
-    return f"{channel_id}-2"
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 @dataclass(frozen=True)
 class AmiSettings:
     host: str
     port: int
     username: str
     secret: str
-
-
-@dataclass
-class LiveAttempt:
-    """What the dialer knows of one call it placed, until the outcome is written."""
-
-    attempt_id: int
-    task_id: int
-    channel_id: str
-    action_id: str
-    mode: str
-    response_deadline: float
-    answered: bool = False
-    reason: int | None = None
-    causes: list[tuple[str, int, str]] = field(default_factory=list)
-    citizen_status: str | None = None
-    finishing: bool = False
-
-    @property
-    def legs(self) -> tuple[str, str]:
-        """The uniqueids of the two channels the Originate itself creates."""
-        return self.channel_id, other_channel_id(self.channel_id)
 
 
 @dataclass(frozen=True)
@@ -111,8 +91,7 @@ class Dialer:
         self.policy = policy
         self.poll_interval = poll_interval
         self.on_retry = on_retry
-        self.live: dict[str, LiveAttempt] = {}
-        self._by_action: dict[str, str] = {}
+        self.tracker = CallTracker()
         self._background: set[asyncio.Task[None]] = set()
         self.client = AmiClient(ami.host, ami.port, ami.username, ami.secret,
                                 on_event=self.handle_event, on_connect=self.reconcile)
@@ -223,9 +202,8 @@ class Dialer:
             placement.attempt_id, placement.task_id, placement.channel_id, placement.action_id, placement.mode,
             response_deadline=loop.time() + self.policy.dialer.response_timeout_seconds,
         )
-        # Registered before sending: events may overtake the response.
-        self.live[live.channel_id] = live
-        self._by_action[live.action_id] = live.channel_id
+        # Followed before sending: events may overtake the response.
+        self.tracker.follow(live)
         if not self.client.connected.is_set():
             # Lost during the claim, or reconnected but not yet logged in: an Originate now would go nowhere.
             await self._put_back(live, "not connected to the AMI")
@@ -257,8 +235,7 @@ class Dialer:
         try:
             released = await asyncio.to_thread(write)
         finally:
-            self.live.pop(live.channel_id, None)
-            self._by_action.pop(live.action_id, None)
+            self.tracker.forget(live)
         if released:
             log.warning("dialer: attempt %s of task %s not sent (%s); queued again, no try used",
                         live.attempt_id, live.task_id, why)
@@ -268,39 +245,15 @@ class Dialer:
 
     # -- following the calls -------------------------------------------------
 
-    def _find(self, message: Message) -> LiveAttempt | None:
-        if message.name == "OriginateResponse":
-            channel_id = self._by_action.get(message.action_id or "")
-            return self.live.get(channel_id) if channel_id else None
-        for key in ("Linkedid", "Uniqueid", "DestLinkedid"):
-            value = message.get(key)
-            if value and value in self.live:
-                return self.live[value]
-        return None
-
     def handle_event(self, message: Message) -> None:
-        live = self._find(message)
-        if live is None or live.finishing:
-            return
-        name = message.name
-        if name == "OriginateResponse":
-            live.reason = parse_int(message.get("Reason"))
-            if message.get("Response") == "Success" and live.reason == 4:
-                live.answered = True
-                if live.mode == "automated":
-                    self._spawn(self._note_answered(live))
-            else:
-                self._spawn(self._finish_after_grace(live))
-        elif name == "Hangup":
-            cause = parse_int(message.get("Cause"))
-            if cause is not None:
-                live.causes.append((message.get("Uniqueid") or "", cause, message.get("Cause-txt") or ""))
-            if live.answered and message.get("Uniqueid") == live.channel_id:
-                self._spawn(self._finish(live))
-        elif name == "DialEnd" and live.mode == "agent_first" and message.get("DestUniqueid") not in live.legs:
-            live.citizen_status = message.get("DialStatus") or ""
-            if live.citizen_status == "ANSWER":
-                self._spawn(self._note_answered(live))
+        """Every AMI event goes to the tracker; what it says must happen is done here, off the reading loop."""
+        step = self.tracker.handle(message)
+        if isinstance(step, CitizenAnswered):
+            self._spawn(self._note_answered(step.attempt))
+        elif isinstance(step, OriginateFailed):
+            self._spawn(self._finish_after_grace(step.attempt))
+        elif isinstance(step, CallEnded):
+            self._spawn(self._finish(step.attempt))
 
     def _spawn(self, coroutine) -> None:  # type: ignore[no-untyped-def]
         task = asyncio.create_task(coroutine)
@@ -321,26 +274,9 @@ class Dialer:
         if live.finishing:
             return
         live.finishing = True
-        outcome, note = self._outcome(live)
-        cause = next((c for _, c, _ in live.causes if c not in (0, 16)), live.causes[0][1] if live.causes else None)
-        cause_text = next((t for _, c, t in live.causes if c == cause), None)
-        await self._write_outcome(live, outcome, reason=live.reason, cause=cause, cause_text=cause_text, detail=note)
-
-    def _outcome(self, live: LiveAttempt) -> tuple[str, str | None]:
-        causes = [c for _, c, _ in live.causes]
-        if live.mode == "automated":
-            return ("answered", None) if live.answered else failed_outcome(live.reason, causes)
-        if not live.answered:
-            agent_outcome, _ = failed_outcome(live.reason, causes)
-            return "failed", f"坐席未接通（{agent_outcome}）"
-        if live.citizen_status is None:
-            return "failed", "坐席接听后未接通市民"
-        if live.citizen_status != "ANSWER":
-            # The citizen leg's cause is more precise than DialStatus (a rejection reads NOANSWER).
-            citizen_causes = [c for uid, c, _ in live.causes if uid not in live.legs and c in HANGUP_CAUSES]
-            if citizen_causes:
-                return HANGUP_CAUSES[citizen_causes[0]], None
-        return dial_status_outcome(live.citizen_status)
+        end = outcome_of(live)
+        await self._write_outcome(live, end.outcome, reason=end.reason, cause=end.cause, cause_text=end.cause_text,
+                                  detail=end.detail)
 
     async def _write_outcome(self, live: LiveAttempt, outcome: str, *, reason: int | None = None,
                              cause: int | None = None, cause_text: str | None = None,
@@ -359,8 +295,7 @@ class Dialer:
         try:
             state, next_seq, next_at = await asyncio.to_thread(write)
         finally:
-            self.live.pop(live.channel_id, None)
-            self._by_action.pop(live.action_id, None)
+            self.tracker.forget(live)
         log.info("dialer: attempt %s of task %s ended %s%s", live.attempt_id, live.task_id, outcome,
                  f" ({detail})" if detail else "")
         if state in DIALLABLE_STATES and next_at is not None and self.on_retry is not None:
@@ -373,10 +308,7 @@ class Dialer:
 
     async def check_overdue(self) -> None:
         """Attempts with no OriginateResponse in time: is the call still there?"""
-        now = asyncio.get_running_loop().time()
-        for live in list(self.live.values()):
-            if live.finishing or live.reason is not None or now < live.response_deadline:
-                continue
+        for live in self.tracker.overdue(asyncio.get_running_loop().time()):
             await self._look_up(live)
 
     async def reconcile(self) -> None:
@@ -391,14 +323,13 @@ class Dialer:
                 return [tuple(row) for row in rows]  # type: ignore[misc]
         loop = asyncio.get_running_loop()
         for attempt_id, task_id, channel_id, action_id, mode, status in await asyncio.to_thread(in_flight):
-            live = self.live.get(channel_id)
+            live = self.tracker.get(channel_id)
             if live is None:
                 # A stored "answered" means the citizen answered, in either mode.
                 answered = status == "answered"
                 live = LiveAttempt(attempt_id, task_id, channel_id, action_id, mode, response_deadline=loop.time(),
                                    answered=answered, citizen_status="ANSWER" if answered else None)
-                self.live[channel_id] = live
-                self._by_action[action_id] = channel_id
+                self.tracker.follow(live)
             if not live.finishing:
                 await self._look_up(live)
 
@@ -409,12 +340,11 @@ class Dialer:
             found = []
         if found:
             # Still up: follow it; its Hangup will end the attempt.
-            live.answered = live.answered or any(m.get("ChannelState") == "6" for m in found)
-            live.response_deadline = asyncio.get_running_loop().time() + self.policy.dialer.response_timeout_seconds
+            deadline = asyncio.get_running_loop().time() + self.policy.dialer.response_timeout_seconds
+            self.tracker.still_up(live, found, deadline)
             log.info("dialer: attempt %s is still up as %s; following it", live.attempt_id, live.channel_id)
             return
-        citizen_answered = live.answered and (live.mode == "automated" or live.citizen_status == "ANSWER")
-        if (live.reason is not None and not live.answered) or citizen_answered:
+        if self.tracker.outcome_known(live):
             # The end was missed but what matters is known: the failure's reason, or that the citizen answered.
             await self._finish(live)
             return

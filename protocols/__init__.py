@@ -4,4 +4,8 @@
 Originates and events) and ``audiosocket`` (the caller's audio for speech ratings). None
 touches a socket or imports the project; the asyncio servers and clients that do live
 with their users (``ivr/``, ``callback/``) and the simulators.
+
+All three are driven one way, h11's (``common``): ``receive_data(bytes)``, ``b""`` at the
+end of input; ``next_event()`` until the one ``NEED_DATA``; a state enum whose ``ERROR``
+state follows a ``RemoteProtocolError``; ``LocalProtocolError`` for our own misuse.
 """

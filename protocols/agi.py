@@ -20,7 +20,8 @@ on its first line goes on until a line that closes it (``_data_closed``).
 
 No library was used: pyst2's FastAGI fails on Python 3, pyst2 and pystrix do
 not quote arguments, and panoramisk pins the unsolicited HANGUP line on the
-next command.
+next command. ``NEED_DATA``, ``ConnectionClosed`` and the errors are those of
+:mod:`protocols.common`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
+
+from protocols.common import (
+    NEED_DATA,
+    ConnectionClosed,
+    LocalProtocolError,
+    NeedData,
+    RemoteProtocolError,
+    transition,
+)
 
 # res_agi.c reads a command into a buffer of AGI_BUF_LEN (2048) bytes and
 # silently truncates longer lines; refuse them instead of sending half a command.
@@ -66,18 +76,6 @@ ENVIRONMENT_ORDER = (
     "agi_callingani2", "agi_callington", "agi_callingtns", "agi_dnid", "agi_rdnis", "agi_context",
     "agi_extension", "agi_priority", "agi_enhanced", "agi_accountcode", "agi_threadid",
 )
-
-
-class ProtocolError(Exception):
-    """Base class of AGI protocol errors."""
-
-
-class RemoteProtocolError(ProtocolError):
-    """Asterisk (or whatever is on the other end) sent something that is not AGI."""
-
-
-class LocalProtocolError(ProtocolError):
-    """We tried to do something the protocol does not allow (a bug on our side)."""
 
 
 class ArgumentError(LocalProtocolError, ValueError):
@@ -303,18 +301,7 @@ class HangupReceived(_Event):
     """Asterisk's bare ``HANGUP`` line: the caller is gone (or the script is over)."""
 
 
-@dataclass(frozen=True)
-class ConnectionClosed(_Event):
-    """The other end closed the connection."""
-
-
-class _NeedData(_Event):
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-
-NEED_DATA = _NeedData()
-Event = EnvironmentReceived | ReplyReceived | HangupReceived | ConnectionClosed | _NeedData
+Event = EnvironmentReceived | ReplyReceived | HangupReceived | ConnectionClosed | NeedData
 
 
 class State(enum.Enum):
@@ -322,6 +309,18 @@ class State(enum.Enum):
     IDLE = "idle"
     AWAITING_REPLY = "awaiting reply"
     CLOSED = "closed"
+    ERROR = "error"  # the peer broke the protocol; entered from any state, left never
+
+
+# A HANGUP line changes no state: it may come at any time, and the reply to a command still follows it.
+TRANSITIONS: dict[tuple[State, str], State] = {
+    (State.READING_ENVIRONMENT, "end the environment"): State.IDLE,
+    (State.IDLE, "send a command"): State.AWAITING_REPLY,
+    (State.AWAITING_REPLY, "receive a reply"): State.IDLE,
+    (State.IDLE, "close"): State.CLOSED,
+    (State.AWAITING_REPLY, "close"): State.CLOSED,
+    (State.CLOSED, "close"): State.CLOSED,
+}
 
 
 @dataclass
@@ -345,25 +344,37 @@ class AgiConnection:
         if not data:
             self._eof = True
             return
+        if self._eof:
+            raise LocalProtocolError("data after the end of input")
         self._buffer += data
 
     def send_command(self, words: Sequence[str | int]) -> bytes:
         """The bytes of a command; only one command may be outstanding at a time."""
-        if self.state is not State.IDLE:
-            raise LocalProtocolError(f"cannot send a command while {self.state.value}")
+        next_state = transition(TRANSITIONS, self.state, "send a command")
         line = format_command(words)
-        self.state = State.AWAITING_REPLY
+        self.state = next_state
         return line
 
     def next_event(self) -> Event:
+        """The next event, or NEED_DATA; after a :class:`RemoteProtocolError` the connection is in ERROR for good."""
+        if self.state is State.ERROR:
+            raise RemoteProtocolError("Asterisk already broke the protocol: nothing after it can be read")
+        try:
+            return self._next_event()
+        except RemoteProtocolError:
+            self.state = State.ERROR
+            raise
+
+    def _next_event(self) -> Event:
         while True:
             line = self._next_line()
             if line is None:
                 if self._eof:
                     if self.state is State.READING_ENVIRONMENT:
                         raise RemoteProtocolError("connection closed before the environment block ended")
-                    self.state = State.CLOSED
-                    return ConnectionClosed()
+                    self.state = transition(TRANSITIONS, self.state, "close")
+                    partial = bool(self._buffer) or self._usage is not None or self._open_reply is not None
+                    return ConnectionClosed(truncated=partial)
                 return NEED_DATA
             if self.state is State.READING_ENVIRONMENT:
                 event = self._environment_line(line)
@@ -376,7 +387,7 @@ class AgiConnection:
             if self.state is State.AWAITING_REPLY:
                 reply = self._reply_line(line)
                 if reply is not None:
-                    self.state = State.IDLE
+                    self.state = transition(TRANSITIONS, self.state, "receive a reply")
                     if reply.code == 511:
                         self.hung_up = True
                     return ReplyReceived(reply)
@@ -413,7 +424,7 @@ class AgiConnection:
                 else:
                     variables[name] = value
             self.environment = AgiEnvironment(variables, tuple(args[n] for n in sorted(args)))
-            self.state = State.IDLE
+            self.state = transition(TRANSITIONS, self.state, "end the environment")
             return EnvironmentReceived(self.environment)
         name, sep, value = line.partition(":")
         if not sep or not name.startswith("agi_") or " " in name:

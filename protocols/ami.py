@@ -11,23 +11,34 @@ What the wire looks like (``../shared/asterisk/OBSERVED.md`` §2, Asterisk 22):
   ``Event:``; an empty value is sent as ``Key: `` (trailing space);
 * keys may repeat (``Variable:`` in an Originate), so a message is an ordered
   list of pairs, not a dict.
+
+``NEED_DATA``, ``ConnectionClosed`` and the errors are those of
+:mod:`protocols.common`: input ends with ``receive_data(b"")``, garbage from
+the peer is a :class:`RemoteProtocolError` after which the parser is in
+``ERROR``, and a value that cannot be sent is a :class:`LocalProtocolError`.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
+from protocols.common import (
+    NEED_DATA,
+    ConnectionClosed,
+    LocalProtocolError,
+    NeedData,
+    RemoteProtocolError,
+    transition,
+)
+
 BANNER_PREFIX = "Asterisk Call Manager/"
 # Far more than any real block (the longest in the transcripts is under 1 KiB);
 # beyond it the peer is not speaking AMI and the connection should be dropped.
 MAX_MESSAGE_BYTES = 256 * 1024
-
-
-class AmiProtocolError(ValueError):
-    """The peer sent something that is not AMI; the connection cannot be trusted."""
 
 
 @dataclass(frozen=True)
@@ -102,14 +113,23 @@ class MalformedMessage:
     reason: str
 
 
-class _NeedData:
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-
-NEED_DATA = _NeedData()
 _BLOCK_END = re.compile(rb"\r?\n\r?\n")
-AmiEvent = Banner | Message | MalformedMessage
+AmiEvent = Banner | Message | MalformedMessage | ConnectionClosed
+
+
+class State(enum.Enum):
+    AWAITING_BANNER = "awaiting the banner"
+    OPEN = "open"
+    CLOSED = "closed"
+    ERROR = "error"  # the peer is not speaking AMI; entered from any state, left never
+
+
+TRANSITIONS: dict[tuple[State, str], State] = {
+    (State.AWAITING_BANNER, "receive the banner"): State.OPEN,
+    (State.AWAITING_BANNER, "close"): State.CLOSED,
+    (State.OPEN, "close"): State.CLOSED,
+    (State.CLOSED, "close"): State.CLOSED,
+}
 
 
 def parse_block(raw: bytes) -> Message | MalformedMessage:
@@ -138,41 +158,57 @@ class AmiParser:
 
     def __init__(self, *, expect_banner: bool = True, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self._buffer = bytearray()
-        self._expect_banner = expect_banner
         self._max = max_message_bytes
-        self.closed = False
+        self._eof = False
+        self.state = State.AWAITING_BANNER if expect_banner else State.OPEN
 
     def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the peer; ``b""`` means the connection was closed."""
+        if not data:
+            self._eof = True
+            return
+        if self._eof:
+            raise LocalProtocolError("data after the end of input")
         self._buffer += data
 
-    def receive_eof(self) -> None:
-        self.closed = True
+    def next_event(self) -> AmiEvent | NeedData:
+        """The next banner or message, or NEED_DATA; after a :class:`RemoteProtocolError` the parser is in ERROR."""
+        if self.state is State.ERROR:
+            raise RemoteProtocolError("the peer already broke the protocol: nothing after it can be read")
+        try:
+            return self._next_event()
+        except RemoteProtocolError:
+            self.state = State.ERROR
+            raise
 
-    def next_event(self) -> AmiEvent | _NeedData:
-        """The next banner or message, or NEED_DATA. Raises :class:`AmiProtocolError` on garbage."""
-        if self._expect_banner:
+    def _next_event(self) -> AmiEvent | NeedData:
+        if self.state is State.AWAITING_BANNER:
             end = self._buffer.find(b"\n")
             if end < 0:
                 if len(self._buffer) > 1024:
-                    raise AmiProtocolError("no AMI banner in the first 1024 bytes")
-                return NEED_DATA
+                    raise RemoteProtocolError("no AMI banner in the first 1024 bytes")
+                return self._closed() if self._eof else NEED_DATA
             line = bytes(self._buffer[:end]).rstrip(b"\r").decode("utf-8", errors="replace")
             del self._buffer[: end + 1]
-            self._expect_banner = False
             if not line.startswith(BANNER_PREFIX):
-                raise AmiProtocolError(f"not an Asterisk manager: first line {line[:80]!r}")
+                raise RemoteProtocolError(f"not an Asterisk manager: first line {line[:80]!r}")
+            self.state = transition(TRANSITIONS, self.state, "receive the banner")
             return Banner(line)
         while True:
             end, width = self._find_block_end()
             if end < 0:
                 if len(self._buffer) > self._max:
-                    raise AmiProtocolError(f"message longer than {self._max} bytes without an end")
-                return NEED_DATA
+                    raise RemoteProtocolError(f"message longer than {self._max} bytes without an end")
+                return self._closed() if self._eof else NEED_DATA
             raw = bytes(self._buffer[:end])
             del self._buffer[: end + width]
             if raw.strip(b"\r\n"):
                 return parse_block(raw)
             # Stray empty lines between messages carry nothing.
+
+    def _closed(self) -> ConnectionClosed:
+        self.state = transition(TRANSITIONS, self.state, "close")
+        return ConnectionClosed(truncated=bool(self._buffer.strip(b"\r\n")))
 
     def _find_block_end(self) -> tuple[int, int]:
         if self._buffer.startswith(b"\r\n"):
@@ -186,16 +222,18 @@ class AmiParser:
         return found.start(), found.end() - found.start()
 
     def events(self) -> list[AmiEvent]:
-        """Every complete message buffered so far."""
+        """Every complete message buffered so far (and the close, once, if input has ended)."""
         out: list[AmiEvent] = []
-        while (event := self.next_event()) is not NEED_DATA:
-            out.append(event)  # type: ignore[arg-type]
+        while not isinstance(event := self.next_event(), NeedData):
+            out.append(event)
+            if isinstance(event, ConnectionClosed):
+                break
         return out
 
 
 def _check(text: str, what: str) -> str:
     if "\r" in text or "\n" in text:
-        raise ValueError(f"AMI {what} may not contain a line break: {text!r}")
+        raise LocalProtocolError(f"AMI {what} may not contain a line break: {text!r}")
     return text
 
 
@@ -204,10 +242,10 @@ def format_message(fields: Iterable[tuple[str, str]]) -> bytes:
     lines = []
     for key, value in fields:
         if not key or ":" in key:
-            raise ValueError(f"bad AMI key {key!r}")
+            raise LocalProtocolError(f"bad AMI key {key!r}")
         lines.append(f"{_check(key, 'key')}: {_check(str(value), 'value')}\r\n")
     if not lines:
-        raise ValueError("an AMI message needs at least one field")
+        raise LocalProtocolError("an AMI message needs at least one field")
     return ("".join(lines) + "\r\n").encode("utf-8")
 
 
@@ -234,6 +272,6 @@ def originate_fields(
     ]
     for name, value in variables.items():
         if "=" in name:
-            raise ValueError(f"bad channel variable name {name!r}")
+            raise LocalProtocolError(f"bad channel variable name {name!r}")
         fields.append(("Variable", f"{name}={value}"))
     return fields

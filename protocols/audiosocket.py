@@ -21,7 +21,8 @@ with no frames either way for 2 s Asterisk gives up, so the server keeps
 sending 20 ms of silence while it listens.
 
 :class:`AudioSocketConnection` is the server's side; the ``encode`` function is
-what the simulated Asterisk uses to speak it.
+what the simulated Asterisk uses to speak it. ``NEED_DATA``,
+``ConnectionClosed`` and the errors are those of :mod:`protocols.common`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ import enum
 import struct
 import uuid
 from dataclasses import dataclass
+
+from protocols.common import (
+    NEED_DATA,
+    ConnectionClosed,
+    LocalProtocolError,
+    NeedData,
+    RemoteProtocolError,
+    transition,
+)
 
 HEADER = struct.Struct(">BH")
 SAMPLE_RATE = 8000
@@ -47,10 +57,6 @@ class Kind(enum.IntEnum):
 
 
 KINDS = frozenset(Kind)
-
-
-class RemoteProtocolError(Exception):
-    """The peer sent something that is not AudioSocket."""
 
 
 @dataclass(frozen=True)
@@ -78,26 +84,27 @@ class ErrorReceived:
     code: bytes
 
 
-@dataclass(frozen=True)
-class ConnectionClosed:
-    """End of stream. ``truncated`` says a message was cut off mid-way."""
-
-    truncated: bool = False
-
-
-class _NeedData:
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-
-NEED_DATA = _NeedData()
-
 Event = SessionStarted | AudioReceived | DtmfReceived | HangupReceived | ErrorReceived | ConnectionClosed
+
+
+class State(enum.Enum):
+    AWAITING_UUID = "awaiting the UUID"
+    STREAMING = "streaming"
+    CLOSED = "closed"
+    ERROR = "error"  # the peer is not speaking AudioSocket; entered from any state, left never
+
+
+TRANSITIONS: dict[tuple[State, str], State] = {
+    (State.AWAITING_UUID, "receive the UUID"): State.STREAMING,
+    (State.AWAITING_UUID, "close"): State.CLOSED,
+    (State.STREAMING, "close"): State.CLOSED,
+    (State.CLOSED, "close"): State.CLOSED,
+}
 
 
 def encode(kind: Kind, payload: bytes = b"") -> bytes:
     if len(payload) > 0xFFFF:
-        raise ValueError(f"an AudioSocket payload holds at most 65535 bytes, got {len(payload)}")
+        raise LocalProtocolError(f"an AudioSocket payload holds at most 65535 bytes, got {len(payload)}")
     return HEADER.pack(kind, len(payload)) + payload
 
 
@@ -107,17 +114,29 @@ class AudioSocketConnection:
     def __init__(self) -> None:
         self._buffer = bytearray()
         self._eof = False
-        self._closed_reported = False
+        self.state = State.AWAITING_UUID
         self.uuid: uuid.UUID | None = None
 
     def receive_data(self, data: bytes) -> None:
         """Bytes from the socket; ``b""`` means end of stream."""
-        if data:
-            self._buffer += data
-        else:
+        if not data:
             self._eof = True
+            return
+        if self._eof:
+            raise LocalProtocolError("data after the end of input")
+        self._buffer += data
 
-    def next_event(self) -> Event | _NeedData:
+    def next_event(self) -> Event | NeedData:
+        """The next event, or NEED_DATA; after a :class:`RemoteProtocolError` the connection is in ERROR for good."""
+        if self.state is State.ERROR:
+            raise RemoteProtocolError("the peer already broke the protocol: nothing after it can be read")
+        try:
+            return self._next_event()
+        except RemoteProtocolError:
+            self.state = State.ERROR
+            raise
+
+    def _next_event(self) -> Event | NeedData:
         if len(self._buffer) >= HEADER.size:
             kind, length = HEADER.unpack_from(self._buffer)
             self._check_header(kind, length)
@@ -126,15 +145,13 @@ class AudioSocketConnection:
                 del self._buffer[:HEADER.size + length]
                 return self._event(kind, payload)
         if self._eof:
-            if self._closed_reported:
-                raise RemoteProtocolError("read past the end of the stream")
-            self._closed_reported = True
+            self.state = transition(TRANSITIONS, self.state, "close")
             return ConnectionClosed(truncated=bool(self._buffer))
         return NEED_DATA
 
     def _check_header(self, kind: int, length: int) -> None:
         """Refuse garbage at its first three bytes, not after waiting for a bogus length."""
-        if self.uuid is None:
+        if self.state is State.AWAITING_UUID:
             if kind != Kind.UUID:
                 raise RemoteProtocolError(f"the first message must be the UUID (0x01), got kind 0x{kind:02x}")
             if length != 16:
@@ -143,8 +160,9 @@ class AudioSocketConnection:
             raise RemoteProtocolError(f"unknown message kind 0x{kind:02x}")
 
     def _event(self, kind: int, payload: bytes) -> Event:
-        if self.uuid is None:
+        if self.state is State.AWAITING_UUID:
             self.uuid = uuid.UUID(bytes=payload)
+            self.state = transition(TRANSITIONS, self.state, "receive the UUID")
             return SessionStarted(self.uuid)
         if kind == Kind.AUDIO:
             return AudioReceived(payload)

@@ -34,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from protocols.ami import NEED_DATA, AmiParser, MalformedMessage, Message, format_message
+from protocols.ami import NEED_DATA, AmiParser, ConnectionClosed, MalformedMessage, Message, format_message
 
 log = logging.getLogger(__name__)
 
@@ -159,11 +159,10 @@ class SimulatedAsterisk:
         parser = AmiParser(expect_banner=False)
         try:
             while not writer.is_closing():
-                data = await reader.read(65536)
-                if not data:
-                    break
-                parser.receive_data(data)
+                parser.receive_data(await reader.read(65536))
                 while (item := parser.next_event()) is not NEED_DATA:
+                    if isinstance(item, ConnectionClosed):
+                        return
                     if isinstance(item, MalformedMessage):
                         continue  # Asterisk ignores lines it cannot split
                     if not await self._handle(connection, item):  # type: ignore[arg-type]

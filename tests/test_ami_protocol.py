@@ -9,10 +9,11 @@ from hypothesis import strategies as st
 from protocols.ami import (
     NEED_DATA,
     AmiParser,
-    AmiProtocolError,
     Banner,
+    LocalProtocolError,
     MalformedMessage,
     Message,
+    RemoteProtocolError,
     format_action,
     originate_fields,
 )
@@ -65,7 +66,7 @@ def test_empty_values_keep_their_place_and_repeated_keys_are_kept() -> None:
 def test_a_server_that_is_not_asterisk_is_refused() -> None:
     parser = AmiParser()
     parser.receive_data(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-    with pytest.raises(AmiProtocolError, match="not an Asterisk manager"):
+    with pytest.raises(RemoteProtocolError, match="not an Asterisk manager"):
         parser.next_event()
 
 
@@ -80,13 +81,13 @@ def test_a_malformed_block_is_reported_and_the_stream_stays_in_sync() -> None:
 def test_an_endless_block_is_a_protocol_error() -> None:
     parser = AmiParser(expect_banner=False, max_message_bytes=1000)
     parser.receive_data(b"Event: X\r\n" + b"Key: value\r\n" * 200)
-    with pytest.raises(AmiProtocolError, match="longer than"):
+    with pytest.raises(RemoteProtocolError, match="longer than"):
         parser.next_event()
 
 
 def test_actions_carry_their_action_id_second_and_refuse_line_breaks() -> None:
     assert format_action("Ping", "ping-1") == b"Action: Ping\r\nActionID: ping-1\r\n\r\n"
-    with pytest.raises(ValueError, match="line break"):
+    with pytest.raises(LocalProtocolError, match="line break"):
         format_action("Originate", "x", {"Channel": "PJSIP/1\r\nAction: Hangup"})
 
 

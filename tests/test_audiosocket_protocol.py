@@ -16,6 +16,7 @@ from protocols.audiosocket import (
     ErrorReceived,
     HangupReceived,
     Kind,
+    LocalProtocolError,
     RemoteProtocolError,
     SessionStarted,
     encode,
@@ -108,5 +109,5 @@ def test_a_peer_hangup_and_error_message_are_events_not_crashes() -> None:
 def test_what_we_send_is_what_asterisk_expects() -> None:
     assert AudioSocketConnection.send_hangup() == b"\x00\x00\x00"
     assert AudioSocketConnection.send_audio(bytes(320))[:3] == b"\x10\x01\x40"
-    with pytest.raises(ValueError, match="65535"):
+    with pytest.raises(LocalProtocolError, match="65535"):
         encode(Kind.AUDIO, bytes(70000))
