@@ -45,14 +45,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sqlalchemy import func, select
 
-from sqlalchemy import func, select  # noqa: E402
-
-from ivr.prompts import sound_lengths  # noqa: E402
-from simulators.asterisk_agi import Caller, Press, run_call  # noqa: E402
-from rating_core.store.database import make_engine  # noqa: E402
-from rating_core.store.models import Call, Rating  # noqa: E402
+from ivr.prompts import sound_lengths
+from rating_core.store.database import make_engine
+from rating_core.store.models import Call, Rating
+from simulators.asterisk_agi import Caller, Press, run_call
 
 ROOT = Path(__file__).resolve().parent.parent
 # The last commit whose writer kept a rating in memory and thanked the caller at once (issue 17).

@@ -28,20 +28,17 @@ import random
 import sys
 import tempfile
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sqlalchemy import Engine, insert, select
 
-from sqlalchemy import Engine, insert, select  # noqa: E402
-
-from protocols.ami import NEED_DATA, AmiParser, Message  # noqa: E402
-from callback.dialer import AmiSettings, Dialer, LiveAttempt  # noqa: E402
-from rating_core.complaints.callback_tasks import DIALLABLE_STATES, OPEN_STATES, sweep  # noqa: E402
-from rating_core.store.database import make_engine, make_session_factory  # noqa: E402
-from rating_core.store.migrate import upgrade  # noqa: E402
-from rating_core.store.models import Call, CallbackTask, Rating  # noqa: E402
-from rating_core.rules.rulebook import load_rules  # noqa: E402
-from timing import timed  # noqa: E402 (benchmarks/ is the script's folder)
+from callback.dialer import AmiSettings, Dialer, LiveAttempt
+from protocols.ami import NEED_DATA, AmiParser, Message
+from rating_core.complaints.callback_tasks import DIALLABLE_STATES, OPEN_STATES, sweep
+from rating_core.rules.rulebook import load_rules
+from rating_core.store.database import make_engine, make_session_factory
+from rating_core.store.migrate import upgrade
+from rating_core.store.models import Call, CallbackTask, Rating
+from timing import timed
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)  # Monday 10:00 in Shanghai
 STATES = ["pending"] * 60 + ["dialing"] * 5 + ["contacted"] * 10 + ["rectifying"] * 5 + ["rectified"] * 5 + \

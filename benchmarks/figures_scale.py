@@ -24,18 +24,15 @@ import argparse
 import sys
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sqlalchemy import Engine, text
 
-from sqlalchemy import Engine, text  # noqa: E402
-
-from rating_core.store.database import make_engine, make_session_factory  # noqa: E402
-from rating_core.reports.figure_rollups import refresh, rolled_up_counts  # noqa: E402
-from rating_core.reports.figures import parse_period, unit_counts  # noqa: E402
-from rating_core.store.migrate import upgrade  # noqa: E402
-from timing import timed  # noqa: E402 (benchmarks/ is the script's folder)
+from rating_core.reports.figure_rollups import refresh, rolled_up_counts
+from rating_core.reports.figures import parse_period, unit_counts
+from rating_core.store.database import make_engine, make_session_factory
+from rating_core.store.migrate import upgrade
+from timing import timed
 
 ZONE = ZoneInfo("Asia/Shanghai")
 FILL = [

@@ -16,23 +16,20 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sqlalchemy import MetaData, text
 
-from sqlalchemy import MetaData, text  # noqa: E402
-
-from rating_core.events.call_events import CallEnded, CallEvent, CallStarted, RatingGiven, ReasonGiven  # noqa: E402
-from rating_core.store.database import make_engine  # noqa: E402
-from rating_core.events.journal import Journal  # noqa: E402
-from rating_core.ratings.journal_replay import JournalApplier  # noqa: E402
-from rating_core.store.migrate import upgrade  # noqa: E402
-from rating_core.rules.rulebook import load_rules  # noqa: E402
-from rating_core.ratings.store import RatingStore  # noqa: E402
+from rating_core.events.call_events import CallEnded, CallEvent, CallStarted, RatingGiven, ReasonGiven
+from rating_core.events.journal import Journal
+from rating_core.ratings.journal_replay import JournalApplier
+from rating_core.ratings.store import RatingStore
+from rating_core.rules.rulebook import load_rules
+from rating_core.store.database import make_engine
+from rating_core.store.migrate import upgrade
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 

@@ -30,16 +30,14 @@ import time
 import uuid
 from pathlib import Path
 
+from ivr.audiosocket_server import AudioSocketServer
+from ivr.speech_listener import SpeechListener
+from ivr.speech_workers import RecognizerPool
+from rating_core.rules.rulebook import load_rules
+from simulators.asterisk_agi import AudioSocketRequest, Say, play_audiosocket
+from speech_models.manifests import locate
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from ivr.audiosocket_server import AudioSocketServer  # noqa: E402
-from simulators.asterisk_agi import AudioSocketRequest, Say, play_audiosocket  # noqa: E402
-from ivr.speech_listener import SpeechListener  # noqa: E402
-from ivr.speech_workers import RecognizerPool  # noqa: E402
-from rating_core.rules.rulebook import load_rules  # noqa: E402
-from speech_models.manifests import locate  # noqa: E402
-
 HOTLINE = "12345-ko"
 
 
@@ -145,8 +143,9 @@ def main() -> None:
               f"(free / grammar ×{free_rtf / grammar_rtf:.0f})")
 
         print("accuracy on espeak-ng speech (level heard / level meant):")
-        from speech_models.grammar import understand
         import vosk
+
+        from speech_models.grammar import understand
 
         vosk.SetLogLevel(-1)
         model = vosk.Model(model_dir)

@@ -23,22 +23,24 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from rating_core.events.call_events import (  # noqa: E402
-    CallEnded, CallEvent, CallStarted, RatingGiven, ReasonGiven, VoiceMessageRecorded, to_record,
+from rating_core.events.call_events import (
+    CallEnded,
+    CallEvent,
+    CallStarted,
+    RatingGiven,
+    ReasonGiven,
+    VoiceMessageRecorded,
+    to_record,
 )
-from rating_core.store.database import make_engine  # noqa: E402
-from rating_core.events.journal import Position, parse  # noqa: E402
-from rating_core.store.migrate import upgrade  # noqa: E402
-from rating_core.rules.rulebook import load_rules  # noqa: E402
-from rating_core.ratings.store import RatingStore  # noqa: E402
+from rating_core.events.journal import Position, parse
+from rating_core.ratings.store import RatingStore
+from rating_core.rules.rulebook import load_rules
+from rating_core.store.database import make_engine
+from rating_core.store.migrate import upgrade
 
 ARRIVALS_PER_SECOND = 300
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=timezone.utc)

@@ -20,31 +20,27 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import tempfile
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import httpx
+from sqlalchemy import insert, select, update
 
-import httpx  # noqa: E402
-from sqlalchemy import insert, select, update  # noqa: E402
-
-from delivery.webhooks import body_of, deliver_pass, fan_out, signature  # noqa: E402
-from rating_core.store.database import make_engine, make_session_factory  # noqa: E402
-from rating_core.store.migrate import upgrade  # noqa: E402
-from rating_core.store.models import OutboxEvent, WebhookDelivery, WebhookEndpoint  # noqa: E402
-from rating_core.outbox.webhook_endpoints import new_secret  # noqa: E402
+from delivery.webhooks import body_of, deliver_pass, fan_out, signature
+from rating_core.outbox.webhook_endpoints import new_secret
+from rating_core.store.database import make_engine, make_session_factory
+from rating_core.store.migrate import upgrade
+from rating_core.store.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 
 
 class Ok(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive for clients that want it
     count = 0
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers["content-length"]))
         self.send_response(200)
         self.send_header("content-length", "0")

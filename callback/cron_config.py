@@ -8,7 +8,13 @@ two would sweep twice (harmless, since jobs are idempotent, but wasteful).
 from rq import cron
 
 from callback.jobs import (
-    QUEUE_NAME, SWEEP_INTERVAL_SECONDS, TRANSCRIPT_QUEUE_NAME, default_unrated_calls, deliver_webhooks, send_sms_reminders, sweep_due,
+    QUEUE_NAME,
+    SWEEP_INTERVAL_SECONDS,
+    TRANSCRIPT_QUEUE_NAME,
+    default_unrated_calls,
+    deliver_webhooks,
+    send_sms_reminders,
+    sweep_due,
     transcribe_voice_messages,
 )
 from speech_models.voice_transcripts import BUDGET_SECONDS

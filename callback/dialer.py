@@ -38,10 +38,6 @@ from callback.call_tracker import (
     outcome_of,
 )
 from protocols.ami import Message, originate_fields
-from rating_core.events.call_events import utcnow
-from rating_core.store.batch_lookups import blocked_reason
-from rating_core.rules.callback_policy import CallbackPolicy
-from rating_core.complaints.task_states import LIVE_ATTEMPT_STATUSES
 from rating_core.complaints.callback_tasks import (
     DIALLABLE_STATES,
     claim_attempt,
@@ -54,6 +50,10 @@ from rating_core.complaints.callback_tasks import (
     release_attempt,
     stop_dialling,
 )
+from rating_core.complaints.task_states import LIVE_ATTEMPT_STATUSES
+from rating_core.events.call_events import utcnow
+from rating_core.rules.callback_policy import CallbackPolicy
+from rating_core.store.batch_lookups import blocked_reason
 from rating_core.store.models import CallbackAttempt, CallbackTask
 
 log = logging.getLogger(__name__)

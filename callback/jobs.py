@@ -21,9 +21,9 @@ from rq.job import Job, JobStatus
 from sqlalchemy.orm import Session, sessionmaker
 
 from rating_core.complaints.callback_tasks import SweepResult, request_attempt, sweep
-from rating_core.store.database import make_engine, make_session_factory
 from rating_core.rules.rulebook import Rules, load_rules
 from rating_core.rules.settings import Settings
+from rating_core.store.database import make_engine, make_session_factory
 
 log = logging.getLogger(__name__)
 

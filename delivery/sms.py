@@ -32,14 +32,14 @@ import httpx
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from rating_core.store.database import rows_changed
+from rating_core.ratings.reminder_states import ReminderStatus, reminder_move
+from rating_core.ratings.supplementary import link_token, outside_quiet_hours, sms_text, why_not_now
 from rating_core.rules.lifecycle_policy import SmsGateway, SmsReminderPolicy
-from rating_core.store.models import SmsReminder
 from rating_core.rules.privacy import mask_phone
 from rating_core.rules.rulebook import Rules
 from rating_core.rules.settings import Settings
-from rating_core.ratings.supplementary import link_token, outside_quiet_hours, sms_text, why_not_now
-from rating_core.ratings.reminder_states import ReminderStatus, reminder_move
+from rating_core.store.database import rows_changed
+from rating_core.store.models import SmsReminder
 
 log = logging.getLogger(__name__)
 

@@ -33,9 +33,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks.webhooks import Webhook
 
+from rating_core.outbox.delivery_states import DeliveryStatus, delivery_move
 from rating_core.store.database import rows_changed
 from rating_core.store.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
-from rating_core.outbox.delivery_states import DeliveryStatus, delivery_move
 
 log = logging.getLogger(__name__)
 

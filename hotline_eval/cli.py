@@ -22,11 +22,11 @@ import click
 import uvloop
 from pydantic import ValidationError
 
-from rating_core.store.database import make_engine
-from rating_core.rules.rulebook import HotlineProfile, Rules, RulesError, load_rules
 from rating_core.events.journal import Journal, JournalFull
 from rating_core.ratings.store import RatingStore
+from rating_core.rules.rulebook import HotlineProfile, Rules, RulesError, load_rules
 from rating_core.rules.settings import Settings
+from rating_core.store.database import make_engine
 
 log = logging.getLogger("hotline_eval")
 

@@ -5,20 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 
-
 import click
 
 from hotline_eval.demo_callbacks import run_callbacks
 from hotline_eval.demo_sms import run_sms
 from hotline_eval.demo_speech import run_speech
 from ivr.service import running_ivr
-from simulators.callers import Summary, check_store, plan_calls, simulate
-from rating_core.reports.export import export_rows
-from rating_core.store.migrate import upgrade
-from rating_core.rules.privacy import mask_phone
 from rating_core.events.journal import Journal
 from rating_core.ratings.store import RatingStore
+from rating_core.reports.export import export_rows
+from rating_core.rules.privacy import mask_phone
 from rating_core.rules.settings import Settings
+from rating_core.store.migrate import upgrade
+from simulators.callers import Summary, check_store, plan_calls, simulate
 
 
 def run_demo(store: RatingStore, journal: Journal, settings: Settings, *, calls: int, concurrency: int, port: int,

@@ -30,14 +30,14 @@ from sqlalchemy import select
 
 from callback.dialer import AmiSettings, Dialer
 from callback.jobs import QUEUE_NAME, redis_connection, sweep_due
-from simulators.asterisk_ami import ContextScript, SimChannel, SimulatedAsterisk
 from ivr.service import running_ivr
-from simulators.asterisk_agi import Caller, Press, Reaction, run_call
-from rating_core.store.models import CallbackAttempt
-from rating_core.reports.export import callback_rows
-from rating_core.rules.rulebook import DEFAULT_RULES_FILE
 from rating_core.events.journal import Journal
 from rating_core.ratings.store import RatingStore
+from rating_core.reports.export import callback_rows
+from rating_core.rules.rulebook import DEFAULT_RULES_FILE
+from rating_core.store.models import CallbackAttempt
+from simulators.asterisk_agi import Caller, Press, Reaction, run_call
+from simulators.asterisk_ami import ContextScript, SimChannel, SimulatedAsterisk
 
 # How the demo's citizens pick up, by the last digit of their number, and what those who answer key
 # (是否本人, 问题是否已解决, 对处理结果是否满意).

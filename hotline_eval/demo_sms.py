@@ -16,12 +16,12 @@ import click
 import httpx
 from sqlalchemy import select
 
-from simulators.sms_gateway import SimulatedSmsGateway
 from delivery.sms import SmsSettings, send_due
-from rating_core.store.models import Call, Rating
-from rating_core.rules.privacy import mask_phone
 from rating_core.ratings.store import RatingStore
+from rating_core.rules.privacy import mask_phone
 from rating_core.rules.settings import Settings
+from rating_core.store.models import Call, Rating
+from simulators.sms_gateway import SimulatedSmsGateway
 from web import create_app
 
 LINK = re.compile(r"https?://\S+/r/([A-Za-z0-9_-]+)")

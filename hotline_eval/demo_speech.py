@@ -19,10 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from ivr.service import running_ivr, running_speech
-from simulators.asterisk_agi import Caller, Press, Say, Silence, Speak, run_call
-from rating_core.store.models import Call
 from rating_core.events.journal import Journal
 from rating_core.ratings.store import RatingStore
+from rating_core.store.models import Call
+from simulators.asterisk_agi import Caller, Press, Say, Silence, Speak, run_call
 from speech_models.manifests import locate
 from speech_models.recordings import read_recording
 

@@ -13,9 +13,9 @@ import waitress
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
-from rating_core.store.models import WebUser
 from rating_core.ratings.store import RatingStore
 from rating_core.rules.settings import Settings
+from rating_core.store.models import WebUser
 from web import create_app
 from web.accounts import create_user
 

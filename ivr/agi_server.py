@@ -11,9 +11,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from protocols.agi import AgiConnection
 from ivr.agi_session import AgiSession, ConnectionLost
 from ivr.reply_bounds import ReplyBounds
+from protocols.agi import AgiConnection
 
 log = logging.getLogger(__name__)
 

@@ -15,17 +15,17 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from ivr.reply_bounds import ReplyBounds
 from protocols.agi import (
+    NEED_DATA,
     AgiConnection,
     AgiEnvironment,
     ConnectionClosed,
     EnvironmentReceived,
-    NEED_DATA,
     RemoteProtocolError,
     Reply,
     ReplyReceived,
 )
-from ivr.reply_bounds import ReplyBounds
 
 log = logging.getLogger(__name__)
 

@@ -23,14 +23,19 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from ivr.agi_session import AgiSession, ChannelHungUp, CommandFailed
-from rating_core.events.call_events import (
-    CallEnded, CallStarted, RatingGiven, ReasonGiven, VoiceMessageRecorded, utcnow,
-)
-from rating_core.rules.privacy import mask_phone
-from rating_core.rules.rulebook import HotlineProfile, Level, Rules, VoiceMessagePolicy
 from ivr.menus import HotlineScript
 from ivr.rating_writer import RatingWriter
 from ivr.speech_listener import Heard, RatingListener
+from rating_core.events.call_events import (
+    CallEnded,
+    CallStarted,
+    RatingGiven,
+    ReasonGiven,
+    VoiceMessageRecorded,
+    utcnow,
+)
+from rating_core.rules.privacy import mask_phone
+from rating_core.rules.rulebook import HotlineProfile, Level, Rules, VoiceMessagePolicy
 from speech_models.grammar import Understood
 
 log = logging.getLogger(__name__)

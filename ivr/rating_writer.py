@@ -21,8 +21,8 @@ import time
 from typing import Protocol
 
 from rating_core.events.call_events import CallEvent
-from rating_core.store.event_values import clamp
 from rating_core.events.journal import Journal, Position
+from rating_core.store.event_values import clamp
 
 log = logging.getLogger(__name__)
 

@@ -13,18 +13,18 @@ from pathlib import Path
 
 from ivr.agi_server import FastAgiServer, Script
 from ivr.agi_session import AgiSession
+from ivr.audiosocket_server import AudioSocketServer
 from ivr.call_flow import evaluate
 from ivr.rating_writer import RatingWriter
-from ivr.audiosocket_server import AudioSocketServer
 from ivr.recorded_speech import RecordingListener
 from ivr.speech_listener import RatingListener, SpeechListener
 from ivr.speech_workers import GrammarSpec, RecognizerPool
 from ivr.store_process import StoreProcess
 from ivr.verification_flow import verify
 from rating_core.complaints.callback_tasks import VerificationCall
-from rating_core.rules.rulebook import Rules
 from rating_core.events.journal import Journal
 from rating_core.ratings.store import RatingStore
+from rating_core.rules.rulebook import Rules
 from speech_models.manifests import locate
 
 log = logging.getLogger(__name__)

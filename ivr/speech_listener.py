@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ivr.agi_session import AgiSession, ChannelHungUp, CommandFailed
-from protocols.audiosocket import AudioReceived, ConnectionClosed, DtmfReceived, ErrorReceived, HangupReceived
 from ivr.audiosocket_server import AudioSocketCall, AudioSocketServer
 from ivr.speech_workers import RecognizerPool, SpeechUnavailable
+from protocols.audiosocket import AudioReceived, ConnectionClosed, DtmfReceived, ErrorReceived, HangupReceived
 from rating_core.rules.rulebook import HotlineProfile
 from speech_models.grammar import Understood, understand
 

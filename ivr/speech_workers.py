@@ -26,10 +26,10 @@ import multiprocessing
 import operator
 import queue
 import sys
-from functools import partial
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from ivr.parent_watch import exit_with_parent

@@ -29,11 +29,11 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from ivr.parent_watch import exit_with_parent
-from rating_core.store.database import make_engine
 from rating_core.events.journal import START, Position
 from rating_core.ratings.journal_replay import JournalApplier
-from rating_core.rules.rulebook import Rules
 from rating_core.ratings.store import RatingStore, StoreUnavailable
+from rating_core.rules.rulebook import Rules
+from rating_core.store.database import make_engine
 
 log = logging.getLogger(__name__)
 

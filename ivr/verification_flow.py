@@ -22,8 +22,8 @@ from zoneinfo import ZoneInfo
 from ivr.agi_session import AgiSession, ChannelHungUp, ConnectionLost
 from ivr.menus import HotlineScript
 from ivr.rating_writer import RatingWriter
-from rating_core.events.call_events import CallbackAnswered, CallbackCallEnded, utcnow
 from rating_core.complaints.callback_tasks import VerificationCall
+from rating_core.events.call_events import CallbackAnswered, CallbackCallEnded, utcnow
 from rating_core.rules.rulebook import HotlineProfile, Rules
 
 log = logging.getLogger(__name__)

@@ -32,14 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-from protocols.common import (
-    NEED_DATA,
-    ConnectionClosed,
-    LocalProtocolError,
-    NeedData,
-    RemoteProtocolError,
-    transition,
-)
+from protocols.common import NEED_DATA, ConnectionClosed, LocalProtocolError, NeedData, RemoteProtocolError, transition
 
 # res_agi.c reads a command into a buffer of AGI_BUF_LEN (2048) bytes and
 # silently truncates longer lines; refuse them instead of sending half a command.

@@ -26,14 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
-from protocols.common import (
-    NEED_DATA,
-    ConnectionClosed,
-    LocalProtocolError,
-    NeedData,
-    RemoteProtocolError,
-    transition,
-)
+from protocols.common import NEED_DATA, ConnectionClosed, LocalProtocolError, NeedData, RemoteProtocolError, transition
 
 BANNER_PREFIX = "Asterisk Call Manager/"
 # Far more than any real block (the longest in the transcripts is under 1 KiB);

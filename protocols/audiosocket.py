@@ -32,14 +32,7 @@ import struct
 import uuid
 from dataclasses import dataclass
 
-from protocols.common import (
-    NEED_DATA,
-    ConnectionClosed,
-    LocalProtocolError,
-    NeedData,
-    RemoteProtocolError,
-    transition,
-)
+from protocols.common import NEED_DATA, ConnectionClosed, LocalProtocolError, NeedData, RemoteProtocolError, transition
 
 HEADER = struct.Struct(">BH")
 SAMPLE_RATE = 8000

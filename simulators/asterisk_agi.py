@@ -43,6 +43,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ivr.agi_server import close_quietly
+from ivr.agi_session import RECORDING_FORMATS
 from protocols.agi import (
     DEAD_CHANNEL_COMMANDS,
     DEAD_CHANNEL_REPLY,
@@ -53,8 +55,6 @@ from protocols.agi import (
     format_reply,
     split_command,
 )
-from ivr.agi_server import close_quietly
-from ivr.agi_session import RECORDING_FORMATS
 from protocols.audiosocket import FRAME_BYTES, SILENCE_FRAME, Kind, encode
 from speech_models.recordings import SAMPLE_RATE, write_recording
 

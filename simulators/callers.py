@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from simulators.asterisk_agi import Caller, CallResult, HangUp, Press, Silence, Speak, run_call
-from rating_core.store.models import Call
 from rating_core.rules.rulebook import HotlineProfile, Rules
+from rating_core.store.models import Call
+from simulators.asterisk_agi import Caller, CallResult, HangUp, Press, Silence, Speak, run_call
 
 # (kind, weight): roughly what a hotline sees after the agent hangs up.
 CALLER_MIX = (

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import yaml
 
-
 HERE = Path(__file__).resolve().parent
 CATALOG_FILE = HERE / "catalog.yaml"
 

@@ -28,10 +28,10 @@ from pathlib import Path
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from rating_core.ratings.transcript_states import TranscriptStatus, transcript_move
+from rating_core.rules.rulebook import Rules
 from rating_core.store.database import rows_changed
 from rating_core.store.models import Call, Rating
-from rating_core.rules.rulebook import Rules
-from rating_core.ratings.transcript_states import TranscriptStatus, transcript_move
 from speech_models.manifests import locate
 from speech_models.recordings import UnreadableRecording, read_recording
 from speech_models.transcribe import Transcript, load_model, transcribe

@@ -16,12 +16,12 @@ from flask import Flask
 from sqlalchemy import Engine, text
 
 from ivr.service import IvrService, running_ivr
-from rating_core.store.database import make_engine
-from rating_core.store.migrate import upgrade
-from rating_core.rules.rulebook import Rules, load_rules
 from rating_core.events.call_events import CallEvent, to_record
 from rating_core.events.journal import Journal, Position, parse
 from rating_core.ratings.store import RatingStore
+from rating_core.rules.rulebook import Rules, load_rules
+from rating_core.store.database import make_engine
+from rating_core.store.migrate import upgrade
 from speech_audio import tone
 from speech_models.recordings import write_recording
 
@@ -127,9 +127,9 @@ def web_site(engine: Engine, rules: Rules, tmp_path: Path) -> WebSite:
     from datetime import datetime, timedelta, timezone
     from datetime import time as clock
 
+    from rating_core.complaints.callback_tasks import claim_attempt, record_outcome, request_attempt
     from rating_core.events.call_events import CallStarted, RatingGiven, ReasonGiven, VoiceMessageRecorded
     from rating_core.rules.callback_policy import CallingWindow
-    from rating_core.complaints.callback_tasks import claim_attempt, record_outcome, request_attempt
     from web import create_app
     from web.accounts import create_user
 

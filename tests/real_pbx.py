@@ -34,14 +34,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from callback.ami_client import AmiClient
-from protocols.ami import Message, originate_fields
 from protocols.agi import split_command
-from simulators.asterisk_agi import Caller, HangUp, Press, Reaction, Reactions, Say, Silence, Speak
-from rating_core.events.call_events import CallStarted, RatingGiven
+from protocols.ami import Message, originate_fields
 from rating_core.complaints.callback_tasks import request_attempt
-from rating_core.store.models import Call, CallbackAttempt
-from rating_core.rules.rulebook import DEFAULT_RULES_FILE
+from rating_core.events.call_events import CallStarted, RatingGiven
 from rating_core.ratings.store import RatingStore
+from rating_core.rules.rulebook import DEFAULT_RULES_FILE
+from rating_core.store.models import Call, CallbackAttempt
+from simulators.asterisk_agi import Caller, HangUp, Press, Reaction, Reactions, Say, Silence, Speak
 from speech_audio import tone
 from speech_models.recordings import write_recording
 

@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import select
 
 from rating_core.complaints.appeals import block_number
-from rating_core.ratings.batch_ratings import BatchRuleError, lift_batch_flag
 from rating_core.events.call_events import CallStarted, RatingGiven
+from rating_core.ratings.batch_ratings import BatchRuleError, lift_batch_flag
+from rating_core.ratings.store import RatingStore
 from rating_core.reports.figures import parse_period, unit_counts
 from rating_core.rules.lifecycle_policy import Lifecycle
-from rating_core.store.models import Call, CallbackTask, Rating
 from rating_core.rules.rulebook import Rules
-from rating_core.ratings.store import RatingStore
+from rating_core.store.models import Call, CallbackTask, Rating
 
 CST = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=CST)

@@ -23,7 +23,7 @@ from protocols.agi import (
     quote_argument,
     split_command,
 )
-from simulators.asterisk_agi import Caller, Say, SimulatedChannel, Silence, Speak
+from simulators.asterisk_agi import Caller, Say, Silence, SimulatedChannel, Speak
 from speech_models.recordings import read_recording
 
 # OBSERVED.md 1.1 A, byte for byte (it arrived in two recv() chunks).

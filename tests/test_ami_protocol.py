@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from callback.call_outcomes import dial_status_outcome, failed_outcome
 from protocols.ami import (
     NEED_DATA,
     AmiParser,
@@ -17,7 +18,6 @@ from protocols.ami import (
     format_action,
     originate_fields,
 )
-from callback.call_outcomes import dial_status_outcome, failed_outcome
 
 LOGIN_EXCHANGE = (
     b"Asterisk Call Manager/11.0.0\r\n"

@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from rating_core.complaints.appeals import AppealError, block_number, decide_appeal, file_appeal, unblock_number
-from rating_core.events.call_events import CallStarted, RatingGiven
 from rating_core.complaints.callback_tasks import note_event, request_attempt, sweep
+from rating_core.events.call_events import CallStarted, RatingGiven
+from rating_core.ratings.store import RatingStore
 from rating_core.rules.refusals import Reason
 from rating_core.store.models import Appeal, BlockedNumber, CallbackAttempt, CallbackTask, Rating
-from rating_core.ratings.store import RatingStore
 from web_pages import csrf, signed_in, token
 
 CST = timezone(timedelta(hours=8))

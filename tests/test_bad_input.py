@@ -14,15 +14,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from ivr.agi_server import FastAgiServer
-from ivr.service import make_scripts, running_ivr
 from ivr.rating_writer import RatingWriter
-from simulators.asterisk_agi import Caller, HangUp, Press, SimulatedChannel, channel_environment, run_agi_process, run_call
-from rating_core.store.database import make_engine
-from rating_core.store.migrate import upgrade
-from rating_core.store.models import Call
+from ivr.service import make_scripts, running_ivr
 from rating_core.events.journal import Journal, streams
 from rating_core.ratings.journal_replay import replay_dead_journals
 from rating_core.ratings.store import RatingStore
+from rating_core.store.database import make_engine
+from rating_core.store.migrate import upgrade
+from rating_core.store.models import Call
+from simulators.asterisk_agi import (
+    Caller,
+    HangUp,
+    Press,
+    SimulatedChannel,
+    channel_environment,
+    run_agi_process,
+    run_call,
+)
 from waiting import wait_until
 
 ENV = channel_environment(Caller([]), "1795316432.0", "127.0.0.1", 4573, "postcall?hotline=12345")

@@ -14,10 +14,15 @@ from sqlalchemy.orm import selectinload
 from conftest import refused_in_one_batch
 from rating_core.complaints.appeals import block_number
 from rating_core.events.call_events import (
-    CallEnded, CallEvent, CallStarted, RatingGiven, ReasonGiven, VoiceMessageRecorded,
+    CallEnded,
+    CallEvent,
+    CallStarted,
+    RatingGiven,
+    ReasonGiven,
+    VoiceMessageRecorded,
 )
-from rating_core.store.models import Call, CaseRecord, OutboxEvent, Rating, SmsReminder
 from rating_core.ratings.store import RatingStore
+from rating_core.store.models import Call, CaseRecord, OutboxEvent, Rating, SmsReminder
 
 CST = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=CST)

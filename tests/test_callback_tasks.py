@@ -7,11 +7,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from rating_core.events.call_events import CallStarted, RatingGiven
 from rating_core.complaints.callback_tasks import claim_attempt, note_event, record_outcome, request_attempt, sweep
-from rating_core.store.models import BlockedNumber, CallbackAttempt, CallbackTask, TaskEvent
-from rating_core.rules.rulebook import Rules
+from rating_core.events.call_events import CallStarted, RatingGiven
 from rating_core.ratings.store import RatingStore
+from rating_core.rules.rulebook import Rules
+from rating_core.store.models import BlockedNumber, CallbackAttempt, CallbackTask, TaskEvent
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=CST)  # a Friday, inside the morning window
@@ -154,7 +154,12 @@ def test_a_task_moves_only_along_the_state_machine(store: RatingStore, rules: Ru
 
 def test_every_state_has_a_name_and_every_arrow_lands_on_a_state() -> None:
     from rating_core.complaints.task_states import (
-        ATTEMPT_MOVES, ATTEMPT_STATUS_NAMES, TASK_MOVES, TASK_STATE_NAMES, AttemptStatus, TaskState,
+        ATTEMPT_MOVES,
+        ATTEMPT_STATUS_NAMES,
+        TASK_MOVES,
+        TASK_STATE_NAMES,
+        AttemptStatus,
+        TaskState,
     )
 
     assert set(TASK_STATE_NAMES) == set(TASK_MOVES) == set(TaskState)

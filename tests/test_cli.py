@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 from ivr.prompts import (
-    SOUNDS_DIR, PromptBuildError, build_prompts, chinese_number, date_prompts, korean_number, sound_lengths, speakable,
+    SOUNDS_DIR,
+    PromptBuildError,
+    build_prompts,
+    chinese_number,
+    date_prompts,
+    korean_number,
+    sound_lengths,
+    speakable,
 )
 from rating_core.rules.rulebook import PROMPT_NAMES
 from waiting import HANG

@@ -31,15 +31,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from conftest import POSTGRES_URL, fresh_postgres_database
-from simulators.asterisk_agi import run_call
-from simulators.callers import SimulatedCall, plan_calls
-from rating_core.store.database import make_engine
 from rating_core.events.journal import streams
+from rating_core.ratings.store import RatingStore
+from rating_core.rules.rulebook import DEFAULT_RULES_FILE, parse_rules
+from rating_core.store.database import make_engine
 from rating_core.store.migrate import upgrade
 from rating_core.store.models import Call, Rating
-from rating_core.rules.rulebook import DEFAULT_RULES_FILE, parse_rules
-from rating_core.ratings.store import RatingStore
 from real_pbx import ROOT, Service
+from simulators.asterisk_agi import run_call
+from simulators.callers import SimulatedCall, plan_calls
 from waiting import HANG
 
 MAX_CALLS = 20_000  # planned; the load stops long before

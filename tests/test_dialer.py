@@ -14,17 +14,17 @@ from sqlalchemy import select
 
 from callback.ami_client import AmiClient, ConnectionLost
 from callback.dialer import AmiSettings, Dialer
-from simulators.asterisk_ami import SimulatedAsterisk
 from hotline_eval.demo_callbacks import fastagi_context
 from ivr.service import running_ivr
-from simulators.asterisk_agi import Press
 from rating_core.complaints.appeals import block_number
-from rating_core.events.call_events import CallStarted, RatingGiven
-from rating_core.rules.callback_policy import CallbackPolicy, CallingWindow, Leg
 from rating_core.complaints.callback_tasks import close_task, note_event, record_outcome, request_attempt
-from rating_core.store.models import CallbackAttempt, CallbackTask, TaskEvent
-from rating_core.rules.rulebook import Rules
+from rating_core.events.call_events import CallStarted, RatingGiven
 from rating_core.ratings.store import RatingStore
+from rating_core.rules.callback_policy import CallbackPolicy, CallingWindow, Leg
+from rating_core.rules.rulebook import Rules
+from rating_core.store.models import CallbackAttempt, CallbackTask, TaskEvent
+from simulators.asterisk_agi import Press
+from simulators.asterisk_ami import SimulatedAsterisk
 from waiting import HANG, wait_until
 
 ALL_DAY = (CallingWindow(start=time(0), end=time(23, 59, 59, 999999)),)

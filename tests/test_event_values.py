@@ -18,14 +18,23 @@ from sqlalchemy.orm import selectinload
 
 from conftest import refused_in_one_batch
 from ivr.service import IvrService
-from simulators.asterisk_agi import Caller, Press, run_call
 from rating_core.events.call_events import (
-    EVENT_TYPES, CallbackAnswered, CallbackCallEnded, CallEnded, CallEvent, CallStarted, ProgressMade, RatingGiven, ReasonGiven, VoiceMessageRecorded,
+    EVENT_TYPES,
+    CallbackAnswered,
+    CallbackCallEnded,
+    CallEnded,
+    CallEvent,
+    CallStarted,
+    ProgressMade,
+    RatingGiven,
+    ReasonGiven,
+    VoiceMessageRecorded,
 )
+from rating_core.ratings.store import RatingStore
+from rating_core.rules.rulebook import Rules
 from rating_core.store.event_values import FIELDS, clamp, printable
 from rating_core.store.models import Call
-from rating_core.rules.rulebook import Rules
-from rating_core.ratings.store import RatingStore
+from simulators.asterisk_agi import Caller, Press, run_call
 
 T0 = datetime(2026, 11, 20, 1, 30, tzinfo=timezone.utc)
 UID = "1795316432.7"

@@ -13,9 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from ivr.service import IvrService, running_ivr
+from rating_core.store.models import Call
 from simulators.asterisk_agi import Caller, CallResult, HangUp, Press, Silence, Speak, run_call
 from simulators.callers import check_store, plan_calls, simulate
-from rating_core.store.models import Call
 
 VARS = {"EVAL_AGENT": "1024", "EVAL_QUEUE": "社保咨询", "EVAL_CASE": "GD20261122000001", "EVAL_UNIT": "市人社局",
         "EVAL_LINKEDID": "1795316400.1"}

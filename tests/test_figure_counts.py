@@ -13,21 +13,34 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from rating_core.events.call_events import CallStarted, RatingGiven
 from rating_core.complaints.callback_tasks import (
-    TaskRuleError, claim_attempt, mark_rectified, note_answered, readopt, record_answer, record_outcome,
-    record_verdict, request_attempt,
+    TaskRuleError,
+    claim_attempt,
+    mark_rectified,
+    note_answered,
+    readopt,
+    record_answer,
+    record_outcome,
+    record_verdict,
+    request_attempt,
 )
+from rating_core.events.call_events import CallStarted, RatingGiven
+from rating_core.ratings.store import RatingStore
 from rating_core.reports.figure_counts import COUNT_NAMES, subset_pairs
 from rating_core.reports.figure_rollups import rebuild_days, refresh, rolled_up_counts
 from rating_core.reports.figures import parse_period, unit_counts
+from rating_core.rules.rulebook import Rules
 from rating_core.store.migrate import downgrade, upgrade
 from rating_core.store.models import (
-    Call, CallbackAnswer, CallbackAttempt, CallbackTask, FigureRollup, FigureRollupState, TaskEvent,
+    Call,
+    CallbackAnswer,
+    CallbackAttempt,
+    CallbackTask,
+    FigureRollup,
+    FigureRollupState,
+    TaskEvent,
 )
 from rating_core.store.rating_history import change_rating
-from rating_core.rules.rulebook import Rules
-from rating_core.ratings.store import RatingStore
 
 ZONE = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=ZONE)  # a Friday morning, inside the calling hours, in 2026Q4

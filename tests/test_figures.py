@@ -11,12 +11,18 @@ from zoneinfo import ZoneInfo
 import pytest
 from openpyxl import load_workbook
 
+from rating_core.complaints.callback_tasks import (
+    claim_attempt,
+    record_answer,
+    record_outcome,
+    record_verdict,
+    request_attempt,
+)
 from rating_core.events.call_events import CallStarted, RatingGiven
-from rating_core.complaints.callback_tasks import claim_attempt, record_answer, record_outcome, record_verdict, request_attempt
-from rating_core.reports.figures import PeriodError, figures_table, parse_period, trend_buckets, unit_counts
-from rating_core.store.models import AuditEntry, CallbackTask, FigureAdjustment
-from rating_core.reports.scoring import ScoringRules, load_scoring_rules
 from rating_core.ratings.store import RatingStore
+from rating_core.reports.figures import PeriodError, figures_table, parse_period, trend_buckets, unit_counts
+from rating_core.reports.scoring import ScoringRules, load_scoring_rules
+from rating_core.store.models import AuditEntry, CallbackTask, FigureAdjustment
 from web_pages import csrf, signed_in, token
 
 ZONE = ZoneInfo("Asia/Shanghai")

@@ -15,8 +15,8 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from rating_core.reports.figures import UNNAMED, FiguresTable, build_table
 from rating_core.reports.figures_xlsx import report_filename, write_report
-from rating_core.store.models import FigureAdjustment
 from rating_core.reports.scoring import UnitCounts, describe, load_scoring_rules, rounded, score_units
+from rating_core.store.models import FigureAdjustment
 
 ZONE = ZoneInfo("Asia/Shanghai")
 RULES = load_scoring_rules()
@@ -28,7 +28,7 @@ LINK = '=HYPERLINK("http://evil.example/","点击查看")'
 WIDTH = 28
 
 
-def unit(name: str, A=100, M=100, P=50, I=50, D=0, T=0, B=0, N1=0, N2=0, N3=0) -> UnitCounts:
+def unit(name: str, A=100, M=100, P=50, I=50, D=0, T=0, B=0, N1=0, N2=0, N3=0) -> UnitCounts:  # noqa: E741 (the 通报表's letters)
     return UnitCounts(name, {"A": A, "M": M, "P": P, "I": I, "D": D, "T": T, "B": B, "N1": N1, "N2": N2, "N3": N3})
 
 

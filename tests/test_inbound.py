@@ -10,8 +10,8 @@ from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
 from rating_core.events.call_events import CallStarted, RatingGiven
-from rating_core.store.models import Call, CallbackTask, CaseRecord, OutboxEvent, Rating
 from rating_core.outbox.webhook_endpoints import new_secret
+from rating_core.store.models import Call, CallbackTask, CaseRecord, OutboxEvent, Rating
 
 _ids = iter(range(10**6))
 

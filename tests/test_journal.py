@@ -28,16 +28,14 @@ from sqlalchemy.orm import selectinload
 from ivr.agi_session import AgiSession
 from ivr.rating_writer import RatingWriter
 from ivr.service import running_ivr
-from simulators.asterisk_agi import Caller, HangUp, Press, run_call
-from rating_core.events.call_events import (
-    CallEnded, CallEvent, CallStarted, RatingGiven, ReasonGiven, to_record,
-)
+from rating_core.events.call_events import CallEnded, CallEvent, CallStarted, RatingGiven, ReasonGiven, to_record
 from rating_core.events.dead_letters import DeadLetters
 from rating_core.events.journal import Journal, JournalFull, OpenCalls, Position, claim_dead, segments, streams
 from rating_core.ratings.journal_replay import JournalApplier, replay_dead_journals
 from rating_core.ratings.lifecycle import default_unrated
-from rating_core.store.models import Call, CallbackTask, OutboxEvent, RatingChange
 from rating_core.ratings.store import RatingStore, store_fault
+from rating_core.store.models import Call, CallbackTask, OutboxEvent, RatingChange
+from simulators.asterisk_agi import Caller, HangUp, Press, run_call
 from tmpfs import mounted
 from waiting import HANG, wait_until
 

@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from rating_core.events.call_events import CallEnded, CallStarted, RatingGiven
 from rating_core.ratings.lifecycle import default_unrated
-from rating_core.store.models import Call, CallbackTask, OutboxEvent, Rating
-from rating_core.rules.rulebook import Rules
 from rating_core.ratings.store import RatingStore
+from rating_core.rules.rulebook import Rules
+from rating_core.store.models import Call, CallbackTask, OutboxEvent, Rating
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=CST)  # a Friday

@@ -19,15 +19,15 @@ from sqlalchemy.orm import selectinload
 
 from callback.dialer import AmiSettings
 from callback.dialer import Dialer as DialerLoop
-from simulators.asterisk_ami import SimulatedAsterisk
 from conftest import fresh_postgres_database
-from simulators.asterisk_agi import Press
+from rating_core.ratings.store import RatingStore
+from rating_core.rules.rulebook import parse_rules
 from rating_core.store.database import make_engine
 from rating_core.store.migrate import upgrade
 from rating_core.store.models import CallbackAttempt, CallbackTask
-from rating_core.rules.rulebook import parse_rules
-from rating_core.ratings.store import RatingStore
 from real_pbx import Dialer, FastAgi, Pbx, PbxCall, Robot, attempt, pbx_rules, queue_callback, running
+from simulators.asterisk_agi import Press
+from simulators.asterisk_ami import SimulatedAsterisk
 from waiting import HANG, wait_until
 
 NUMBERS = {"answered": "13812340001", "busy": "13912340002", "no_answer": "13612340003", "rejected": "13512340004",

@@ -23,13 +23,13 @@ from sqlalchemy.orm import selectinload
 
 from conftest import fresh_postgres_database
 from ivr.service import running_ivr
-from simulators.asterisk_agi import Caller, CallResult, HangUp, Press, Say, Silence, Speak, run_call
-from rating_core.store.database import make_engine
-from rating_core.store.models import Call
-from rating_core.rules.rulebook import parse_rules
 from rating_core.events.journal import Journal
 from rating_core.ratings.store import RatingStore
+from rating_core.rules.rulebook import parse_rules
+from rating_core.store.database import make_engine
+from rating_core.store.models import Call
 from real_pbx import Pbx, PbxCall, pbx_rules, place_all, running_fastagi, variant
+from simulators.asterisk_agi import Caller, CallResult, HangUp, Press, Say, Silence, Speak, run_call
 from speech_audio import synthesise
 from tmpfs import mount
 

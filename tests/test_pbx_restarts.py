@@ -16,12 +16,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from conftest import fresh_postgres_database
-from simulators.asterisk_agi import Caller, Press, Silence, Speak
+from rating_core.ratings.store import RatingStore
+from rating_core.rules.rulebook import parse_rules
 from rating_core.store.database import make_engine
 from rating_core.store.models import Call, Rating
-from rating_core.rules.rulebook import parse_rules
-from rating_core.ratings.store import RatingStore
 from real_pbx import Dialer, FastAgi, Pbx, PbxCall, Robot, attempt, pbx_rules, queue_callback, running, running_pbx
+from simulators.asterisk_agi import Caller, Press, Silence, Speak
 from waiting import HANG, wait_until
 
 VARIABLES = {"EVAL_AGENT": "1024", "EVAL_QUEUE": "社保咨询"}

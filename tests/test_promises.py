@@ -21,8 +21,8 @@ import yaml
 
 from ivr.prompts import MANIFEST, SOUNDS_DIR, PromptBuildError, build_prompts, stale_sounds
 from rating_core.rules.promises import chinese_count
-from waiting import HANG
 from rating_core.rules.rulebook import DEFAULT_RULES_FILE, HotlineProfile, RulesError, parse_rules
+from waiting import HANG
 
 CLI = str(Path(sys.executable).with_name("hotline-eval"))
 # What the two lines say today, under the shipped 48 hours.

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import select
 
 from rating_core.events.call_events import CallStarted, RatingGiven
-from rating_core.reports.figures import parse_period
-from rating_core.store.models import AuditEntry, QualityItem
-from rating_core.reports.quality import QualityError, draw_sample, score_item
 from rating_core.ratings.store import RatingStore
+from rating_core.reports.figures import parse_period
+from rating_core.reports.quality import QualityError, draw_sample, score_item
+from rating_core.store.models import AuditEntry, QualityItem
 from web_pages import csrf, signed_in
 
 ZONE = ZoneInfo("Asia/Shanghai")

@@ -28,15 +28,26 @@ from rating_core.complaints.appeal_states import APPEAL_DECISION_NAMES, APPEAL_M
 from rating_core.complaints.appeals import AppealError, decide_appeal, file_appeal
 from rating_core.events.call_events import CallEnded, CallStarted, RatingGiven, VoiceMessageRecorded
 from rating_core.outbox.delivery_states import (
-    DELIVERY_MOVES, DELIVERY_STATUS_NAMES, FIRST_DELIVERY_STATUSES, DeliveryStatus, delivery_move,
+    DELIVERY_MOVES,
+    DELIVERY_STATUS_NAMES,
+    FIRST_DELIVERY_STATUSES,
+    DeliveryStatus,
+    delivery_move,
 )
 from rating_core.outbox.webhook_endpoints import add_endpoint, replay
 from rating_core.ratings.reminder_states import (
-    FIRST_REMINDER_STATUSES, REMINDER_MOVES, REMINDER_STATUS_NAMES, ReminderStatus, reminder_move,
+    FIRST_REMINDER_STATUSES,
+    REMINDER_MOVES,
+    REMINDER_STATUS_NAMES,
+    ReminderStatus,
+    reminder_move,
 )
 from rating_core.ratings.store import RatingStore
 from rating_core.ratings.transcript_states import (
-    TRANSCRIPT_MOVES, TRANSCRIPT_STATUS_NAMES, TranscriptStatus, transcript_move,
+    TRANSCRIPT_MOVES,
+    TRANSCRIPT_STATUS_NAMES,
+    TranscriptStatus,
+    transcript_move,
 )
 from rating_core.rules.refusals import Reason
 from rating_core.rules.rulebook import Rules

@@ -18,15 +18,21 @@ from docx.oxml.ns import qn
 from docx.shared import Pt
 from sqlalchemy import delete, select
 
-from rating_core.events.call_events import CallStarted, RatingGiven
 from rating_core.complaints.callback_tasks import (
-    TaskRuleError, claim_attempt, mark_rectified, record_answer, record_outcome, record_verdict, request_attempt,
+    TaskRuleError,
+    claim_attempt,
+    mark_rectified,
+    record_answer,
+    record_outcome,
+    record_verdict,
+    request_attempt,
 )
+from rating_core.complaints.verification_report import Report, build_report
+from rating_core.events.call_events import CallStarted, RatingGiven
+from rating_core.ratings.store import RatingStore
+from rating_core.rules.rulebook import Rules
 from rating_core.store.migrate import downgrade, upgrade
 from rating_core.store.models import CallbackTask, Rectification
-from rating_core.rules.rulebook import Rules
-from rating_core.ratings.store import RatingStore
-from rating_core.complaints.verification_report import Report, build_report
 from web.downloads import attachment
 from web_pages import signed_in, token
 

@@ -19,11 +19,11 @@ from sqlalchemy import select
 from callback import jobs
 from hotline_eval.demo_callbacks import write_demo_rules
 from rating_core.events.call_events import CallStarted, RatingGiven
+from rating_core.ratings.store import RatingStore
+from rating_core.rules.rulebook import load_rules
 from rating_core.store.database import make_engine
 from rating_core.store.migrate import upgrade
 from rating_core.store.models import CallbackAttempt, CallbackTask
-from rating_core.rules.rulebook import load_rules
-from rating_core.ratings.store import RatingStore
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 

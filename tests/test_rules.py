@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rating_core.rules.settings import Settings
 from rating_core.rules.rulebook import DEFAULT_RULES_FILE, RulesError, load_rules, parse_rules
+from rating_core.rules.settings import Settings
 
 
 def shipped() -> dict:

@@ -16,7 +16,7 @@ RULES = load_scoring_rules()
 HEADER = "name,A,M,P,I,D,T,B,N1,N2,N3,adjustment\n"
 
 
-def unit(name: str, A=100, M=100, P=50, I=50, D=0, T=0, B=0, N1=0, N2=0, N3=0, adjustment="0") -> UnitCounts:
+def unit(name: str, A=100, M=100, P=50, I=50, D=0, T=0, B=0, N1=0, N2=0, N3=0, adjustment="0") -> UnitCounts:  # noqa: E741 (the 通报表's letters)
     counts = {"A": A, "M": M, "P": P, "I": I, "D": D, "T": T, "B": B, "N1": N1, "N2": N2, "N3": N3}
     return UnitCounts(name, counts, Decimal(adjustment))
 

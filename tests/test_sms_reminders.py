@@ -12,13 +12,13 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from simulators.sms_gateway import SimulatedSmsGateway
 from delivery.sms import PassResult, SmsSettings, read_answer, send_due
 from rating_core.events.call_events import CallEnded, CallStarted, RatingGiven
-from rating_core.store.models import Call, SmsReminder
-from rating_core.rules.rulebook import Rules
 from rating_core.ratings.store import RatingStore
 from rating_core.ratings.supplementary import link_token
+from rating_core.rules.rulebook import Rules
+from rating_core.store.models import Call, SmsReminder
+from simulators.sms_gateway import SimulatedSmsGateway
 
 CST = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=CST)  # a Friday morning

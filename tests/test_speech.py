@@ -20,21 +20,21 @@ import yaml
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import selectinload
 
-from protocols.audiosocket import Kind, encode
 from ivr.audiosocket_server import AudioSocketServer
 from ivr.recorded_speech import RecordingListener
 from ivr.service import IvrService, running_ivr, running_speech, speech_grammars
-from simulators.asterisk_agi import Caller, CallResult, HangUp, Press, Say, Silence, run_call
 from ivr.speech_listener import SpeechListener
-from simulators.callers import check_store, plan_calls, simulate
 from ivr.speech_workers import RecognizerPool, SpeechUnavailable, quiet_at_the_end
-from rating_core.store.models import Call
-from rating_core.rules.rulebook import DEFAULT_RULES_FILE, Rules, parse_rules
+from protocols.audiosocket import Kind, encode
 from rating_core.events.journal import Journal
 from rating_core.ratings.store import RatingStore
+from rating_core.rules.rulebook import DEFAULT_RULES_FILE, Rules, parse_rules
+from rating_core.store.models import Call
+from simulators.asterisk_agi import Caller, CallResult, HangUp, Press, Say, Silence, run_call
+from simulators.callers import check_store, plan_calls, simulate
+from speech_audio import synthesise
 from speech_models.manifests import locate
 from speech_models.recordings import UnreadableRecording, read_recording
-from speech_audio import synthesise
 
 KOREAN = "12345-ko"
 PHRASES = {  # fixture name: what espeak-ng says

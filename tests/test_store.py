@@ -13,14 +13,20 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from rating_core.events.call_events import (
-    CallEnded, CallStarted, ProgressMade, RatingGiven, ReasonGiven, VoiceMessageRecorded, to_record,
+    CallEnded,
+    CallStarted,
+    ProgressMade,
+    RatingGiven,
+    ReasonGiven,
+    VoiceMessageRecorded,
+    to_record,
 )
-from rating_core.ratings.intake import UnknownCall
-from rating_core.reports.export import UNRATED, export_rows, write_csv, write_jsonl
-from rating_core.store.models import Base, Call, Rating, RatingChange
 from rating_core.events.dead_letters import DeadLetters
+from rating_core.ratings.intake import UnknownCall
 from rating_core.ratings.journal_replay import replay_dead_journals
 from rating_core.ratings.store import RatingStore
+from rating_core.reports.export import UNRATED, export_rows, write_csv, write_jsonl
+from rating_core.store.models import Base, Call, Rating, RatingChange
 
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=timezone(timedelta(hours=8)))
 

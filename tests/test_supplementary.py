@@ -4,7 +4,6 @@ and one call, one rating (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import json
-
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -12,20 +11,24 @@ import pytest
 from sqlalchemy import select
 
 from rating_core.events.call_events import CallEnded, CallStarted, RatingGiven, to_record
-from rating_core.ratings.intake import RatingRefused
-from rating_core.rules.callback_policy import Duration
-from rating_core.ratings.lifecycle import default_unrated
-from rating_core.rules.lifecycle_policy import QuietHours
-from rating_core.store.models import BlockedNumber, Call, CallbackTask, OutboxEvent, Rating, SmsReminder
-from rating_core.rules.rulebook import Rules
 from rating_core.events.dead_letters import DeadLetters
 from rating_core.events.journal import Position, parse
+from rating_core.ratings.intake import RatingRefused
+from rating_core.ratings.lifecycle import default_unrated
 from rating_core.ratings.store import RatingStore
 from rating_core.ratings.supplementary import (
-    LinkRefused, SupplementaryRefused, link_token, outside_quiet_hours, window_end,
+    LinkRefused,
+    SupplementaryRefused,
+    link_token,
+    outside_quiet_hours,
+    window_end,
 )
 from rating_core.ratings.supplementary_rating import give_supplementary, rating_page
+from rating_core.rules.callback_policy import Duration
+from rating_core.rules.lifecycle_policy import QuietHours
+from rating_core.rules.rulebook import Rules
 from rating_core.rules.working_days import WorkingCalendar
+from rating_core.store.models import BlockedNumber, Call, CallbackTask, OutboxEvent, Rating, SmsReminder
 
 CST = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=CST)  # a Friday

@@ -10,13 +10,13 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from simulators.sms_gateway import SimulatedSmsGateway
 from delivery.sms import SmsSettings, send_due
 from ivr.service import running_ivr
-from simulators.asterisk_agi import Caller, run_call
 from rating_core.ratings.lifecycle import default_unrated
-from rating_core.store.models import Call, Rating, SmsReminder
 from rating_core.ratings.store import RatingStore
+from rating_core.store.models import Call, Rating, SmsReminder
+from simulators.asterisk_agi import Caller, run_call
+from simulators.sms_gateway import SimulatedSmsGateway
 from web import create_app
 from web_pages import token
 

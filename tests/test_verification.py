@@ -16,10 +16,6 @@ import pytest
 from sqlalchemy import select
 
 from ivr.service import IvrService
-from simulators.asterisk_agi import (
-    Caller, CallResult, HangUp, Press, Silence, SimulatedChannel, run_agi_process, run_call,
-)
-from rating_core.events.call_events import CallbackAnswered, CallStarted, RatingGiven, from_record, to_record
 from rating_core.complaints.callback_tasks import (
     TaskRuleError,
     claim_attempt,
@@ -30,11 +26,22 @@ from rating_core.complaints.callback_tasks import (
     request_attempt,
     sweep,
 )
+from rating_core.events.call_events import CallbackAnswered, CallStarted, RatingGiven, from_record, to_record
+from rating_core.ratings.store import RatingStore
+from rating_core.rules.rulebook import Rules
 from rating_core.store.database import make_engine
 from rating_core.store.migrate import upgrade
 from rating_core.store.models import CallbackAnswer, CallbackAttempt, CallbackTask, Rating, TaskEvent
-from rating_core.rules.rulebook import Rules
-from rating_core.ratings.store import RatingStore
+from simulators.asterisk_agi import (
+    Caller,
+    CallResult,
+    HangUp,
+    Press,
+    Silence,
+    SimulatedChannel,
+    run_agi_process,
+    run_call,
+)
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=CST)  # a Friday, in the morning window

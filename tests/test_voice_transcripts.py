@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from speech_models.voice_transcripts import LEASE, transcribe_waiting
 from rating_core.events.call_events import CallStarted, RatingGiven, VoiceMessageRecorded
+from rating_core.ratings.store import RatingStore
 from rating_core.reports.export import export_rows
 from rating_core.store.models import Call, Rating
-from rating_core.ratings.store import RatingStore
-from speech_models.recordings import write_recording
 from speech_audio import synthesise
+from speech_models.recordings import write_recording
+from speech_models.voice_transcripts import LEASE, transcribe_waiting
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
 

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from rating_core.store.models import AuditEntry, CallbackAttempt, CallbackTask, TaskEvent
 from web_pages import signed_in, token
 
+
 def text(response) -> str:
     return response.data.decode()
 

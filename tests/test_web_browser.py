@@ -214,9 +214,8 @@ def test_a_gsm_voice_message_plays_in_the_browser(browser: Browser, site_url: st
 @pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 def test_a_citizen_rates_by_the_sms_link_on_a_phone(browser: Browser, site_url: str, web_site) -> None:
     """The 补充评价 page at a phone's viewport, with touch: stars, the reasons for a 差评, one submission."""
-    from web_pages import unrated_link
-
     from rating_core.store.models import Call, Rating
+    from web_pages import unrated_link
 
     uid, path = unrated_link(web_site)
     context = browser.new_context(viewport={"width": 375, "height": 667}, device_scale_factor=2, is_mobile=True,

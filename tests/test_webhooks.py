@@ -25,9 +25,9 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from delivery import webhooks
 from delivery.webhooks import deliver_pass
 from rating_core.events.call_events import CallStarted, RatingGiven, ReasonGiven
-from rating_core.store.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
-from rating_core.ratings.store import RatingStore
 from rating_core.outbox.webhook_endpoints import EndpointError, add_endpoint, new_secret, replay, rotate_secret
+from rating_core.ratings.store import RatingStore
+from rating_core.store.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 
 T0 = datetime(2026, 11, 20, 1, 30, tzinfo=timezone.utc)
 _ids = iter(range(10**6))
@@ -50,7 +50,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 action = receiver.script.pop(0) if receiver.script else 200
                 if action == "sleep":
@@ -314,7 +314,13 @@ def test_every_event_the_loop_makes_matches_the_documented_schema(store: RatingS
 
     import jsonschema
 
-    from rating_core.complaints.callback_tasks import claim_attempt, record_answer, record_outcome, record_verdict, request_attempt
+    from rating_core.complaints.callback_tasks import (
+        claim_attempt,
+        record_answer,
+        record_outcome,
+        record_verdict,
+        request_attempt,
+    )
 
     schema = json.loads((Path(__file__).parent.parent / "rating_core" / "outbox" / "webhook_payload.schema.json").read_text())
     rate(store, tags=("attitude",))

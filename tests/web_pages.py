@@ -9,8 +9,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from rating_core.events.call_events import CallEnded, CallStarted
-from rating_core.store.models import Call, SmsReminder
 from rating_core.ratings.supplementary import link_token
+from rating_core.store.models import Call, SmsReminder
 
 LINK_SECRET = "test-secret"  # the web_site fixture's SECRET_KEY, which the SMS sender signs links with too
 TOKEN = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')

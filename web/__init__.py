@@ -61,8 +61,8 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
             raise RuntimeError("HOTLINE_EVAL_SECRET_KEY is not set: the web tool signs sessions with it")
         app.config["SECRET_KEY"] = secrets.token_hex(32)
     if store is None:  # `flask --app web run`: the store the settings name
-        from rating_core.store.database import make_engine
         from rating_core.rules.rulebook import load_rules
+        from rating_core.store.database import make_engine
 
         store = RatingStore(make_engine(settings.database_url), load_rules(settings.rules_file),
                             region_code=settings.region_code)

@@ -9,9 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from rating_core.rules.refusals import Reason, Refused
 from rating_core.store.models import WebUser
 from web.roles import ROLES
-from rating_core.rules.refusals import Reason, Refused
 
 MIN_PASSWORD_LENGTH = 10
 

@@ -9,13 +9,13 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
-from rating_core.store.models import AuditEntry, WebhookDelivery, WebhookEndpoint, WebUser
 from rating_core.outbox.delivery_states import DeliveryStatus
 from rating_core.outbox.outbox import EVENT_TYPES
 from rating_core.outbox.webhook_endpoints import add_endpoint, replay, rotate_secret
-from web.context import db
+from rating_core.store.models import AuditEntry, WebhookDelivery, WebhookEndpoint, WebUser
 from web.audit import audit as record_audit
 from web.changes import commit_or_flash
+from web.context import db
 from web.roles import ROLES, role_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")

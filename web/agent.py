@@ -14,15 +14,21 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from rating_core.complaints.callback_tasks import (
-    OPEN_STATES, VERIFIABLE_STATES, mark_rectified, readopt, record_answer, record_verdict, request_attempt,
+    OPEN_STATES,
+    VERIFIABLE_STATES,
+    mark_rectified,
+    readopt,
+    record_answer,
+    record_verdict,
+    request_attempt,
 )
 from rating_core.complaints.task_states import TaskState
 from rating_core.complaints.verification_report import Report, build_report, latest_rectification
 from rating_core.rules.refusals import Refused
 from rating_core.store.models import Call, CallbackAttempt, CallbackTask, Rating, WebUser
-from web.context import db, store
 from web.audit import audit
 from web.changes import commit_or_flash
+from web.context import db, store
 from web.downloads import attachment
 from web.forms import ActionForm, RectifiedForm, SatisfactionForm, VerdictForm
 from web.recordings import serve_recording

@@ -19,8 +19,8 @@ from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from rating_core.rules.refusals import Reason
 from rating_core.ratings.inbound import InboundError, apply_inbound
+from rating_core.rules.refusals import Reason
 from rating_core.store.models import OutboxEvent
 from web.context import csrf, db
 

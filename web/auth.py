@@ -7,10 +7,11 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import login_user, logout_user
+
 from rating_core.store.models import WebUser
-from web.context import db, login_manager
 from web.accounts import SignedIn, authenticate
 from web.audit import audit
+from web.context import db, login_manager
 from web.forms import ActionForm, LoginForm
 from web.roles import HOME, role_required
 

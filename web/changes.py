@@ -14,8 +14,8 @@ from typing import TypeVar
 from flask import flash
 from sqlalchemy.orm import Session
 
-from web.context import db
 from rating_core.rules.refusals import Reason, Refused
+from web.context import db
 
 T = TypeVar("T")
 

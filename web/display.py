@@ -12,10 +12,10 @@ from rating_core.complaints.appeal_states import APPEAL_DECISION_NAMES
 from rating_core.complaints.task_states import TASK_STATE_NAMES
 from rating_core.outbox.delivery_states import DELIVERY_STATUS_NAMES
 from rating_core.ratings.transcript_states import TranscriptStatus
+from rating_core.reports.scoring import plain_number, rounded
 from rating_core.rules.callback_policy import QUESTIONS, VERDICTS
 from rating_core.rules.privacy import mask_phone
 from rating_core.rules.rulebook import Rules
-from rating_core.reports.scoring import plain_number, rounded
 
 OUTCOME_NAMES = {
     "answered": "接通", "busy": "忙线", "no_answer": "无人接听", "rejected": "拒接", "congestion": "线路拥塞",

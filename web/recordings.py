@@ -19,8 +19,8 @@ from typing import Any
 
 from flask import abort, current_app, send_file
 
-from web.context import db
 from web.audit import audit
+from web.context import db
 
 # WAV format tags Chromium plays: PCM and IEEE float.
 PLAYABLE_WAV_FORMATS = {1, 3}

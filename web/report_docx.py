@@ -19,8 +19,8 @@ from docx.shared import Cm, Pt
 from docx.text.paragraph import Paragraph
 from docx.text.run import Run
 
-from rating_core.reports.cell_text import printable
 from rating_core.complaints.verification_report import Report
+from rating_core.reports.cell_text import printable
 
 TITLE_FONT = "方正小标宋简体"
 BODY_FONT = "仿宋_GB2312"

@@ -14,23 +14,31 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, joinedload
 
 from rating_core.complaints.callback_tasks import OPEN_STATES
-from rating_core.rules.refusals import Reason, Refused
 from rating_core.reports.figure_adjustments import AdjustmentError, add_entry, correct_entry, statuses, withdraw_entry
 from rating_core.reports.figure_counts import COUNTS
 from rating_core.reports.figure_rollups import daily_counts, refresh, rolled_up_counts
 from rating_core.reports.figures import (
-    DIMENSIONS, FiguresTable, Period, PeriodError, current_quarter, figures_table, has_unit, parse_period,
+    DIMENSIONS,
+    FiguresTable,
+    Period,
+    PeriodError,
+    current_quarter,
+    figures_table,
+    has_unit,
+    parse_period,
     trend_buckets,
 )
 from rating_core.reports.figures_xlsx import report_filename, write_report
-from rating_core.store.models import CallbackTask, Rating
 from rating_core.reports.scoring import ScoringError, ScoringRules, describe, formula, load_scoring_rules, rounded
-from web.context import db, store
-from web.supervision import FIGURE_ROLES, bp, zone
+from rating_core.rules.refusals import Reason, Refused
+from rating_core.store.models import CallbackTask, Rating
 from web.audit import audit
 from web.changes import commit_or_flash
+from web.context import db, store
 from web.downloads import attachment
 from web.roles import role_required
+from web.supervision import FIGURE_ROLES, bp, zone
+
 
 def _scoring() -> ScoringRules:
     """The scoring schemes, read once per process like the rules (a changed file needs a restart)."""

@@ -16,8 +16,8 @@ from rating_core.complaints.appeals import FINDINGS as APPEAL_FINDINGS
 from rating_core.complaints.appeals import Listed, block_number, decide_appeal, unblock_number
 from rating_core.ratings.batch_ratings import lift_batch_flag
 from rating_core.store.models import Appeal, BlockedNumber, CallbackTask, Rating
-from web.context import db
 from web.changes import commit_or_flash
+from web.context import db
 from web.roles import role_required
 from web.supervision import FIGURE_ROLES, bp
 

@@ -12,10 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from rating_core.reports.figures import current_quarter, parse_period
-from rating_core.store.models import Call, QualityItem, QualitySample
 from rating_core.reports.quality import STRATA, draw_sample, score_item
-from web.context import db, store
+from rating_core.store.models import Call, QualityItem, QualitySample
 from web.changes import commit_or_flash, whole_number
+from web.context import db, store
 from web.recordings import serve_recording
 from web.roles import role_required
 from web.supervision import FIGURE_ROLES, bp, zone

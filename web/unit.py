@@ -12,8 +12,8 @@ from sqlalchemy.orm import joinedload
 
 from rating_core.complaints.appeals import file_appeal
 from rating_core.store.models import Appeal, Call, CallbackTask, Rating
-from web.context import db, store
 from web.changes import commit_or_flash
+from web.context import db, store
 from web.roles import role_required
 
 bp = Blueprint("unit", __name__, url_prefix="/unit")

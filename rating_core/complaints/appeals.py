@@ -19,16 +19,16 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rating_core.store.batch_lookups import listed_reason
-from rating_core.rules.callback_policy import CallbackPolicy
 from rating_core.complaints.appeal_states import AppealDecision, appeal_move
 from rating_core.complaints.callback_tasks import close_task, load_calendar, note_event, stop_dialling
 from rating_core.complaints.task_states import TaskState
-from rating_core.store.models import Appeal, BlockedNumber, CallbackTask
 from rating_core.outbox.outbox import emit
-from rating_core.store.rating_history import change_rating
-from rating_core.rules.working_days import add_duration
+from rating_core.rules.callback_policy import CallbackPolicy
 from rating_core.rules.refusals import Reason, Refused
+from rating_core.rules.working_days import add_duration
+from rating_core.store.batch_lookups import listed_reason
+from rating_core.store.models import Appeal, BlockedNumber, CallbackTask
+from rating_core.store.rating_history import change_rating
 
 FINDINGS = {"misjudged": "误评", "malicious": "恶意评价"}
 # The task states a number's listing stops (see block_number for why these and not the others).

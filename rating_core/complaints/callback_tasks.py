@@ -21,19 +21,23 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from rating_core.store.database import rows_changed
-from rating_core.complaints.task_states import (
-    OPEN_TASK_STATES, AttemptStatus, TaskState, attempts_moving_to, task_move,
-)
-from rating_core.store.batch_lookups import blocked_reason, lookups
-from rating_core.rules.callback_policy import FINAL_OUTCOMES, QUESTIONS, VERDICTS, CallbackPolicy
-from rating_core.store.models import (
-    CalendarOverride, CallbackAnswer, CallbackAttempt, CallbackTask, Rating, Rectification, TaskEvent,
-)
+from rating_core.complaints.task_states import OPEN_TASK_STATES, AttemptStatus, TaskState, attempts_moving_to, task_move
 from rating_core.outbox.outbox import emit
-from rating_core.store.rating_history import change_rating
-from rating_core.rules.working_days import WorkingCalendar, add_duration, next_calling_time
+from rating_core.rules.callback_policy import FINAL_OUTCOMES, QUESTIONS, VERDICTS, CallbackPolicy
 from rating_core.rules.refusals import Reason, Refused
+from rating_core.rules.working_days import WorkingCalendar, add_duration, next_calling_time
+from rating_core.store.batch_lookups import blocked_reason, lookups
+from rating_core.store.database import rows_changed
+from rating_core.store.models import (
+    CalendarOverride,
+    CallbackAnswer,
+    CallbackAttempt,
+    CallbackTask,
+    Rating,
+    Rectification,
+    TaskEvent,
+)
+from rating_core.store.rating_history import change_rating
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from rating_core.store.models import CallbackAnswer, CallbackTask, Rectification
-from rating_core.rules.rulebook import Rules
 from rating_core.rules.refusals import Reason, Refused
+from rating_core.rules.rulebook import Rules
+from rating_core.store.models import CallbackAnswer, CallbackTask, Rectification
 
 # The form is due within 5 days of the rectification's completion (seed 000, 二(二)).
 DUE_AFTER = timedelta(days=5)

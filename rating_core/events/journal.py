@@ -33,7 +33,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from rating_core.events.call_events import (
-    FINAL_EVENTS, CallbackAnswered, CallEvent, CallStarted, from_record, to_record,
+    FINAL_EVENTS,
+    CallbackAnswered,
+    CallEvent,
+    CallStarted,
+    from_record,
+    to_record,
 )
 
 log = logging.getLogger(__name__)

@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rating_core.store.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
-from rating_core.outbox.outbox import EVENT_TYPES
 from rating_core.outbox.delivery_states import DeliveryStatus, delivery_move
+from rating_core.outbox.outbox import EVENT_TYPES
 from rating_core.rules.refusals import Reason, Refused
+from rating_core.store.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 
 SECRET_PREFIX = "whsec_"
 

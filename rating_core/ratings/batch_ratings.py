@@ -15,10 +15,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from rating_core.rules.refusals import Reason, Refused
+from rating_core.rules.rulebook import Rules
 from rating_core.store.models import Call, Rating
 from rating_core.store.rating_history import change_rating
-from rating_core.rules.rulebook import Rules
-from rating_core.rules.refusals import Reason, Refused
 
 SOURCE = "rule:batch"
 

@@ -21,10 +21,10 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from rating_core.complaints.callback_tasks import close_task
-from rating_core.store.models import Call, CaseRecord, InboundEvent
 from rating_core.outbox.outbox import emit
-from rating_core.store.rating_history import change_rating
 from rating_core.rules.refusals import Reason, Refused
+from rating_core.store.models import Call, CaseRecord, InboundEvent
+from rating_core.store.rating_history import change_rating
 
 MAX_RECORDS = 1000
 ACTOR = "platform"

@@ -18,21 +18,37 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from rating_core.complaints.callback_tasks import close_task, load_calendar, note_script_ended, open_task, record_answer
 from rating_core.events.call_events import (
-    PROGRESS_ORDER, CallbackAnswered, CallbackCallEnded, CallEnded, CallEvent, CallStarted, ProgressMade, RatingGiven,
-    ReasonGiven, VoiceMessageRecorded,
+    PROGRESS_ORDER,
+    CallbackAnswered,
+    CallbackCallEnded,
+    CallEnded,
+    CallEvent,
+    CallStarted,
+    ProgressMade,
+    RatingGiven,
+    ReasonGiven,
+    VoiceMessageRecorded,
 )
 from rating_core.outbox.outbox import emit
 from rating_core.ratings.batch_ratings import apply_batch_rule
 from rating_core.ratings.inbound import apply_pending_case
 from rating_core.ratings.supplementary import plan_reminder
+from rating_core.rules.refusals import Reason, Refused
 from rating_core.rules.rulebook import Rules
 from rating_core.store.batch_lookups import (
-    BatchLookups, blocked_reason, install, load_blocked, load_busy_numbers, load_calls, load_case_keys, lookups,
-    may_complete_a_batch, may_have_case_record,
+    BatchLookups,
+    blocked_reason,
+    install,
+    load_blocked,
+    load_busy_numbers,
+    load_calls,
+    load_case_keys,
+    lookups,
+    may_complete_a_batch,
+    may_have_case_record,
 )
 from rating_core.store.models import Call, Rating, RatingChange
 from rating_core.store.rating_history import change_rating
-from rating_core.rules.refusals import Reason, Refused
 
 
 class UnknownCall(LookupError):

@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from rating_core.complaints.callback_tasks import load_calendar
 from rating_core.events.call_events import RatingGiven
 from rating_core.ratings.intake import apply_event
-from rating_core.complaints.callback_tasks import load_calendar
-from rating_core.store.models import Call, Rating
 from rating_core.rules.rulebook import Rules
 from rating_core.rules.working_days import add_duration
+from rating_core.store.models import Call, Rating
 
 SOURCE = "lifecycle"
 

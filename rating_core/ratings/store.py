@@ -11,18 +11,17 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import Engine, delete
-from sqlalchemy.exc import (
-    DataError, DBAPIError, DisconnectionError, IntegrityError, PendingRollbackError, TimeoutError as PoolTimeout,
-)
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError, PendingRollbackError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
-from rating_core.events.call_events import CallbackCallEnded, CallEnded, CallEvent
-from rating_core.ratings.intake import UnknownCall, apply_event, prepare_batch
 from rating_core.complaints.callback_tasks import TaskRuleError, VerificationCall, verification_call
-from rating_core.store.database import make_session_factory
-from rating_core.outbox.outbox import held_events
-from rating_core.rules.rulebook import Rules
+from rating_core.events.call_events import CallbackCallEnded, CallEnded, CallEvent
 from rating_core.events.journal import Entry, OpenCalls
+from rating_core.outbox.outbox import held_events
+from rating_core.ratings.intake import UnknownCall, apply_event, prepare_batch
+from rating_core.rules.rulebook import Rules
+from rating_core.store.database import make_session_factory
 from rating_core.store.journal_positions import claim_position, move_position
 from rating_core.store.models import JournalPosition
 

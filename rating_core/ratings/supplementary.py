@@ -30,15 +30,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rating_core.store.batch_lookups import blocked_reason
-from rating_core.rules.callback_policy import Duration
 from rating_core.complaints.callback_tasks import load_calendar
+from rating_core.ratings.reminder_states import ReminderStatus, reminder_move
+from rating_core.rules.callback_policy import Duration
 from rating_core.rules.lifecycle_policy import QuietHours
-from rating_core.store.models import Call, SmsReminder
+from rating_core.rules.refusals import Reason, Refused
 from rating_core.rules.rulebook import Rules
 from rating_core.rules.working_days import WorkingCalendar, add_duration
-from rating_core.rules.refusals import Reason, Refused
-from rating_core.ratings.reminder_states import ReminderStatus, reminder_move
+from rating_core.store.batch_lookups import blocked_reason
+from rating_core.store.models import Call, SmsReminder
 
 log = logging.getLogger(__name__)
 

@@ -10,15 +10,21 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from rating_core.store.database import rows_changed
 from rating_core.events.call_events import RatingGiven, ReasonGiven
 from rating_core.ratings.intake import RatingRefused, apply_event
 from rating_core.ratings.supplementary import (
-    MAX_TEXT, SOURCE, LinkRefused, SupplementaryRefused, check_usable, last_day, reminder_of,
+    MAX_TEXT,
+    SOURCE,
+    LinkRefused,
+    SupplementaryRefused,
+    check_usable,
+    last_day,
+    reminder_of,
 )
 from rating_core.rules.privacy import mask_phone
 from rating_core.rules.refusals import Reason
 from rating_core.rules.rulebook import HotlineProfile, Rules
+from rating_core.store.database import rows_changed
 from rating_core.store.models import Rating, SmsReminder
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session, joinedload
 
 from rating_core.complaints.callback_tasks import OPEN_STATES
 from rating_core.reports.cell_text import csv_text
-from rating_core.store.models import Call, CallbackTask, Rating
 from rating_core.rules.privacy import mask_phone
 from rating_core.rules.rulebook import Rules
+from rating_core.store.models import Call, CallbackTask, Rating
 
 UNRATED = "未评价"
 

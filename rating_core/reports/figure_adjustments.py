@@ -18,8 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rating_core.reports.cell_text import printable
-from rating_core.store.models import FigureAdjustment
 from rating_core.rules.refusals import Reason, Refused
+from rating_core.store.models import FigureAdjustment
 
 # One entry moves a unit by at most this much; the item's bounds apply to the sum (scoring_rules.yaml).
 MAX_ENTRY = Decimal(20)

@@ -18,8 +18,8 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from rating_core.reports.figures import UNNAMED, Period, counts_query
-from rating_core.store.models import Call, CallbackTask, FigureRollup, FigureRollupState, Rating
 from rating_core.reports.scoring import COUNT_NAMES, UnitCounts
+from rating_core.store.models import Call, CallbackTask, FigureRollup, FigureRollupState, Rating
 
 # Rollup column for each dimension of the table.
 ROLLUP_COLUMNS = {"hotline": FigureRollup.hotline, "unit": FigureRollup.unit, "queue": FigureRollup.queue,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from decimal import Decimal
-from typing import Any
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Integer, Select, case, func, select
@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 
 from rating_core.reports.figure_adjustments import history, in_force
 from rating_core.reports.figure_counts import conditions
-from rating_core.store.models import Call, CallbackTask, FigureAdjustment, Rating
 from rating_core.reports.scoring import COUNT_NAMES, Scheme, ScoringRules, UnitCounts, UnitScore, rounded, score_units
 from rating_core.rules.refusals import Reason, Refused
+from rating_core.store.models import Call, CallbackTask, FigureAdjustment, Rating
 
 # What a table row can stand for, and the column that names it.
 DIMENSIONS = {

@@ -33,10 +33,17 @@ from rating_core.reports.cell_text import as_text, file_name, printable
 from rating_core.reports.figure_adjustments import statuses
 from rating_core.reports.figure_counts import COUNTS
 from rating_core.reports.figures import FiguresTable
-from rating_core.store.models import FigureAdjustment
 from rating_core.reports.scoring import (
-    RateRule, Scheme, ScoringRules, UnitScore, describe, formula, plain_number, rounded,
+    RateRule,
+    Scheme,
+    ScoringRules,
+    UnitScore,
+    describe,
+    formula,
+    plain_number,
+    rounded,
 )
+from rating_core.store.models import FigureAdjustment
 
 TABLE_SHEET = "评估通报表"
 HISTORY_SHEET = "加减分记录"

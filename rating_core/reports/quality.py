@@ -16,9 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from rating_core.reports.figures import Period
-from rating_core.store.models import Call, QualityItem, QualitySample
-from rating_core.rules.rulebook import Rules
 from rating_core.rules.refusals import Reason, Refused
+from rating_core.rules.rulebook import Rules
+from rating_core.store.models import Call, QualityItem, QualitySample
 
 STRATA = {"hotline": "热线", "agent": "坐席", "level": "评价等级"}
 MAX_PER_STRATUM = 50

@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from rating_core.rules.frozen_model import FrozenModel
 from rating_core.reports.figure_counts import COUNT_NAMES, subset_pairs
+from rating_core.rules.frozen_model import FrozenModel
 
 DEFAULT_SCORING_FILE = Path(__file__).with_name("scoring_rules.yaml")
 ONE = Decimal(1)

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rating_core.rules.frozen_model import FrozenModel
 from rating_core.rules.callback_policy import Duration
+from rating_core.rules.frozen_model import FrozenModel
 
 
 class DefaultRating(FrozenModel):

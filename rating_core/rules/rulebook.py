@@ -18,8 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from rating_core.rules.frozen_model import FrozenModel
 from rating_core.rules.callback_policy import CallbackPolicy
+from rating_core.rules.frozen_model import FrozenModel
 from rating_core.rules.lifecycle_policy import Lifecycle
 from rating_core.rules.promises import PromiseError, TimeLimitWording, promised_prompts
 

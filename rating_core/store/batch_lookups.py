@@ -22,9 +22,9 @@ from datetime import datetime
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, joinedload
 
-from rating_core.store.models import BlockedNumber, CallbackTask, Call, CaseRecord, Rating
 from rating_core.rules.rulebook import Rules
 from rating_core.rules.working_days import WorkingCalendar
+from rating_core.store.models import BlockedNumber, Call, CallbackTask, CaseRecord, Rating
 
 _KEY = "batch_lookups"
 

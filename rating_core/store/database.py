@@ -8,6 +8,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+
 def rows_changed(result: Result[Any]) -> int:
     """How many rows an UPDATE or DELETE run through ``Session.execute`` changed: the result is a
     CursorResult, though the session's signature says only Result."""

@@ -28,7 +28,15 @@ from typing import Any
 from sqlalchemy import ColumnElement
 
 from rating_core.events.call_events import (
-    CallbackAnswered, CallbackCallEnded, CallEnded, CallEvent, CallStarted, ProgressMade, RatingGiven, ReasonGiven, VoiceMessageRecorded,
+    CallbackAnswered,
+    CallbackCallEnded,
+    CallEnded,
+    CallEvent,
+    CallStarted,
+    ProgressMade,
+    RatingGiven,
+    ReasonGiven,
+    VoiceMessageRecorded,
 )
 from rating_core.store.models import Base, Call, CallbackAnswer, Rating, RatingChange, TaskEvent
 

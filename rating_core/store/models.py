@@ -12,8 +12,19 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    JSON, Date, DateTime, ForeignKey, Index, Integer, MetaData, Numeric, String, Text, TypeDecorator, false,
+    JSON,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship

@@ -5,10 +5,10 @@ Revises: 0012
 Create Date: 2026-11-22
 """
 
-from alembic import op
 import sqlalchemy as sa
-import rating_core.store.models
+from alembic import op
 
+import rating_core.store.models
 
 revision = '0013'
 down_revision = '0012'

@@ -5,10 +5,10 @@ Revises: 0013
 Create Date: 2026-12-06
 """
 
-from alembic import op
 import sqlalchemy as sa
-import rating_core.store.models
+from alembic import op
 
+import rating_core.store.models
 
 revision = '0014'
 down_revision = '0013'
