@@ -188,7 +188,8 @@ async def _play(port: int, first: int, calls: int, concurrency: int, time_scale:
     return load
 
 
-def measure(name: str, server: subprocess.Popen[bytes], port: int, args: argparse.Namespace, tag: str) -> dict[str, float]:
+def measure(name: str, server: subprocess.Popen[bytes], port: int, args: argparse.Namespace,
+            tag: str) -> dict[str, float]:
     processes = args.load_processes
     try:
         wait_for_port(port)
@@ -220,8 +221,8 @@ def measure(name: str, server: subprocess.Popen[bytes], port: int, args: argpars
           f"server CPU {figures['cpu_per_1000']:5.2f} s/1000 calls  failed {int(figures['failed'])}")
     for error in [e for load in loads for e in load.errors][:3]:
         print(f"{'':<22} failed: {error}")
-    print(f"{'':<22} CPU busy: server {figures['server_cpu_share']:.0%}, load processes {figures['load_cpu_share']:.0%} "
-          f"of the machine")
+    print(f"{'':<22} CPU busy: server {figures['server_cpu_share']:.0%}, "
+          f"load processes {figures['load_cpu_share']:.0%} of the machine")
     return figures
 
 

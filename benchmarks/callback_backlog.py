@@ -151,7 +151,7 @@ def chunks(data: bytes, size: int = 4096) -> list[bytes]:
 def bench_events(count: int, ours: int, rounds: int) -> tuple[float, float]:
     data, live = event_stream(count, ours, random.Random(7))
     pieces = chunks(data)
-    dialer = Dialer(None, load_rules().callback, AmiSettings("127.0.0.1", 5038, "x", "x"))  # type: ignore[arg-type]
+    dialer = Dialer(None, load_rules().callback, AmiSettings("127.0.0.1", 5038, "x", "x"))
 
     def ours_() -> None:
         dialer.tracker.live = {call.channel_id: call for call in live}

@@ -77,7 +77,7 @@ def real_time_factor(model_dir: str, grammar: list[str] | None, audio: list[byte
     return decoded / seconds
 
 
-async def one_caller(port: int, listener: SpeechListener, hotline, pcm: bytes) -> tuple[float, str | None]:  # type: ignore[no-untyped-def]
+async def one_caller(port: int, listener: SpeechListener, hotline, pcm: bytes) -> tuple[float, str | None]:
     """One caller at real-time pace; seconds from the last frame of speech to the session's end."""
     session = uuid.uuid4()
     hearing = listener.expect(session, str(session), hotline)
@@ -90,7 +90,7 @@ async def one_caller(port: int, listener: SpeechListener, hotline, pcm: bytes) -
     return answered[0] - ended_speaking[0], heard.level
 
 
-async def concurrent(pool: RecognizerPool, rules, pcm: bytes, streams: int) -> list[float]:  # type: ignore[no-untyped-def]
+async def concurrent(pool: RecognizerPool, rules, pcm: bytes, streams: int) -> list[float]:
     server = AudioSocketServer()
     await server.start("127.0.0.1", 0)
     listener = SpeechListener(server, pool, f"127.0.0.1:{server.port}")

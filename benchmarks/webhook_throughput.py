@@ -51,7 +51,7 @@ class Ok(BaseHTTPRequestHandler):
         pass
 
 
-def backlog(url: str, events: int, receiver: str):  # type: ignore[no-untyped-def]
+def backlog(url: str, events: int, receiver: str):
     engine = make_engine(url)
     upgrade(engine)
     sessions = make_session_factory(engine)
@@ -68,7 +68,7 @@ def backlog(url: str, events: int, receiver: str):  # type: ignore[no-untyped-de
     return engine, sessions
 
 
-def naive(sessions) -> None:  # type: ignore[no-untyped-def]
+def naive(sessions) -> None:
     while True:
         with sessions.begin() as session:
             delivery = session.scalars(select(WebhookDelivery).where(WebhookDelivery.status == "pending")

@@ -29,4 +29,5 @@ cron.register(default_unrated_calls, queue_name=QUEUE_NAME, interval=3600)
 # 补充评价 SMS: due ten minutes after an unrated call, so a minute's lateness does not matter.
 cron.register(send_sms_reminders, queue_name=QUEUE_NAME, interval=60)
 # Voice message transcripts: a pass claims messages for BUDGET_SECONDS, and its last one may take as long again.
-cron.register(transcribe_voice_messages, queue_name=TRANSCRIPT_QUEUE_NAME, interval=60, job_timeout=int(3 * BUDGET_SECONDS))
+cron.register(transcribe_voice_messages, queue_name=TRANSCRIPT_QUEUE_NAME, interval=60,
+              job_timeout=int(3 * BUDGET_SECONDS))

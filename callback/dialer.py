@@ -255,7 +255,7 @@ class Dialer:
         elif isinstance(step, CallEnded):
             self._spawn(self._finish(step.attempt))
 
-    def _spawn(self, coroutine) -> None:  # type: ignore[no-untyped-def]
+    def _spawn(self, coroutine) -> None:
         task = asyncio.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -320,7 +320,7 @@ class Dialer:
                            CallbackAttempt.action_id, CallbackTask.mode, CallbackAttempt.status)
                     .join(CallbackTask).where(CallbackAttempt.status.in_(LIVE_ATTEMPT_STATUSES))
                 ).all()
-                return [tuple(row) for row in rows]  # type: ignore[misc]
+                return [tuple(row) for row in rows]
         loop = asyncio.get_running_loop()
         for attempt_id, task_id, channel_id, action_id, mode, status in await asyncio.to_thread(in_flight):
             live = self.tracker.get(channel_id)

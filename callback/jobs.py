@@ -53,7 +53,8 @@ def callback_queue(connection: Redis | None = None) -> Queue:
 def _store() -> tuple[sessionmaker[Session], Rules]:
     # One engine per worker process, from the same environment as every other process.
     given = settings()
-    return make_session_factory(make_engine(given.database_url), region_code=given.region_code), load_rules(given.rules_file)
+    return (make_session_factory(make_engine(given.database_url), region_code=given.region_code),
+            load_rules(given.rules_file))
 
 
 def _now(now_iso: str | None) -> datetime:
@@ -101,7 +102,8 @@ def sweep_due(now_iso: str | None = None, queue: Queue | None = None) -> dict[st
     enqueued = sum(enqueue_request(queue, task_id, seq) for task_id, seq in result.due)
     log.info("sweep: %d due, %d enqueued, %d escalated, %d deadlines recomputed",
              len(result.due), enqueued, result.escalated, result.recomputed)
-    return {"due": len(result.due), "enqueued": enqueued, "escalated": result.escalated, "recomputed": result.recomputed}
+    return {"due": len(result.due), "enqueued": enqueued, "escalated": result.escalated,
+            "recomputed": result.recomputed}
 
 
 def deliver_webhooks() -> dict[str, int]:

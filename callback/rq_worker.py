@@ -79,7 +79,7 @@ class _Worker(Worker):
     max_connection_wait_time = MAX_DELAY
     stop_asked = False
 
-    def request_stop(self, signum, frame):  # type: ignore[no-untyped-def]
+    def request_stop(self, signum, frame):
         self.stop_asked = True
         super().request_stop(signum, frame)
 

@@ -111,7 +111,8 @@ class PassResult:
 def _due(session: Session, now: datetime) -> list[int]:
     """Due deliveries that head their (endpoint, rating) queue, oldest first."""
     heads = (
-        select(WebhookDelivery.endpoint_id, WebhookDelivery.rating_id, func.min(WebhookDelivery.event_id).label("first"))
+        select(WebhookDelivery.endpoint_id, WebhookDelivery.rating_id,
+               func.min(WebhookDelivery.event_id).label("first"))
         .where(WebhookDelivery.status == DeliveryStatus.PENDING)
         .group_by(WebhookDelivery.endpoint_id, WebhookDelivery.rating_id)
         .subquery()

@@ -236,7 +236,8 @@ def models_check() -> None:
             click.echo(f"hotline {hotline.code}: voice messages transcribed ({transcript_model})")
         else:
             missing += 1
-            click.echo(f"hotline {hotline.code}: voice messages WAIT for transcript model {transcript_model}, not installed")
+            click.echo(f"hotline {hotline.code}: voice messages WAIT for transcript model {transcript_model}, "
+                       f"not installed")
     if missing:
         sys.exit(1)
 

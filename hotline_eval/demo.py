@@ -48,7 +48,8 @@ def run_demo(store: RatingStore, journal: Journal, settings: Settings, *, calls:
 
 async def _serve_and_simulate(store: RatingStore, journal: Journal, calls: int, concurrency: int, port: int) -> Summary:
     async with running_ivr(store, journal, "127.0.0.1", port) as ivr:
-        click.echo(f"2. FastAGI server on 127.0.0.1:{ivr.server.port}; {calls} simulated callers, {concurrency} at a time")
+        click.echo(f"2. FastAGI server on 127.0.0.1:{ivr.server.port}; "
+                   f"{calls} simulated callers, {concurrency} at a time")
         planned = plan_calls(store.rules, calls, seed=2026)
         summary = await simulate("127.0.0.1", ivr.server.port, planned, concurrency=concurrency)
     with store.sessions() as session:

@@ -56,7 +56,8 @@ def fastagi_context(host: str, port: int, citizen: Callable[[str], list[Reaction
     async def run(channel: SimChannel, variables: dict[str, str]) -> None:
         number = variables.get("CALLBACK_NUMBER", "")
         caller = Caller(citizen(number), callerid=variables.get("CALLBACK_HOTLINE", ""), variables=variables)
-        script = f"callback-verify?task={variables.get('CALLBACK_TASK', '')}&attempt={variables.get('CALLBACK_ATTEMPT', '')}"
+        script = (f"callback-verify?task={variables.get('CALLBACK_TASK', '')}"
+                  f"&attempt={variables.get('CALLBACK_ATTEMPT', '')}")
         result = await run_call(host, port, caller, uniqueid=channel.uniqueid, script=script)
         if result.error:
             logging.getLogger(__name__).warning("simulated AGI on %s: %s", channel.name, result.error)
@@ -88,7 +89,8 @@ def private_redis(home: Path) -> Iterator[str]:
         return
     server = shutil.which("redis-server")
     if server is None:
-        raise click.ClickException("redis-server not found: `make demo` installs it (Debian: apt-get install redis-server)")
+        raise click.ClickException("redis-server not found: `make demo` installs it "
+                                   "(Debian: apt-get install redis-server)")
     socket = (home / "redis.sock").resolve()
     socket.unlink(missing_ok=True)
     child = subprocess.Popen([server, "--port", "0", "--unixsocket", str(socket), "--save", "", "--appendonly", "no"],
@@ -123,7 +125,8 @@ def run_callbacks(store: RatingStore, journal: Journal, home: Path) -> None:
         finally:
             for sig, handler in handlers.items():  # RQ's stop handlers would outlive its burst
                 signal.signal(sig, handler)
-        click.echo(f"   {result['due']} task(s) due, {result['enqueued']} RQ job(s) run; attempts queued for the dialer")
+        click.echo(f"   {result['due']} task(s) due, {result['enqueued']} RQ job(s) run; "
+                   f"attempts queued for the dialer")
         placed = asyncio.run(_dial(store, journal))
     click.echo(f"\n7. the dialer placed {placed} call(s) through a simulated Asterisk AMI; answered ones ran the")
     click.echo("   automated verification (FastAGI callback-verify). The tasks now:")
@@ -133,7 +136,8 @@ def run_callbacks(store: RatingStore, journal: Journal, home: Path) -> None:
             # Q.850 0: the automated callback hung up itself, which Asterisk reports as no cause at all.
             cause = f" (Q.850 {last['hangup_cause']})" if last and last["hangup_cause"] else ""
             outcome = f"{last['outcome']}{cause}" if last else row["state_reason"] or ""
-            said = "、".join(ANSWER_NAMES[key] for a in row["answers"] if (key := (a["question"], a["answer"])) in ANSWER_NAMES)
+            said = "、".join(ANSWER_NAMES[key] for a in row["answers"]
+                             if (key := (a["question"], a["answer"])) in ANSWER_NAMES)
             verify_by = datetime.fromisoformat(row["verify_by"]).astimezone(tz)
             click.echo(f"   #{row['task_id']:<3} {row['number']:<12} {STATE_NAMES.get(row['state'], row['state']):<8}"
                        f" {outcome:<28} 核实期限 {verify_by:%m-%d %H:%M}  {said}")

@@ -47,7 +47,8 @@ async def _speak(store: RatingStore, journal: Journal, models_dir: Path) -> int:
         running_speech(store.rules, "127.0.0.1", 0, workers=1, models_dir=models_dir) as speech,
         running_ivr(store, journal, "127.0.0.1", 0, speech=speech) as ivr,
     ):
-        click.echo(f"\n5. spoken ratings on {HOTLINE}: callers say it over AudioSocket, Vosk ({MODEL}, grammar mode) hears it")
+        click.echo(f"\n5. spoken ratings on {HOTLINE}: callers say it over AudioSocket, "
+                   f"Vosk ({MODEL}, grammar mode) hears it")
         stamp = int(time.time())
         uniqueids = []
         for n, (clip, _, level) in enumerate(CALLERS):
@@ -57,8 +58,10 @@ async def _speak(store: RatingStore, journal: Journal, models_dir: Path) -> int:
             else:
                 reactions += [Press("1")]  # "매우 만족으로 평가하셨습니다… 맞으시면 1번": a 好评 heard is read back
             uniqueids.append(f"{stamp}.{900 + n}")
-            caller = Caller(reactions, callerid=f"1390433{n:04d}", variables={"EVAL_AGENT": "3301", "EVAL_QUEUE": "朝鲜语"})
-            await run_call("127.0.0.1", ivr.server.port, caller, uniqueid=uniqueids[-1], script=f"postcall?hotline={HOTLINE}")
+            caller = Caller(reactions, callerid=f"1390433{n:04d}",
+                            variables={"EVAL_AGENT": "3301", "EVAL_QUEUE": "朝鲜语"})
+            await run_call("127.0.0.1", ivr.server.port, caller, uniqueid=uniqueids[-1],
+                           script=f"postcall?hotline={HOTLINE}")
     wrong = 0
     with store.sessions() as session:
         calls = session.scalars(select(Call).where(Call.uniqueid.in_(uniqueids)).options(joinedload(Call.rating))).all()
@@ -67,7 +70,8 @@ async def _speak(store: RatingStore, journal: Journal, models_dir: Path) -> int:
             rating = by_id[uniqueid].rating if uniqueid in by_id else None
             if rating is None or (rating.level, rating.channel) != (level, "speech"):
                 wrong += 1
-                click.echo(f"   said {said!r}: NOT stored as {level} by speech ({rating.level if rating else '未评价'})")
+                click.echo(f"   said {said!r}: NOT stored as {level} by speech "
+                           f"({rating.level if rating else '未评价'})")
                 continue
             click.echo(f"   said {said!r:12} heard {rating.heard_text!r} (confidence {rating.heard_confidence:.2f})"
                        f" -> {store.rules.level(level).name}, channel speech")

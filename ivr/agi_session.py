@@ -117,7 +117,7 @@ class AgiSession:
     def hung_up(self) -> bool:
         return self.connection.hung_up
 
-    async def _next_event(self):  # type: ignore[no-untyped-def]
+    async def _next_event(self):
         while True:
             try:
                 event = self.connection.next_event()

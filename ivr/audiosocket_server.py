@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable
 
 from ivr.agi_server import close_quietly
 from protocols.audiosocket import (
-    NEED_DATA,
     SILENCE_FRAME,
     AudioSocketConnection,
     ConnectionClosed,
@@ -29,6 +28,7 @@ from protocols.audiosocket import (
     RemoteProtocolError,
     SessionStarted,
 )
+from protocols.common import NeedData
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,8 @@ class AudioSocketServer:
                 return
             waiting = self._waiting.pop(first.uuid, None)
             if waiting is None:
-                log.warning("AudioSocket from %s: UUID %s matches no call waiting for audio; ending it", peer, first.uuid)
+                log.warning("AudioSocket from %s: UUID %s matches no call waiting for audio; ending it",
+                            peer, first.uuid)
                 await self._end(writer)
                 return
             owner, handler = waiting
@@ -142,9 +143,9 @@ class AudioSocketServer:
 
     @staticmethod
     async def _next(conn: AudioSocketConnection, reader: asyncio.StreamReader) -> Event:
-        while (event := conn.next_event()) is NEED_DATA:
+        while isinstance(event := conn.next_event(), NeedData):
             conn.receive_data(await reader.read(65536))
-        return event  # type: ignore[return-value]
+        return event
 
     @staticmethod
     async def _send_silence(writer: asyncio.StreamWriter) -> None:

@@ -203,7 +203,8 @@ class EvaluationFlow(HotlineScript):
                             self.uniqueid, heard.level, heard.understood.text, heard.understood.confidence)
                 raise ChannelHungUp("caller hung up before confirming the spoken rating")
             self.progress = "read_back"
-            key = await self.menu(read_back.menu, f"confirm_{heard.level}", accepted={read_back.yes_key, read_back.no_key})
+            key = await self.menu(read_back.menu, f"confirm_{heard.level}",
+                                  accepted={read_back.yes_key, read_back.no_key})
             confirmed = key == read_back.yes_key
             log.info("call %s: read back %s (%r, confidence %.2f): %s", self.uniqueid, heard.level,
                      heard.understood.text, heard.understood.confidence,

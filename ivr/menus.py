@@ -46,7 +46,8 @@ class HotlineScript(abc.ABC):
             log.exception("%s: script failed at %s", context, self.progress)
             return "error"
 
-    async def menu(self, policy: MenuPolicy, prompt: str, accepted: set[str], *, pending: str | None = None) -> str | None:
+    async def menu(self, policy: MenuPolicy, prompt: str, accepted: set[str], *,
+                   pending: str | None = None) -> str | None:
         """Play a one-key menu until an accepted key, or give up (None) per the policy.
 
         ``pending`` is a key the caller already pressed (during an earlier prompt): the menu takes it as

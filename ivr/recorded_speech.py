@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 class RecordingListener:
     """Asterisk records into ``asterisk_dir``; this host reads the same files in ``local_dir``."""
 
-    def __init__(self, pool: RecognizerPool, asterisk_dir: str, local_dir: Path, *, decode_timeout: float = 10.0) -> None:
+    def __init__(self, pool: RecognizerPool, asterisk_dir: str, local_dir: Path, *,
+                 decode_timeout: float = 10.0) -> None:
         self.pool = pool
         self.asterisk_dir = PurePosixPath(asterisk_dir)
         self.local_dir = local_dir

@@ -190,7 +190,8 @@ async def serve_until_signalled(store: RatingStore, journal: Journal, host: str,
                        recordings=speech_recordings, models_dir=models_dir) as speech,
         running_ivr(store, journal, host, port, speech=speech, store_process=True) as ivr,
     ):
-        log.info("FastAGI server listening on %s:%d (hotlines: %s)", host, ivr.server.port, ", ".join(store.rules.hotlines))
+        log.info("FastAGI server listening on %s:%d (hotlines: %s)", host, ivr.server.port,
+                 ", ".join(store.rules.hotlines))
         tune_garbage_collector()
         await stop.wait()
         log.info("stopping: waiting for %d call(s) in progress", len(ivr.server.active))

@@ -116,7 +116,8 @@ class SpeechListener:
     async def _hear(self, call: AudioSocketCall, hotline: HotlineProfile) -> Heard:
         grammar = self.pool.grammars[hotline.code]
         try:
-            stream = self.pool.open(hotline.code, lambda result, final: call.events.put_nowait(_Recognised(result, final)),
+            stream = self.pool.open(hotline.code,
+                                    lambda result, final: call.events.put_nowait(_Recognised(result, final)),
                                     end_silence=hotline.speech.end_silence_seconds)
         except SpeechUnavailable as exc:
             log.error("call %s: %s; keys only", call.owner, exc)
@@ -131,7 +132,8 @@ class SpeechListener:
                         event = await call.events.get()
                 except TimeoutError:
                     if finishing:
-                        log.error("call %s: no final result from the recogniser within %g s", call.owner, self.final_timeout)
+                        log.error("call %s: no final result from the recogniser within %g s",
+                                  call.owner, self.final_timeout)
                         return Heard(hung_up=hung_up, unavailable="recogniser too slow")
                     stream.finish()
                     finishing, deadline = True, loop.time() + self.final_timeout

@@ -95,7 +95,8 @@ def _knows(model: Any, word: str) -> bool:
     """Whether ``model``'s vocabulary has ``word`` (Vosk answers -1 for a word it lacks)."""
     return bool(model.vosk_model_find_word(word) >= 0)
 
-def _worker_main(number: int, inbox: Any, outbox: Any, models: dict[str, str], grammars: dict[str, GrammarSpec]) -> None:
+def _worker_main(number: int, inbox: Any, outbox: Any, models: dict[str, str],
+                 grammars: dict[str, GrammarSpec]) -> None:
     # From the start: a server killed with SIGKILL never sends "stop", and loading the models takes seconds.
     exit_with_parent()
     import vosk  # only the workers load the engine
@@ -126,7 +127,8 @@ def _worker_main(number: int, inbox: Any, outbox: Any, models: dict[str, str], g
                 if model is None:
                     outbox.put(("error", stream, f"no model for {message[2]!r}"))
                     continue
-                recogniser = (vosk.KaldiRecognizer(model, SAMPLE_RATE, json.dumps(list(grammar.alternatives), ensure_ascii=False))
+                recogniser = (vosk.KaldiRecognizer(model, SAMPLE_RATE,
+                                                   json.dumps(list(grammar.alternatives), ensure_ascii=False))
                               if grammar is not None else vosk.KaldiRecognizer(model, SAMPLE_RATE))
                 recogniser.SetWords(True)
                 streams[stream] = _Decoding(recogniser, grammar, message[3])

@@ -96,7 +96,8 @@ class StoreProcess:
             context = multiprocessing.get_context("spawn")  # no fork of a process holding sockets and threads
             parent, child = context.Pipe()
             self._process = context.Process(
-                target=_child_main, args=(child, database_url(self.store), self.store.rules, self.store.region_code, *where),
+                target=_child_main,
+                args=(child, database_url(self.store), self.store.rules, self.store.region_code, *where),
                 name="hotline-eval-store", daemon=True,
             )
         self._process.start()

@@ -34,7 +34,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from protocols.ami import NEED_DATA, AmiParser, ConnectionClosed, MalformedMessage, Message, format_message
+from protocols.ami import AmiParser, ConnectionClosed, Message, format_message
+from protocols.common import NeedData
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +161,12 @@ class SimulatedAsterisk:
         try:
             while not writer.is_closing():
                 parser.receive_data(await reader.read(65536))
-                while (item := parser.next_event()) is not NEED_DATA:
+                while not isinstance(item := parser.next_event(), NeedData):
                     if isinstance(item, ConnectionClosed):
                         return
-                    if isinstance(item, MalformedMessage):
-                        continue  # Asterisk ignores lines it cannot split
-                    if not await self._handle(connection, item):  # type: ignore[arg-type]
+                    if not isinstance(item, Message):
+                        continue  # Asterisk ignores lines it cannot split (and a client sends no banner)
+                    if not await self._handle(connection, item):
                         writer.close()
                         break
                 await writer.drain()

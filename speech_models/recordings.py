@@ -1,4 +1,5 @@
-"""Reading (and, for simulations, writing) the recordings Asterisk writes for ``RECORD FILE … wav``: 8 kHz 16-bit mono PCM in a RIFF file."""
+"""Reading (and, for simulations, writing) the recordings Asterisk writes for ``RECORD FILE … wav``:
+8 kHz 16-bit mono PCM in a RIFF file."""
 
 from __future__ import annotations
 

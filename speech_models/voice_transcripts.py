@@ -110,7 +110,7 @@ def _installed_models(rules: Rules, models_dir: Path | None) -> dict[str, str]:
     return folders
 
 
-def _waiting(now: datetime):  # type: ignore[no-untyped-def]
+def _waiting(now: datetime):
     """Messages nobody is transcribing: never claimed, or claimed by a worker gone longer than the lease."""
     return and_(
         Rating.voice_message_file.is_not(None),
@@ -133,7 +133,8 @@ def _claim_next(sessions: sessionmaker[Session], hotlines: list[str], now: datet
     with sessions() as session:
         while True:
             row = session.execute(
-                select(Rating.id, Call.uniqueid, Call.hotline, Rating.voice_message_file, Rating.voice_transcript_status)
+                select(Rating.id, Call.uniqueid, Call.hotline, Rating.voice_message_file,
+                       Rating.voice_transcript_status)
                 .join(Call, Rating.call_id == Call.id)
                 .where(_waiting(now), Call.hotline.in_(hotlines))
                 .order_by(Rating.id).limit(1)
@@ -151,7 +152,7 @@ def _claim_next(sessions: sessionmaker[Session], hotlines: list[str], now: datet
                 return _Claimed(row.id, row.uniqueid, row.hotline, row.voice_message_file)
 
 
-def _still_ours(claimed: _Claimed, now: datetime):  # type: ignore[no-untyped-def]
+def _still_ours(claimed: _Claimed, now: datetime):
     return and_(Rating.id == claimed.rating_id, Rating.voice_transcript_status == TranscriptStatus.TRANSCRIBING,
                 Rating.voice_transcript_at == now, Rating.voice_message_file == claimed.path)
 

@@ -28,11 +28,42 @@ from speech_models.recordings import read_recording
 
 # OBSERVED.md 1.1 A, byte for byte (it arrived in two recv() chunks).
 ENV_A = [
-    b"agi_network: yes\nagi_network_script: postcall?hotline=12345&x=1\nagi_request: agi://127.0.0.1:4573/postcall?hotline=12345&x=1\nagi_channel: Local/silent@caller-sim-00000000;1\nagi_language: en\nagi_type: Local\nagi_uniqueid: 1795316432.0\nagi_version: 22.10.1\nagi_callerid: 13800000000\nagi_calleridname: Citizen\nagi_callingpres: 0\nagi_callingani2: 0\nagi_callington: 0\nagi_callingtns: 0\nagi_dnid: unknown\nagi_rdnis: unknown\nagi_context: caller-sim\n",
-    b"agi_extension: silent\nagi_priority: 1\nagi_enhanced: 0.0\nagi_accountcode: \nagi_threadid: 140180919146176\nagi_arg_1: arg1\nagi_arg_2: arg2\n\n",
+    (b"agi_network: yes\n"
+     b"agi_network_script: postcall?hotline=12345&x=1\n"
+     b"agi_request: agi://127.0.0.1:4573/postcall?hotline=12345&x=1\n"
+     b"agi_channel: Local/silent@caller-sim-00000000;1\n"
+     b"agi_language: en\n"
+     b"agi_type: Local\n"
+     b"agi_uniqueid: 1795316432.0\n"
+     b"agi_version: 22.10.1\n"
+     b"agi_callerid: 13800000000\n"
+     b"agi_calleridname: Citizen\n"
+     b"agi_callingpres: 0\n"
+     b"agi_callingani2: 0\n"
+     b"agi_callington: 0\n"
+     b"agi_callingtns: 0\n"
+     b"agi_dnid: unknown\n"
+     b"agi_rdnis: unknown\n"
+     b"agi_context: caller-sim\n"),
+    (b"agi_extension: silent\n"
+     b"agi_priority: 1\n"
+     b"agi_enhanced: 0.0\n"
+     b"agi_accountcode: \n"
+     b"agi_threadid: 140180919146176\n"
+     b"agi_arg_1: arg1\n"
+     b"agi_arg_2: arg2\n"
+     b"\n"),
 ]
 # OBSERVED.md 1.1 B: an empty comma argument still arrives.
-ENV_B_TAIL = b"agi_extension: s\nagi_priority: 1\nagi_enhanced: 0.0\nagi_accountcode: \nagi_threadid: 140180920170176\nagi_arg_1: arg1\nagi_arg_2: \nagi_arg_3: arg3\n\n"
+ENV_B_TAIL = (b"agi_extension: s\n"
+              b"agi_priority: 1\n"
+              b"agi_enhanced: 0.0\n"
+              b"agi_accountcode: \n"
+              b"agi_threadid: 140180920170176\n"
+              b"agi_arg_1: arg1\n"
+              b"agi_arg_2: \n"
+              b"agi_arg_3: arg3\n"
+              b"\n")
 
 
 def connected(*chunks: bytes) -> AgiConnection:
@@ -89,7 +120,8 @@ def test_endless_environment_line_is_refused() -> None:
         conn.next_event()
 
 
-@pytest.mark.parametrize("garbage", [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x16\x03\x01\x02\x00\x01\x00\n\n", b"hello\n"])
+@pytest.mark.parametrize("garbage", [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x16\x03\x01\x02\x00\x01\x00\n\n",
+                                     b"hello\n"])
 def test_garbage_instead_of_environment(garbage: bytes) -> None:
     conn = AgiConnection()
     conn.receive_data(garbage)
@@ -116,7 +148,8 @@ def test_close_before_environment_ends() -> None:
         ("200 result=51 endpos=12160", Reply(200, "51", None, 12160, text="51 endpos=12160")),
         ("200 result= (timeout)", Reply(200, "", "timeout", text=" (timeout)")),
         ("200 result=7 (timeout)", Reply(200, "7", "timeout", text="7 (timeout)")),
-        ("200 result=7988 (timeout) endpos=8160", Reply(200, "7988", "timeout", 8160, text="7988 (timeout) endpos=8160")),
+        ("200 result=7988 (timeout) endpos=8160",
+         Reply(200, "7988", "timeout", 8160, text="7988 (timeout) endpos=8160")),
         ("200 result=35 (dtmf) endpos=10400", Reply(200, "35", "dtmf", 10400, text="35 (dtmf) endpos=10400")),
         ("200 result=-1 (hangup) endpos=24000", Reply(200, "-1", "hangup", 24000, text="-1 (hangup) endpos=24000")),
         ("510 Invalid or unknown command", Reply(510, text="Invalid or unknown command")),
@@ -295,18 +328,20 @@ def test_every_argument_survives_quoting(words: list[str]) -> None:
 
 @pytest.mark.parametrize(("line", "reaction", "reply", "seconds"), [
     # Silence detection: trailing silence cut back to about 1 s (endpos 8160), result = ms left on the wait.
-    ('RECORD FILE /var/spool/eval/maxlen2 wav "#" 3000 0 s=2', Silence(), b"200 result=1000 (timeout) endpos=8160\n", 2.0),
+    ('RECORD FILE /var/spool/eval/maxlen2 wav "#" 3000 0 s=2', Silence(),
+     b"200 result=1000 (timeout) endpos=8160\n", 2.0),
     # The length cap, with no silence detection: result 0.
     ('RECORD FILE /var/spool/eval/maxlen wav "#" 3000', Speak(1.0), b"200 result=0 (timeout) endpos=24000\n", 3.0),
     # '#' ends it; the key's own 200 ms is trimmed from the file.
     ('RECORD FILE /var/spool/eval/dtmf wav "#" 10000', Speak(1.5, "#"), b"200 result=35 (dtmf) endpos=10400\n", 1.5),
     # Speech whose silence would end after the cap: the cap comes first.
     ('RECORD FILE /var/spool/eval/long wav "#" 3000 0 s=2', Speak(2.0), b"200 result=0 (timeout) endpos=24000\n", 3.0),
-    ('RECORD FILE /var/spool/eval/gone wav "#" 3000 0 s=2', Speak(1.0, "hangup"), b"200 result=-1 (hangup) endpos=8000\n", 1.0),
+    ('RECORD FILE /var/spool/eval/gone wav "#" 3000 0 s=2', Speak(1.0, "hangup"),
+     b"200 result=-1 (hangup) endpos=8000\n", 1.0),
 ])
 def test_the_simulated_record_file_answers_as_asterisk_does(line: str, reaction: object, reply: bytes,
                                                              seconds: float) -> None:
-    channel = SimulatedChannel(Caller([reaction]), "1795316432.1", "1795316432.1")  # type: ignore[list-item]
+    channel = SimulatedChannel(Caller([reaction]), "1795316432.1", "1795316432.1")
     assert channel.handle(line.encode() + b"\n")[:2] == (reply, seconds)
 
 

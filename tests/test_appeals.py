@@ -66,7 +66,8 @@ def test_appeals_out_of_time_from_another_unit_or_without_reason_are_refused(sto
     with pytest.raises(AppealError, match=message):
         appeal(store, rules, task_id, at=at, unit=unit, reason=reason)
     with store.sessions() as session:
-        assert session.scalars(select(Appeal)).all() == [] and session.get(CallbackTask, task_id).appeal_review_by is None
+        assert (session.scalars(select(Appeal)).all() == []
+                and session.get(CallbackTask, task_id).appeal_review_by is None)
 
 
 def test_one_appeal_per_差评(store, rules) -> None:
@@ -155,7 +156,8 @@ def test_a_unit_appeals_and_a_supervisor_upholds_it(web_site) -> None:
     page = boss.get("/supervisor/appeals").data.decode()
     assert 'data-appeal="1"' in page and "非本单位职责" in page
     done = boss.post("/supervisor/appeals/1/decide", follow_redirects=True, data={
-        "decision": "upheld", "finding": "misjudged", "note": "确属误评", "csrf_token": csrf(boss, "/supervisor/appeals")})
+        "decision": "upheld", "finding": "misjudged", "note": "确属误评",
+        "csrf_token": csrf(boss, "/supervisor/appeals")})
     assert "复核结论已保存" in done.data.decode()
     with web_site.store.sessions() as session:
         rating = session.scalars(select(Rating)).one()
@@ -168,7 +170,8 @@ def test_the_malicious_list_page_shows_masked_numbers_and_removes_by_token(web_s
                                            "csrf_token": csrf(boss, "/supervisor/blocked")})
     page = boss.get("/supervisor/blocked").data.decode()
     assert "139****5678" in page and "13912345678" not in page
-    forged = boss.post("/supervisor/blocked/remove", data={"token": "13912345678", "csrf_token": csrf(boss, "/supervisor/blocked")})
+    forged = boss.post("/supervisor/blocked/remove", data={"token": "13912345678",
+                                                           "csrf_token": csrf(boss, "/supervisor/blocked")})
     assert forged.status_code == 400 and "无效的号码标识" in forged.data.decode()
     token = re.search(r'name="token" value="([^"]+)"', page)[1]
     boss.post("/supervisor/blocked/remove", data={"token": token, "csrf_token": csrf(boss, "/supervisor/blocked")})

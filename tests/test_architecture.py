@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = {"protocols", "rating_core", "ivr", "callback", "delivery", "web", "hotline_eval", "speech_models", "simulators"}
+PROJECT = {"protocols", "rating_core", "ivr", "callback", "delivery", "web", "hotline_eval", "speech_models",
+           "simulators"}
 # What each package may import of the project (besides itself).
 ALLOWED = {
     "protocols": set(),  # the wire formats, sans I/O: tested on bytes, shared by servers and simulators

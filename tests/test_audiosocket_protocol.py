@@ -56,7 +56,8 @@ def test_an_observed_session_parses_into_uuid_audio_dtmf_and_the_close() -> None
 
 @given(st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=60))
 def test_any_split_of_the_bytes_gives_the_same_events(cuts: list[int]) -> None:
-    stream = OBSERVED_UUID + encode(Kind.AUDIO, bytes(range(200)) * 2) + encode(Kind.DTMF, b"1") + encode(Kind.AUDIO, b"\x01\x00")
+    stream = (OBSERVED_UUID + encode(Kind.AUDIO, bytes(range(200)) * 2) + encode(Kind.DTMF, b"1")
+              + encode(Kind.AUDIO, b"\x01\x00"))
     conn = AudioSocketConnection()
     got: list[object] = []
     position = 0
@@ -79,7 +80,7 @@ def test_a_stream_that_stops_mid_frame_reports_a_truncated_close() -> None:
     conn = AudioSocketConnection()
     conn.receive_data(OBSERVED_UUID + b"\x10\x01\x40" + bytes(100))
     conn.receive_data(b"")
-    assert events(conn) == [SessionStarted(conn.uuid), ConnectionClosed(truncated=True)]  # type: ignore[arg-type]
+    assert events(conn) == [SessionStarted(conn.uuid), ConnectionClosed(truncated=True)]
 
 
 @pytest.mark.parametrize(

@@ -148,7 +148,7 @@ def test_plain_agi_over_stdin_stdout(tmp_path: Path) -> None:
     code, stderr = run_agi_process([agi], channel, variables, ["hotline=12345"], env)
     assert code == 0, stderr
     assert channel.commands[-1] == ["HANGUP"] and not channel.violations
-    store = RatingStore(make_engine(f"sqlite:///{db}"), None)  # type: ignore[arg-type]
+    store = RatingStore(make_engine(f"sqlite:///{db}"), None)
     with store.sessions() as s:
         call = s.scalars(select(Call).options(selectinload(Call.rating))).one()
     assert (call.agent_id, call.rating.level, call.end_reason) == ("4004", "basic", "completed")

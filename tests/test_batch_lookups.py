@@ -33,7 +33,7 @@ def counted_statements(store: RatingStore) -> Iterator[list[str]]:
     """Every statement the store's engine sends (an executemany counts once: it is one round trip's work)."""
     sent: list[str] = []
 
-    def note(_conn, _cursor, statement, _parameters, _context, _executemany) -> None:  # type: ignore[no-untyped-def]
+    def note(_conn, _cursor, statement, _parameters, _context, _executemany) -> None:
         sent.append(statement)
 
     event.listen(store.engine, "before_cursor_execute", note)

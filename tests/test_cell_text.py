@@ -26,7 +26,8 @@ def test_a_unit_named_like_a_formula_is_text_in_the_workbook() -> None:
                             f'"{LINK.replace(chr(34), chr(34) * 2)}",10,8,6,5,2,1,1,1,1,1',
                             "@SUM(1+1),10,8,6,5,2,1,1,1,1,1"])
     table = FiguresTable(score_units(units, scheme, rules), [], {}, [], scheme.min_ratings)
-    data = write_report(table, scheme, rules, "通报", "区县", datetime(2026, 12, 6, 9, tzinfo=ZoneInfo("Asia/Shanghai")))
+    data = write_report(table, scheme, rules, "通报", "区县",
+                        datetime(2026, 12, 6, 9, tzinfo=ZoneInfo("Asia/Shanghai")))
     sheet = load_workbook(io.BytesIO(data)).active
     names = {sheet.cell(row=row, column=2).value: sheet.cell(row=row, column=2).data_type for row in (5, 6)}
     assert names == {LINK: "s", "@SUM(1+1)": "s"}

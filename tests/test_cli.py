@@ -44,7 +44,8 @@ def test_demo_shows_the_whole_loop(tmp_path: Path) -> None:
     assert (tmp_path / "home" / "hotline-eval.db").exists()  # the embedded default
     # Spoken ratings on the Korean line, heard by the real Vosk model (the test extra installs it).
     assert "said '매우 만족'      heard '매우 만족'" in done.stdout
-    assert re.search(r"said '오 \(五\)'\s+heard '오' \(confidence [01]\.\d\d\) -> 非常不满意, channel speech", done.stdout)
+    assert re.search(r"said '오 \(五\)'\s+heard '오' \(confidence [01]\.\d\d\) "
+                     r"-> 非常不满意, channel speech", done.stdout)
     # The callback half: every 差评 became a task, was dialled through the simulated AMI, and landed;
     # answered ones ran the automated verification, whose answers closed the satisfied citizens' tasks.
     assert "the dialer placed" in done.stdout and re.search(r" answered\s+核实期限", done.stdout)
@@ -162,7 +163,8 @@ def test_two_voices_cannot_share_a_date_folder(rules, tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())  # refused before anything was synthesised
 
 
-@pytest.mark.parametrize(("text", "spoken"), [("按1", "按一"), ("12345热线", "幺二三四五热线"), ("星号键*", "星号键星号")])
+@pytest.mark.parametrize(("text", "spoken"), [("按1", "按一"), ("12345热线", "幺二三四五热线"),
+                                              ("星号键*", "星号键星号")])
 def test_digits_are_read_in_mandarin(text: str, spoken: str) -> None:
     assert speakable(text) == spoken
 
@@ -246,7 +248,8 @@ def test_webhook_endpoints_on_the_command_line(tmp_path: Path) -> None:
 
 def test_lifecycle_run_gives_defaults_to_old_unrated_calls(tmp_path: Path) -> None:
     assert run(tmp_path, "demo", "--calls", "20", "--port", "0", "--web-port", "0").returncode == 0
-    unrated = sum(1 for row in map(json.loads, run(tmp_path, "ratings", "export", "--format", "jsonl").stdout.splitlines())
+    unrated = sum(1 for row in map(json.loads,
+                                   run(tmp_path, "ratings", "export", "--format", "jsonl").stdout.splitlines())
                   if row["level"] is None)
     assert unrated > 0
     assert "0 call(s) given" in run(tmp_path, "lifecycle", "run").stdout  # too soon

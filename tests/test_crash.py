@@ -124,7 +124,8 @@ class Load:
 
 async def play(server: Server, call: SimulatedCall) -> None:
     call.result = await run_call("127.0.0.1", server.port, call.caller, uniqueid=call.uniqueid,
-                                 script=f"postcall?hotline={call.expected.hotline}", time_scale=TIME_SCALE, timeout=HANG)
+                                 script=f"postcall?hotline={call.expected.hotline}", time_scale=TIME_SCALE,
+                                 timeout=HANG)
 
 
 def heard(call: SimulatedCall, *prompts: str) -> bool:

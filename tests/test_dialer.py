@@ -118,7 +118,8 @@ async def test_each_observed_outcome_lands_on_its_attempt(rig: Rig) -> None:
     assert got == expected
     # Only the answered call was recorded, where the sample dialplan's MixMonitor puts it.
     assert {a.task_id: a.recording_file for a in attempts if a.recording_file} == {
-        attempts[0].task_id: f"/var/spool/asterisk/monitor/hotline-eval/callback-{attempts[0].task_id}-{attempts[0].id}.wav"}
+        attempts[0].task_id: f"/var/spool/asterisk/monitor/hotline-eval/"
+                             f"callback-{attempts[0].task_id}-{attempts[0].id}.wav"}
     assert states["13800000000"] == "contacted"
     assert states["13900000000"] == "pending"         # busy: retried later by policy
     assert states["13400000000"] == "exhausted"       # no such number: escalated, not redialled
@@ -210,7 +211,7 @@ async def test_an_originate_never_written_uses_no_try_and_is_dialled_once_asteri
             asterisk_gone.set()
         return placements
 
-    dialer._claim_batch = claim_then_lose_asterisk  # type: ignore[method-assign]
+    dialer._claim_batch = claim_then_lose_asterisk
     with caplog.at_level(logging.WARNING, logger="callback.dialer"):
         await rig.until(asterisk_gone.is_set)
         await rig.until(lambda: [a.status for a in rig.attempts()] == ["queued"])

@@ -213,6 +213,7 @@ def test_the_server_keeps_full_garbage_collections_rare() -> None:
     In a process of its own, as it changes the interpreter's collector."""
     probe = ("import gc; from ivr.service import GC_THRESHOLDS, tune_garbage_collector; "
              "before = gc.get_freeze_count(); tune_garbage_collector(); "
-             "print(before, gc.get_freeze_count() > 10000, gc.get_threshold() == GC_THRESHOLDS, GC_THRESHOLDS[0] > 700)")
+             "print(before, gc.get_freeze_count() > 10000, gc.get_threshold() == GC_THRESHOLDS, "
+             "GC_THRESHOLDS[0] > 700)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
     assert done.stdout.split() == ["0", "True", "True", "True"]

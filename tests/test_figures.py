@@ -93,7 +93,7 @@ def every_unit_ranked() -> ScoringRules:
 
 
 @pytest.fixture
-def ranked_site(web_site):  # type: ignore[no-untyped-def]
+def ranked_site(web_site):
     web_site.app.extensions["hotline_scoring"] = every_unit_ranked()
     return web_site
 
@@ -326,14 +326,14 @@ def test_a_units_adjustment_is_bounded_as_a_whole(filled: RatingStore) -> None:
             assert table.reasons("1001").count("+20.00") == 5
 
 
-def adjustment_rows(client, url: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def adjustment_rows(client, url: str) -> dict[str, str]:
     page = client.get(url).data.decode()
     rows = re.findall(r'<tr data-entry="(\d+)" class="([^"]*)">(.*?)</tr>', page, re.S)
     return {entry: re.sub(r"<[^>]+>|\s+", " ", body) + (" [struck]" if "withdrawn" in cls else "")
             for entry, cls, body in rows}
 
 
-def score_of(client, url: str, unit: str = "1024") -> Decimal:  # type: ignore[no-untyped-def]
+def score_of(client, url: str, unit: str = "1024") -> Decimal:
     page = client.get(url).data.decode()
     return Decimal(re.search(rf'data-unit="{unit}">.*?class="score"><strong>([\d.-]+)<', page, re.S)[1])
 
@@ -425,7 +425,8 @@ def test_control_characters_in_a_reason_are_refused_and_names_from_outside_do_no
     client = signed_in(ranked_site, "boss")
     url = f"/supervisor/figures?by=agent&period={quarter()}"
     refused = client.post(f"/supervisor/figures/adjustments?by=agent&period={quarter()}", follow_redirects=True,
-                          data={"name": "1024", "points": "1", "reason": "粘贴来的\x0b文字", "csrf_token": csrf(client, url)})
+                          data={"name": "1024", "points": "1", "reason": "粘贴来的\x0b文字",
+                                "csrf_token": csrf(client, url)})
     assert "控制字符" in refused.data.decode()
     lines = client.post(f"/supervisor/figures/adjustments?by=agent&period={quarter()}", follow_redirects=True,
                         data={"name": "1024", "points": "1", "reason": "第一行\r\n第二行",  # as a textarea sends it

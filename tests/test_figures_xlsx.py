@@ -36,7 +36,8 @@ def entry(id: int, name: str, points: str, reason: str, **fields: object) -> Fig
     """An entry as the store keeps it (UTC times); ``fields`` withdraw or correct it."""
     made = FigureAdjustment(id=id, period="2026Q4", dimension="hotline", name=name, points=Decimal(points),
                             reason=reason, entered_by="boss",
-                            entered_at=datetime(2026, 12, 1, 2, 30, tzinfo=timezone.utc), withdrawn_at=None, withdrawn_by=None, withdrawal_reason=None, corrects_id=None)
+                            entered_at=datetime(2026, 12, 1, 2, 30, tzinfo=timezone.utc), withdrawn_at=None,
+                            withdrawn_by=None, withdrawal_reason=None, corrects_id=None)
     for key, value in fields.items():
         setattr(made, key, value)
     return made
@@ -180,7 +181,8 @@ def test_the_history_sheet_keeps_every_entry_and_marks_its_state(data: bytes) ->
                                                    "撤销或更正人", "撤销或更正时间", "撤销或更正理由"]
     rows = [[cell.value for cell in row] for row in history.iter_rows(min_row=2)]
     assert [(row[0], row[1], row[6]) for row in rows] == [
-        (1, "张店区", "有效"), (2, "博山区", "已撤销"), (3, "张店区", "已更正为 +3.00"), (4, "张店区", "有效"), (5, LINK, "有效")]
+        (1, "张店区", "有效"), (2, "博山区", "已撤销"), (3, "张店区", "已更正为 +3.00"), (4, "张店区", "有效"),
+        (5, LINK, "有效")]
     assert rows[1][2] == -2 and history["C3"].number_format == "+0.00;-0.00;0.00"
     # Stored in UTC, written as Beijing time without a zone: 02:30Z is 10:30, 01:00Z is 09:00.
     assert rows[0][5] == datetime(2026, 12, 1, 10, 30) and history["F2"].number_format == "yyyy-mm-dd hh:mm"

@@ -54,7 +54,7 @@ def count(store: RatingStore, model: type) -> int:
         return s.scalar(select(func.count()).select_from(model)) or 0
 
 
-def commands(result) -> list[str]:  # type: ignore[no-untyped-def]
+def commands(result) -> list[str]:
     return [" ".join(words) for words in result.channel.commands]
 
 
@@ -65,7 +65,7 @@ class GatedAppend:
         self.append = journal.append
         self.gate = threading.Event()
         self.waiting = threading.Event()
-        journal.append = self  # type: ignore[method-assign]
+        journal.append = self
 
     def __call__(self, events: Sequence[CallEvent]) -> Position:
         if any(isinstance(event, RatingGiven) for event in events):
@@ -81,7 +81,7 @@ async def test_the_caller_hears_nothing_more_until_the_rating_is_on_disk(
     log: list[str] = []
     send = AgiSession.command
 
-    async def logged(self, *words):  # type: ignore[no-untyped-def]
+    async def logged(self, *words):
         log.append(" ".join(map(str, words)))
         return await send(self, *words)
 
@@ -89,7 +89,8 @@ async def test_the_caller_hears_nothing_more_until_the_rating_is_on_disk(
     async with running_ivr(store, journal, "127.0.0.1", 0) as ivr:
         gated = GatedAppend(journal)
         call = asyncio.create_task(run_call("127.0.0.1", ivr.server.port,
-                                            Caller([Press("5"), Press("1")], variables=VARS), uniqueid="1795316432.301"))
+                                            Caller([Press("5"), Press("1")], variables=VARS),
+                                            uniqueid="1795316432.301"))
         await asyncio.to_thread(gated.waiting.wait, HANG)
         for _ in range(20):  # every chance to run ahead (it must not)
             await asyncio.sleep(0.01)
@@ -100,7 +101,8 @@ async def test_the_caller_hears_nothing_more_until_the_rating_is_on_disk(
     disk = log.index("-- the rating reaches the disk --")
     assert "menu" in log[disk - 1] and "tag_menu" in log[disk + 1]  # the key read; then, only then, the next prompt
     row = stored_calls(store)["1795316432.301"]
-    assert (row.rating.level, row.rating.reason_tags, row.end_reason) == ("very_dissatisfied", ["attitude"], "completed")
+    assert ((row.rating.level, row.rating.reason_tags, row.end_reason)
+            == ("very_dissatisfied", ["attitude"], "completed"))
 
 
 async def test_a_locked_database_holds_no_call_and_gets_every_event_once_it_is_free(
@@ -360,7 +362,7 @@ def test_a_lock_file_deleted_before_the_owner_locks_it_is_not_trusted(tmp_path, 
     flock = real_fcntl.flock
     stolen: list[str] = []
 
-    def racing(file, operation):  # type: ignore[no-untyped-def]
+    def racing(file, operation):
         if not stolen:
             stolen.append(file.name)
             Path(file.name).unlink()  # what claim_dead does to a lock-only stream

@@ -68,7 +68,7 @@ def callbacks(pbx: Pbx, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ca
     store = RatingStore(make_engine(database), parse_rules(rules))
     with (running(FastAgi(pbx, home / "fastagi", database, rules)) as fastagi,
           running(Dialer(pbx, home / "dialer", database, rules)) as dialer):
-        yield Callbacks(pbx, store, fastagi, dialer)  # type: ignore[arg-type]
+        yield Callbacks(pbx, store, fastagi, dialer)
     store.engine.dispose()
 
 

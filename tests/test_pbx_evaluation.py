@@ -115,7 +115,7 @@ def placed(pbx: Pbx, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Place
             subprocess.run(["umount", str(folder)], check=False)
 
 
-async def simulate(rules, calls: dict[str, tuple[str, Caller]],  # type: ignore[no-untyped-def]
+async def simulate(rules, calls: dict[str, tuple[str, Caller]],
                    tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[CallResult, Call | None]]:
     """The same callers against the simulated channel and an in-process server on SQLite."""
     folder = tmp_path_factory.mktemp("simulated")

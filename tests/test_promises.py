@@ -55,7 +55,8 @@ def test_the_shipped_rules_say_what_is_spoken_today(rules) -> None:
     for code, spoken in SPOKEN_TODAY.items():
         assert "{callback_within}" in raw[code]["prompts"]["thanks_negative"]
         assert rules.hotline(code).prompts["thanks_negative"] == spoken
-    assert rules.hotline("12333").prompts["thanks_negative"] == "您的意见已记录，工作人员将尽快与您联系。感谢您的评价，再见。"
+    assert rules.hotline("12333").prompts["thanks_negative"] == ("您的意见已记录，工作人员将尽快与您联系。"
+                                                                 "感谢您的评价，再见。")
 
 
 def test_one_working_day_is_promised_in_each_language() -> None:
@@ -197,7 +198,8 @@ def test_a_sound_of_unknown_origin_is_not_overwritten_silently(rules, tmp_path: 
     """A folder built before manifests, or a recording nobody accounted for: what it says is not known."""
     (tmp_path / "12333").mkdir()
     record_over(tmp_path / "12333" / "thanks_negative.wav")
-    with pytest.raises(PromptBuildError, match="thanks_negative.wav: not made by prompts build, is not in its manifest"):
+    with pytest.raises(PromptBuildError,
+                       match="thanks_negative.wav: not made by prompts build, is not in its manifest"):
         build_prompts([promise_only(rules.hotline("12333"))], tmp_path)
     with pytest.raises(PromptBuildError, match="--recorded names no sound of these hotlines: 12333/menu"):
         build_prompts([promise_only(rules.hotline("12333"))], tmp_path, recorded=["12333/menu"])

@@ -52,7 +52,8 @@ def test_a_missing_reason_shows_the_form_again_and_saves_nothing(web_site) -> No
     client = web_site.app.test_client()
     answer = client.post(path, data={"csrf_token": token(client.get(path).data), "level": "dissatisfied"})
     assert answer.status_code == 400 and "请选择不满意的原因，或写下您的意见" in answer.data.decode()
-    assert 'value="dissatisfied"\n             data-negative="yes" checked' in answer.data.decode()  # kept for the retry
+    assert ('value="dissatisfied"\n             data-negative="yes" checked'
+            in answer.data.decode())  # kept for the retry
     assert stored(web_site, uid) is None
 
 

@@ -192,7 +192,8 @@ def test_the_sms_sender_leaves_only_reminder_statuses_moved_along_the_table(stor
         gateway = reminder.gateway.model_copy(update={"timeout_seconds": 0.5, "deduplicates_request_id": dedup})
         changed = reminder.model_copy(update={"gateway": gateway, "max_attempts": 2})
         supplementary = rules.lifecycle.supplementary.model_copy(update={"reminder": changed})
-        return rules.model_copy(update={"lifecycle": rules.lifecycle.model_copy(update={"supplementary": supplementary})})
+        return rules.model_copy(
+            update={"lifecycle": rules.lifecycle.model_copy(update={"supplementary": supplementary})})
 
     def unrated(number: str) -> str:
         uid = f"1796700000.{next(_ids)}"

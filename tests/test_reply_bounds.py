@@ -84,7 +84,8 @@ async def call(server: FastAgiServer) -> tuple[asyncio.StreamReader, asyncio.Str
     return reader, writer
 
 
-async def test_a_peer_that_stops_answering_loses_the_call_after_the_short_bound(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_peer_that_stops_answering_loses_the_call_after_the_short_bound(
+        caplog: pytest.LogCaptureFixture) -> None:
     lost: list[ConnectionLost] = []
 
     async def script(agi: AgiSession) -> None:

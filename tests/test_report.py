@@ -95,7 +95,8 @@ def test_an_answer_on_the_verification_call_is_not_the_answer_to_the_re_ask(stor
     # The automated verification call: it is them, solved they say, but not satisfied; then it is explained.
     call(store, rules, task_id, T0 + timedelta(minutes=1),
          (("identity", True), ("resolved", True), ("satisfied", False)))
-    verdict(store, rules, task_id, "explained", T0 + timedelta(hours=1), "市民所询事项无法定依据", "已向市民解释相关政策规定")
+    verdict(store, rules, task_id, "explained", T0 + timedelta(hours=1), "市民所询事项无法定依据",
+            "已向市民解释相关政策规定")
     with store.sessions() as session:
         assert session.get(CallbackTask, task_id).citizen_satisfied is None
     before = handling(report(store, rules, task_id))
@@ -200,7 +201,8 @@ def test_the_migration_makes_records_from_the_events_of_before(store, rules) -> 
 
     downgrade(store.engine, "0015")
     upgrade(store.engine)
-    assert rectifications(store, fixed) == [("explained", "已解释政策", "agent:2001", None, T0 + timedelta(hours=1), False)]
+    assert rectifications(store, fixed) == [
+        ("explained", "已解释政策", "agent:2001", None, T0 + timedelta(hours=1), False)]
     assert rectifications(store, deadline) == [("deadline_fix", "已补办", "unit:市人社局", None, late, True)]
     # The first verdict's note was overwritten by the second: only the second is known.
     assert rectifications(store, verified_again) == [
@@ -210,14 +212,15 @@ def test_the_migration_makes_records_from_the_events_of_before(store, rules) -> 
 # -- the web tool ---------------------------------------------------------------------------------------------
 
 
-def post(client, path: str, **data: str):  # type: ignore[no-untyped-def]
+def post(client, path: str, **data: str):
     page = client.get("/agent/tasks/1")
     return client.post(path, data={"csrf_token": token(page.data), **data})
 
 
 def test_the_task_page_and_the_report_show_what_was_done_by_whom(web_site) -> None:
     client = signed_in(web_site, "agent")
-    assert post(client, "/agent/tasks/1/verdict", verdict="deadline_fix", note="涉及多部门，已建立台账").status_code == 302
+    assert post(client, "/agent/tasks/1/verdict", verdict="deadline_fix",
+                note="涉及多部门，已建立台账").status_code == 302
     assert post(client, "/agent/tasks/1/rectified", note="已为市民补办社保转移手续").status_code == 302
     page = client.get("/agent/tasks/1").data.decode()
     records = page[page.index('id="rectifications"'):]
@@ -242,7 +245,7 @@ def test_the_word_report_is_a4_in_the_公文_style_with_a_chinese_filename(web_s
     assert [round(m.cm, 1) for m in (section.top_margin, section.bottom_margin, section.left_margin,
                                      section.right_margin)] == [3.7, 3.5, 2.8, 2.6]
 
-    def east_asia(r_pr) -> tuple[str | None, str | None]:  # type: ignore[no-untyped-def]
+    def east_asia(r_pr) -> tuple[str | None, str | None]:
         fonts = r_pr.rFonts
         return fonts.get(qn("w:eastAsia")), fonts.get(qn("w:ascii"))
 

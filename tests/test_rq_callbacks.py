@@ -17,6 +17,7 @@ from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
 from callback import jobs
+from conftest import worker_redis_url
 from hotline_eval.demo_callbacks import write_demo_rules
 from rating_core.events.call_events import CallStarted, RatingGiven
 from rating_core.ratings.store import RatingStore
@@ -25,7 +26,7 @@ from rating_core.store.database import make_engine
 from rating_core.store.migrate import upgrade
 from rating_core.store.models import CallbackAttempt, CallbackTask
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = worker_redis_url(0)  # the RQ tests empty it: a database of each xdist worker's own
 
 
 @pytest.fixture

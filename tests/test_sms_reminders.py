@@ -34,7 +34,8 @@ def policy(rules: Rules, *, dedup: bool = False, **changes) -> Rules:
     gateway = supplementary.reminder.gateway.model_copy(update={"timeout_seconds": 0.5,
                                                                  "deduplicates_request_id": dedup})
     reminder = supplementary.reminder.model_copy(update={"gateway": gateway, **changes})
-    lifecycle = rules.lifecycle.model_copy(update={"supplementary": supplementary.model_copy(update={"reminder": reminder})})
+    lifecycle = rules.lifecycle.model_copy(
+        update={"supplementary": supplementary.model_copy(update={"reminder": reminder})})
     return rules.model_copy(update={"lifecycle": lifecycle})
 
 
@@ -182,7 +183,8 @@ def test_a_sender_that_died_mid_request_never_sends_again(store, rules, gateway,
     uid = unrated(store)
     with store.sessions.begin() as session:
         stuck = session.scalars(select(SmsReminder)).one()
-        stuck.status, stuck.attempts, stuck.claimed_at, stuck.lease_until = "sending", 1, DUE, DUE + timedelta(seconds=40)
+        stuck.status, stuck.attempts, stuck.claimed_at, stuck.lease_until = (
+            "sending", 1, DUE, DUE + timedelta(seconds=40))
     assert run(store, rules, settings, DUE + timedelta(seconds=30)) == PassResult()  # the lease still holds
     assert run(store, rules, settings, DUE + timedelta(minutes=1)).unknown == 1
     assert row(store, uid).status == "unknown" and gateway.requests == []

@@ -165,7 +165,8 @@ async def test_a_whole_phrase_then_quiet_is_answered_before_vosks_own_end_of_spe
     assert await reported(pool, speech["very_satisfied"], None) == [("매우 만족", True)]  # only when the stream ends
 
 
-async def test_quiet_after_half_a_phrase_does_not_end_the_listening(pool: RecognizerPool, speech: dict[str, bytes]) -> None:
+async def test_quiet_after_half_a_phrase_does_not_end_the_listening(pool: RecognizerPool,
+                                                                    speech: dict[str, bytes]) -> None:
     assert await reported(pool, speech["halfway"] + bytes(4000), 0.15) == [("매우", True)]
 
 
@@ -194,13 +195,15 @@ async def test_a_spoken_rating_lands_like_a_keypress(speech_ivr: IvrService, spe
     assert uuid.UUID(session) and address == speech_ivr.speech.address
     # A 好评 heard is read back before it is stored: a misheard 불만족 must never become one.
     assert commands[commands.index(audiosocket) + 1:] == [
-        f"GET DATA hotline-eval/12345-ko/confirm_{phrase} 5000 1", "STREAM FILE hotline-eval/12345-ko/thanks ", "HANGUP"]
+        f"GET DATA hotline-eval/12345-ko/confirm_{phrase} 5000 1", "STREAM FILE hotline-eval/12345-ko/thanks ",
+        "HANGUP"]
 
 
 async def test_a_spoken_rating_the_caller_does_not_confirm_is_asked_again_by_key(
         speech_ivr: IvrService, speech: dict[str, bytes], caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "ivr.call_flow")
-    result = await call_korean(speech_ivr, Say(speech["very_satisfied"]), Press("2"), Press("5"), Press("1"), Press("#"))
+    result = await call_korean(speech_ivr, Say(speech["very_satisfied"]), Press("2"), Press("5"), Press("1"),
+                               Press("#"))
     call = stored(speech_ivr, result)
     assert (call.rating.level, call.rating.channel, call.rating.heard_text) == ("very_dissatisfied", "dtmf", None)
     commands = sent(result)
@@ -215,7 +218,8 @@ async def test_a_read_back_nobody_answers_is_not_stored(speech_ivr: IvrService, 
     result = await call_korean(speech_ivr, Say(speech["satisfied"]), Silence(), Silence(), Silence(), Press("3"))
     call = stored(speech_ivr, result)
     assert (call.rating.level, call.rating.channel) == ("basic", "dtmf")
-    assert [c for c in sent(result) if "confirm_" in c] == ["GET DATA hotline-eval/12345-ko/confirm_satisfied 5000 1"] * 2
+    assert ([c for c in sent(result) if "confirm_" in c]
+            == ["GET DATA hotline-eval/12345-ko/confirm_satisfied 5000 1"] * 2)
 
 
 async def test_a_spoken_positive_rating_said_as_the_caller_hangs_up_is_not_stored(
@@ -241,8 +245,9 @@ def test_the_read_back_rule() -> None:
 @pytest.mark.parametrize(("read_back", "asked"), [({"levels": "none"}, False),
                                                   ({"below_confidence": 0.5}, False),  # heard at about 1.00
                                                   ({"levels": "all"}, True)])
-async def test_the_read_back_follows_the_hotlines_policy(sqlite_engine: Engine, pool: RecognizerPool, tmp_path: Path,
-                                                         speech: dict[str, bytes], read_back: dict, asked: bool) -> None:
+async def test_the_read_back_follows_the_hotlines_policy(sqlite_engine: Engine, pool: RecognizerPool,
+                                                         tmp_path: Path, speech: dict[str, bytes], read_back: dict,
+                                                         asked: bool) -> None:
     server = AudioSocketServer()
     await server.start("127.0.0.1", 0)
     store = RatingStore(sqlite_engine, speech_rules(read_back=read_back))
@@ -257,7 +262,8 @@ async def test_the_read_back_follows_the_hotlines_policy(sqlite_engine: Engine, 
     assert any("confirm_very_satisfied" in c for c in sent(result)) == asked
 
 
-async def test_a_negative_rating_heard_is_not_read_back_by_default(speech_ivr: IvrService, speech: dict[str, bytes]) -> None:
+async def test_a_negative_rating_heard_is_not_read_back_by_default(speech_ivr: IvrService,
+                                                                   speech: dict[str, bytes]) -> None:
     result = await call_korean(speech_ivr, Say(speech["very_dissatisfied"]), Press("2"), Press("#"))
     assert not any("confirm_" in c for c in sent(result))
     assert stored(speech_ivr, result).rating.level == "very_dissatisfied"
@@ -289,10 +295,12 @@ async def test_a_wrong_key_during_the_speech_menu_is_a_wrong_key(speech_ivr: Ivr
     assert call.rating is None and call.end_reason == "invalid_input"
 
 
-async def test_a_spoken_dissatisfied_rating_goes_on_to_the_reason_menu(speech_ivr: IvrService, speech: dict[str, bytes]) -> None:
+async def test_a_spoken_dissatisfied_rating_goes_on_to_the_reason_menu(speech_ivr: IvrService,
+                                                                       speech: dict[str, bytes]) -> None:
     result = await call_korean(speech_ivr, Say(speech["very_dissatisfied"]), Press("2"), Press("#"))
     call = stored(speech_ivr, result)
-    assert (call.rating.level, call.rating.channel, call.rating.reason_tags) == ("very_dissatisfied", "speech", ["inefficient"])
+    assert ((call.rating.level, call.rating.channel, call.rating.reason_tags)
+            == ("very_dissatisfied", "speech", ["inefficient"]))
     assert "STREAM FILE hotline-eval/12345-ko/thanks_negative " in sent(result)
 
 
@@ -379,7 +387,8 @@ def speech_folder(asterisk_disk: Path) -> list[Path]:
 
 
 async def test_a_rating_said_into_a_recording_lands_like_a_keypress(
-        recorded_ivr: IvrService, speech: dict[str, bytes], asterisk_disk: Path, caplog: pytest.LogCaptureFixture) -> None:
+        recorded_ivr: IvrService, speech: dict[str, bytes], asterisk_disk: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "ivr.recorded_speech")
     result = await call_korean(recorded_ivr, Say(speech["very_satisfied"]), Press("1"), recordings=asterisk_disk)
     assert not result.error and not result.channel.violations
@@ -530,7 +539,8 @@ def test_a_corrupt_model_folder_is_not_used(tmp_path: Path) -> None:
     assert any("am/final.mdl: 11 bytes, expected 15901896" in p for p in status.problems)
 
 
-def test_a_model_vosk_cannot_load_leaves_its_hotline_keys_only(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_model_vosk_cannot_load_leaves_its_hotline_keys_only(tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
     broken = tmp_path / "broken-model"
     broken.mkdir()
     workers = RecognizerPool({"broken": str(broken)}, {KOREAN: ("broken", {"만족": "satisfied"})}, workers=1)

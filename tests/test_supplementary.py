@@ -146,7 +146,8 @@ def test_a_supplementary_差评_lands_once_as_主动评价_and_starts_the_callba
     assert (page.masked_number, page.called, page.last_day) == ("138****5678", "11月20日 09:30", "11月27日")
     give(store, rules, token, "dissatisfied", tags=["attitude", "unresolved"], text="接线员态度冷淡")
     given = rating_of(store, uid)
-    assert (given.level, given.channel, given.is_active, given.is_negative) == ("dissatisfied", "supplementary", True, True)
+    assert ((given.level, given.channel, given.is_active, given.is_negative)
+            == ("dissatisfied", "supplementary", True, True))
     assert given.reason_tags == ["attitude", "unresolved"] and given.reason_text == "接线员态度冷淡"
     assert given.callback_task is not None and given.callback_task.state == "pending"
     assert given.changes[0].source == "sms"

@@ -48,7 +48,8 @@ async def test_a_silent_caller_rates_later_by_the_sms_link_once(engine, rules, j
 
     with SimulatedSmsGateway() as gateway, httpx.Client() as client:
         settings = SmsSettings(gateway.url, None, "https://pj.example.gov.cn", SECRET)
-        result = send_due(store.sessions, store.rules, client, settings, datetime.now(timezone.utc) + timedelta(minutes=11))
+        result = send_due(store.sessions, store.rules, client, settings,
+                          datetime.now(timezone.utc) + timedelta(minutes=11))
     assert result.sent == 2
     [text] = gateway.delivered_to("13855556666")
     path = re.search(r"https://pj\.example\.gov\.cn(/r/[A-Za-z0-9_-]+)", text)[1]

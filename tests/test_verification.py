@@ -204,7 +204,8 @@ def test_answers_are_stored_once_and_a_stranger_goes_to_a_supervisor(store, rule
     attempt = dial(store, rules, task_id, T0 + timedelta(minutes=1))
     for _ in range(2):  # a journal replayed applies the same answer again
         with store.sessions.begin() as session:
-            record_answer(session, attempt, "identity", False, "2", "cb.9", T0 + timedelta(minutes=2), "system:callback-ivr")
+            record_answer(session, attempt, "identity", False, "2", "cb.9", T0 + timedelta(minutes=2),
+                          "system:callback-ivr")
     found = task(store, task_id)
     assert [(a.question, a.answer, a.key) for a in found.answers] == [("identity", False, "2")]
     assert found.escalation_reason == "接听人不是评价人本人，需人工核实"

@@ -322,7 +322,8 @@ def test_every_event_the_loop_makes_matches_the_documented_schema(store: RatingS
         request_attempt,
     )
 
-    schema = json.loads((Path(__file__).parent.parent / "rating_core" / "outbox" / "webhook_payload.schema.json").read_text())
+    schema = json.loads((Path(__file__).parent.parent / "rating_core" / "outbox"
+                         / "webhook_payload.schema.json").read_text())
     rate(store, tags=("attitude",))
     store.apply([CallStarted(uniqueid="1795316499.9", hotline="12345-ko", at=T0, caller_number="13812340001"),
                  RatingGiven("1795316499.9", "satisfied", "speech", T0, heard="만족", confidence=0.91)])

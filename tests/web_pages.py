@@ -28,7 +28,7 @@ def csrf(client: FlaskClient, path: str) -> str:
     return token(client.get(path).data)
 
 
-def signed_in(site, username: str) -> FlaskClient:  # type: ignore[no-untyped-def]
+def signed_in(site, username: str) -> FlaskClient:
     """A client signed in as one of the web_site fixture's users."""
     client = site.app.test_client()
     done = client.post("/login", data={"username": username, "password": site.password,

@@ -96,7 +96,8 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
 
     @app.errorhandler(CSRFError)
     def csrf_failed(error: CSRFError) -> tuple[str, int]:
-        return render_template("error.html", code=400, message="页面已过期或来源不明（CSRF 校验失败），请刷新后重试"), 400
+        return render_template("error.html", code=400,
+                               message="页面已过期或来源不明（CSRF 校验失败），请刷新后重试"), 400
 
     for code, message in ERRORS.items():
         app.register_error_handler(code, _error_page(code, message))

@@ -23,7 +23,8 @@ OUTCOME_NAMES = {
 }
 # What happened to a callback task, as its history lists it.
 EVENT_NAMES = {
-    "created": "建立任务", "attempt_requested": "发起呼叫", "attempt_ended": "呼叫结束", "attempt_dropped": "取消未拨出的呼叫",
+    "created": "建立任务", "attempt_requested": "发起呼叫", "attempt_ended": "呼叫结束",
+    "attempt_dropped": "取消未拨出的呼叫",
     "contacted": "已接通", "retry_scheduled": "安排重拨", "exhausted": "呼叫次数用完", "escalated": "升级主管",
     "answer": "市民按键回答", "script_ended": "自动回访结束", "verified": "填写核实结论",
     "rectification_reported": "报告整改完成", "rectified": "处理完毕待回访满意度", "closed": "办结",
@@ -46,7 +47,8 @@ def register(app: Flask, rules: Rules) -> None:
             return "—"
         left = deadline - datetime.now(timezone.utc)
         minutes = int(abs(left.total_seconds()) // 60)
-        span = f"{minutes // 1440}天{minutes % 1440 // 60}小时" if minutes >= 1440 else f"{minutes // 60}小时{minutes % 60}分"
+        span = (f"{minutes // 1440}天{minutes % 1440 // 60}小时" if minutes >= 1440
+                else f"{minutes // 60}小时{minutes % 60}分")
         return f"剩余{span}" if left.total_seconds() > 0 else f"已超期{span}"
 
     app.jinja_env.filters.update(
@@ -68,4 +70,5 @@ def register(app: Flask, rules: Rules) -> None:
     app.jinja_env.globals.update(tag_name=lambda hotline, code: tags.get((hotline, code), code))
     # The agent's page compares a transcript's status with the enum and says in its own words what it means.
     app.jinja_env.globals["TranscriptStatus"] = TranscriptStatus
-    app.jinja_env.globals["is_overdue"] = lambda deadline: deadline is not None and deadline <= datetime.now(timezone.utc)
+    app.jinja_env.globals["is_overdue"] = lambda deadline: (deadline is not None
+                                                            and deadline <= datetime.now(timezone.utc))

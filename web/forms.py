@@ -39,7 +39,8 @@ class RectifiedForm(FlaskForm):
 class SatisfactionForm(FlaskForm):
     """整改满意: what the citizen said when the agent called back after the rectification."""
 
-    satisfied = RadioField("市民对处理结果是否满意", choices=[SelectChoice("yes", "满意"), SelectChoice("no", "不满意")],
+    satisfied = RadioField("市民对处理结果是否满意",
+                           choices=[SelectChoice("yes", "满意"), SelectChoice("no", "不满意")],
                            validators=[DataRequired("请选择市民的回答")])
 
 

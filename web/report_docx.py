@@ -35,7 +35,7 @@ INDENT_CHARS = 2
 
 def _fonts(r_pr: BaseOxmlElement, name: str) -> None:
     """Name the font for Latin and for Chinese text: python-docx's ``font.name`` sets only the Latin one."""
-    fonts = r_pr.get_or_add_rFonts()  # type: ignore[attr-defined]
+    fonts = r_pr.get_or_add_rFonts()
     for script in ("w:ascii", "w:hAnsi", "w:eastAsia", "w:cs"):
         fonts.set(qn(script), name)
 

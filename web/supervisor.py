@@ -208,6 +208,7 @@ def _after_adjustment(chosen: dict[str, str], change: Callable[[Session], str]) 
     message = commit_or_flash(change)
     if message is not None:
         flash(message, "info")
+    # url_for's own keywords include _external: bool, so a dict of query strings does not type-check.
     return redirect(url_for("supervisor.figures", **chosen))  # type: ignore[arg-type]
 
 

@@ -1,4 +1,5 @@
-"""Supervisors' rulings on ratings: 申诉复核, the malicious-rater list, batch flags (routes on the supervisor blueprint)."""
+"""Supervisors' rulings on ratings: 申诉复核, the malicious-rater list, batch flags
+(routes on the supervisor blueprint)."""
 
 from __future__ import annotations
 
@@ -38,8 +39,9 @@ def appeals() -> Any:
 def decide(appeal_id: int) -> Any:
     form = request.form
     decided = commit_or_flash(lambda session: decide_appeal(
-        session, appeal_id, form.get("decision") == AppealDecision.UPHELD, form.get("finding") or None, form.get("note", ""),
-        datetime.now(timezone.utc), f"supervisor:{current_user.username}", block_number=form.get("block") == "1",
+        session, appeal_id, form.get("decision") == AppealDecision.UPHELD, form.get("finding") or None,
+        form.get("note", ""), datetime.now(timezone.utc), f"supervisor:{current_user.username}",
+        block_number=form.get("block") == "1",
     ))
     if decided is not None:
         listed = f"；号码已加入恶意评价名单，{_stopped(decided.listed)}" if decided.listed else ""

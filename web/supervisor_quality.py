@@ -1,4 +1,5 @@
-"""Supervisors: quality listening (质检抽听) — drawing samples, listening, scoring (routes on the supervisor blueprint)."""
+"""Supervisors: quality listening (质检抽听) — drawing samples, listening, scoring
+(routes on the supervisor blueprint)."""
 
 from __future__ import annotations
 

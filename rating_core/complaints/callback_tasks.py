@@ -374,12 +374,15 @@ def record_verdict(session: Session, policy: CallbackPolicy, task_id: int, verdi
     if verdict == "deadline_fix":
         limit = add_duration(at, policy.rectify_within, load_calendar(session), ZoneInfo(policy.timezone))
         if rectify_by is not None and not at < rectify_by <= limit:
-            raise TaskRuleError(f"整改期限须在现在与 {limit:%Y-%m-%d %H:%M} 之间（不超过{policy.rectify_within.describe()}）", Reason.INVALID)
+            raise TaskRuleError(f"整改期限须在现在与 {limit:%Y-%m-%d %H:%M} 之间"
+                                f"（不超过{policy.rectify_within.describe()}）", Reason.INVALID)
         task.rectify_by = rectify_by or limit
-        note_event(session, task, at, actor, "verified", "rectifying", verdict=verdict, rectify_by=task.rectify_by.isoformat())
+        note_event(session, task, at, actor, "verified", "rectifying", verdict=verdict,
+                   rectify_by=task.rectify_by.isoformat())
         emit(session, "complaint.verified", task.rating, at, verdict=verdict)
     elif verdict == "not_adopted":
-        change_rating(task.rating, at, actor, is_adopted=False, not_adopted_reason=f"{VERDICTS[verdict]}：{note.strip()}"[:256])
+        change_rating(task.rating, at, actor, is_adopted=False,
+                      not_adopted_reason=f"{VERDICTS[verdict]}：{note.strip()}"[:256])
         note_event(session, task, at, actor, "verified", verdict=verdict)
         close_task(session, task, at, actor, VERDICTS[verdict])
         emit(session, "complaint.verified", task.rating, at, verdict=verdict)

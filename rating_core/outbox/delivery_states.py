@@ -27,7 +27,8 @@ class DeliveryStatus(StrEnum):
 
 
 # As the admin's page heads its columns.
-DELIVERY_STATUS_NAMES = {DeliveryStatus.PENDING: "待推送", DeliveryStatus.DELIVERED: "已送达", DeliveryStatus.DEAD: "失败"}
+DELIVERY_STATUS_NAMES = {DeliveryStatus.PENDING: "待推送", DeliveryStatus.DELIVERED: "已送达",
+                         DeliveryStatus.DEAD: "失败"}
 FIRST_DELIVERY_STATUSES = frozenset({DeliveryStatus.PENDING})
 DELIVERY_MOVES: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
     # pending to pending: a replay of an event starts its waiting delivery over too.

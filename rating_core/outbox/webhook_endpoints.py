@@ -35,13 +35,15 @@ def check_secret(secret: str) -> str:
     try:
         decoded = base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
-        raise EndpointError("the secret must be whsec_ followed by base64 (hotline-eval makes one if none is given)") from None
+        raise EndpointError("the secret must be whsec_ followed by base64 "
+                            "(hotline-eval makes one if none is given)") from None
     if len(decoded) < 24:
         raise EndpointError("the secret must hold at least 24 random bytes")
     return secret
 
 
-def add_endpoint(session: Session, url: str, events: list[str], at: datetime, secret: str | None = None) -> WebhookEndpoint:
+def add_endpoint(session: Session, url: str, events: list[str], at: datetime,
+                 secret: str | None = None) -> WebhookEndpoint:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise EndpointError(f"not an http(s) URL: {url!r}")

@@ -56,7 +56,8 @@ class UnknownCall(LookupError):
 
 
 class RatingRefused(Refused):
-    """One call, one rating: the rules refuse this channel's rating of a call already rated (lifecycle.second_rating)."""
+    """One call, one rating: the rules refuse this channel's rating of a call already rated
+    (lifecycle.second_rating)."""
 
     reason = Reason.ALREADY_DONE
 
@@ -219,7 +220,8 @@ def _give_rating(session: Session, rules: Rules, call: Call, event: RatingGiven)
         why_blocked = blocked_reason(session, call.caller_number)
         if why_blocked is not None:  # the malicious-rater list: stored, never adopted
             values |= {"is_adopted": False, "not_adopted_reason": why_blocked}
-        first = RatingChange(changed_at=event.at, source=event.source, changes={k: [None, v] for k, v in values.items()})
+        first = RatingChange(changed_at=event.at, source=event.source,
+                             changes={k: [None, v] for k, v in values.items()})
         # Built with its collections, so nothing is lazily loaded for a row that cannot have any yet, and
         # with its defaults, which the rules below read before any flush would set them.
         rating = Rating(call=call, rated_at=event.at, updated_at=event.at, reason_tags=[], changes=[first],

@@ -189,7 +189,8 @@ def check_usable(rules: Rules, reminder: SmsReminder, now: datetime) -> None:
     if reminder.status not in (ReminderStatus.SENT, ReminderStatus.UNKNOWN):
         raise LinkRefused("链接无效，请核对短信中的链接")
     if now >= reminder.expires_at:
-        raise LinkRefused(f"补充评价已于{last_day(reminder.expires_at, zone)}截止，感谢您的关注", Reason.TOO_LATE, gone=True)
+        raise LinkRefused(f"补充评价已于{last_day(reminder.expires_at, zone)}截止，感谢您的关注",
+                          Reason.TOO_LATE, gone=True)
     rating = reminder.call.rating
     if rating is not None and rules.lifecycle.second("supplementary", rating.channel) == "refuse":
         raise LinkRefused("该次来电已评价，无需重复评价", Reason.ALREADY_DONE, gone=True)

@@ -30,7 +30,8 @@ NEW_CALL_SLACK = timedelta(hours=1)
 
 def _day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time(0), zone)
-    return start.astimezone(timezone.utc), datetime.combine(day + timedelta(days=1), time(0), zone).astimezone(timezone.utc)
+    return (start.astimezone(timezone.utc),
+            datetime.combine(day + timedelta(days=1), time(0), zone).astimezone(timezone.utc))
 
 
 def rebuild_days(session: Session, days: set[date], zone: ZoneInfo) -> None:

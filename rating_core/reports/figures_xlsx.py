@@ -256,7 +256,8 @@ def _write_line(sheet: Worksheet, row: int, columns: list[Column], line: Line) -
 
 def _write_apart(sheet: Worksheet, row: int, columns: list[Column], table: FiguresTable, unit_heading: str) -> int:
     """The units that are not ranked, under a heading that says why; each one's reason over its score columns."""
-    because = f"未记录{unit_heading}，或评价数少于 {table.min_ratings} 条" if table.min_ratings else f"未记录{unit_heading}"
+    because = (f"未记录{unit_heading}，或评价数少于 {table.min_ratings} 条" if table.min_ratings
+               else f"未记录{unit_heading}")
     heading = _put(sheet, row, 1, f"以下各行不参与排名（{because}）")
     heading.font, heading.alignment = Font(bold=True), Alignment(horizontal="left", vertical="center")
     _merge(sheet, row, 1, len(columns))

@@ -228,7 +228,8 @@ def describe(scheme: Scheme, rules: ScoringRules) -> list[str]:
     """The scheme's rule in words, item by item, as the annex states it (for a page or a workbook's notes)."""
     names = {rate.code: rate.name for rate in rules.rates}
     lines = [f"{names[item.rate]}得分 = {names[item.rate]} × {plain_number(item.weight)}" for item in scheme.weighted]
-    lines += [f"{names[item.rate]}按排名得分：第一名 {plain_number(item.first)} 分，后续名次依次减 {plain_number(item.step)} 分，"
+    lines += [f"{names[item.rate]}按排名得分：第一名 {plain_number(item.first)} 分，"
+              f"后续名次依次减 {plain_number(item.step)} 分，"
               f"低于 {plain_number(item.below * 100)}% 的不得分；同率同名次" for item in scheme.ranked]
     if scheme.deduction is not None:
         held = scheme.deduction.rates

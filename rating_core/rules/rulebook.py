@@ -104,7 +104,8 @@ class VerificationScript(FrozenModel):
     @model_validator(mode="after")
     def _check(self) -> VerificationScript:
         if self.yes_key == self.no_key or not {self.yes_key, self.no_key} <= DTMF_KEYS:
-            raise ValueError(f"verification yes/no keys must be two distinct DTMF keys, got {self.yes_key!r}, {self.no_key!r}")
+            raise ValueError(f"verification yes/no keys must be two distinct DTMF keys, "
+                             f"got {self.yes_key!r}, {self.no_key!r}")
         return self
 
     def date_sounds(self, month: int, day: int) -> tuple[str, str]:
@@ -140,7 +141,8 @@ class ReadBack(FrozenModel):
     @model_validator(mode="after")
     def _check(self) -> ReadBack:
         if self.yes_key == self.no_key or not {self.yes_key, self.no_key} <= DTMF_KEYS:
-            raise ValueError(f"read_back yes/no keys must be two distinct DTMF keys, got {self.yes_key!r}, {self.no_key!r}")
+            raise ValueError(f"read_back yes/no keys must be two distinct DTMF keys, "
+                             f"got {self.yes_key!r}, {self.no_key!r}")
         return self
 
     def applies(self, level: Level, confidence: float) -> bool:
@@ -211,7 +213,8 @@ class HotlineProfile(FrozenModel):
         if self.sms_reminder is not None:
             fields = {name for _, name, _, _ in string.Formatter().parse(self.sms_reminder) if name is not None}
             if "link" not in fields or fields - SMS_FIELDS:
-                raise ValueError(f"sms_reminder must contain {{link}} and only {sorted(SMS_FIELDS)}, got {sorted(fields)}")
+                raise ValueError(f"sms_reminder must contain {{link}} and only {sorted(SMS_FIELDS)}, "
+                                 f"got {sorted(fields)}")
         return self
 
     def sound(self, prompt: str) -> str:
@@ -247,7 +250,8 @@ class Rules(FrozenModel):
         default = self.lifecycle.default_rating.level
         if self.lifecycle.default_rating.enabled and (
                 default not in codes or next(lv for lv in self.levels if lv.code == default).negative):
-            raise ValueError(f"lifecycle.default_rating.level must be a known level that is not a 差评, got {default!r}")
+            raise ValueError(f"lifecycle.default_rating.level must be a known level that is not a 差评, "
+                             f"got {default!r}")
         if self.lifecycle.supplementary.reminder.enabled:
             silent = sorted(code for code, hotline in self.hotlines.items() if hotline.sms_reminder is None)
             if silent:

@@ -25,7 +25,8 @@ def claim_position(session: Session, stream: str) -> Position:
     found = _locked(session, stream)
     if found is None:
         insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        session.execute(insert(POSITIONS).values(stream=stream, segment=0, line=0, updated_at=datetime.now(timezone.utc))
+        session.execute(insert(POSITIONS).values(stream=stream, segment=0, line=0,
+                                                 updated_at=datetime.now(timezone.utc))
                         .on_conflict_do_nothing(index_elements=["stream"]))
         found = _locked(session, stream)
         assert found is not None
