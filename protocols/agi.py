@@ -32,7 +32,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-from protocols.common import NEED_DATA, ConnectionClosed, LocalProtocolError, NeedData, RemoteProtocolError, transition
+from protocols.common import (
+    NEED_DATA,
+    ByteReader,
+    ConnectionClosed,
+    LocalProtocolError,
+    NeedData,
+    RemoteProtocolError,
+    transition,
+)
 
 # res_agi.c reads a command into a buffer of AGI_BUF_LEN (2048) bytes and
 # silently truncates longer lines; refuse them instead of sending half a command.
@@ -317,7 +325,7 @@ TRANSITIONS: dict[tuple[State, str], State] = {
 
 
 @dataclass
-class AgiConnection:
+class AgiConnection(ByteReader[Event]):
     """The application side of one AGI session, as a state machine over bytes."""
 
     max_env_bytes: int = MAX_ENV_BYTES
@@ -332,31 +340,12 @@ class AgiConnection:
     _usage: list[str] | None = None
     _open_reply: list[str] | None = None  # the lines so far of a reply whose (data) holds line breaks
 
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes from Asterisk; ``b""`` means the connection was closed."""
-        if not data:
-            self._eof = True
-            return
-        if self._eof:
-            raise LocalProtocolError("data after the end of input")
-        self._buffer += data
-
     def send_command(self, words: Sequence[str | int]) -> bytes:
         """The bytes of a command; only one command may be outstanding at a time."""
         next_state = transition(TRANSITIONS, self.state, "send a command")
         line = format_command(words)
         self.state = next_state
         return line
-
-    def next_event(self) -> Event:
-        """The next event, or NEED_DATA; after a :class:`RemoteProtocolError` the connection is in ERROR for good."""
-        if self.state is State.ERROR:
-            raise RemoteProtocolError("Asterisk already broke the protocol: nothing after it can be read")
-        try:
-            return self._next_event()
-        except RemoteProtocolError:
-            self.state = State.ERROR
-            raise
 
     def _next_event(self) -> Event:
         while True:

@@ -26,7 +26,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
-from protocols.common import NEED_DATA, ConnectionClosed, LocalProtocolError, NeedData, RemoteProtocolError, transition
+from protocols.common import (
+    NEED_DATA,
+    ByteReader,
+    ConnectionClosed,
+    LocalProtocolError,
+    NeedData,
+    RemoteProtocolError,
+    transition,
+)
 
 BANNER_PREFIX = "Asterisk Call Manager/"
 # Far more than any real block (the longest in the transcripts is under 1 KiB);
@@ -141,7 +149,7 @@ def parse_block(raw: bytes) -> Message | MalformedMessage:
     return Message(tuple(fields))
 
 
-class AmiParser:
+class AmiParser(ByteReader[AmiEvent]):
     """Feed it bytes from either side of an AMI connection; take messages out.
 
     ``expect_banner`` is true on the client side (Asterisk speaks first).
@@ -154,25 +162,6 @@ class AmiParser:
         self._max = max_message_bytes
         self._eof = False
         self.state = State.AWAITING_BANNER if expect_banner else State.OPEN
-
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes from the peer; ``b""`` means the connection was closed."""
-        if not data:
-            self._eof = True
-            return
-        if self._eof:
-            raise LocalProtocolError("data after the end of input")
-        self._buffer += data
-
-    def next_event(self) -> AmiEvent | NeedData:
-        """The next banner or message, or NEED_DATA; after a :class:`RemoteProtocolError` the parser is in ERROR."""
-        if self.state is State.ERROR:
-            raise RemoteProtocolError("the peer already broke the protocol: nothing after it can be read")
-        try:
-            return self._next_event()
-        except RemoteProtocolError:
-            self.state = State.ERROR
-            raise
 
     def _next_event(self) -> AmiEvent | NeedData:
         if self.state is State.AWAITING_BANNER:

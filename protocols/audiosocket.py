@@ -32,7 +32,15 @@ import struct
 import uuid
 from dataclasses import dataclass
 
-from protocols.common import NEED_DATA, ConnectionClosed, LocalProtocolError, NeedData, RemoteProtocolError, transition
+from protocols.common import (
+    NEED_DATA,
+    ByteReader,
+    ConnectionClosed,
+    LocalProtocolError,
+    NeedData,
+    RemoteProtocolError,
+    transition,
+)
 
 HEADER = struct.Struct(">BH")
 SAMPLE_RATE = 8000
@@ -101,7 +109,7 @@ def encode(kind: Kind, payload: bytes = b"") -> bytes:
     return HEADER.pack(kind, len(payload)) + payload
 
 
-class AudioSocketConnection:
+class AudioSocketConnection(ByteReader[Event]):
     """The server's side of one AudioSocket session."""
 
     def __init__(self) -> None:
@@ -109,25 +117,6 @@ class AudioSocketConnection:
         self._eof = False
         self.state = State.AWAITING_UUID
         self.uuid: uuid.UUID | None = None
-
-    def receive_data(self, data: bytes) -> None:
-        """Bytes from the socket; ``b""`` means end of stream."""
-        if not data:
-            self._eof = True
-            return
-        if self._eof:
-            raise LocalProtocolError("data after the end of input")
-        self._buffer += data
-
-    def next_event(self) -> Event | NeedData:
-        """The next event, or NEED_DATA; after a :class:`RemoteProtocolError` the connection is in ERROR for good."""
-        if self.state is State.ERROR:
-            raise RemoteProtocolError("the peer already broke the protocol: nothing after it can be read")
-        try:
-            return self._next_event()
-        except RemoteProtocolError:
-            self.state = State.ERROR
-            raise
 
     def _next_event(self) -> Event | NeedData:
         if len(self._buffer) >= HEADER.size:

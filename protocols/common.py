@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 
 class ProtocolError(Exception):
@@ -54,6 +54,41 @@ class ConnectionClosed:
 
 
 S = TypeVar("S", bound=enum.Enum)
+E = TypeVar("E")
+
+
+class ByteReader(Generic[E]):
+    """The input half the three connections share: bytes in, ``b""`` to end them, events out.
+
+    A subclass keeps its unread bytes in ``_buffer``, has a ``state`` whose
+    enum has an ``ERROR`` member, and reads one event in ``_next_event``.
+    """
+
+    _buffer: bytearray
+    _eof: bool
+    state: Any
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the peer; ``b""`` means the connection was closed."""
+        if not data:
+            self._eof = True
+            return
+        if self._eof:
+            raise LocalProtocolError("data after the end of input")
+        self._buffer += data
+
+    def next_event(self) -> E | NeedData:
+        """The next event, or NEED_DATA; after a :class:`RemoteProtocolError` the connection is in ERROR for good."""
+        if self.state.name == "ERROR":
+            raise RemoteProtocolError("the peer already broke the protocol: nothing after it can be read")
+        try:
+            return self._next_event()
+        except RemoteProtocolError:
+            self.state = type(self.state).ERROR
+            raise
+
+    def _next_event(self) -> E | NeedData:
+        raise NotImplementedError
 
 
 def transition(table: Mapping[tuple[S, str], S], state: S, what: str) -> S:
