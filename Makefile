@@ -27,12 +27,17 @@ demo: setup
 # The static checks (ruff, mypy), then the whole test suite, on SQLite and on a real PostgreSQL (installed
 # and started when absent), with the real-PBX tier on a real Asterisk (built once when absent).
 # REQUIRE_POSTGRES and REQUIRE_PBX turn "unreachable" or "cannot be built" into a failure instead of a skip.
+# In parallel (pytest-xdist): a worker per core, at most 8 (the Redis databases go to 8 workers), each with
+# databases and an Asterisk of its own, a real-PBX module whole on one worker (tests/conftest.py).
+# PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= auto
+PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --maxprocesses 8
 test: setup services
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	REQUIRE_POSTGRES=1 REQUIRE_PBX=1 $(BIN)/pytest -q -p no:cacheprovider
+	REQUIRE_POSTGRES=1 REQUIRE_PBX=1 $(BIN)/pytest -q -p no:cacheprovider $(PYTEST_PARALLEL)
 
-# The real-PBX tier alone.
+# The real-PBX tier alone, in one process.
 test-pbx: setup services
 	REQUIRE_POSTGRES=1 REQUIRE_PBX=1 $(BIN)/pytest -q -p no:cacheprovider -m pbx
 

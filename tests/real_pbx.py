@@ -34,6 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from callback.ami_client import AmiClient
+from conftest import worker_redis_url
 from protocols.agi import split_command
 from protocols.ami import Message, originate_fields
 from rating_core.complaints.callback_tasks import request_attempt
@@ -230,7 +231,7 @@ class Service:
         self.log_file = home / f"{self.name}.log"
         self.env = dict(os.environ, DATABASE_URL=database_url, HOTLINE_EVAL_HOME=str(home),
                         HOTLINE_EVAL_RULES=str(self.rules_file), HOTLINE_EVAL_SPOOL=str(home / "spool"),
-                        REDIS_URL="redis://127.0.0.1:6379/14")
+                        REDIS_URL=worker_redis_url(1))
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
