@@ -224,7 +224,7 @@ def test_the_task_page_and_the_report_show_what_was_done_by_whom(web_site) -> No
     assert post(client, "/agent/tasks/1/rectified", note="已为市民补办社保转移手续").status_code == 302
     page = client.get("/agent/tasks/1").data.decode()
     records = page[page.index('id="rectifications"'):]
-    assert "已为市民补办社保转移手续" in records and "agent用户（agent:2001）" in records and "限期整改" in records
+    assert "已为市民补办社保转移手续" in records and "agent用户（坐席 2001）" in records and "限期整改" in records
     shown = client.get("/agent/tasks/1/report").data.decode()
     assert "由agent用户同志于" in shown and "报告整改完成：已为市民补办社保转移手续。" in shown
     assert "@page { size: A4; margin: 37mm 26mm 35mm 28mm; }" in shown and 'class="report-sheet"' in shown

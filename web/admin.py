@@ -22,7 +22,9 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 AUDIT_ACTIONS = {"reveal_number": "查看完整号码", "play_recording": "播放录音", "login": "登录",
                  "login_failed": "登录失败", "webhook_added": "添加推送地址", "webhook_rotate": "更换推送密钥",
-                 "webhook_enable": "启用推送", "webhook_disable": "停用推送", "webhook_replay": "重新推送"}
+                 "webhook_enable": "启用推送", "webhook_disable": "停用推送", "webhook_replay": "重新推送",
+                 "adjustment_added": "录入加减分", "adjustment_withdrawn": "撤销加减分",
+                 "adjustment_corrected": "更正加减分"}
 
 
 @bp.get("/audit")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, time, timezone
+from datetime import date, datetime, time, timezone
+from enum import Enum
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
@@ -12,9 +14,10 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload
+from werkzeug.datastructures import MultiDict
 
+from rating_core.complaints.assignment import assign, claim, claim_for, may_act, release
 from rating_core.complaints.callback_tasks import (
-    OPEN_STATES,
     VERIFIABLE_STATES,
     mark_rectified,
     readopt,
@@ -22,10 +25,11 @@ from rating_core.complaints.callback_tasks import (
     record_verdict,
     request_attempt,
 )
-from rating_core.complaints.task_states import TaskState
+from rating_core.complaints.task_search import PAGE_SIZE, Assigned, Scope, TaskQuery, find_tasks
+from rating_core.complaints.task_states import OPEN_TASK_STATES, TASK_STATE_NAMES, TaskState
 from rating_core.complaints.verification_report import Report, build_report, latest_rectification
 from rating_core.rules.refusals import Refused
-from rating_core.store.models import Call, CallbackAttempt, CallbackTask, Rating, WebUser
+from rating_core.store.models import CallbackAttempt, CallbackTask, Rating, WebUser
 from web.audit import audit
 from web.changes import commit_or_flash
 from web.context import db, store
@@ -44,23 +48,59 @@ def _actor() -> str:
     return f"{current_user.role}:{current_user.agent_id or current_user.username}"
 
 
+def _agents() -> list[WebUser]:
+    """The agents a supervisor can give tasks to (none for an agent, who cannot)."""
+    if current_user.role != "supervisor":
+        return []
+    return list(db().scalars(select(WebUser).where(WebUser.role == "agent", WebUser.active.is_(True),
+                                                   WebUser.agent_id.is_not(None)).order_by(WebUser.agent_id)))
+
+
+def _viewer() -> str | None:
+    """The agent whose view of the tasks this is; None for a supervisor, who sees every task."""
+    return current_user.agent_id if current_user.role == "agent" else None
+
+
+def _task_query(args: MultiDict[str, str]) -> TaskQuery:
+    """The queue's filters from the URL, so that a supervisor can send a link; a bad one is a 400 in Chinese."""
+    def day(name: str) -> date | None:
+        value = args.get(name, "").strip()
+        try:
+            return date.fromisoformat(value) if value else None
+        except ValueError:
+            abort(400, description=f"日期格式不正确：{value[:20]}（应为 2026-12-01 这样的日期）")
+
+    def choice(name: str, kind: type[Enum], default: Any) -> Any:
+        value = args.get(name, "").strip()
+        try:
+            return kind(value) if value else default
+        except ValueError:
+            abort(400, description=f"筛选条件不正确：{value[:20]}")
+
+    page = args.get("page", "1").strip()
+    if not page.isdigit() or len(page) > 6:
+        abort(400, description=f"页码不正确：{page[:20]}")
+    hotline = args.get("hotline", "").strip() or None
+    if hotline is not None and hotline not in store().rules.hotlines:
+        abort(400, description=f"没有这条热线：{hotline[:20]}")
+    return TaskQuery(text=args.get("q", "")[:64], hotline=hotline, state=choice("state", TaskState, None),
+                     scope=choice("scope", Scope, Scope.OPEN), since=day("since"), until=day("until"),
+                     escalated=args.get("escalated") == "1", overdue=args.get("overdue") == "1",
+                     assigned=choice("assigned", Assigned, Assigned.ANYONE), page=int(page))
+
+
 @bp.get("/")
 @role_required(*CALLBACK_ROLES)
 def queue() -> Any:
-    """Open tasks by verification deadline, soonest (or most overdue) first."""
-    query = (
-        select(CallbackTask).join(CallbackTask.rating).join(Rating.call)
-        .where(CallbackTask.state.in_(OPEN_STATES))
-        .options(joinedload(CallbackTask.rating).joinedload(Rating.call))
-        .order_by(CallbackTask.verify_by, CallbackTask.id)
-    )
-    if current_user.role == "agent":
-        # Mine and the team's unassigned ones, never a 差评 of my own calls (非当事人).
-        query = query.where(
-            or_(CallbackTask.assigned_agent == current_user.agent_id, CallbackTask.assigned_agent.is_(None)),
-            or_(Call.agent_id.is_(None), Call.agent_id != current_user.agent_id),
-        )
-    return render_template("agent/queue.html", tasks=db().scalars(query).all())
+    """Tasks by verification deadline, soonest (or most overdue) first, searched, filtered and paged."""
+    query = _task_query(request.args)
+    zone = ZoneInfo(store().rules.callback.timezone)
+    found = find_tasks(db(), query, agent_id=_viewer(), now=datetime.now(timezone.utc), zone=zone)
+    agents = _agents()
+    filters = {key: value for key, value in request.args.items() if key != "page" and value}
+    return render_template("agent/queue.html", found=found, query=query, filters=filters, agents=agents,
+                           hotlines=store().rules.hotlines, states=TASK_STATE_NAMES, open_states=OPEN_TASK_STATES,
+                           action_form=ActionForm())
 
 
 def _task(task_id: int) -> CallbackTask:
@@ -74,6 +114,21 @@ def _task(task_id: int) -> CallbackTask:
         abort(404)
     if current_user.role == "agent" and task.rating.call.agent_id == current_user.agent_id:
         abort(403, description="不得回访针对本人服务的差评（非当事人原则）")
+    if current_user.role == "agent" and not may_act(task, current_user.agent_id):
+        abort(403, description=f"该任务已由坐席 {task.assigned_agent} 认领，请联系主管转交")
+    return task
+
+
+def _act(task_id: int) -> CallbackTask:
+    """The task an agent is about to act on, claimed for them if it was nobody's (undone with the action
+    if the action is refused)."""
+    task = _task(task_id)
+    if current_user.role == "agent":
+        try:
+            claim_for(db(), task, current_user.agent_id, datetime.now(timezone.utc), _actor())
+        except Refused as exc:
+            db().rollback()
+            abort(409, description=str(exc))
     return task
 
 
@@ -95,6 +150,7 @@ def _page(task: CallbackTask, *, verdict: VerdictForm | None = None, rectified: 
         can_verify=task.state in VERIFIABLE_STATES, can_report_fix=task.state == TaskState.RECTIFYING,
         can_call=current_user.role == "agent" and task.state in (TaskState.PENDING, TaskState.RECTIFIED),
         can_reveal=current_user.role in REVEAL_NUMBER, can_play=current_user.role in PLAY_RECORDINGS,
+        open_states=OPEN_TASK_STATES, agents=_agents(),
     ), status
 
 
@@ -107,7 +163,7 @@ def task(task_id: int) -> Any:
 @bp.post("/tasks/<int:task_id>/verdict")
 @role_required(*CALLBACK_ROLES)
 def verdict(task_id: int) -> Any:
-    found = _task(task_id)
+    found = _act(task_id)
     form = VerdictForm()
     if not form.validate_on_submit():
         return _page(found, verdict=form, status=400)
@@ -124,7 +180,7 @@ def verdict(task_id: int) -> Any:
 @bp.post("/tasks/<int:task_id>/rectified")
 @role_required(*CALLBACK_ROLES)
 def rectified(task_id: int) -> Any:
-    found = _task(task_id)
+    found = _act(task_id)
     form = RectifiedForm()
     if not form.validate_on_submit():
         return _page(found, rectified=form, status=400)
@@ -165,7 +221,7 @@ def readopt_rating(task_id: int) -> Any:
 @role_required(*CALLBACK_ROLES)
 def satisfaction(task_id: int) -> Any:
     """The citizen's answer to the re-asked satisfaction, entered by the agent who called."""
-    found = _task(task_id)
+    found = _act(task_id)
     form = SatisfactionForm()
     attempt = _reask(found)
     if attempt is None:
@@ -225,9 +281,9 @@ def _report(task: CallbackTask) -> Report:
 @role_required("agent")
 def call(task_id: int) -> Any:
     """Click-to-call: queue an agent-first attempt for the dialer, ringing this agent first."""
-    _task(task_id)
     if not ActionForm().validate_on_submit():
         abort(400)
+    _act(task_id)
     session = db()
     decision = request_attempt(session, store().rules.callback, task_id, datetime.now(timezone.utc), _actor(),
                                agent=current_user.agent_id)
@@ -243,7 +299,7 @@ def call(task_id: int) -> Any:
 @role_required(*REVEAL_NUMBER)
 def reveal(task_id: int) -> Any:
     """The full number, for htmx to swap in; an audited action."""
-    found = _task(task_id)
+    found = _act(task_id)
     session = db()
     audit(session, "reveal_number", f"task:{task_id}")
     session.commit()
@@ -265,3 +321,75 @@ def attempt_recording(attempt_id: int) -> Any:
         abort(404)
     _task(attempt.task_id)
     return serve_recording(attempt.recording_file, f"attempt:{attempt_id}:recording")
+
+
+@bp.post("/tasks/<int:task_id>/claim")
+@role_required("agent")
+def claim_task(task_id: int) -> Any:
+    """认领: the task becomes this agent's, and no other agent may act on it."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    _task(task_id)
+    if commit_or_flash(lambda session: claim(session, task_id, current_user.agent_id, datetime.now(timezone.utc),
+                                             _actor())) is not None:
+        flash("已认领该任务", "info")
+    return redirect(url_for("agent.task", task_id=task_id))
+
+
+@bp.post("/tasks/<int:task_id>/release")
+@role_required("agent")
+def release_task(task_id: int) -> Any:
+    """退回: the task goes back to the team's queue."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    _task(task_id)
+    if commit_or_flash(lambda session: release(session, task_id, current_user.agent_id, datetime.now(timezone.utc),
+                                               _actor())) is not None:
+        flash("已退回该任务，其他坐席可以认领", "info")
+    return redirect(url_for("agent.queue"))
+
+
+def _assignee(value: str) -> str | None:
+    """The 工号 a supervisor chose (None: back to the team); an unknown one is a 400."""
+    agent_id = value.strip()
+    if not agent_id:
+        return None
+    known = db().scalar(select(WebUser.id).where(WebUser.role == "agent", WebUser.agent_id == agent_id,
+                                                 WebUser.active.is_(True)))
+    if known is None:
+        abort(400, description=f"没有工号为 {agent_id[:20]} 的在岗坐席")
+    return agent_id
+
+
+@bp.post("/tasks/<int:task_id>/assign")
+@role_required("supervisor")
+def assign_task(task_id: int) -> Any:
+    """转交: a supervisor gives the task to an agent, or back to the team."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    _task(task_id)
+    agent_id = _assignee(request.form.get("agent", ""))
+    if commit_or_flash(lambda session: assign(session, [task_id], agent_id, datetime.now(timezone.utc),
+                                              _actor())) is not None:
+        flash(f"已转交坐席 {agent_id}" if agent_id else "已退回待认领", "info")
+    return redirect(url_for("agent.task", task_id=task_id))
+
+
+@bp.post("/assign")
+@role_required("supervisor")
+def assign_tasks() -> Any:
+    """批量分配: the ticked tasks of the queue page to one agent; back to the same filtered page."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    ids = request.form.getlist("task")
+    if not all(value.isdigit() and len(value) <= 9 for value in ids) or len(ids) > PAGE_SIZE:
+        abort(400, description="勾选的任务不正确")
+    agent_id = _assignee(request.form.get("agent", ""))
+    done = commit_or_flash(lambda session: assign(session, [int(value) for value in ids], agent_id,
+                                                  datetime.now(timezone.utc), _actor()))
+    if done is not None:
+        flash(f"已将 {len(done)} 件任务分配给坐席 {agent_id}" if agent_id else f"已将 {len(done)} 件任务退回待认领",
+              "info")
+    # Back to the page the supervisor ticked them on: its filters, rebuilt as a query string of our own.
+    back = urlencode(parse_qsl(request.form.get("back", "")[:1000]))
+    return redirect(url_for("agent.queue") + (f"?{back}" if back else ""))

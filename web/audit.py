@@ -10,6 +10,21 @@ from sqlalchemy.orm import Session
 
 from rating_core.store.models import AuditEntry
 
+# What an entry's target ("task:1:voice") is, as the audit page names it.
+_TARGETS = {"task": "回访任务 #{}", "attempt": "第 {} 号呼叫", "endpoint": "推送地址 #{}"}
+_TARGET_PARTS = {"voice": "的留言录音", "recording": "的通话录音"}
+
+
+def target_name(target: str | None) -> str:
+    """``task:1:voice`` → 回访任务 #1 的留言录音, ``endpoint:3`` → 推送地址 #3; anything else as it is."""
+    if not target:
+        return ""
+    kind, _, rest = target.partition(":")
+    number, _, part = rest.partition(":")
+    if kind not in _TARGETS or not number.isdigit() or (part and part not in _TARGET_PARTS):
+        return target
+    return _TARGETS[kind].format(number) + (" " + _TARGET_PARTS[part] if part else "")
+
 
 def audit(session: Session, action: str, target: str | None = None, *, username: str | None = None,
           **detail: object) -> None:

@@ -24,6 +24,7 @@ from rating_core.complaints.callback_tasks import close_task, load_calendar, not
 from rating_core.complaints.task_states import TaskState
 from rating_core.outbox.outbox import emit
 from rating_core.rules.callback_policy import CallbackPolicy
+from rating_core.rules.local_time import deadline
 from rating_core.rules.refusals import Reason, Refused
 from rating_core.rules.working_days import add_duration
 from rating_core.store.batch_lookups import listed_reason
@@ -68,7 +69,7 @@ def file_appeal(session: Session, policy: CallbackPolicy, task_id: int, unit: st
         raise AppealError("该差评已提出过申诉", Reason.ALREADY_DONE)
     if at > task.appeal_file_by:
         zone = ZoneInfo(policy.timezone)
-        raise AppealError(f"已超过申诉期限（{task.appeal_file_by.astimezone(zone):%Y-%m-%d %H:%M}，"
+        raise AppealError(f"已超过申诉期限（{deadline(task.appeal_file_by, zone)}，"
                           f"评价后{policy.appeal_file_within.describe()}内）")
     if not reason.strip():
         raise AppealError("请填写申诉理由", Reason.INVALID)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from rating_core.complaints.task_states import OPEN_TASK_STATES, AttemptStatus, TaskState, attempts_moving_to, task_move
 from rating_core.outbox.outbox import emit
 from rating_core.rules.callback_policy import FINAL_OUTCOMES, QUESTIONS, VERDICTS, CallbackPolicy
+from rating_core.rules.local_time import local_time
 from rating_core.rules.refusals import Reason, Refused
 from rating_core.rules.working_days import WorkingCalendar, add_duration, next_calling_time
 from rating_core.store.batch_lookups import blocked_reason, lookups
@@ -374,7 +375,7 @@ def record_verdict(session: Session, policy: CallbackPolicy, task_id: int, verdi
     if verdict == "deadline_fix":
         limit = add_duration(at, policy.rectify_within, load_calendar(session), ZoneInfo(policy.timezone))
         if rectify_by is not None and not at < rectify_by <= limit:
-            raise TaskRuleError(f"整改期限须在现在与 {limit:%Y-%m-%d %H:%M} 之间"
+            raise TaskRuleError(f"整改期限须在现在至{local_time(limit, ZoneInfo(policy.timezone))}之间"
                                 f"（不超过{policy.rectify_within.describe()}）", Reason.INVALID)
         task.rectify_by = rectify_by or limit
         note_event(session, task, at, actor, "verified", "rectifying", verdict=verdict,
