@@ -391,3 +391,23 @@ def test_a_wrongly_rejected_差评_is_readopted_and_its_task_reopens(store, rule
     assert found.rating.changes[-1].changes["is_adopted"] == [False, True]
     with pytest.raises(TaskRuleError, match="已是采纳"), store.sessions.begin() as session:
         readopt(session, rules.callback, task_id, at, "supervisor:boss", "again")
+
+
+def test_the_last_day_a_deadline_may_fall_on_can_be_picked(store, rules) -> None:
+    """A form picks a day (its end, 23:59 Beijing); the limit is an exact time within that day."""
+    from zoneinfo import ZoneInfo
+
+    from rating_core.complaints.callback_tasks import load_calendar
+    from rating_core.rules.working_days import add_duration
+
+    zone = ZoneInfo(rules.callback.timezone)
+    task_id = contacted(store, rules)
+    at = T0 + timedelta(hours=2)
+    with store.sessions() as session:
+        limit = add_duration(at, rules.callback.rectify_within, load_calendar(session), zone)
+    end_of_day = datetime.combine(limit.astimezone(zone).date(), datetime.max.time(), zone).replace(microsecond=0)
+    verdict(store, rules, task_id, "deadline_fix", at, rectify_by=end_of_day.astimezone(timezone.utc))
+    assert task(store, task_id).rectify_by == limit
+    later = contacted(store, rules)
+    with pytest.raises(TaskRuleError, match="整改期限须在"):
+        verdict(store, rules, later, "deadline_fix", at, rectify_by=end_of_day + timedelta(days=1))

@@ -373,7 +373,11 @@ def record_verdict(session: Session, policy: CallbackPolicy, task_id: int, verdi
     task.verdict, task.verdict_note, task.verified_at = verdict, note.strip(), at
     _start_handling_anew(task)
     if verdict == "deadline_fix":
-        limit = add_duration(at, policy.rectify_within, load_calendar(session), ZoneInfo(policy.timezone))
+        zone = ZoneInfo(policy.timezone)
+        limit = add_duration(at, policy.rectify_within, load_calendar(session), zone)
+        if rectify_by is not None and rectify_by.astimezone(zone).date() == limit.astimezone(zone).date():
+            # A day picked on a form means that day's end; on the limit's own day, the limit comes first.
+            rectify_by = min(rectify_by, limit)
         if rectify_by is not None and not at < rectify_by <= limit:
             raise TaskRuleError(f"整改期限须在现在至{local_time(limit, ZoneInfo(policy.timezone))}之间"
                                 f"（不超过{policy.rectify_within.describe()}）", Reason.INVALID)
