@@ -16,7 +16,7 @@ from rating_core.complaints.hangup_causes import hangup_cause_name
 from rating_core.complaints.task_history import SYSTEM_ACTOR_NAMES, TASK_EVENT_NAMES, actor_name
 from rating_core.rules.local_time import deadline, seconds, span
 from rating_core.store.models import Call, CallbackAttempt, CallbackTask
-from web_pages import signed_in, token
+from web_pages import form_keys, signed_in
 
 ROOT = Path(__file__).resolve().parent.parent
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -49,18 +49,18 @@ def a_whole_loop(site) -> None:
         note_script_ended(session, attempt.id, "completed", "resolved", now - timedelta(minutes=49))
     client = signed_in(site, "agent")
     page = client.get("/agent/tasks/1")
-    done = client.post("/agent/tasks/1/verdict", data={"csrf_token": token(page.data), "verdict": "deadline_fix",
+    done = client.post("/agent/tasks/1/verdict", data={**form_keys(page.data), "verdict": "deadline_fix",
                                                        "note": "已核实，限期整改"})
     assert done.status_code == 302, text(done)[:2000]
     page = client.get("/agent/tasks/1")
-    done = client.post("/agent/tasks/1/rectified", data={"csrf_token": token(page.data), "note": "已整改"})
+    done = client.post("/agent/tasks/1/rectified", data={**form_keys(page.data), "note": "已整改"})
     assert done.status_code == 302, text(done)[:2000]
     with site.store.sessions.begin() as session:
         reask = request_attempt(session, policy, site.task_id, now, "agent:2001", agent="2001").attempt_id
         claim_attempt(session, reask, now, "PJSIP/2001")
         record_outcome(session, policy, reask, "answered", now, "dialer", cause=16, cause_text="Normal Clearing")
     page = client.get("/agent/tasks/1")
-    done = client.post("/agent/tasks/1/satisfaction", data={"csrf_token": token(page.data), "satisfied": "yes"})
+    done = client.post("/agent/tasks/1/satisfaction", data={**form_keys(page.data), "satisfied": "yes"})
     assert done.status_code == 302, text(done)[:2000]
 
 
@@ -96,7 +96,7 @@ def test_a_refused_deadline_is_said_once_in_beijing_time(web_site) -> None:
     client = signed_in(web_site, "agent")
     page = client.get("/agent/tasks/1")
     before = datetime.now(BEIJING)
-    refused = client.post("/agent/tasks/1/verdict", data={"csrf_token": token(page.data), "verdict": "deadline_fix",
+    refused = client.post("/agent/tasks/1/verdict", data={**form_keys(page.data), "verdict": "deadline_fix",
                                                           "note": "台账", "rectify_by": "2030-01-01"})
     after = datetime.now(BEIJING)
     assert refused.status_code == 400

@@ -34,7 +34,7 @@ from rating_core.rules.rulebook import Rules
 from rating_core.store.migrate import downgrade, upgrade
 from rating_core.store.models import CallbackTask, Rectification
 from web.downloads import attachment
-from web_pages import signed_in, token
+from web_pages import form_keys, signed_in
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=CST)  # a Friday, in the morning window
@@ -214,7 +214,7 @@ def test_the_migration_makes_records_from_the_events_of_before(store, rules) -> 
 
 def post(client, path: str, **data: str):
     page = client.get("/agent/tasks/1")
-    return client.post(path, data={"csrf_token": token(page.data), **data})
+    return client.post(path, data={**form_keys(page.data), **data})
 
 
 def test_the_task_page_and_the_report_show_what_was_done_by_whom(web_site) -> None:

@@ -16,7 +16,7 @@ from rating_core.events.call_events import CallStarted, RatingGiven
 from rating_core.ratings.store import RatingStore
 from rating_core.store.models import CallbackTask, TaskEvent
 from web.accounts import create_user
-from web_pages import signed_in, token
+from web_pages import form_keys, signed_in, token
 
 ZONE = ZoneInfo("Asia/Shanghai")
 NOW = datetime.now(timezone.utc)
@@ -192,3 +192,24 @@ def test_a_second_agent_is_refused_on_a_claimed_task_on_every_route(web_site) ->
     with web_site.store.sessions() as session:
         task = session.get(CallbackTask, web_site.task_id)
         assert task is not None and task.assigned_agent == "2001" and task.verdict is None
+
+
+def test_a_save_from_a_page_someone_else_changed_meanwhile_is_refused_and_keeps_the_text(web_site) -> None:
+    """Two people on one task: the second to save is shown the first one's change, and keeps what they typed."""
+    agent, boss = signed_in(web_site, "agent"), signed_in(web_site, "boss")
+    path = f"/agent/tasks/{web_site.task_id}"
+    agents_page, boss_page = agent.get(path).data, boss.get(path).data
+    saved = agent.post(f"{path}/verdict", data={**form_keys(agents_page), "verdict": "explained",
+                                                "note": "已向市民解释政策"})
+    assert saved.status_code == 302
+    late = boss.post(f"{path}/verdict", data={**form_keys(boss_page), "verdict": "immediate_fix",
+                                              "note": "主管核实：窗口推诿属实"})
+    page = late.data.decode()
+    assert late.status_code == 409
+    assert "提交前，坐席 agent用户（2001）已于" in page and "填写核实结论" in page and "您填写的内容已保留" in page
+    assert "主管核实：窗口推诿属实" in page  # the boss's text, still in the form
+    assert "已向市民解释政策" in page  # the agent's verdict, now on the page
+    with web_site.store.sessions() as session:
+        task = session.get(CallbackTask, web_site.task_id)
+        assert task is not None and (task.verdict, task.verdict_note) == ("explained", "已向市民解释政策")
+    assert 'id="verdict-form"' not in page  # the task has moved on: no form to save the stale verdict again

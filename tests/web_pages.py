@@ -23,6 +23,17 @@ def token(page: bytes | str) -> str:
     return found[1]
 
 
+VERSION = re.compile(r'name="version" value="(\d+)"')
+
+
+def form_keys(page: bytes | str) -> dict[str, str]:
+    """What a task form sends besides its fields: the CSRF token and the version of the task it was made from."""
+    text = page.decode() if isinstance(page, bytes) else page
+    found = VERSION.search(text)
+    assert found, "no task version on the page"
+    return {"csrf_token": token(text), "version": found[1]}
+
+
 def csrf(client: FlaskClient, path: str) -> str:
     """The CSRF token of the page at ``path``."""
     return token(client.get(path).data)

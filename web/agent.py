@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 from werkzeug.datastructures import MultiDict
 
@@ -25,11 +25,14 @@ from rating_core.complaints.callback_tasks import (
     record_verdict,
     request_attempt,
 )
+from rating_core.complaints.task_history import actor_name, event_name
 from rating_core.complaints.task_search import PAGE_SIZE, Assigned, Scope, TaskQuery, find_tasks
 from rating_core.complaints.task_states import OPEN_TASK_STATES, TASK_STATE_NAMES, TaskState
 from rating_core.complaints.verification_report import Report, build_report, latest_rectification
+from rating_core.rules.local_time import local_time
 from rating_core.rules.refusals import Refused
-from rating_core.store.models import CallbackAttempt, CallbackTask, Rating, WebUser
+from rating_core.store.database import rows_changed
+from rating_core.store.models import CallbackAttempt, CallbackTask, Rating, TaskEvent, WebUser
 from web.audit import audit
 from web.changes import commit_or_flash
 from web.context import db, store
@@ -163,8 +166,11 @@ def task(task_id: int) -> Any:
 @bp.post("/tasks/<int:task_id>/verdict")
 @role_required(*CALLBACK_ROLES)
 def verdict(task_id: int) -> Any:
-    found = _act(task_id)
     form = VerdictForm()
+    found, changed = _act_on_form(task_id)
+    if changed:
+        form.form_errors.append(changed)
+        return _page(found, verdict=form, status=409)
     if not form.validate_on_submit():
         return _page(found, verdict=form, status=400)
     rectify_by = None
@@ -180,14 +186,48 @@ def verdict(task_id: int) -> Any:
 @bp.post("/tasks/<int:task_id>/rectified")
 @role_required(*CALLBACK_ROLES)
 def rectified(task_id: int) -> Any:
-    found = _act(task_id)
     form = RectifiedForm()
+    found, changed = _act_on_form(task_id)
+    if changed:
+        form.form_errors.append(changed)
+        return _page(found, rectified=form, status=409)
     if not form.validate_on_submit():
         return _page(found, rectified=form, status=400)
     return _save(task_id, lambda session: mark_rectified(
         session, store().rules.callback, task_id, datetime.now(timezone.utc), _actor(), form.note.data or "",
         actor_name=current_user.display_name,
     ), "rectified", form, "整改情况已保存，系统将回访市民满意度")
+
+
+def _act_on_form(task_id: int) -> tuple[CallbackTask, str | None]:
+    """The task a form acts on, and None when the form was made from the task as it stands; else the task as
+    it stands now and what changed since, for the page that shows both (the form keeps what the user typed).
+
+    The version moves in one conditional UPDATE, which holds the row until this request ends: of two people
+    saving from one version at once, the second waits, then is told.
+    """
+    _task(task_id)
+    given = request.form.get("version", "")
+    session = db()
+    moved = given.isdigit() and len(given) < 10 and rows_changed(session.execute(
+        update(CallbackTask).where(CallbackTask.id == task_id, CallbackTask.version == int(given))
+        .values(version=CallbackTask.version + 1).execution_options(synchronize_session="fetch")))
+    if moved:
+        return _act(task_id), None
+    session.rollback()
+    latest = session.scalars(select(TaskEvent).where(TaskEvent.task_id == task_id)
+                             .order_by(TaskEvent.id.desc()).limit(1)).first()
+    zone = ZoneInfo(store().rules.callback.timezone)
+    what = (f"{actor_name(latest.actor, _people([latest.actor]))}已于{local_time(latest.at, zone)}"
+            f"{event_name(latest.kind)}" if latest else "他人已更新该任务")
+    return _task(task_id), f"提交前，{what}。下方是任务的最新情况，您填写的内容已保留，请核对后再提交。"
+
+
+def _people(actors: list[str]) -> dict[str, str]:
+    """工号 and user names of these actors → display names."""
+    ids = {actor.partition(":")[2] for actor in actors}
+    return {key: user.display_name for user in db().scalars(select(WebUser).where(
+        or_(WebUser.agent_id.in_(ids), WebUser.username.in_(ids)))) for key in (user.agent_id, user.username) if key}
 
 
 def _save(task_id: int, change: Callable[[Session], object], form_name: str, form: FlaskForm, done: str) -> Any:
@@ -221,8 +261,11 @@ def readopt_rating(task_id: int) -> Any:
 @role_required(*CALLBACK_ROLES)
 def satisfaction(task_id: int) -> Any:
     """The citizen's answer to the re-asked satisfaction, entered by the agent who called."""
-    found = _act(task_id)
     form = SatisfactionForm()
+    found, changed = _act_on_form(task_id)
+    if changed:
+        form.form_errors.append(changed)
+        return _page(found, satisfaction=form, status=409)
     attempt = _reask(found)
     if attempt is None:
         form.form_errors.append("没有待录入满意度的回访通话")

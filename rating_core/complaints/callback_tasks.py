@@ -67,6 +67,10 @@ def load_calendar(session: Session) -> WorkingCalendar:
     return calendar
 
 
+# Who works a task is not what its forms edit: claiming or handing it over leaves open pages' forms valid.
+UNVERSIONED_KINDS = frozenset({"claimed", "released", "assigned", "unassigned"})
+
+
 def note_event(session: Session, task: CallbackTask, at: datetime, actor: str, kind: str,
           to_state: str | None = None, **detail: object) -> None:
     """Put what happened on the task's history; with ``to_state``, the one place a task changes state, and
@@ -75,6 +79,8 @@ def note_event(session: Session, task: CallbackTask, at: datetime, actor: str, k
     if to_state is not None:
         task.state = task_move(None if kind == "created" else from_state, to_state)
     task.updated_at = at
+    if kind not in UNVERSIONED_KINDS:
+        task.version = (task.version or 0) + 1
     session.add(TaskEvent(task=task, at=at, actor=actor, kind=kind, from_state=from_state,
                           to_state=to_state, detail={k: v for k, v in detail.items() if v is not None}))
 

@@ -189,6 +189,9 @@ class CallbackTask(Base):
     state: Mapped[str] = mapped_column(String(16), index=True)
     state_reason: Mapped[str | None] = mapped_column(String(256))
     assigned_agent: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Moved on by every change (note_event): a form carries the version it was made from, and a save from an
+    # older one is refused with what changed, so that two people saving one task never overwrite each other.
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
     # Deadlines, computed from the policy whose fingerprint is policy_version.
