@@ -112,6 +112,59 @@ def test_an_agent_opens_a_task_plays_the_message_and_records_the_outcome(browser
 
 
 @pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_an_agents_day_finds_a_caller_by_number_claims_the_task_and_records_a_verdict(browser: Browser,
+                                                                                       site_url: str,
+                                                                                       web_site) -> None:
+    """A caller rings back about their 差评: the agent finds it among the team's tasks by part of the number."""
+    from datetime import datetime, timedelta, timezone
+
+    from rating_core.complaints.callback_tasks import claim_attempt, record_outcome, request_attempt
+    from rating_core.events.call_events import CallStarted, RatingGiven
+
+    at = datetime.now(timezone.utc) - timedelta(hours=3)
+    for n in range(60):  # more than a page of the team's tasks
+        uid = f"1796100000.{n}"
+        web_site.store.apply([CallStarted(uniqueid=uid, hotline="12345", at=at, caller_number=f"1390000{n:04d}",
+                                          agent_id="3003", case_number=f"GD2026{n:06d}"),
+                              RatingGiven(uid, "dissatisfied", "dtmf", at)])
+    # The automated callback reached this caller earlier: the task waits for an agent's verdict.
+    policy = web_site.store.rules.callback
+    with web_site.store.sessions.begin() as session:
+        task_id = session.scalars(select(CallbackTask.id).where(CallbackTask.number == "13900000042")).one()
+        attempt_id = request_attempt(session, policy, task_id, at, "system:rq").attempt_id
+        assert attempt_id is not None and claim_attempt(session, attempt_id, at, "Local/13900000042@callback-out")
+        record_outcome(session, policy, attempt_id, "answered", at + timedelta(minutes=2), "dialer")
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sign_in(page, site_url, "agent", web_site.password)
+    expect(page.locator("#pages")).to_contain_text("第 1 / 2 页")
+
+    page.get_by_label("查找").fill("0000042")
+    page.get_by_role("button", name="查询").click()
+    rows = page.locator("#queue tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("139****0042")
+    assert "q=0000042" in page.url  # a link a supervisor can be sent
+    rows.first.get_by_role("link").click()
+
+    expect(page.locator("#assignment")).to_contain_text("尚无人认领")
+    page.get_by_role("button", name="认领").click()
+    expect(page.get_by_role("status")).to_contain_text("已认领该任务")
+    expect(page.locator("#assignment")).to_contain_text("由坐席 2001 认领")
+
+    page.get_by_label("核实结论").select_option("explained")
+    page.get_by_label("核实情况").fill("已向市民解释办理流程")
+    page.get_by_role("button", name="保存核实结论").click()
+    expect(page.get_by_role("status")).to_contain_text("核实结论已保存")
+    assert errors == []
+
+    with web_site.store.sessions() as session:
+        task = session.scalars(select(CallbackTask).where(CallbackTask.number == "13900000042")).one()
+        assert (task.assigned_agent, task.verdict, task.verdict_note) == ("2001", "explained", "已向市民解释办理流程")
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 def test_a_verdict_without_a_note_shows_the_reason_and_saves_nothing(browser: Browser, site_url: str,
                                                                     web_site) -> None:
     page = browser.new_page()

@@ -79,7 +79,7 @@ def _text_condition(text: str) -> ColumnElement[bool]:
         select(CallbackTask.id).where(CallbackTask.assigned_agent == words),
     ]
     if digits.isdigit():
-        if len(digits) <= 9:
+        if len(digits) <= 9 and not digits.startswith("0"):  # a task number has no leading zero; a number's tail may
             readings.append(select(CallbackTask.id).where(CallbackTask.id == int(digits)))
         if len(digits) >= MIN_NUMBER_DIGITS:
             # The tasks' own copy of the number: a scan of the tasks, never of every call.
