@@ -137,6 +137,8 @@ class _PostgresStore:
         if self.fingerprint is not None:
             with engine.begin() as conn:
                 if conn.execute(_SCHEMA_FINGERPRINT).scalar_one() == self.fingerprint:
+                    # A session the last test left open would make TRUNCATE wait for ever: fail, naming it.
+                    conn.execute(text("SET LOCAL lock_timeout = '60s'"))
                     for statement in self.emptying:
                         conn.execute(text(statement))
                     return engine
@@ -311,7 +313,8 @@ def web_site(engine: Engine, rules: Rules, tmp_path: Path) -> WebSite:
         claim_attempt(session, decision.attempt_id, now - timedelta(hours=1), "PJSIP/2001")
         record_outcome(session, policy, decision.attempt_id, "answered", now - timedelta(minutes=50), "dialer")
     app = create_app(store, {"SECRET_KEY": "test-secret", "SESSION_COOKIE_SECURE": False,
-                             "RECORDING_ROOTS": [str(recordings)], "TRANSCODE_DIR": str(tmp_path / "transcoded")})
+                             "RECORDING_ROOTS": [str(recordings)], "TRANSCODE_DIR": str(tmp_path / "transcoded"),
+                             "EVIDENCE_DIR": str(tmp_path / "evidence")})
     return WebSite(app, store, 1, voice)
 
 

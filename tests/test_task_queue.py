@@ -14,7 +14,7 @@ from rating_core.complaints.task_search import PAGE_SIZE, Assigned, Scope, TaskQ
 from rating_core.complaints.task_states import TaskState
 from rating_core.events.call_events import CallStarted, RatingGiven
 from rating_core.ratings.store import RatingStore
-from rating_core.store.models import CallbackTask, TaskEvent
+from rating_core.store.models import AuditEntry, CallbackTask, TaskEvent
 from web.accounts import create_user
 from web_pages import form_keys, signed_in, token
 
@@ -155,6 +155,9 @@ def test_a_supervisor_assigns_in_bulk_and_comes_back_to_the_same_page(web_site) 
         owners = dict(session.execute(select(CallbackTask.id, CallbackTask.assigned_agent)
                                       .where(CallbackTask.id.in_(ids))).tuples().all())
     assert owners == {ids[0]: "2002", ids[1]: "2002", ids[2]: None}
+    with web_site.store.sessions() as session:
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "tasks_assigned")).one()
+    assert (entry.username, entry.detail) == ("boss", {"tasks": ids[:2], "agent": "2002"})
     unknown = boss.post("/agent/assign", data={"csrf_token": token(page), "task": [str(ids[2])], "agent": "9999"})
     assert unknown.status_code == 400 and "没有工号为 9999 的在岗坐席" in unknown.data.decode()
 

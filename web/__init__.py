@@ -30,6 +30,7 @@ ERRORS = {
     404: "页面或记录不存在",
     405: "不支持的请求方式",
     409: "与他人的操作冲突",
+    413: "上传的文件过大",
 }
 
 
@@ -55,6 +56,10 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
         PULL_TOKENS=settings.pull_tokens,
         SCORING_FILE=settings.scoring_file,  # None: the shipped 淄博 schemes
         TRANSCODE_DIR=str(settings.home / "transcoded"),
+        # 申诉证明材料, by random names (rating_core.complaints.appeal_evidence); a request of up to 5 files of
+        # 10 MB each and the form, anything larger is refused whole with a 413 before it is read.
+        EVIDENCE_DIR=str(settings.home / "evidence"),
+        MAX_CONTENT_LENGTH=60 * 1024 * 1024,
     )
     app.config.update(config or {})
     if not app.config["SECRET_KEY"]:

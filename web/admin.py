@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+import csv
+import io
+from collections.abc import Iterator
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from sqlalchemy import func, select
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, joinedload
 
 from rating_core.outbox.delivery_states import DeliveryStatus
 from rating_core.outbox.outbox import EVENT_TYPES
 from rating_core.outbox.webhook_endpoints import add_endpoint, replay, rotate_secret
+from rating_core.reports.cell_text import csv_text
 from rating_core.store.models import AuditEntry, WebhookDelivery, WebhookEndpoint, WebUser
 from web.audit import audit as record_audit
+from web.audit import detail_text, target_name
 from web.changes import commit_or_flash
-from web.context import db
+from web.context import db, store
+from web.downloads import attachment
 from web.roles import ROLES, role_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -24,18 +31,119 @@ AUDIT_ACTIONS = {"reveal_number": "查看完整号码", "play_recording": "播�
                  "login_failed": "登录失败", "webhook_added": "添加推送地址", "webhook_rotate": "更换推送密钥",
                  "webhook_enable": "启用推送", "webhook_disable": "停用推送", "webhook_replay": "重新推送",
                  "adjustment_added": "录入加减分", "adjustment_withdrawn": "撤销加减分",
-                 "adjustment_corrected": "更正加减分"}
+                 "adjustment_corrected": "更正加减分",
+                 # supervisors' decisions
+                 "number_blocked": "加入恶意评价名单", "number_unblocked": "移出恶意评价名单",
+                 "appeal_decided": "申诉复核决定", "batch_lifted": "取消批量评价标记",
+                 "rating_readopted": "恢复采纳", "task_assigned": "转交回访任务", "tasks_assigned": "批量分配回访任务",
+                 "deadline_extended": "延长核实期限", "quality_sample_drawn": "抽取质检样本",
+                 "quality_scored": "质检评分", "audit_exported": "导出审计日志",
+                 "download_evidence": "下载申诉材料"}
+AUDIT_PAGE_SIZE = 50
+
+
+class AuditFilter:
+    """The audit page's filters from the query string (北京 dates, a user name, an action); a 400 in Chinese
+    when one cannot be read."""
+
+    def __init__(self, values: Any, zone: ZoneInfo) -> None:
+        self.first = self._date(values.get("from"), "开始日期")
+        self.last = self._date(values.get("to"), "结束日期")
+        if self.first and self.last and self.first > self.last:
+            abort(400, description="开始日期不能晚于结束日期")
+        self.user = (values.get("user") or "").strip()[:64]
+        self.action = values.get("action") or ""
+        if self.action and self.action not in AUDIT_ACTIONS:
+            abort(400, description="未知的操作类型")
+        self.zone = zone
+
+    @staticmethod
+    def _date(text: str | None, what: str) -> date | None:
+        if not text:
+            return None
+        try:
+            return date.fromisoformat(text.strip())
+        except ValueError:
+            abort(400, description=f"{what}格式应为 年-月-日，如 2026-12-08")
+
+    def args(self) -> dict[str, str]:
+        """The filters as a query string keeps them (paging links, the export link)."""
+        chosen = {"from": self.first.isoformat() if self.first else "",
+                  "to": self.last.isoformat() if self.last else "", "user": self.user, "action": self.action}
+        return {key: value for key, value in chosen.items() if value}
+
+    def where(self, query: Select[Any]) -> Select[Any]:
+        if self.first:
+            query = query.where(AuditEntry.at >= datetime.combine(self.first, time(0), self.zone))
+        if self.last:
+            query = query.where(AuditEntry.at < datetime.combine(self.last + timedelta(days=1), time(0), self.zone))
+        if self.user:
+            query = query.where(AuditEntry.username == self.user)
+        if self.action:
+            query = query.where(AuditEntry.action == self.action)
+        return query
+
+
+def _zone() -> ZoneInfo:
+    return ZoneInfo(store().rules.callback.timezone)
 
 
 @bp.get("/audit")
 @role_required("admin")
 def audit() -> Any:
-    action = request.args.get("action") or None
-    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(500)
-    if action in AUDIT_ACTIONS:
-        query = query.where(AuditEntry.action == action)
-    return render_template("admin/audit.html", entries=db().scalars(query).all(), actions=AUDIT_ACTIONS,
-                           chosen=action)
+    chosen = AuditFilter(request.args, _zone())
+    page_text = request.args.get("page") or "1"
+    if not (page_text.isascii() and page_text.isdigit()) or not 1 <= int(page_text) <= 1_000_000:
+        abort(400, description="页码应为正整数")
+    page = int(page_text)
+    session = db()
+    total = session.scalar(chosen.where(select(func.count()).select_from(AuditEntry))) or 0
+    pages = max(1, -(-total // AUDIT_PAGE_SIZE))
+    entries = session.scalars(chosen.where(select(AuditEntry)).order_by(AuditEntry.id.desc())
+                              .offset((page - 1) * AUDIT_PAGE_SIZE).limit(AUDIT_PAGE_SIZE)).all()
+    users = session.scalars(select(WebUser.username).order_by(WebUser.username)).all()
+    return render_template("admin/audit.html", entries=entries, actions=AUDIT_ACTIONS, chosen=chosen,
+                           filters=chosen.args(), page=page, pages=pages, total=total, users=users,
+                           detail_text=detail_text)
+
+
+AUDIT_CSV_HEADER = ("时间（北京时间）", "用户", "角色", "操作", "操作代码", "对象", "对象代码", "详情", "来源地址")
+
+
+@bp.get("/audit.csv")
+@role_required("admin")
+def audit_csv() -> Any:
+    """The filtered entries, newest first, all of them (streamed): UTF-8 with a BOM, so Excel reads the Chinese."""
+    zone = _zone()
+    chosen = AuditFilter(request.args, zone)
+    query = chosen.where(select(AuditEntry)).order_by(AuditEntry.id.desc()).execution_options(yield_per=500)
+    session = db()
+
+    def rows() -> Iterator[str]:
+        """Read in a session of its own, closed when the last row is out (or the client goes away), so that
+        no transaction outlives the download, however the response is closed."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        buffer.write("\ufeff")
+        writer.writerow(AUDIT_CSV_HEADER)
+        with store().sessions() as reading:
+            for n, entry in enumerate(reading.scalars(query), 1):
+                writer.writerow([csv_text(value) for value in (
+                    entry.at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"), entry.username,
+                    ROLES.get(entry.role or "", entry.role or ""), AUDIT_ACTIONS.get(entry.action, entry.action),
+                    entry.action, target_name(entry.target), entry.target or "", detail_text(entry.detail),
+                    entry.remote_addr or "")])
+                if n % 500 == 0:
+                    yield buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+        yield buffer.getvalue()
+
+    record_audit(session, "audit_exported", None, **chosen.args())
+    session.commit()
+    stamp = datetime.now(zone).strftime("%Y%m%d-%H%M")
+    return Response(stream_with_context(rows()), mimetype="text/csv",
+                    headers={"Content-Disposition": attachment(f"审计日志-{stamp}.csv", f"audit-{stamp}.csv")})
 
 
 @bp.get("/users")

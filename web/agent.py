@@ -33,7 +33,7 @@ from rating_core.rules.local_time import local_time
 from rating_core.rules.refusals import Refused
 from rating_core.store.database import rows_changed
 from rating_core.store.models import CallbackAttempt, CallbackTask, Rating, TaskEvent, WebUser
-from web.audit import audit
+from web.audit import audit, audited
 from web.changes import commit_or_flash
 from web.context import db, store
 from web.downloads import attachment
@@ -249,9 +249,10 @@ def _save(task_id: int, change: Callable[[Session], object], form_name: str, for
 def readopt_rating(task_id: int) -> Any:
     """恢复采纳: a supervisor finds a non-adoption wrong; the 差评 counts again and its callback reopens."""
     _task(task_id)
-    reopened = commit_or_flash(lambda session: readopt(
-        session, store().rules.callback, task_id, datetime.now(timezone.utc), _actor(), request.form.get("reason", ""),
-    ))
+    reason = request.form.get("reason", "")
+    reopened = commit_or_flash(audited(lambda session: readopt(
+        session, store().rules.callback, task_id, datetime.now(timezone.utc), _actor(), reason,
+    ), "rating_readopted", f"task:{task_id}", reason=reason.strip()[:500]))
     if reopened is not None:
         flash("已恢复采纳，回访任务重新开启", "info")
     return redirect(url_for("agent.task", task_id=task_id))
@@ -412,8 +413,9 @@ def assign_task(task_id: int) -> Any:
         abort(400)
     _task(task_id)
     agent_id = _assignee(request.form.get("agent", ""))
-    if commit_or_flash(lambda session: assign(session, [task_id], agent_id, datetime.now(timezone.utc),
-                                              _actor())) is not None:
+    if commit_or_flash(audited(lambda session: assign(session, [task_id], agent_id, datetime.now(timezone.utc),
+                                                      _actor()), "task_assigned", f"task:{task_id}",
+                               agent=agent_id)) is not None:
         flash(f"已转交坐席 {agent_id}" if agent_id else "已退回待认领", "info")
     return redirect(url_for("agent.task", task_id=task_id))
 
@@ -428,8 +430,10 @@ def assign_tasks() -> Any:
     if not all(value.isdigit() and len(value) <= 9 for value in ids) or len(ids) > PAGE_SIZE:
         abort(400, description="勾选的任务不正确")
     agent_id = _assignee(request.form.get("agent", ""))
-    done = commit_or_flash(lambda session: assign(session, [int(value) for value in ids], agent_id,
-                                                  datetime.now(timezone.utc), _actor()))
+    chosen = [int(value) for value in ids]
+    done = commit_or_flash(audited(lambda session: assign(session, chosen, agent_id, datetime.now(timezone.utc),
+                                                          _actor()), "tasks_assigned", None, tasks=chosen,
+                                   agent=agent_id))
     if done is not None:
         flash(f"已将 {len(done)} 件任务分配给坐席 {agent_id}" if agent_id else f"已将 {len(done)} 件任务退回待认领",
               "info")

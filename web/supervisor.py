@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -13,7 +13,8 @@ from flask_login import current_user
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, joinedload
 
-from rating_core.complaints.callback_tasks import OPEN_STATES
+from rating_core.complaints.assignment import AssignmentError, assign
+from rating_core.complaints.callback_tasks import MAX_DEADLINE_EXTENSION, OPEN_STATES, TaskRuleError, extend_deadline
 from rating_core.reports.figure_adjustments import AdjustmentError, add_entry, correct_entry, statuses, withdraw_entry
 from rating_core.reports.figure_counts import COUNTS
 from rating_core.reports.figure_rollups import daily_counts, refresh, rolled_up_counts
@@ -30,8 +31,9 @@ from rating_core.reports.figures import (
 )
 from rating_core.reports.figures_xlsx import report_filename, write_report
 from rating_core.reports.scoring import ScoringError, ScoringRules, describe, formula, load_scoring_rules, rounded
+from rating_core.rules.local_time import local_time
 from rating_core.rules.refusals import Reason, Refused
-from rating_core.store.models import CallbackTask, Rating
+from rating_core.store.models import CallbackTask, Rating, WebUser
 from web.audit import audit
 from web.changes import commit_or_flash
 from web.context import db, store
@@ -265,11 +267,11 @@ def correct_adjustment(entry_id: int) -> Any:
     return _after_adjustment(chosen, correct)
 
 
-@bp.get("/overdue")
-@role_required(*FIGURE_ROLES)
-def overdue() -> Any:
+def _overdue_page(error: str | None = None, status: int = 200) -> Any:
+    """Open tasks past a deadline or escalated, with who may take them over; ``error`` when an action was refused."""
+    session = db()
     now = datetime.now(timezone.utc)
-    tasks = db().scalars(
+    tasks = session.scalars(
         select(CallbackTask)
         .where(CallbackTask.state.in_(OPEN_STATES),
                or_(CallbackTask.verify_by <= now, CallbackTask.escalated_at.is_not(None),
@@ -277,7 +279,87 @@ def overdue() -> Any:
         .options(joinedload(CallbackTask.rating).joinedload(Rating.call))
         .order_by(CallbackTask.verify_by)
     ).all()
-    return render_template("supervisor/overdue.html", tasks=tasks)
+    agents = session.execute(select(WebUser.agent_id, WebUser.display_name)
+                             .where(WebUser.role == "agent", WebUser.active.is_(True), WebUser.agent_id.is_not(None))
+                             .order_by(WebUser.agent_id)).all()
+    return render_template("supervisor/overdue.html", tasks=tasks, agents=agents, error=error,
+                           max_days=MAX_DEADLINE_EXTENSION.days), status
+
+
+@bp.get("/overdue")
+@role_required(*FIGURE_ROLES)
+def overdue() -> Any:
+    return _overdue_page()
+
+
+_REFUSAL_STATUS = {Reason.NOT_FOUND: 404, Reason.WRONG_STATE: 409, Reason.ALREADY_DONE: 409}
+
+
+def _overdue_action(change: Callable[[Session], str]) -> Any:
+    """One action from the overdue page, with its audit entry, in one transaction: back to the list with what was
+    done, or the list again with why not (a Chinese 4xx)."""
+    session = db()
+    try:
+        done = change(session)
+    except Refused as exc:
+        session.rollback()
+        return _overdue_page(str(exc), _REFUSAL_STATUS.get(exc.reason, 400))
+    session.commit()
+    flash(done, "info")
+    return redirect(url_for("supervisor.overdue"))
+
+
+def _local_deadline(text: str) -> datetime:
+    """A deadline typed on the page, in Beijing time: ``2026-12-20T18:00`` (datetime-local), or a date alone,
+    which means the end of that day."""
+    text = text.strip().replace(" ", "T")
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            day = datetime.fromisoformat(text).date()
+            return datetime.combine(day + timedelta(days=1), time(0), zone())
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?", text):
+            return datetime.fromisoformat(text).replace(tzinfo=zone())
+    except ValueError:
+        pass
+    raise TaskRuleError("请填写新的核实期限（年-月-日 时:分，北京时间）", Reason.INVALID)
+
+
+@bp.post("/overdue/<int:task_id>/assign")
+@role_required("supervisor")
+def overdue_assign(task_id: int) -> Any:
+    """转交: give an overdue or escalated task to an agent on duty."""
+    agent_id = (request.form.get("agent") or "").strip()[:64]
+
+    def reassign(session: Session) -> str:
+        known = session.scalar(select(WebUser.id).where(WebUser.role == "agent", WebUser.agent_id == agent_id,
+                                                        WebUser.active.is_(True)))
+        if not agent_id or known is None:
+            raise AssignmentError("请选择一位在岗坐席", Reason.INVALID)
+        task = session.get(CallbackTask, task_id)
+        before = task.assigned_agent if task is not None else None
+        assign(session, [task_id], agent_id, datetime.now(timezone.utc), f"supervisor:{current_user.username}")
+        audit(session, "task_assigned", f"task:{task_id}", agent=agent_id, previous=before)
+        return f"已将任务 #{task_id} 转交坐席 {agent_id}"
+
+    return _overdue_action(reassign)
+
+
+@bp.post("/overdue/<int:task_id>/extend")
+@role_required("supervisor")
+def overdue_extend(task_id: int) -> Any:
+    """延长核实期限, with the reason the history and the audit trail keep."""
+    reason = request.form.get("reason") or ""
+
+    def extend(session: Session) -> str:
+        new_deadline = _local_deadline(request.form.get("verify_by") or "")
+        old = session.scalar(select(CallbackTask.verify_by).where(CallbackTask.id == task_id))
+        task = extend_deadline(session, store().rules.callback, task_id, new_deadline, reason,
+                               datetime.now(timezone.utc), f"supervisor:{current_user.username}")
+        audit(session, "deadline_extended", f"task:{task_id}", reason=reason.strip(),
+              old_verify_by=local_time(old, zone()) if old else None, verify_by=local_time(task.verify_by, zone()))
+        return f"任务 #{task_id} 的核实期限已延长至 {local_time(task.verify_by, zone())}"
+
+    return _overdue_action(extend)
 
 
 @bp.errorhandler(ScoringError)

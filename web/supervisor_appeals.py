@@ -16,7 +16,9 @@ from rating_core.complaints.appeal_states import AppealDecision
 from rating_core.complaints.appeals import FINDINGS as APPEAL_FINDINGS
 from rating_core.complaints.appeals import Listed, block_number, decide_appeal, unblock_number
 from rating_core.ratings.batch_ratings import lift_batch_flag
-from rating_core.store.models import Appeal, BlockedNumber, CallbackTask, Rating
+from rating_core.rules.privacy import mask_phone
+from rating_core.store.models import Appeal, AppealEvidence, BlockedNumber, CallbackTask, Rating
+from web.audit import audited
 from web.changes import commit_or_flash
 from web.context import db
 from web.roles import role_required
@@ -31,18 +33,24 @@ def appeals() -> Any:
         select(Appeal).options(joinedload(Appeal.task).joinedload(CallbackTask.rating).joinedload(Rating.call))
         .order_by(Appeal.decision.is_not(None), Appeal.review_by)
     ).all()
-    return render_template("supervisor/appeals.html", appeals=rows, findings=APPEAL_FINDINGS)
+    # Each appeal's evidence files (申诉证明材料), served by unit.evidence to supervisors and the unit only.
+    evidence: dict[int, list[AppealEvidence]] = {}
+    for item in db().scalars(select(AppealEvidence).where(AppealEvidence.appeal_id.in_([a.id for a in rows]))
+                             .order_by(AppealEvidence.id)):
+        evidence.setdefault(item.appeal_id, []).append(item)
+    return render_template("supervisor/appeals.html", appeals=rows, findings=APPEAL_FINDINGS, evidence=evidence)
 
 
 @bp.post("/appeals/<int:appeal_id>/decide")
 @role_required("supervisor")
 def decide(appeal_id: int) -> Any:
     form = request.form
-    decided = commit_or_flash(lambda session: decide_appeal(
+    decided = commit_or_flash(audited(lambda session: decide_appeal(
         session, appeal_id, form.get("decision") == AppealDecision.UPHELD, form.get("finding") or None,
         form.get("note", ""), datetime.now(timezone.utc), f"supervisor:{current_user.username}",
         block_number=form.get("block") == "1",
-    ))
+    ), "appeal_decided", f"appeal:{appeal_id}", decision=form.get("decision"), finding=form.get("finding") or None,
+        note=form.get("note", "").strip()[:500], listed=form.get("block") == "1"))
     if decided is not None:
         listed = f"；号码已加入恶意评价名单，{_stopped(decided.listed)}" if decided.listed else ""
         flash(f"复核结论已保存{listed}", "info")
@@ -72,10 +80,11 @@ def _number_tokens() -> URLSafeSerializer:
 @bp.post("/blocked")
 @role_required("supervisor")
 def add_blocked() -> Any:
-    added = commit_or_flash(lambda session: block_number(
+    added = commit_or_flash(audited(lambda session: block_number(
         session, request.form.get("number", ""), request.form.get("reason", ""), datetime.now(timezone.utc),
         f"supervisor:{current_user.username}",
-    ))
+    ), "number_blocked", f"number:{mask_phone(request.form.get('number', '').strip())}",
+        reason=request.form.get("reason", "").strip()[:500]))
     if added is not None:
         flash(f"已加入恶意评价名单：此后该号码的评价不予采纳、不回访；{_stopped(added)}", "info")
     return redirect(url_for("supervisor.blocked"))
@@ -88,7 +97,8 @@ def remove_blocked() -> Any:
         number = _number_tokens().loads(request.form.get("token", ""))
     except BadSignature:
         abort(400, description="无效的号码标识")
-    if commit_or_flash(lambda session: unblock_number(session, number)) is not None:
+    if commit_or_flash(audited(lambda session: unblock_number(session, number), "number_unblocked",
+                               f"number:{mask_phone(number)}")) is not None:
         flash("已移出恶意评价名单：此后该号码的评价照常采纳；已停止的回访任务不会自动恢复", "info")
     return redirect(url_for("supervisor.blocked"))
 
@@ -107,8 +117,9 @@ def batches() -> Any:
 @bp.post("/batches/<int:rating_id>/lift")
 @role_required("supervisor")
 def lift_batch(rating_id: int) -> Any:
-    lifted = commit_or_flash(lambda session: lift_batch_flag(
-        session, rating_id, datetime.now(timezone.utc), f"supervisor:{current_user.username}"))
+    lifted = commit_or_flash(audited(lambda session: lift_batch_flag(
+        session, rating_id, datetime.now(timezone.utc), f"supervisor:{current_user.username}"),
+        "batch_lifted", f"rating:{rating_id}"))
     if lifted is not None:
         flash("已改为单独计入主动评价", "info")
     return redirect(url_for("supervisor.batches"))

@@ -32,6 +32,8 @@ from rating_core.store.models import Appeal, BlockedNumber, CallbackTask
 from rating_core.store.rating_history import change_rating
 
 FINDINGS = {"misjudged": "误评", "malicious": "恶意评价"}
+# The longest 申诉理由 a unit may write (characters); the unit's page says so and stops typing there.
+APPEAL_REASON_MAX = 2000
 # The task states a number's listing stops (see block_number for why these and not the others).
 STOPPED_WHEN_LISTED = (TaskState.PENDING, TaskState.DIALING, TaskState.EXHAUSTED, TaskState.RECTIFIED)
 
@@ -70,9 +72,12 @@ def file_appeal(session: Session, policy: CallbackPolicy, task_id: int, unit: st
     if at > task.appeal_file_by:
         zone = ZoneInfo(policy.timezone)
         raise AppealError(f"已超过申诉期限（{deadline(task.appeal_file_by, zone)}，"
-                          f"评价后{policy.appeal_file_within.describe()}内）")
+                          f"评价后{policy.appeal_file_within.describe()}内）", Reason.TOO_LATE)
     if not reason.strip():
         raise AppealError("请填写申诉理由", Reason.INVALID)
+    if len(reason.strip()) > APPEAL_REASON_MAX:
+        raise AppealError(f"申诉理由不能超过 {APPEAL_REASON_MAX} 字（现为 {len(reason.strip())} 字），"
+                          "详细情况请作为证明材料上传", Reason.INVALID)
     review_by = add_duration(at, policy.appeal_review_within, load_calendar(session), ZoneInfo(policy.timezone))
     appeal = Appeal(task_id=task_id, unit=unit, reason=reason.strip(), filed_by=actor, filed_at=at,
                     review_by=review_by)

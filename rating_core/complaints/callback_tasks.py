@@ -300,8 +300,11 @@ def recompute_deadlines(session: Session, policy: CallbackPolicy, now: datetime,
         query = query.where(CallbackTask.policy_version != policy.version)
     count = 0
     for task in session.scalars(query):
-        before = task.verify_by
+        before, escalate_before = task.verify_by, task.escalate_at
         _compute_deadlines(task, task.rating.rated_at, policy, calendar)
+        if task.verify_by < before and any(event.kind == "deadline_extended" for event in task.history):
+            # A supervisor's extension stands: a new calendar or policy never takes back the time they gave.
+            task.verify_by, task.escalate_at = before, escalate_before
         if task.verify_by != before or stale_only:
             note_event(session, task, now, actor, "deadlines_recomputed", old_verify_by=before.isoformat(),
                   verify_by=task.verify_by.isoformat())
@@ -608,3 +611,42 @@ def stop_dialling(session: Session, task: CallbackTask, at: datetime, actor: str
     note_event(session, task, at, actor, "stopped", "not_dialled", reason=reason,
                dropped_attempts=dropped or None, live_attempts=live or None)
     return True
+
+
+# -- a supervisor extends the verification deadline ------------------------------
+
+# How far past the current deadline one extension may reach.
+MAX_DEADLINE_EXTENSION = timedelta(days=30)
+
+
+def extend_deadline(session: Session, policy: CallbackPolicy, task_id: int, new_verify_by: datetime, reason: str,
+                    at: datetime, actor: str, *, max_extension: timedelta = MAX_DEADLINE_EXTENSION) -> CallbackTask:
+    """Move an open task's 核实期限 later, with a reason: ``escalate_at`` moves with it (the same lead as
+    :func:`_compute_deadlines`); an escalation already made, the state and everything else stay as they are."""
+    task = session.get(CallbackTask, task_id, with_for_update=True)
+    if task is None:
+        raise TaskRuleError(f"回访任务 {task_id} 不存在", Reason.NOT_FOUND)
+    if task.state not in OPEN_STATES:
+        raise TaskRuleError(f"任务 #{task_id} 已结束，不能延长期限")
+    reason = reason.strip()
+    if not reason:
+        raise TaskRuleError("请填写延长核实期限的理由", Reason.INVALID)
+    if len(reason) > 500:
+        raise TaskRuleError("理由不超过500字", Reason.INVALID)
+    zone = ZoneInfo(policy.timezone)
+    old = task.verify_by
+    new_verify_by = new_verify_by.astimezone(ZoneInfo("UTC"))  # stored and noted as every deadline is, in UTC
+    if new_verify_by <= at:
+        raise TaskRuleError(f"新的核实期限须晚于现在（{local_time(at, zone)}）", Reason.INVALID)
+    if new_verify_by <= old:
+        raise TaskRuleError(f"新的核实期限须晚于原期限 {local_time(old, zone)}", Reason.INVALID)
+    if new_verify_by > old + max_extension:
+        raise TaskRuleError(f"一次最多延长{max_extension.days}天，新的核实期限不能晚于 "
+                            f"{local_time(old + max_extension, zone)}", Reason.INVALID)
+    calendar = load_calendar(session)
+    lead_delta = add_duration(new_verify_by, policy.escalate_before_deadline, calendar, zone) - new_verify_by
+    task.verify_by = new_verify_by
+    task.escalate_at = max(task.created_at, new_verify_by - lead_delta)
+    note_event(session, task, at, actor, "deadline_extended", old_verify_by=old.isoformat(),
+               verify_by=new_verify_by.isoformat(), reason=reason)
+    return task

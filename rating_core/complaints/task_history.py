@@ -19,7 +19,7 @@ TASK_EVENT_NAMES = {
     "answer": "市民按键回答", "script_ended": "自动回访结束", "verified": "填写核实结论",
     "rectification_reported": "报告整改完成", "rectified": "处理完毕，待回访满意度", "closed": "办结",
     "readopted": "恢复采纳", "stopped": "停止回访", "appeal_filed": "提出申诉", "appeal_decided": "申诉复核决定",
-    "deadlines_recomputed": "重新计算期限",
+    "deadlines_recomputed": "重新计算期限", "deadline_extended": "延长核实期限",
     "claimed": "认领任务", "released": "退回任务", "assigned": "分派任务", "unassigned": "取消分派",
 }
 

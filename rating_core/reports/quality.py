@@ -8,14 +8,21 @@ sample, so anyone can check that the calls were not picked by hand.
 
 from __future__ import annotations
 
+import os
 import random
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
+import yaml
+from pydantic import Field, ValidationError, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from rating_core.reports.figures import Period
+from rating_core.rules.frozen_model import FrozenModel
 from rating_core.rules.refusals import Reason, Refused
 from rating_core.rules.rulebook import Rules
 from rating_core.store.models import Call, QualityItem, QualitySample
@@ -77,4 +84,67 @@ def score_item(session: Session, item_id: int, score: int, comment: str, actor: 
     if len(comment) > 2000:
         raise QualityError("评语不超过2000字")
     item.score, item.comment, item.scored_by, item.scored_at = score, comment.strip() or None, actor, at
+    item.item_scores = None  # a total alone; score_by_rubric sets the items after
+    return item
+
+
+# -- the scoring rubric (评分细则) -------------------------------------------------------------------
+
+DEFAULT_RUBRIC_FILE = Path(__file__).with_name("quality_rubric.yaml")
+
+
+class RubricError(ValueError):
+    """The rubric file cannot be read or is not a rubric (weights not adding up to 100, a code twice…)."""
+
+
+class RubricItem(FrozenModel):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=32)
+    name: str = Field(min_length=1, max_length=32)
+    weight: int = Field(gt=0, le=100)
+    hint: str = ""
+
+
+class QualityRubric(FrozenModel):
+    """What a sampled call is scored on: each item from 0 to its weight; the weights add up to 100."""
+
+    items: tuple[RubricItem, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _adds_up(self) -> QualityRubric:
+        codes = [item.code for item in self.items]
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"item codes must differ: {codes}")
+        total = sum(item.weight for item in self.items)
+        if total != 100:
+            raise ValueError(f"the weights must add up to 100, not {total}")
+        return self
+
+
+def load_quality_rubric(path: str | os.PathLike[str] | None = None) -> QualityRubric:
+    """``path``, else the shipped rubric (rating_core/reports/quality_rubric.yaml)."""
+    chosen = Path(path or DEFAULT_RUBRIC_FILE)
+    try:
+        document: Any = yaml.safe_load(chosen.read_text(encoding="utf-8"))
+        return QualityRubric.model_validate(document)
+    except OSError as exc:
+        raise RubricError(f"cannot read quality rubric {chosen}: {exc}") from exc
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise RubricError(f"invalid quality rubric {chosen}: {exc}") from exc
+
+
+def score_by_rubric(session: Session, rubric: QualityRubric, item_id: int, given: Mapping[str, str | int | None],
+                    comment: str, actor: str, at: datetime) -> QualityItem:
+    """Score a sampled call item by item (``given``: code → score, 0 to the item's weight); the total is their
+    sum, and the items are kept with the names and weights they were scored by."""
+    parts: list[dict[str, Any]] = []
+    for entry in rubric.items:
+        value = given.get(entry.code)
+        text = str(value).strip() if value is not None else ""
+        if not text:
+            raise QualityError(f"请为“{entry.name}”评分")
+        if not (text.isascii() and text.isdigit()) or not 0 <= int(text) <= entry.weight:
+            raise QualityError(f"“{entry.name}”的得分须为0到{entry.weight}的整数")
+        parts.append({"code": entry.code, "name": entry.name, "weight": entry.weight, "score": int(text)})
+    item = score_item(session, item_id, sum(part["score"] for part in parts), comment, actor, at)
+    item.item_scores = parts
     return item

@@ -459,6 +459,8 @@ class QualityItem(Base):
     call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
     stratum: Mapped[str] = mapped_column(String(256))
     score: Mapped[int | None] = mapped_column(Integer)
+    # The score item by item of the rubric it was given by (code, name, weight, score each); None before 0019.
+    item_scores: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     comment: Mapped[str | None] = mapped_column(Text)
     scored_by: Mapped[str | None] = mapped_column(String(64))
     scored_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
@@ -644,3 +646,25 @@ class JournalPosition(Base):
     segment: Mapped[int] = mapped_column(Integer)
     line: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AppealEvidence(Base):
+    """A file a unit handed in with its appeal (申诉证明材料): kept under the home folder by a random name.
+
+    The name the unit's file had is kept only here, for the page and the download; on disk the file is
+    ``stored_name`` (random hex, never the user's name) under the web tool's evidence folder.
+    """
+
+    __tablename__ = "appeal_evidence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    appeal_id: Mapped[int] = mapped_column(ForeignKey("appeals.id", ondelete="CASCADE"), index=True)
+    original_name: Mapped[str] = mapped_column(String(255))
+    stored_name: Mapped[str] = mapped_column(String(64), unique=True)
+    content_type: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    uploaded_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    uploaded_by: Mapped[str] = mapped_column(String(64))
+
+    appeal: Mapped[Appeal] = relationship()
