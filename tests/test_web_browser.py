@@ -308,3 +308,28 @@ def test_a_citizen_rates_by_the_sms_link_on_a_phone(browser: Browser, site_url: 
         given = session.scalars(select(Rating).join(Call).where(Call.uniqueid == uid)).one()
         assert (given.level, given.channel, given.reason_tags) == ("dissatisfied", "supplementary", ["inefficient"])
         assert given.reason_text == "等了很久没人处理" and given.callback_task is not None
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_a_unit_appeals_with_an_evidence_file_and_follows_its_progress(browser: Browser, site_url: str, web_site,
+                                                                       tmp_path) -> None:
+    evidence = tmp_path / "窗口签到记录.pdf"
+    evidence.write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n")
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sign_in(page, site_url, "unit", web_site.password)
+    page.locator(f'tr[data-task="{web_site.task_id}"]').get_by_role("link", name=f"#{web_site.task_id}").click()
+    expect(page.locator("body")).not_to_contain_text("5678")  # a unit never sees the caller's number
+
+    page.get_by_label("申诉理由").fill("当日窗口签到记录显示该工作人员未离岗，不存在推诿")
+    page.get_by_label("证明材料").set_input_files(str(evidence))
+    page.get_by_role("button", name="提出申诉").click()
+    expect(page.locator("#appeal-progress")).to_contain_text("复核中")
+    expect(page.get_by_role("link", name="窗口签到记录.pdf")).to_be_visible()
+    assert errors == []
+
+    stored = list((tmp_path / "evidence").rglob("*"))
+    files = [path for path in stored if path.is_file()]
+    assert len(files) == 1 and files[0].read_bytes() == evidence.read_bytes()
+    assert files[0].name != evidence.name  # stored by a name of our own, never the user's
