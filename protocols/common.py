@@ -14,6 +14,7 @@ a bug here, not something the peer did.
 from __future__ import annotations
 
 import enum
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -57,7 +58,7 @@ S = TypeVar("S", bound=enum.Enum)
 E = TypeVar("E")
 
 
-class ByteReader(Generic[E]):
+class ByteReader(ABC, Generic[E]):
     """The input half the three connections share: bytes in, ``b""`` to end them, events out.
 
     A subclass keeps its unread bytes in ``_buffer``, has a ``state`` whose
@@ -87,8 +88,9 @@ class ByteReader(Generic[E]):
             self.state = type(self.state).ERROR
             raise
 
+    @abstractmethod
     def _next_event(self) -> E | NeedData:
-        raise NotImplementedError
+        """One event read from ``_buffer`` (and ``_eof``), or NEED_DATA: each protocol's own grammar."""
 
 
 def transition(table: Mapping[tuple[S, str], S], state: S, what: str) -> S:
