@@ -37,6 +37,8 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not verbose:  # Alembic names each of its plugins at every start: a screen of noise before any work
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def read_settings() -> Settings:
@@ -313,12 +315,29 @@ def simulate(calls: int, concurrency: int, target: str, seed: int, time_scale: f
 @click.option("--concurrency", default=12, show_default=True)
 @click.option("--port", default=4573, show_default=True, help="Port of the demo's FastAGI server (0 = any free).")
 @click.option("--web-port", default=8000, show_default=True, help="Port of the web tool; 0 = do not serve it.")
-def demo(calls: int, concurrency: int, port: int, web_port: int) -> None:
+@click.option("--keep", is_flag=True, help="Go on with the last run's store (default: a fresh one; the last run's "
+                                           "is moved to previous-run/ in the demo's home).")
+@click.pass_context
+def demo(ctx: click.Context, calls: int, concurrency: int, port: int, web_port: int, keep: bool) -> None:
     """The whole loop on one machine: FastAGI, simulated callers, callbacks through RQ and a simulated AMI,
-    then the web tool on what they left."""
-    from hotline_eval.demo import run_demo
+    then the web tool on what they left, with the dialer behind it."""
+    from click.core import ParameterSource
+
+    from hotline_eval.demo import claim_port, run_demo, start_afresh
+    from hotline_eval.demo_audio import recordings_root
     from hotline_eval.demo_callbacks import write_demo_rules
 
+    # The ports first, before minutes of work: one the user gave that is taken stops here with one line.
+    def user_gave(name: str) -> bool:
+        return ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+
+    web = claim_port(web_port, what="网页工具", option="--web-port", given=user_gave("web_port")) if web_port else None
+    if port:
+        fastagi = claim_port(port, what="FastAGI 服务", option="--port", given=user_gave("port"))
+        assert fastagi is not None
+        port = fastagi.getsockname()[1]
+        fastagi.close()  # bound again by the server in a moment
+    start_afresh(settings(), keep=keep)
     # Set in the environment, not only in the settings: the demo's RQ jobs read it as a worker's would.
     if settings().rules_file is None:
         os.environ["HOTLINE_EVAL_RULES"] = str(write_demo_rules(settings().home))
@@ -326,15 +345,21 @@ def demo(calls: int, concurrency: int, port: int, web_port: int) -> None:
     os.environ.setdefault("HOTLINE_EVAL_SECRET_KEY", secrets.token_hex(32))
     given = read_settings()
     store = open_store(given)
-    code = run_demo(store, Journal(given.spool_dir), given, calls=calls, concurrency=concurrency, port=port,
-                    public_url=f"http://127.0.0.1:{web_port or 8000}")
-    if code == 0 and web_port:
-        from hotline_eval.demo_web import serve_web
+    journal = Journal(given.spool_dir)
+    web_port = web.getsockname()[1] if web is not None else 0
+    try:
+        code = run_demo(store, journal, given, calls=calls, concurrency=concurrency, port=port,
+                        public_url=f"http://127.0.0.1:{web_port or 8000}")
+        if code == 0 and web is not None:
+            from hotline_eval.demo_web import serve_web
 
-        try:
-            serve_web(store, web_port, given)
-        except KeyboardInterrupt:
-            pass
+            try:
+                serve_web(store, journal, web, given, recordings_root(given.home))
+            except KeyboardInterrupt:
+                pass
+    finally:
+        if web is not None:
+            web.close()
     sys.exit(code)
 
 

@@ -30,6 +30,7 @@ from sqlalchemy import select
 
 from callback.dialer import AmiSettings, Dialer
 from callback.jobs import QUEUE_NAME, redis_connection, sweep_due
+from hotline_eval.demo_audio import recordings_root, write_missing_audio
 from ivr.service import running_ivr
 from rating_core.events.journal import Journal
 from rating_core.ratings.store import RatingStore
@@ -44,6 +45,9 @@ from simulators.asterisk_ami import ContextScript, SimChannel, SimulatedAsterisk
 PICK_UP = {"6": "busy", "7": "noanswer", "8": "reject", "9": "congest"}
 ANSWERS = {"3": "12", "4": "2", "5": "112"}  # not solved; someone else; solved but not satisfied
 SATISFIED = "111"
+# How long the demo waits for its callbacks to end, and how often it says how far they are.
+DIAL_WAIT_SECONDS = 60
+PROGRESS_EVERY_SECONDS = 3.0
 STATE_NAMES = {"pending": "待重拨", "dialing": "拨号中", "contacted": "已接通待处理", "exhausted": "未接通已升级",
                "not_dialled": "不回访", "closed": "已办结", "rectifying": "限期整改中", "rectified": "待回访满意度"}
 ANSWER_NAMES = {("identity", False): "非本人", ("resolved", True): "已解决", ("resolved", False): "未解决",
@@ -73,6 +77,12 @@ def write_demo_rules(home: Path) -> Path:
     document["callback"]["calling_windows"] = [{"start": "00:00", "end": "23:59:59.999999"}]
     document["callback"]["dialer"]["citizen_dial_string"] = "Local/{number}@callback-out"
     document["callback"]["dialer"]["agent_dial_string"] = "Local/{agent}@callback-agents"
+    # The recordings where the demo writes them (hotline_eval.demo_audio) and its web tool serves them from.
+    recordings = recordings_root(home)
+    document["callback"]["dialer"]["recording_file"] = str(recordings / "callbacks" / "callback-{task}-{attempt}.wav")
+    for section in (document["defaults"], *document["hotlines"].values()):
+        if "directory" in (section.get("voice_message") or {}) or section is document["defaults"]:
+            section["voice_message"]["directory"] = str(recordings / "voice")
     reminder = document["lifecycle"]["supplementary"]["reminder"]
     reminder["delay"] = {"amount": 0.01, "unit": "minutes"}  # due by the time the callbacks are done
     reminder["quiet_hours"] = None
@@ -114,11 +124,14 @@ def run_callbacks(store: RatingStore, journal: Journal, home: Path) -> None:
     for name in ("callback", "rq", "rating_core"):
         logging.getLogger(name).setLevel(logging.WARNING)
     tz = ZoneInfo(store.rules.callback.timezone)
+    if not os.environ.get("REDIS_URL"):
+        click.echo("\n   starting a private redis-server for the callback loop …")
     with private_redis(home) as url:
         click.echo(f"\n6. callback loop: Redis at {url}; the sweep (what `rq cron` runs each minute) and RQ jobs")
         connection = redis_connection(url)
         queue = Queue(QUEUE_NAME, connection=connection)
         result = sweep_due(queue=queue)
+        click.echo(f"   sweep: {result['due']} task(s) due; an RQ worker (burst) runs their jobs …")
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             SimpleWorker([queue], connection=connection).work(burst=True, logging_level="WARNING")
@@ -128,6 +141,7 @@ def run_callbacks(store: RatingStore, journal: Journal, home: Path) -> None:
         click.echo(f"   {result['due']} task(s) due, {result['enqueued']} RQ job(s) run; "
                    f"attempts queued for the dialer")
         placed = asyncio.run(_dial(store, journal))
+    write_missing_audio(store, recordings_root(home))
     click.echo(f"\n7. the dialer placed {placed} call(s) through a simulated Asterisk AMI; answered ones ran the")
     click.echo("   automated verification (FastAGI callback-verify). The tasks now:")
     with store.sessions() as session:
@@ -143,18 +157,22 @@ def run_callbacks(store: RatingStore, journal: Journal, home: Path) -> None:
                        f" {outcome:<28} 核实期限 {verify_by:%m-%d %H:%M}  {said}")
 
 
-async def _dial(store: RatingStore, journal: Journal) -> int:
+def demo_asterisk(ivr_port: int) -> SimulatedAsterisk:
+    """The simulated Asterisk AMI whose citizens pick up and answer by the demo's rules, verified over FastAGI."""
     def behaviour(number: str) -> str:
         return PICK_UP.get(number[-1:], "answer")
 
     def citizen(number: str) -> list[Reaction]:
         return [Press(key) for key in ANSWERS.get(number[-1:], SATISFIED)]
 
+    verify = fastagi_context("127.0.0.1", ivr_port, citizen)
+    return SimulatedAsterisk(behaviour=behaviour, ring_seconds=0.3, talk_seconds=0.3, seed=zlib.crc32(b"demo"),
+                             dialplan={"callback-verify": verify})
+
+
+async def _dial(store: RatingStore, journal: Journal) -> int:
     async with running_ivr(store, journal, "127.0.0.1", 0) as ivr:
-        verify = fastagi_context("127.0.0.1", ivr.server.port, citizen)
-        ami = SimulatedAsterisk(behaviour=behaviour, ring_seconds=0.3, talk_seconds=0.3, seed=zlib.crc32(b"demo"),
-                                dialplan={"callback-verify": verify})
-        return await _run_dialer(store, ami)
+        return await _run_dialer(store, demo_asterisk(ivr.server.port))
 
 
 async def _run_dialer(store: RatingStore, ami: SimulatedAsterisk) -> int:
@@ -163,13 +181,24 @@ async def _run_dialer(store: RatingStore, ami: SimulatedAsterisk) -> int:
                     poll_interval=0.05)
     running = asyncio.create_task(dialer.run())
 
-    def left() -> int:
+    def counts() -> tuple[int, int]:
         with store.sessions() as session:
-            return len(session.scalars(select(CallbackAttempt.id).where(CallbackAttempt.status != "ended")).all())
+            statuses = session.scalars(select(CallbackAttempt.status)).all()
+        return sum(status != "ended" for status in statuses), len(statuses)
     try:
-        deadline = time.monotonic() + 60
-        while left() and time.monotonic() < deadline:
+        left, total = await asyncio.to_thread(counts)
+        click.echo(f"   the dialer: {left} attempt(s) to dial through the simulated AMI …")
+        started = said = time.monotonic()
+        while left and time.monotonic() < started + DIAL_WAIT_SECONDS:
             await asyncio.sleep(0.1)
+            left, total = await asyncio.to_thread(counts)
+            if left and time.monotonic() - said >= PROGRESS_EVERY_SECONDS:
+                said = time.monotonic()
+                click.echo(f"   … {total - left} of {total} call(s) ended, {left} still ringing or talking "
+                           f"({said - started:.0f} s)")
+        if left:
+            click.echo(f"   stopped waiting after {DIAL_WAIT_SECONDS} s: {left} call(s) not ended yet "
+                       "(the web tool's dialer below picks them up)")
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)

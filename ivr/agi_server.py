@@ -71,15 +71,20 @@ class FastAgiServer:
         return self._server.sockets[0].getsockname()[1]
 
     async def close(self, grace: float = 30.0) -> None:
-        """Stop accepting, let calls in progress finish for up to ``grace`` seconds."""
+        """Stop accepting, let calls in progress finish for up to ``grace`` seconds.
+
+        ``wait_closed`` comes last: from Python 3.12 it waits for every connection to end, so before the
+        grace period it would wait for the longest call, however long.
+        """
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
         if self.active:
             _done, pending = await asyncio.wait(set(self.active), timeout=grace)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

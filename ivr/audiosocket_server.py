@@ -66,10 +66,11 @@ class AudioSocketServer:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
         for task in list(self.active):
             task.cancel()
         await asyncio.gather(*self.active, return_exceptions=True)
+        if self._server is not None:  # last: from Python 3.12 it waits for the connections cancelled above
+            await self._server.wait_closed()
 
     def expect(self, session: uuid.UUID, owner: str, handler: Handler) -> None:
         self._waiting[session] = (owner, handler)

@@ -151,6 +151,7 @@ def test_click_to_call_queues_an_attempt_that_rings_the_agent(web_site) -> None:
     page = client.get("/agent/tasks/1")
     response = client.post("/agent/tasks/1/call", data={"csrf_token": token(page.data)})
     assert response.status_code == 302
+    assert "已发起呼叫：请接听您的分机" in client.get(response.location).data.decode()  # agent-first mode
     with web_site.store.sessions() as session:
         attempt = session.scalars(select(CallbackAttempt).order_by(CallbackAttempt.id.desc())).first()
         assert (attempt.status, attempt.purpose) == ("queued", "satisfaction")

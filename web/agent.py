@@ -327,13 +327,15 @@ def call(task_id: int) -> Any:
     """Click-to-call: queue an agent-first attempt for the dialer, ringing this agent first."""
     if not ActionForm().validate_on_submit():
         abort(400)
-    _act(task_id)
+    automated = _act(task_id).mode == "automated"
     session = db()
     decision = request_attempt(session, store().rules.callback, task_id, datetime.now(timezone.utc), _actor(),
                                agent=current_user.agent_id)
     session.commit()
     if decision.attempt_id is None:
         flash(f"暂不能呼叫：{decision.message}", "error")
+    elif automated:
+        flash("已发起呼叫：系统将直接呼叫市民并按键核实，结果记入处理记录", "info")
     else:
         flash("已发起呼叫：请接听您的分机，接通后系统将转接市民", "info")
     return redirect(url_for("agent.task", task_id=task_id))
