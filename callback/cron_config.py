@@ -1,5 +1,5 @@
 """``rq cron callback.cron_config``: the callback loop's sweep, webhook delivery, default ratings, SMS reminders,
-voice message transcripts.
+voice message transcripts, and the retention pass.
 
 Run exactly one ``rq cron`` per deployment; it has no leader election, and
 two would sweep twice (harmless, since jobs are idempotent, but wasteful).
@@ -13,6 +13,7 @@ from callback.jobs import (
     TRANSCRIPT_QUEUE_NAME,
     default_unrated_calls,
     deliver_webhooks,
+    purge_expired,
     send_sms_reminders,
     sweep_due,
     transcribe_voice_messages,
@@ -31,3 +32,6 @@ cron.register(send_sms_reminders, queue_name=QUEUE_NAME, interval=60)
 # Voice message transcripts: a pass claims messages for BUDGET_SECONDS, and its last one may take as long again.
 cron.register(transcribe_voice_messages, queue_name=TRANSCRIPT_QUEUE_NAME, interval=60,
               job_timeout=int(3 * BUDGET_SECONDS))
+# Retention periods are months and years: once a day is exact enough, and a missed day is caught up the next.
+# At 02:30 Beijing time (rq cron reads the expression in UTC), when no one is listening to recordings.
+cron.register(purge_expired, queue_name=QUEUE_NAME, cron="30 18 * * *", job_timeout=3600)

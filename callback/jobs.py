@@ -53,7 +53,8 @@ def callback_queue(connection: Redis | None = None) -> Queue:
 def _store() -> tuple[sessionmaker[Session], Rules]:
     # One engine per worker process, from the same environment as every other process.
     given = settings()
-    return (make_session_factory(make_engine(given.database_url), region_code=given.region_code),
+    return (make_session_factory(make_engine(given.database_url), region_code=given.region_code,
+                                 number_key=given.number_key),
             load_rules(given.rules_file))
 
 
@@ -153,3 +154,27 @@ def send_sms_reminders(now_iso: str | None = None) -> dict[str, int]:
     with httpx.Client() as client:
         result = send_due(sessions, rules, client, SmsSettings.from_settings(settings()), _now(now_iso))
     return dataclasses.asdict(result)
+
+
+def purge_expired(now_iso: str | None = None) -> dict[str, int]:
+    """RQ cron job, daily: personal data past the rules' retention periods deleted or hashed, and audited.
+
+    Without HOTLINE_EVAL_NUMBER_KEY the numbers that are due stay as they are (logged as an error each day
+    until the key is set); recordings and the audit log are purged all the same.
+    """
+    import dataclasses
+
+    from rating_core.ratings.retention import run_retention
+    from rating_core.ratings.retention_files import RetentionPlaces
+
+    sessions, rules = _store()
+    given = settings()
+    with sessions.begin() as session:
+        report = run_retention(session, rules.retention, _now(now_iso), number_key=given.number_key,
+                               places=RetentionPlaces.under_home(given.home, rules))
+    for line in report.lines():
+        log.info("retention: %s", line)
+    if report.numbers_refused:
+        log.error("retention: %s", report.numbers_refused)
+    return (dataclasses.asdict(report.files) | dataclasses.asdict(report.numbers)
+            | {"audit_entries": report.audit_entries, "numbers_refused": int(report.numbers_refused is not None)})

@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
@@ -21,6 +22,7 @@ from typing import TextIO
 import click
 import uvloop
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from rating_core.events.journal import Journal, JournalFull
 from rating_core.ratings.store import RatingStore
@@ -60,7 +62,29 @@ def open_store(given: Settings) -> RatingStore:
         rules = load_rules(given.rules_file)
     except RulesError as exc:
         raise click.ClickException(str(exc)) from exc
-    return RatingStore(make_engine(given.database_url), rules, region_code=given.region_code)
+    return RatingStore(make_engine(given.database_url), rules, region_code=given.region_code,
+                       number_key=given.number_key)
+
+
+def require_number_key(store: RatingStore) -> None:
+    """Refuse to start a process that compares callers' numbers with the malicious-rater list when the list
+    holds hashed numbers and this process has no key to hash with: it would let those numbers through."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from rating_core.ratings.retention_numbers import listed_hashes_present
+
+    if store.number_key:
+        return
+    try:
+        with store.sessions() as session:
+            hashed = listed_hashes_present(session)
+    except SQLAlchemyError:  # not migrated yet: nothing hashed, and `db upgrade` is what it needs
+        return
+    if hashed:
+        raise click.ClickException(
+            "configuration: HOTLINE_EVAL_NUMBER_KEY is not set, but the malicious-rater list holds numbers the "
+            "retention pass hashed with it; without the key they would no longer be recognised. Set the key the "
+            "retention pass used (the same in every process)")
 
 
 def _host_port(value: str, default_port: int) -> tuple[str, int]:
@@ -145,6 +169,7 @@ def agi(listen: str, audiosocket: str, audiosocket_advertise: str | None, speech
 
     host, port = _host_port(listen, DEFAULT_PORT)
     store = open_store(settings())
+    require_number_key(store)
     _warn_of_stale_sounds(store.rules)
     # uvloop (libuv) instead of the stock event loop: with thousands of calls in progress, the loop's own
     # work on each socket event is what a caller waits for between prompts (benchmarks/agi_concurrency.py).
@@ -384,16 +409,33 @@ def ratings() -> None:
 @ratings.command("export")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
 @click.option("--since", help="Only calls started at or after this ISO time (UTC unless it says otherwise).")
-def ratings_export(fmt: str, since: str | None) -> None:
-    """Calls with their rating (or 未评价), tags, channel variables and times."""
+@click.option("--full-numbers", is_flag=True,
+              help="Callers' numbers unmasked; recorded in the audit log (export_numbers) under cli:<your user>.")
+def ratings_export(fmt: str, since: str | None, full_numbers: bool) -> None:
+    """Calls with their rating (or 未评价), tags, channel variables and times; callers' numbers masked."""
     from rating_core.reports.export import export_rows, write_csv, write_jsonl
 
     since_at = _iso_time(since, "--since") if since else None
     store = open_store(settings())
+    if full_numbers:
+        from rating_core.reports.export import export_count
+
+        _audit_full_numbers(store, lambda session: export_count(session, since_at), command="ratings export",
+                            since=since_at.isoformat() if since_at else None, format=fmt)
     with store.sessions() as session:
-        rows = export_rows(session, store.rules, since_at)
+        rows = export_rows(session, store.rules, since_at, full_numbers=full_numbers)
         count = (write_csv if fmt == "csv" else write_jsonl)(rows, sys.stdout)
-    log.info("exported %d call(s)", count)
+    log.info("exported %d call(s)%s", count, " with full numbers" if full_numbers else "")
+
+
+def _audit_full_numbers(store: RatingStore, count: Callable[[Session], int], **detail: str | None) -> None:
+    """The audit entry of an export with full numbers, committed before the first number is written: an
+    export cut short is still on record, and no number leaves without one."""
+    from rating_core.store.audit_log import add_entry, command_line_user
+
+    with store.sessions.begin() as session:
+        add_entry(session, "export_numbers", username=command_line_user(),
+                  detail={"count": count(session), **detail})
 
 
 # -- callbacks ----------------------------------------------------------------------
@@ -406,12 +448,19 @@ def callbacks() -> None:
 
 @callbacks.command("list")
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
-@click.option("--full-numbers", is_flag=True, help="Show citizens' numbers unmasked.")
+@click.option("--full-numbers", is_flag=True,
+              help="Citizens' numbers unmasked; recorded in the audit log (export_numbers) under cli:<your user>.")
 def callbacks_list(fmt: str, full_numbers: bool) -> None:
     """Tasks with their deadlines, state, attempts and history, most urgent first."""
+    from sqlalchemy import func, select
+
     from rating_core.reports.export import callback_rows, write_jsonl
+    from rating_core.store.models import CallbackTask
 
     store = open_store(settings())
+    if full_numbers:
+        _audit_full_numbers(store, lambda session: session.scalar(select(func.count(CallbackTask.id))) or 0,
+                            command="callbacks list", format=fmt)
     with store.sessions() as session:
         count = write_jsonl(callback_rows(session, now=datetime.now(timezone.utc), full_numbers=full_numbers),
                             sys.stdout)
@@ -441,6 +490,7 @@ def worker(burst: bool, queues: tuple[str, ...]) -> None:
     from callback.jobs import QUEUE_NAME, TRANSCRIPT_QUEUE_NAME
     from callback.rq_worker import run_worker
 
+    require_number_key(open_store(settings()))
     run_worker(queues or (QUEUE_NAME, TRANSCRIPT_QUEUE_NAME), burst=burst)
 
 
@@ -455,6 +505,7 @@ def dialer() -> None:
         raise click.ClickException("AMI_SECRET is not set (the manager.conf secret of the dialer's user)")
     ami = AmiSettings(host=given.ami_host, port=given.ami_port, username=given.ami_username, secret=given.ami_secret)
     store = open_store(given)
+    require_number_key(store)
     queue = callback_queue()
 
     def on_retry(task_id: int, attempt_seq: int, at: datetime) -> None:
@@ -504,8 +555,10 @@ def web(listen: str, threads: int) -> None:
     from web import create_app
 
     host, port = _host_port(listen, 8000)
+    store = open_store(settings())
+    require_number_key(store)
     try:
-        app = create_app(open_store(settings()), settings=settings())
+        app = create_app(store, settings=settings())
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"web tool on http://{host}:{port}/")
@@ -536,6 +589,44 @@ def users_create(username: str, role: str, display_name: str, agent_id: str | No
     except AccountError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"user {username} ({role}) created")
+
+
+@users.command("password")
+@click.argument("username")
+@click.password_option(envvar="HOTLINE_EVAL_NEW_PASSWORD", help="Prompted if not given (or HOTLINE_EVAL_NEW_PASSWORD).")
+def users_password(username: str, password: str) -> None:
+    """Set a user's password; every session the user has open ends at once."""
+    from rating_core.store.audit_log import add_entry, command_line_user
+    from web.accounts import AccountError, set_password
+
+    store = open_store(settings())
+    try:
+        with store.sessions.begin() as session:
+            set_password(session, username, password)
+            add_entry(session, "password_changed", username=command_line_user(), target=f"user:{username}")
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"password of {username} set; their open sessions have ended")
+
+
+@users.command("sign-out")
+@click.argument("username")
+def users_sign_out(username: str) -> None:
+    """End every session a user has open (a lost laptop, a colleague who left)."""
+    from sqlalchemy import select
+
+    from rating_core.store.audit_log import add_entry, command_line_user
+    from rating_core.store.models import WebUser
+    from web.accounts import end_sessions
+
+    store = open_store(settings())
+    with store.sessions.begin() as session:
+        user_id = session.scalars(select(WebUser.id).where(WebUser.username == username)).one_or_none()
+        if user_id is None:
+            raise click.ClickException(f"no user {username}")
+        end_sessions(session, user_id)
+        add_entry(session, "signed_out", username=command_line_user(), target=f"user:{username}")
+    click.echo(f"every open session of {username} has ended")
 
 
 @main.group()
@@ -710,6 +801,36 @@ def lifecycle_sms(now_iso: str | None) -> None:
 
     result = send_sms_reminders(_iso_time(now_iso, "--now").isoformat())
     click.echo(", ".join(f"{name} {count}" for name, count in result.items()))
+
+
+@main.group()
+def retention() -> None:
+    """保存期限：清理到期的录音、来电号码和审计日志（rules.yaml 的 retention 一节）。"""
+
+
+@retention.command("run")
+@click.option("--dry-run", is_flag=True, help="只统计到期的数量，不删除、不改动任何数据。")
+@click.option("--now", "now_iso", help="按此 ISO 时间计算到期（默认：现在）。")
+def retention_run(dry_run: bool, now_iso: str | None) -> None:
+    """清理一次（rq cron 每天运行一次）；没有 HOTLINE_EVAL_NUMBER_KEY 时号码不脱敏，退出码为 1。"""
+    from rating_core.ratings.retention import run_retention
+    from rating_core.ratings.retention_files import RetentionPlaces
+
+    given = settings()
+    store = open_store(given)
+    now = _iso_time(now_iso, "--now")
+    places = RetentionPlaces.under_home(given.home, store.rules)
+    # A dry run's session is never committed: whatever it read, it leaves the store as it was.
+    with store.sessions() if dry_run else store.sessions.begin() as session:
+        report = run_retention(session, store.rules.retention, now, number_key=given.number_key, places=places,
+                               dry_run=dry_run)
+    if not store.rules.retention.enabled:
+        click.echo("保存期限清理未启用（rules.yaml 中 retention.enabled 为 false）")
+    for line in report.lines():
+        click.echo(line)
+    if report.numbers_refused:
+        click.echo(report.numbers_refused, err=True)
+        sys.exit(1)
 
 
 @main.group()

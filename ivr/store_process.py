@@ -97,7 +97,8 @@ class StoreProcess:
             parent, child = context.Pipe()
             self._process = context.Process(
                 target=_child_main,
-                args=(child, database_url(self.store), self.store.rules, self.store.region_code, *where),
+                args=(child, database_url(self.store), self.store.rules, self.store.region_code,
+                      self.store.number_key, *where),
                 name="hotline-eval-store", daemon=True,
             )
         self._process.start()
@@ -204,12 +205,12 @@ class StoreProcess:
         return self.last.drained
 
 
-def _child_main(conn: Connection, url: str, rules: Rules, region_code: str | None, directory: Path, stream: str,
-                after: Position) -> None:
+def _child_main(conn: Connection, url: str, rules: Rules, region_code: str | None, number_key: str | None,
+                directory: Path, stream: str, after: Position) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which asks for a drain
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[store]: %(message)s")
     exit_with_parent()
-    store = RatingStore(make_engine(url), rules, region_code=region_code)
+    store = RatingStore(make_engine(url), rules, region_code=region_code, number_key=number_key)
     try:
         serve(conn, store, directory, stream, after)
     finally:

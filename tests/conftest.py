@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import shutil
+import sys
+import tempfile
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Iterator
@@ -312,13 +316,36 @@ def web_site(engine: Engine, rules: Rules, tmp_path: Path) -> WebSite:
         assert decision.attempt_id is not None
         claim_attempt(session, decision.attempt_id, now - timedelta(hours=1), "PJSIP/2001")
         record_outcome(session, policy, decision.attempt_id, "answered", now - timedelta(minutes=50), "dialer")
+    # Failed sign-ins counted in this app's memory: a test's wrong passwords never lock another test out.
     app = create_app(store, {"SECRET_KEY": "test-secret", "SESSION_COOKIE_SECURE": False,
                              "RECORDING_ROOTS": [str(recordings)], "TRANSCODE_DIR": str(tmp_path / "transcoded"),
-                             "EVIDENCE_DIR": str(tmp_path / "evidence")})
+                             "EVIDENCE_DIR": str(tmp_path / "evidence"), "SIGN_IN_STORAGE": "memory://"})
     return WebSite(app, store, 1, voice)
 
 
 # -- the real PBX -------------------------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One test run at a time per PostgreSQL and Redis: a second run on the same machine waits for the first.
+
+    The runs share the test databases (each drops and recreates its workers' databases, and empties Redis
+    databases by number), so two at once would pull them from under each other. The run's main process holds
+    the lock; its xdist workers run under it.
+    """
+    if WORKER:
+        return
+    key = hashlib.sha256(f"{POSTGRES_URL} {os.environ.get('TEST_REDIS_URL', '')}".encode()).hexdigest()[:12]
+    lock = open(Path(tempfile.gettempdir()) / f"hotline-eval-tests-{key}.lock", "w")  # held for the whole run
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("another test run is using the test PostgreSQL and Redis; waiting for it to end …", file=sys.stderr)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    config.stash[_RUN_LOCK] = lock
+
+
+_RUN_LOCK = pytest.StashKey[Any]()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -62,7 +62,7 @@ def demo_store(home: Path) -> RatingStore:
 
 
 def signed_in_web(store: RatingStore, home: Path, username: str):  # type: ignore[no-untyped-def]
-    settings = Settings(home=home, secret_key="demo-test")
+    settings = Settings(home=home, secret_key="demo-test-secret-key-Qm4Xv8Lz2Rt6Wp")
     app = create_app(store, {"DEMO": True, "SESSION_COOKIE_SECURE": False,
                              "RECORDING_ROOTS": recording_roots(store.rules)}, settings)
     client = app.test_client()

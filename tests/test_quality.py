@@ -82,11 +82,15 @@ def test_a_supervisor_draws_listens_and_scores(web_site) -> None:
     item_id = int(re.search(r'data-item="(\d+)"', page)[1])
     audio = boss.get(f"/supervisor/quality/items/{item_id}/recording")
     assert audio.status_code == 200 and audio.data[:4] == b"RIFF"
+    parts = {"part_attitude": "25", "part_accuracy": "20", "part_procedure": "12", "part_wording": "15"}
+    total_alone = boss.post(f"/supervisor/quality/items/{item_id}/score", follow_redirects=True,
+                            data={"score": "72", "csrf_token": token}).data.decode()
+    assert "请为“服务态度”评分" in total_alone  # the rubric is not optional
     bad = boss.post(f"/supervisor/quality/items/{item_id}/score", follow_redirects=True,
-                    data={"score": "abc", "csrf_token": token}).data.decode()
-    assert "评分须为0到100的整数" in bad
+                    data={**parts, "part_accuracy": "abc", "csrf_token": token}).data.decode()
+    assert "“业务解答准确”的得分须为0到30的整数" in bad
     good = boss.post(f"/supervisor/quality/items/{item_id}/score", follow_redirects=True,
-                     data={"score": "72", "comment": "未主动告知办理时限", "csrf_token": token}).data.decode()
+                     data={**parts, "comment": "未主动告知办理时限", "csrf_token": token}).data.decode()
     assert "评分已保存" in good and '<strong class="score">72</strong>' in good
     with web_site.store.sessions() as session:
         played = session.scalars(select(AuditEntry.target).where(AuditEntry.action == "play_recording")).all()

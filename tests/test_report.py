@@ -227,7 +227,9 @@ def test_the_task_page_and_the_report_show_what_was_done_by_whom(web_site) -> No
     assert "已为市民补办社保转移手续" in records and "agent用户（坐席 2001）" in records and "限期整改" in records
     shown = client.get("/agent/tasks/1/report").data.decode()
     assert "由agent用户同志于" in shown and "报告整改完成：已为市民补办社保转移手续。" in shown
-    assert "@page { size: A4; margin: 37mm 26mm 35mm 28mm; }" in shown and 'class="report-sheet"' in shown
+    # The A4 print rules are this page's own stylesheet (the CSP admits no inline <style>).
+    assert 'href="/static/report.css"' in shown and 'class="report-sheet"' in shown
+    assert "@page { size: A4; margin: 37mm 26mm 35mm 28mm; }" in client.get("/static/report.css").data.decode()
 
 
 def test_the_word_report_is_a4_in_the_公文_style_with_a_chinese_filename(web_site) -> None:

@@ -154,14 +154,22 @@ def test_an_appeal_with_two_files_is_stored_and_served_to_the_unit_and_superviso
         assert refused.status_code == 403, username
         assert "无权" in refused.data.decode() or "本单位" in refused.data.decode()
     assert unit.get(f"/unit/appeals/{appeal_id + 1}/evidence/{first}").status_code == 404
-    assert "回访截图.PNG" in signed_in(web_site, "admin").get("/supervisor/appeals").data.decode()
-    assert f'href="{path}"' not in signed_in(web_site, "admin").get("/supervisor/appeals").data.decode()
+    assert signed_in(web_site, "admin").get("/supervisor/appeals").status_code == 403  # README's role table
 
     with web_site.store.sessions() as session:
         downloads = session.scalars(select(AuditEntry).where(AuditEntry.action == "download_evidence")
                                     .order_by(AuditEntry.id)).all()
         assert [(e.username, e.target) for e in downloads] == [
             ("unit", f"appeal:{appeal_id}:evidence:{first}"), ("boss", f"appeal:{appeal_id}:evidence:{second}")]
+        filed = session.scalars(select(AuditEntry).where(AuditEntry.action == "appeal_filed")).one()
+        assert (filed.username, filed.role, filed.target, filed.detail) == (
+            "unit", "unit", f"appeal:{appeal_id}", {"files": 2})
+
+    # Past its retention the file is gone, and the unit is told so rather than to call an administrator.
+    with web_site.store.sessions.begin() as session:
+        session.get_one(AppealEvidence, first).purged_at = datetime.now(timezone.utc)
+    purged = unit.get(path)
+    assert purged.status_code == 404 and "证明材料已按保存期限删除" in purged.data.decode()
 
 
 @pytest.mark.parametrize(

@@ -150,7 +150,7 @@ def test_contradictory_or_missing_verdicts_are_refused(store, rules, kind, note,
 
 def test_no_verdict_before_contact(store, rules) -> None:
     task_id = rate(store)
-    with pytest.raises(TaskRuleError, match="pending"):
+    with pytest.raises(TaskRuleError, match="任务当前状态为“待回访”，不能填写核实结论"):
         verdict(store, rules, task_id, "explained", T0 + timedelta(hours=1))
 
 
@@ -168,7 +168,7 @@ def test_a_late_rectification_is_escalated_then_reported(store, rules) -> None:
     assert (found.state, found.next_attempt_at) == ("rectified", done)
     reported = next(e for e in found.history if e.kind == "rectification_reported")
     assert reported.detail["late"] is True and reported.actor == "unit:市人社局"
-    with pytest.raises(TaskRuleError, match="不在整改中"):
+    with pytest.raises(TaskRuleError, match="任务当前状态为“待回访满意度”，不在整改中"):
         with store.sessions.begin() as session:
             mark_rectified(session, rules.callback, task_id, done, "unit:市人社局", "again")
 

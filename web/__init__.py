@@ -14,14 +14,16 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, g, redirect, render_template, request, url_for
+from flask import Flask, g, jsonify, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.orm import Session
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from rating_core.ratings.store import RatingStore
 from rating_core.rules.settings import Settings
-from web import display
+from web import display, input_guard, security_headers
 from web.context import csrf, login_manager
+from web.ids import RecordId
 
 ERRORS = {
     400: "请求有误",
@@ -31,6 +33,8 @@ ERRORS = {
     405: "不支持的请求方式",
     409: "与他人的操作冲突",
     413: "上传的文件过大",
+    415: "不支持的提交格式",
+    500: "系统内部错误，请稍后重试；如仍出错，请联系系统管理员",
 }
 
 
@@ -38,6 +42,8 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
                settings: Settings | None = None) -> Flask:
     settings = settings or Settings()
     app = Flask(__name__)
+    # Before any route is added: every <int:…> is then a record id the database can hold (web/ids.py).
+    app.url_map.converters["int"] = RecordId
     app.config.update(
         # Secrets only from the environment; without one the tool refuses to start (see below).
         SECRET_KEY=settings.secret_key,
@@ -60,6 +66,8 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
         # 10 MB each and the form, anything larger is refused whole with a 413 before it is read.
         EVIDENCE_DIR=str(settings.home / "evidence"),
         MAX_CONTENT_LENGTH=60 * 1024 * 1024,
+        # Failed sign-ins are counted here, shared by every process of the tool (web.sign_in_throttle).
+        SIGN_IN_STORAGE=settings.redis_url,
     )
     app.config.update(config or {})
     if not app.config["SECRET_KEY"]:
@@ -71,8 +79,12 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
         from rating_core.store.database import make_engine
 
         store = RatingStore(make_engine(settings.database_url), load_rules(settings.rules_file),
-                            region_code=settings.region_code)
+                            region_code=settings.region_code, number_key=settings.number_key)
     app.extensions["hotline_store"] = store
+    if settings.proxies:
+        # Behind a reverse proxy every request comes from the proxy: the audit log and the per-address sign-in
+        # lock need the client's address, from the X-Forwarded-For the trusted proxies append to.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxies, x_proto=settings.proxies)  # type: ignore[method-assign]
     if app.config["RECORDING_ROOTS"] is None:
         roots = {profile.voice_message.directory for profile in store.rules.hotlines.values()}
         app.config["RECORDING_ROOTS"] = sorted(roots | {"/var/spool/asterisk/monitor"})
@@ -80,6 +92,8 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
     csrf.init_app(app)
     login_manager.init_app(app)
     display.register(app, store.rules)
+    input_guard.register(app)
+    security_headers.register(app)
 
     from web import admin, agent, api, auth, rate, supervision, supervisor, supervisor_appeals, supervisor_quality, unit
 
@@ -117,11 +131,13 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
 
 def _error_page(code: int, message: str) -> Any:
     def handle(error: Exception) -> Any:
+        description = getattr(error, "description", None)
+        # Only a description we wrote ourselves (abort(403, description=…)); werkzeug's are English.
+        detail = description if description != getattr(type(error), "description", None) else None
+        if request.path.startswith(input_guard.API_PREFIX):  # a program's request: JSON, as web/api.py answers
+            return jsonify({"error": f"{message}：{detail}" if detail else message}), code
         if code == 401 and request.method == "GET" and not request.headers.get("HX-Request"):
             return redirect(url_for("auth.login", next=request.full_path))
-        # Only a description we wrote ourselves (abort(403, description=…)); werkzeug's are English.
-        description = getattr(error, "description", None)
-        detail = description if description != getattr(type(error), "description", None) else None
         return render_template("error.html", code=code, message=message, detail=detail), code
 
     return handle

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timezone
+from functools import cache
 
 from flask_login import UserMixin
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -60,10 +62,40 @@ def create_user(session: Session, username: str, password: str, role: str, displ
     return user
 
 
-def authenticate(session: Session, username: str, password: str) -> WebUser | None:
+def set_password(session: Session, username: str, password: str) -> WebUser:
+    """A new password, which signs the user out everywhere: a session opened with the old one may be someone
+    else's."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"密码至少{MIN_PASSWORD_LENGTH}个字符")
     user = session.scalars(select(WebUser).where(WebUser.username == username)).one_or_none()
-    if user is None or not user.active:
-        # Hash anyway, so a wrong username takes as long as a wrong password.
-        check_password_hash(generate_password_hash("x"), password)
-        return None
-    return user if check_password_hash(user.password_hash, password) else None
+    if user is None:
+        raise AccountError(f"用户名 {username} 不存在")
+    user.password_hash = generate_password_hash(password)
+    end_sessions(session, user.id)
+    return user
+
+
+def end_sessions(session: Session, user_id: int) -> None:
+    """Every session the user has open, on any device, stops working at its next request (web.auth.load_user
+    compares the epoch each session cookie carries with this one)."""
+    session.execute(update(WebUser).where(WebUser.id == user_id)
+                    .values(session_epoch=WebUser.session_epoch + 1).execution_options(synchronize_session="fetch"))
+
+
+@cache
+def _unknown_user_hash() -> str:
+    """A hash of the same scheme and cost as every user's, of a password nobody knows, made once a process."""
+    return generate_password_hash(secrets.token_urlsafe(32))
+
+
+def warm_up() -> None:
+    """Make the unknown user's hash now, at start, so that not even the first sign-in of a process hashes twice."""
+    _unknown_user_hash()
+
+
+def authenticate(session: Session, username: str, password: str) -> WebUser | None:
+    """The user if the password is theirs. Exactly one password hash whether or not the user exists or is
+    active, so the time an answer takes does not tell which usernames exist."""
+    user = session.scalars(select(WebUser).where(WebUser.username == username)).one_or_none()
+    matches = check_password_hash(user.password_hash if user is not None else _unknown_user_hash(), password)
+    return user if user is not None and user.active and matches else None

@@ -28,7 +28,9 @@ from web.roles import ROLES, role_required
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 AUDIT_ACTIONS = {"reveal_number": "查看完整号码", "play_recording": "播放录音", "login": "登录",
-                 "login_failed": "登录失败", "webhook_added": "添加推送地址", "webhook_rotate": "更换推送密钥",
+                 "login_failed": "登录失败", "login_locked": "登录锁定", "logout": "退出登录",
+                 "password_changed": "修改密码", "signed_out": "结束全部会话", "webhook_added": "添加推送地址",
+                 "webhook_rotate": "更换推送密钥",
                  "webhook_enable": "启用推送", "webhook_disable": "停用推送", "webhook_replay": "重新推送",
                  "adjustment_added": "录入加减分", "adjustment_withdrawn": "撤销加减分",
                  "adjustment_corrected": "更正加减分",
@@ -38,8 +40,12 @@ AUDIT_ACTIONS = {"reveal_number": "查看完整号码", "play_recording": "播�
                  "rating_readopted": "恢复采纳", "task_assigned": "转交回访任务", "tasks_assigned": "批量分配回访任务",
                  "deadline_extended": "延长核实期限", "quality_sample_drawn": "抽取质检样本",
                  "quality_scored": "质检评分", "audit_exported": "导出审计日志",
-                 "download_evidence": "下载申诉材料"}
+                 "appeal_filed": "提出申诉", "download_evidence": "下载申诉材料",
+                 "export_numbers": "命令行导出完整号码",
+                 # the daily retention pass (rating_core.ratings.retention), by system:retention
+                 "retention_purge": "按保存期限清理"}
 AUDIT_PAGE_SIZE = 50
+AUDIT_YEARS = (2000, 2099)  # the dates the audit filters accept
 
 
 class AuditFilter:
@@ -62,9 +68,13 @@ class AuditFilter:
         if not text:
             return None
         try:
-            return date.fromisoformat(text.strip())
+            chosen = date.fromisoformat(text.strip())
         except ValueError:
             abort(400, description=f"{what}格式应为 年-月-日，如 2026-12-08")
+        # Years 1 and 9999 parse, but their midnight in Beijing lies outside what a datetime holds in UTC.
+        if not AUDIT_YEARS[0] <= chosen.year <= AUDIT_YEARS[1]:
+            abort(400, description=f"{what}应在 {AUDIT_YEARS[0]} 年至 {AUDIT_YEARS[1]} 年之间")
+        return chosen
 
     def args(self) -> dict[str, str]:
         """The filters as a query string keeps them (paging links, the export link)."""

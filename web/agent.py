@@ -29,7 +29,10 @@ from rating_core.complaints.task_history import actor_name, event_name
 from rating_core.complaints.task_search import PAGE_SIZE, Assigned, Scope, TaskQuery, find_tasks
 from rating_core.complaints.task_states import OPEN_TASK_STATES, TASK_STATE_NAMES, TaskState
 from rating_core.complaints.verification_report import Report, build_report, latest_rectification
+from rating_core.reports.figures import FIRST_YEAR, LAST_YEAR
 from rating_core.rules.local_time import local_time
+from rating_core.rules.number_hash import is_hashed
+from rating_core.rules.privacy import HASHED_NUMBER_TEXT
 from rating_core.rules.refusals import Refused
 from rating_core.store.database import rows_changed
 from rating_core.store.models import CallbackAttempt, CallbackTask, Rating, TaskEvent, WebUser
@@ -38,6 +41,8 @@ from web.changes import commit_or_flash
 from web.context import db, store
 from web.downloads import attachment
 from web.forms import ActionForm, RectifiedForm, SatisfactionForm, VerdictForm
+from web.ids import MAX_ID
+from web.numbers import whole
 from web.recordings import serve_recording
 from web.report_docx import report_docx
 from web.roles import PLAY_RECORDINGS, REVEAL_NUMBER, role_required
@@ -69,9 +74,13 @@ def _task_query(args: MultiDict[str, str]) -> TaskQuery:
     def day(name: str) -> date | None:
         value = args.get(name, "").strip()
         try:
-            return date.fromisoformat(value) if value else None
+            chosen = date.fromisoformat(value) if value else None
         except ValueError:
             abort(400, description=f"日期格式不正确：{value[:20]}（应为 2026-12-01 这样的日期）")
+        # The calendar's edges overflow once the day is made a local midnight, or the next day is taken.
+        if chosen is not None and not FIRST_YEAR <= chosen.year <= LAST_YEAR:
+            abort(400, description=f"日期须在 {FIRST_YEAR} 年至 {LAST_YEAR} 年之间：{value[:20]}")
+        return chosen
 
     def choice(name: str, kind: type[Enum], default: Any) -> Any:
         value = args.get(name, "").strip()
@@ -80,16 +89,16 @@ def _task_query(args: MultiDict[str, str]) -> TaskQuery:
         except ValueError:
             abort(400, description=f"筛选条件不正确：{value[:20]}")
 
-    page = args.get("page", "1").strip()
-    if not page.isdigit() or len(page) > 6:
-        abort(400, description=f"页码不正确：{page[:20]}")
+    page = whole(args.get("page", "1"), most=999_999)
+    if page is None:
+        abort(400, description=f"页码不正确：{args.get('page', '')[:20]}")
     hotline = args.get("hotline", "").strip() or None
     if hotline is not None and hotline not in store().rules.hotlines:
         abort(400, description=f"没有这条热线：{hotline[:20]}")
     return TaskQuery(text=args.get("q", "")[:64], hotline=hotline, state=choice("state", TaskState, None),
                      scope=choice("scope", Scope, Scope.OPEN), since=day("since"), until=day("until"),
                      escalated=args.get("escalated") == "1", overdue=args.get("overdue") == "1",
-                     assigned=choice("assigned", Assigned, Assigned.ANYONE), page=int(page))
+                     assigned=choice("assigned", Assigned, Assigned.ANYONE), page=page)
 
 
 @bp.get("/")
@@ -207,10 +216,10 @@ def _act_on_form(task_id: int) -> tuple[CallbackTask, str | None]:
     saving from one version at once, the second waits, then is told.
     """
     _task(task_id)
-    given = request.form.get("version", "")
+    given = whole(request.form.get("version"), most=MAX_ID)
     session = db()
-    moved = given.isdigit() and len(given) < 10 and rows_changed(session.execute(
-        update(CallbackTask).where(CallbackTask.id == task_id, CallbackTask.version == int(given))
+    moved = given is not None and rows_changed(session.execute(
+        update(CallbackTask).where(CallbackTask.id == task_id, CallbackTask.version == given)
         .values(version=CallbackTask.version + 1).execution_options(synchronize_session="fetch")))
     if moved:
         return _act(task_id), None
@@ -346,6 +355,8 @@ def call(task_id: int) -> Any:
 def reveal(task_id: int) -> Any:
     """The full number, for htmx to swap in; an audited action."""
     found = _act(task_id)
+    if is_hashed(found.number):  # past its retention: nothing is left to reveal, so nothing to audit
+        return render_template("agent/number.html", number=HASHED_NUMBER_TEXT)
     session = db()
     audit(session, "reveal_number", f"task:{task_id}")
     session.commit()
@@ -428,11 +439,11 @@ def assign_tasks() -> Any:
     """批量分配: the ticked tasks of the queue page to one agent; back to the same filtered page."""
     if not ActionForm().validate_on_submit():
         abort(400)
-    ids = request.form.getlist("task")
-    if not all(value.isdigit() and len(value) <= 9 for value in ids) or len(ids) > PAGE_SIZE:
+    ticked = request.form.getlist("task")
+    chosen = [number for value in ticked if (number := whole(value, most=MAX_ID)) is not None]
+    if len(chosen) != len(ticked) or len(chosen) > PAGE_SIZE:
         abort(400, description="勾选的任务不正确")
     agent_id = _assignee(request.form.get("agent", ""))
-    chosen = [int(value) for value in ids]
     done = commit_or_flash(audited(lambda session: assign(session, chosen, agent_id, datetime.now(timezone.utc),
                                                           _actor()), "tasks_assigned", None, tasks=chosen,
                                    agent=agent_id))

@@ -5,28 +5,39 @@ Standard Webhooks signed with ``HOTLINE_EVAL_INBOUND_SECRET`` (and, while it
 is being rotated, ``HOTLINE_EVAL_INBOUND_SECRET_PREVIOUS``) within the
 library's five-minute window; the pull API takes a bearer token from
 ``HOTLINE_EVAL_PULL_TOKENS`` (comma-separated), compared in constant time.
+
+Before the signature is even checked, an inbound body must say it is JSON (else 415) and be at most
+``INBOUND_MAX_BYTES`` (else 413, refused by its Content-Length before a byte of it is read). Every refusal is
+JSON, ``{"error": "…"}`` in Chinese for the platform's people (``reason`` for its program), and is logged.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
+import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from rating_core.ratings.inbound import InboundError, apply_inbound
+from rating_core.ratings.inbound import InboundError, apply_inbound, parse_body
 from rating_core.rules.refusals import Reason
 from rating_core.store.models import OutboxEvent
 from web.context import csrf, db
+from web.ids import MAX_ID
+from web.numbers import whole
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)
+log = logging.getLogger(__name__)
 PAGE_MAX = 500
+# The largest push: 1000 records of four short fields is about 200 KB.
+INBOUND_MAX_BYTES = 256 * 1024
 
 
 def machine_auth(kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -49,10 +60,21 @@ def _error(status: int, message: str, reason: Reason | None = None) -> Any:
 def inbound() -> Any:
     secrets_ = current_app.config["INBOUND_SECRETS"]
     if not secrets_:
-        return _error(503, "inbound events are not configured (HOTLINE_EVAL_INBOUND_SECRET)")
-    raw = request.get_data(cache=False)
+        return _error(503, "未配置接收推送的签名密钥（HOTLINE_EVAL_INBOUND_SECRET）")
+    if request.content_length is not None and request.content_length > INBOUND_MAX_BYTES:
+        return _refused(413, f"请求体超过 {INBOUND_MAX_BYTES // 1024} KB")
+    if request.mimetype != "application/json":
+        return _refused(415, "Content-Type 须为 application/json")
+    # A chunked body has no Content-Length: it is read to one byte past the limit at most, enough to know.
+    request.max_content_length = INBOUND_MAX_BYTES + 1
+    try:
+        raw = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raw = b" " * (INBOUND_MAX_BYTES + 1)
+    if len(raw) > INBOUND_MAX_BYTES:
+        return _refused(413, f"请求体超过 {INBOUND_MAX_BYTES // 1024} KB")
     headers = dict(request.headers)
-    problem = "no secret"
+    problem = "未配置密钥"
     for secret in secrets_:
         try:
             Webhook(secret).verify(raw, headers, json_parse=False)
@@ -60,19 +82,32 @@ def inbound() -> Any:
         except (WebhookVerificationError, ValueError) as exc:  # a malformed header is a ValueError
             problem = str(exc) or type(exc).__name__
     else:
-        return _error(401, f"signature not accepted: {problem}")
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return _error(400, "body is not JSON")
+        return _refused(401, f"签名无效：{problem}")
+    webhook_id = request.headers["webhook-id"]
     session = db()
     try:
-        result = apply_inbound(session, request.headers["webhook-id"], body, datetime.now(timezone.utc))
+        result = apply_inbound(session, webhook_id, parse_body(raw), datetime.now(timezone.utc))
+        session.commit()
     except InboundError as exc:
         session.rollback()  # all or nothing
-        return _error(exc.status, str(exc), exc.reason)
-    session.commit()
+        return _refused(exc.status, str(exc), exc.reason, webhook_id)
+    except IntegrityError:  # a constraint another push met first; apply_inbound claims the id before this
+        session.rollback()
+        return _refused(409, "与同时到达的另一推送冲突，请稍后重发", Reason.WRONG_STATE, webhook_id)
+    except OperationalError:  # SQLite's one writer was busy past its timeout, or the database is away
+        session.rollback()
+        log.warning("inbound %r: the database could not take it", webhook_id, exc_info=True)
+        response = _error(503, "数据库繁忙，请稍后重发")
+        response[0].headers["Retry-After"] = "5"
+        return response
     return jsonify({"status": result})
+
+
+def _refused(status: int, message: str, reason: Reason | None = None, webhook_id: str | None = None) -> Any:
+    """A refused push, logged with who sent it: a sender's mistake, or someone probing."""
+    log.warning("inbound %r from %s refused (%d): %s", webhook_id or request.headers.get("webhook-id", "")[:128],
+                request.remote_addr, status, message[:300])
+    return _error(status, message, reason)
 
 
 def _token_ok() -> bool:
@@ -88,14 +123,15 @@ def _token_ok() -> bool:
 def events() -> Any:
     """Our outbox, oldest first, after ``cursor``: ``{"events": [...], "next_cursor": "…", "has_more": …}``."""
     if not _token_ok():
-        return _error(401, "a valid bearer token is required (HOTLINE_EVAL_PULL_TOKENS)")
-    cursor = request.args.get("cursor", "0")
-    limit = request.args.get("limit", "100")
-    if not cursor.isdigit() or not limit.isdigit() or not 1 <= int(limit) <= PAGE_MAX:
-        return _error(400, f"cursor must be a whole number and limit 1–{PAGE_MAX}")
+        return _error(401, "须提供有效的 Bearer 令牌（HOTLINE_EVAL_PULL_TOKENS）")
+    # A cursor is an outbox id we gave out: 0 to the largest id a column holds.
+    cursor, limit = whole(request.args.get("cursor", "0"), most=MAX_ID), whole(request.args.get("limit", "100"),
+                                                                               most=PAGE_MAX)
+    if cursor is None or not limit:
+        return _error(400, f"cursor 须为 0 至 {MAX_ID} 的整数，limit 须为 1 至 {PAGE_MAX} 的整数")
     rows = db().scalars(
-        select(OutboxEvent).where(OutboxEvent.id > int(cursor)).order_by(OutboxEvent.id).limit(int(limit) + 1)
+        select(OutboxEvent).where(OutboxEvent.id > cursor).order_by(OutboxEvent.id).limit(limit + 1)
     ).all()
-    page = rows[: int(limit)]
+    page = rows[:limit]
     return jsonify({"events": [row.payload for row in page],
-                    "next_cursor": str(page[-1].id) if page else cursor, "has_more": len(rows) > int(limit)})
+                    "next_cursor": str(page[-1].id if page else cursor), "has_more": len(rows) > limit})

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import TypeVar
 
 from flask import request
 from flask_login import current_user
 from sqlalchemy.orm import Session
 
-from rating_core.store.models import AuditEntry
+from rating_core.store.audit_log import add_entry
 
 T = TypeVar("T")
 
@@ -34,20 +33,19 @@ def target_name(target: str | None) -> str:
     return _TARGETS[kind].format(number) + (" " + _TARGET_PARTS[part].format(part_number) if part else "")
 
 
-def audit(session: Session, action: str, target: str | None = None, *, username: str | None = None,
+def audit(session: Session, action: str, target: str | None = None, /, *, username: str | None = None,
           **detail: object) -> None:
-    """Add an entry to the caller's transaction: the action and its audit entry commit together."""
+    """Add an entry to the caller's transaction: the action and its audit entry commit together.
+
+    ``session``, ``action`` and ``target`` are positional only, so that a detail may be named ``action``
+    too (the audit export records its filters, one of which is the action chosen)."""
     signed_in = current_user.is_authenticated
-    session.add(AuditEntry(
-        at=datetime.now(timezone.utc),
-        username=username or (current_user.username if signed_in else "-"),
-        role=current_user.role if signed_in else None,
-        action=action, target=target, detail={k: v for k, v in detail.items() if v is not None},
-        remote_addr=request.remote_addr,
-    ))
+    add_entry(session, action, username=username or (current_user.username if signed_in else "-"),
+              role=current_user.role if signed_in else None, target=target, detail=detail,
+              remote_addr=request.remote_addr)
 
 
-def audited(change: Callable[[Session], T], action: str, target: str | None = None,
+def audited(change: Callable[[Session], T], action: str, target: str | None = None, /,
             **detail: object) -> Callable[[Session], T]:
     """``change`` followed by its audit entry, in the same transaction (for :func:`web.changes.commit_or_flash`):
     a refused change leaves no entry, a made one always has one."""
@@ -65,7 +63,13 @@ DETAIL_NAMES = {
     "verify_by": "新核实期限", "decision": "结论", "finding": "认定", "note": "意见", "listed": "加入名单",
     "total": "总分", "parts": "分项", "comment": "评语", "period": "时段", "dimension": "维度", "name": "对象",
     "points": "分值", "count": "条数", "url": "地址", "file": "文件", "number": "号码", "stopped": "停止的任务",
-    "strata": "分层", "per_stratum": "每层", "items": "条数", "seed": "随机种子",
+    "strata": "分层", "per_stratum": "每层", "items": "条数", "seed": "随机种子", "since": "起始时间",
+    "format": "格式", "from": "开始日期", "to": "结束日期", "user": "用户", "action": "操作", "command": "命令",
+    "files": "证明材料",
+    # the retention pass's counts
+    "voice_messages": "留言录音", "callback_recordings": "回访录音", "transcoded_copies": "转码副本",
+    "evidence_files": "申诉证明材料", "calls": "来电", "callback_tasks": "回访任务", "sms_reminders": "短信提醒",
+    "blocked_numbers": "恶意评价名单", "entries": "条目", "before": "早于",
 }
 
 

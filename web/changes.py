@@ -8,6 +8,7 @@ the change went through.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -27,10 +28,11 @@ class FormError(Refused):
 
 
 def whole_number(text: str | None, message: str) -> int:
-    try:
-        return int(text or "")
-    except ValueError:
-        raise FormError(message) from None
+    """A whole number typed in a form (ASCII digits, an optional minus), or a FormError saying ``message``."""
+    text = (text or "").strip()
+    if not re.fullmatch(r"-?[0-9]{1,9}", text):  # not int(): it reads ٣ and 1_000, and numbers past any column
+        raise FormError(message)
+    return int(text)
 
 
 def commit_or_flash(change: Callable[[Session], T]) -> T | None:

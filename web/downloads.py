@@ -20,6 +20,15 @@ def attachment(filename: str, ascii_fallback: str) -> str:
     Unsafe characters in either name (path separators, quotes, controls)
     become ``_``, so a 工单号 with a slash cannot name a folder.
     """
+    return _disposition("attachment", filename, ascii_fallback)
+
+
+def inline(filename: str, ascii_fallback: str) -> str:
+    """As :func:`attachment`, for a file the browser shows itself (a recording in its player), named if saved."""
+    return _disposition("inline", filename, ascii_fallback)
+
+
+def _disposition(kind: str, filename: str, ascii_fallback: str) -> str:
     name = file_name(filename) or ascii_fallback
     fallback = _NOT_ASCII_NAME.sub("_", ascii_fallback) or "download"
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"

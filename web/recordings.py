@@ -1,4 +1,12 @@
-"""Serving recordings (voice messages, service calls, callbacks): allowed folders only, every play audited.
+"""Serving recordings (voice messages, service calls, callbacks): allowed folders only, audio only, every play
+audited.
+
+The path comes from the store, and so from channel variables or the platform:
+it is trusted for nothing. A file is served only inside the recording folders,
+only if its name ends in an audio format we know, and always with that
+format's type (never one guessed from the name, which could make an ``.html``
+in a recording folder render on the tool's origin), ``nosniff`` and an
+``inline`` Content-Disposition under a name of our own.
 
 Asterisk often records GSM 6.10 in a WAV container (``wav49``), or raw
 ``.gsm``; browsers play neither. Such a file is transcoded once with sox to
@@ -9,7 +17,6 @@ modification time, and the copy is served; the original is never touched.
 from __future__ import annotations
 
 import hashlib
-import mimetypes
 import os
 import shutil
 import struct
@@ -21,29 +28,67 @@ from flask import abort, current_app, send_file
 
 from web.audit import audit
 from web.context import db
+from web.downloads import inline
 
 # WAV format tags Chromium plays: PCM and IEEE float.
 PLAYABLE_WAV_FORMATS = {1, 3}
 
+# The audio formats a recording may be in (by the name's ending, any case: Asterisk's wav49 is ``.WAV``) and the
+# type each is served as. ``.gsm`` never reaches a browser as it is: it is served as its PCM WAV copy.
+AUDIO_TYPES = {
+    ".wav": "audio/wav",
+    ".gsm": "audio/wav",
+    ".mp3": "audio/mpeg",
+    ".ogg": "audio/ogg",
+    ".oga": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".flac": "audio/flac",
+    ".m4a": "audio/mp4",
+}
+NOT_AUDIO = "录音文件格式不受支持"
+MISSING = "录音文件不存在或已被清理"
+
 
 def serve_recording(path: str | None, target: str) -> Any:
     if not path:
-        abort(404)
-    real = os.path.realpath(path)
-    roots = [os.path.realpath(root) for root in current_app.config["RECORDING_ROOTS"]]
-    if not any(os.path.commonpath([real, root]) == root for root in roots) or not os.path.isfile(real):
-        current_app.logger.warning("recording %s for %s not served: outside %s or missing", path, target, roots)
-        abort(404)
+        abort(404, description=MISSING)
+    real = _inside_roots(path, target)
+    suffix = real.suffix.lower()
+    if suffix not in AUDIO_TYPES:
+        current_app.logger.warning("recording %r for %s not served: not a known audio format", path, target)
+        abort(404, description=NOT_AUDIO)
     try:
-        playable = browser_playable(Path(real), Path(current_app.config["TRANSCODE_DIR"]))
-    except TranscodeError as exc:
-        current_app.logger.error("recording %s for %s cannot be transcoded: %s", path, target, exc)
-        abort(404)
+        playable = browser_playable(real, Path(current_app.config["TRANSCODE_DIR"]))
+    except (TranscodeError, OSError) as exc:
+        current_app.logger.error("recording %r for %s cannot be read or transcoded: %s", path, target, exc)
+        abort(404, description=MISSING)
     session = db()
     audit(session, "play_recording", target, file=path)
     session.commit()
-    mimetype = mimetypes.guess_type(str(playable))[0] or "application/octet-stream"
-    return send_file(playable, mimetype=mimetype, conditional=True)
+    response = send_file(playable, mimetype=AUDIO_TYPES[suffix], conditional=True)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Disposition"] = inline(f"{target}{playable.suffix.lower()}",
+                                                     f"recording{playable.suffix.lower()}")
+    return response
+
+
+def _inside_roots(path: str, target: str) -> Path:
+    """``path`` resolved, if it is a file inside one of the recording folders; else a 404.
+
+    A NUL, a lone surrogate or an overlong name from a channel variable is
+    refused like a missing file, rather than raising from ``os``.
+    """
+    roots = [os.path.realpath(root) for root in current_app.config["RECORDING_ROOTS"]]
+    try:
+        real = os.path.realpath(path)
+        inside = any(os.path.commonpath([real, root]) == root for root in roots) and os.path.isfile(real)
+    except (ValueError, UnicodeError, OSError) as exc:
+        current_app.logger.warning("recording %r for %s not served: %s", path, target, exc)
+        abort(404, description=MISSING)
+    if not inside:
+        current_app.logger.warning("recording %r for %s not served: outside %s or missing", path, target, roots)
+        abort(404, description=MISSING)
+    return Path(real)
 
 
 class TranscodeError(RuntimeError):

@@ -15,10 +15,14 @@ ROLES = {
     "admin": "系统管理员",
     "unit": "承办单位",
 }
-# Who may reveal a citizen's full number (always audited); nobody sees it unasked.
-REVEAL_NUMBER = frozenset({"agent", "supervisor", "admin"})
-# Who may listen to voice messages and call recordings (always audited).
-PLAY_RECORDINGS = frozenset({"agent", "supervisor", "admin"})
+# Who may reveal a citizen's full number (always audited); nobody sees it unasked. Not admins: they run the
+# tool (users, audit log, webhooks, figures) and have no case to call back, so no need for a citizen's number.
+REVEAL_NUMBER = frozenset({"agent", "supervisor"})
+# Who may listen to voice messages and call recordings (always audited); not admins, for the same reason.
+PLAY_RECORDINGS = frozenset({"agent", "supervisor"})
+# Who may read the figures (统计通报 and its Excel 通报表); 加减分 and every other supervisor decision is
+# the supervisors' alone.
+READ_FIGURES = frozenset({"supervisor", "admin"})
 # Where each role lands after signing in.
 HOME = {"agent": "agent.queue", "supervisor": "agent.queue", "admin": "admin.audit", "unit": "unit.home"}
 

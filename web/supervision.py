@@ -8,10 +8,12 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint
 
 from web.context import store
+from web.roles import READ_FIGURES
 
 bp = Blueprint("supervisor", __name__, url_prefix="/supervisor")
 
-FIGURE_ROLES = ("supervisor", "admin")
+# The figures only; every other supervisor page is the supervisors' alone (README's role table).
+FIGURE_ROLES = tuple(sorted(READ_FIGURES))
 
 
 def zone() -> ZoneInfo:

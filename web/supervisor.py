@@ -215,7 +215,7 @@ def _after_adjustment(chosen: dict[str, str], change: Callable[[Session], str]) 
 
 
 @bp.post("/figures/adjustments")
-@role_required(*FIGURE_ROLES)
+@role_required("supervisor")
 def add_adjustment() -> Any:
     chosen = _checked_choices()
     name, reason = (request.form.get("name") or "").strip(), request.form.get("reason") or ""
@@ -236,7 +236,7 @@ def add_adjustment() -> Any:
 
 
 @bp.post("/figures/adjustments/<int:entry_id>/withdraw")
-@role_required(*FIGURE_ROLES)
+@role_required("supervisor")
 def withdraw_adjustment(entry_id: int) -> Any:
     chosen = _checked_choices()
     reason = request.form.get("reason") or ""
@@ -252,7 +252,7 @@ def withdraw_adjustment(entry_id: int) -> Any:
 
 
 @bp.post("/figures/adjustments/<int:entry_id>/correct")
-@role_required(*FIGURE_ROLES)
+@role_required("supervisor")
 def correct_adjustment(entry_id: int) -> Any:
     chosen = _checked_choices()
     reason, points = request.form.get("reason") or "", _points(request.form.get("points"))
@@ -287,7 +287,7 @@ def _overdue_page(error: str | None = None, status: int = 200) -> Any:
 
 
 @bp.get("/overdue")
-@role_required(*FIGURE_ROLES)
+@role_required("supervisor")
 def overdue() -> Any:
     return _overdue_page()
 
@@ -314,12 +314,12 @@ def _local_deadline(text: str) -> datetime:
     which means the end of that day."""
     text = text.strip().replace(" ", "T")
     try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
             day = datetime.fromisoformat(text).date()
             return datetime.combine(day + timedelta(days=1), time(0), zone())
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?", text):
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?", text):
             return datetime.fromisoformat(text).replace(tzinfo=zone())
-    except ValueError:
+    except (ValueError, OverflowError):  # no such day, or the day after 9999-12-31
         pass
     raise TaskRuleError("请填写新的核实期限（年-月-日 时:分，北京时间）", Reason.INVALID)
 

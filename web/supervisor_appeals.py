@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
 from datetime import datetime, timezone
 from typing import Any
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
@@ -22,11 +24,13 @@ from web.audit import audited
 from web.changes import commit_or_flash
 from web.context import db
 from web.roles import role_required
-from web.supervision import FIGURE_ROLES, bp
+from web.supervision import bp
+
+_ENTRY_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @bp.get("/appeals")
-@role_required(*FIGURE_ROLES)
+@role_required("supervisor")
 def appeals() -> Any:
     """Appeals under review first, by their review deadline; then the decided ones."""
     rows = db().scalars(
@@ -65,16 +69,35 @@ def _stopped(listed: Listed) -> str:
 
 
 @bp.get("/blocked")
-@role_required(*FIGURE_ROLES)
+@role_required("supervisor")
 def blocked() -> Any:
     entries = db().scalars(select(BlockedNumber).order_by(BlockedNumber.added_at.desc())).all()
-    # The page shows masked numbers only; removal posts an opaque signed token, not the number.
-    tokens = {entry.number: _number_tokens().dumps(entry.number) for entry in entries}
-    return render_template("supervisor/blocked.html", entries=entries, tokens=tokens)
+    # The page shows masked numbers only, and removal posts each entry's opaque id: no full number, nor anything
+    # it could be decoded from, is in the page or its forms.
+    ids = {entry.number: _entry_id(entry.number) for entry in entries}
+    return render_template("supervisor/blocked.html", entries=entries, ids=ids)
 
 
-def _number_tokens() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="blocked-number")
+def _entry_id(number: str) -> str:
+    """A list entry's id in the page: a keyed hash of its number.
+
+    The list's key is the number itself, so the page cannot name a row by it;
+    the hash names it without revealing it (without the secret key, not even
+    by trying every number). It changes when the key is rotated: a page opened
+    before that no longer removes anything, and says so.
+    """
+    key = hashlib.sha256(b"blocked-number-id\0" + str(current_app.config["SECRET_KEY"]).encode()).digest()
+    return hmac.new(key, number.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _listed_number(entry_id: str) -> str | None:
+    """The number of the list entry whose id is ``entry_id``, if it is still on the list.
+
+    The list is kept by hand (hundreds of numbers, not millions): hashing each
+    entry to find the one is cheap and needs no column of its own.
+    """
+    numbers = db().scalars(select(BlockedNumber.number)).all()
+    return next((number for number in numbers if hmac.compare_digest(_entry_id(number), entry_id)), None)
 
 
 @bp.post("/blocked")
@@ -93,10 +116,10 @@ def add_blocked() -> Any:
 @bp.post("/blocked/remove")
 @role_required("supervisor")
 def remove_blocked() -> Any:
-    try:
-        number = _number_tokens().loads(request.form.get("token", ""))
-    except BadSignature:
-        abort(400, description="无效的号码标识")
+    given = request.form.get("token", "")
+    number = _listed_number(given) if _ENTRY_ID.fullmatch(given) else None
+    if number is None:
+        abort(400, description="无效的号码标识：名单中没有这条记录（可能已被移出），请刷新页面后重试")
     if commit_or_flash(audited(lambda session: unblock_number(session, number), "number_unblocked",
                                f"number:{mask_phone(number)}")) is not None:
         flash("已移出恶意评价名单：此后该号码的评价照常采纳；已停止的回访任务不会自动恢复", "info")
@@ -104,7 +127,7 @@ def remove_blocked() -> Any:
 
 
 @bp.get("/batches")
-@role_required(*FIGURE_ROLES)
+@role_required("supervisor")
 def batches() -> Any:
     """Ratings the batch rule counts once with an earlier one from the same number (newest first)."""
     rows = db().scalars(

@@ -20,7 +20,6 @@ from rating_core.reports.quality import (
     draw_sample,
     load_quality_rubric,
     score_by_rubric,
-    score_item,
 )
 from rating_core.store.models import Call, QualityItem, QualitySample
 from web.audit import audit
@@ -28,7 +27,7 @@ from web.changes import commit_or_flash, whole_number
 from web.context import db, store
 from web.recordings import serve_recording
 from web.roles import role_required
-from web.supervision import FIGURE_ROLES, bp, zone
+from web.supervision import bp, zone
 
 
 def _rubric() -> QualityRubric:
@@ -41,7 +40,7 @@ def _rubric() -> QualityRubric:
 
 
 @bp.get("/quality")
-@role_required(*FIGURE_ROLES)
+@role_required("supervisor")
 def quality() -> Any:
     samples = db().scalars(select(QualitySample).order_by(QualitySample.id.desc())).all()
     return render_template("supervisor/quality.html", samples=samples, strata=STRATA,
@@ -71,7 +70,7 @@ def new_sample() -> Any:
 
 
 @bp.get("/quality/<int:sample_id>")
-@role_required(*FIGURE_ROLES)
+@role_required("supervisor")
 def quality_sample(sample_id: int) -> Any:
     sample = db().scalars(
         select(QualitySample).where(QualitySample.id == sample_id)
@@ -94,12 +93,9 @@ def score(item_id: int) -> Any:
     def scored_item(session: Session) -> QualityItem:
         now = datetime.now(timezone.utc)
         rubric = _rubric()
-        if any(f"part_{entry.code}" in form for entry in rubric.items):
-            given = {entry.code: form.get(f"part_{entry.code}") for entry in rubric.items}
-            done = score_by_rubric(session, rubric, item_id, given, comment, current_user.username, now)
-        else:  # a total alone (a page opened before the rubric)
-            done = score_item(session, item_id, whole_number(form.get("score"), "评分须为0到100的整数"), comment,
-                              current_user.username, now)
+        # Item by item, always: a total alone would be a score nobody can check against the rubric.
+        given = {entry.code: form.get(f"part_{entry.code}") for entry in rubric.items}
+        done = score_by_rubric(session, rubric, item_id, given, comment, current_user.username, now)
         audit(session, "quality_scored", f"quality:{item_id}", total=done.score,
               parts={part["name"]: part["score"] for part in done.item_scores or []} or None,
               comment=done.comment)
@@ -112,7 +108,7 @@ def score(item_id: int) -> Any:
 
 
 @bp.get("/quality/items/<int:item_id>/recording")
-@role_required(*FIGURE_ROLES)
+@role_required("supervisor")
 def quality_recording(item_id: int) -> Any:
     item = db().get(QualityItem, item_id)
     if item is None:

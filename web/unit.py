@@ -29,6 +29,7 @@ from rating_core.store.models import Appeal, AppealEvidence, Call, CallbackTask,
 from web.audit import audit
 from web.context import db, store
 from web.downloads import attachment
+from web.numbers import whole
 from web.roles import role_required
 
 bp = Blueprint("unit", __name__, url_prefix="/unit")
@@ -43,14 +44,14 @@ _REFUSAL_STATUS = {Reason.INVALID: 400, Reason.NOT_FOUND: 404, Reason.ALREADY_DO
 @role_required("unit")
 def home() -> Any:
     """The 差评 of the signed-in unit, newest first, 50 a page, with each one's appeal deadline and status."""
-    page_text = request.args.get("page", "1").strip()
-    if not page_text.isdigit() or len(page_text) > 6:
-        abort(400, description=f"页码不正确：{page_text[:20]}")
+    asked = whole(request.args.get("page", "1"), most=999_999)
+    if asked is None:
+        abort(400, description=f"页码不正确：{request.args.get('page', '')[:20]}")
     own = (select(CallbackTask).join(CallbackTask.rating).join(Rating.call)
            .where(Call.unit == current_user.unit, Rating.is_negative.is_(True)))
     total = db().scalar(select(func.count()).select_from(own.subquery())) or 0
     pages = max(1, -(-total // PAGE_SIZE))
-    page = min(max(1, int(page_text)), pages)
+    page = min(max(1, asked), pages)
     tasks = db().scalars(
         own.options(joinedload(CallbackTask.rating).joinedload(Rating.call))
         .order_by(Rating.rated_at.desc(), CallbackTask.id.desc())
@@ -113,6 +114,7 @@ def appeal(task_id: int) -> Any:
                                    for upload in uploads])
         filed = file_appeal(session, store().rules.callback, task_id, current_user.unit or "", reason, now, actor)
         attach_evidence(session, filed.id, evidence, Path(current_app.config["EVIDENCE_DIR"]), now, actor, written)
+        audit(session, "appeal_filed", f"appeal:{filed.id}", files=len(evidence))
         session.commit()
     except Refused as exc:
         session.rollback()
@@ -142,6 +144,8 @@ def evidence(appeal_id: int, evidence_id: int) -> Any:
         abort(404)
     if current_user.role == "unit" and (not current_user.unit or item.appeal.unit != current_user.unit):
         abort(403, description="只能查看本单位申诉的证明材料")
+    if item.purged_at is not None:
+        abort(404, description="证明材料已按保存期限删除")
     path = stored_path(Path(current_app.config["EVIDENCE_DIR"]), item.stored_name)
     if path is None:
         current_app.logger.error("evidence %s of appeal %s: file %s missing", evidence_id, appeal_id,

@@ -27,7 +27,7 @@ from rating_core.rules.callback_policy import CallbackPolicy
 from rating_core.rules.local_time import deadline
 from rating_core.rules.refusals import Reason, Refused
 from rating_core.rules.working_days import add_duration
-from rating_core.store.batch_lookups import listed_reason
+from rating_core.store.batch_lookups import listed_entry, listed_reason
 from rating_core.store.models import Appeal, BlockedNumber, CallbackTask
 from rating_core.store.rating_history import change_rating
 
@@ -115,7 +115,7 @@ def decide_appeal(session: Session, appeal_id: int, upheld: bool, finding: str |
         change_rating(task.rating, at, actor, is_adopted=False,
                       not_adopted_reason=f"申诉成立，认定为{FINDINGS[finding]}：{note.strip()}"[:256])
         close_task(session, task, at, actor, f"申诉成立（{FINDINGS[finding]}），评价不予采纳")
-        if block_number and task.number and session.get(BlockedNumber, task.number) is None:
+        if block_number and task.number and listed_entry(session, task.number) is None:
             listed = _put_on_list(session, task.number, f"申诉复核认定恶意评价（任务 {task.id}）", at, actor)
     emit(session, "appeal.decided", task.rating, at, decision=appeal.decision, finding=appeal.finding,
          note=appeal.decision_note)
@@ -134,7 +134,7 @@ def block_number(session: Session, number: str, reason: str, at: datetime, actor
         raise AppealError("请填写正确的电话号码", Reason.INVALID)
     if not reason.strip():
         raise AppealError("请填写加入名单的理由", Reason.INVALID)
-    if session.get(BlockedNumber, number) is not None:
+    if listed_entry(session, number) is not None:
         raise AppealError("该号码已在恶意评价名单中", Reason.ALREADY_DONE)
     return _put_on_list(session, number, reason.strip(), at, actor)
 
@@ -183,7 +183,7 @@ def unblock_number(session: Session, number: str) -> BlockedNumber:
     while a stopped task's 差评 still is. Calling one back after all would be
     a supervisor's action of its own, which the web tool does not offer yet.
     """
-    entry = session.get(BlockedNumber, number)
+    entry = listed_entry(session, number)
     if entry is None:
         raise AppealError("该号码不在恶意评价名单中")
     session.delete(entry)

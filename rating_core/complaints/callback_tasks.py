@@ -21,10 +21,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from rating_core.complaints.task_states import OPEN_TASK_STATES, AttemptStatus, TaskState, attempts_moving_to, task_move
+from rating_core.complaints.task_states import (
+    OPEN_TASK_STATES,
+    AttemptStatus,
+    TaskState,
+    attempts_moving_to,
+    task_move,
+    task_state_name,
+)
 from rating_core.outbox.outbox import emit
 from rating_core.rules.callback_policy import FINAL_OUTCOMES, QUESTIONS, VERDICTS, CallbackPolicy
 from rating_core.rules.local_time import local_time
+from rating_core.rules.number_hash import is_hashed
 from rating_core.rules.refusals import Reason, Refused
 from rating_core.rules.working_days import WorkingCalendar, add_duration, next_calling_time
 from rating_core.store.batch_lookups import blocked_reason, lookups
@@ -132,6 +140,8 @@ def _why_not_dialled(session: Session, policy: CallbackPolicy, rating: Rating, n
         return f"评价未采纳：{rating.not_adopted_reason or '未说明'}"
     if not number:
         return "无来电号码，无法回访"
+    if is_hashed(number):  # a task reopened (恢复采纳) after the number's retention: there is no one to call
+        return "来电号码已按保存期限脱敏，无法回访"
     blocked = blocked_reason(session, number)
     if blocked is not None:
         return blocked
@@ -372,7 +382,7 @@ def record_verdict(session: Session, policy: CallbackPolicy, task_id: int, verdi
     if verdict not in VERDICTS:
         raise TaskRuleError(f"未知的核实结论：{verdict!r}", Reason.INVALID)
     if task.state not in VERIFIABLE_STATES:
-        raise TaskRuleError(f"任务当前状态为 {task.state}，不能填写核实结论")
+        raise TaskRuleError(f"任务当前状态为“{task_state_name(task.state)}”，不能填写核实结论")
     if not note.strip():
         raise TaskRuleError("请填写核实情况说明", Reason.INVALID)
     if rectify_by is not None and verdict != "deadline_fix":
@@ -417,7 +427,7 @@ def mark_rectified(session: Session, policy: CallbackPolicy, task_id: int, at: d
     if task is None:
         raise TaskRuleError(f"回访任务 {task_id} 不存在", Reason.NOT_FOUND)
     if task.state != "rectifying":
-        raise TaskRuleError(f"任务当前状态为 {task.state}，不在整改中")
+        raise TaskRuleError(f"任务当前状态为“{task_state_name(task.state)}”，不在整改中")
     if not note.strip():
         raise TaskRuleError("请填写整改情况", Reason.INVALID)
     late = task.rectify_by is not None and at > task.rectify_by

@@ -32,6 +32,7 @@ SYSTEM_ACTOR_NAMES = {
     "system:ivr": "系统（评价语音）",
     "system:sms": "系统（短信补充评价）",
     "system:lifecycle": "系统（逾期默认评价）",
+    "system:retention": "系统（按保存期限清理）",
     "system:rule:batch": "系统（批量评价规则）",
     "system:platform": "业务平台",
     "dialer": "系统（外呼）",

@@ -70,7 +70,7 @@ def _text_condition(text: str) -> ColumnElement[bool]:
     """
     words = text.strip()
     digits = re.sub(r"[\s\-]", "", words)
-    if re.fullmatch(r"#\d{1,9}", words):
+    if re.fullmatch(r"#[0-9]{1,9}", words):
         return CallbackTask.id == int(words[1:])
     # From the calls' indexes inward (call → rating → task), never from every task outward.
     calls = select(Call.id).where(or_(Call.case_number == words, Call.agent_id == words))
@@ -78,7 +78,7 @@ def _text_condition(text: str) -> ColumnElement[bool]:
         select(CallbackTask.id).where(CallbackTask.rating_id.in_(select(Rating.id).where(Rating.call_id.in_(calls)))),
         select(CallbackTask.id).where(CallbackTask.assigned_agent == words),
     ]
-    if digits.isdigit():
+    if re.fullmatch(r"[0-9]+", digits):  # ASCII: isdigit() is true of ² and ٣ too
         if len(digits) <= 9 and not digits.startswith("0"):  # a task number has no leading zero; a number's tail may
             readings.append(select(CallbackTask.id).where(CallbackTask.id == int(digits)))
         if len(digits) >= MIN_NUMBER_DIGITS:

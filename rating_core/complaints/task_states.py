@@ -91,7 +91,7 @@ def task_move(current: str | None, to: str) -> TaskState:
     target = TaskState(to)
     allowed = FIRST_TASK_STATES if current is None else TASK_MOVES[TaskState(current)]
     if target not in allowed:
-        raise IllegalMove(f"回访任务不能从“{_task_name(current)}”改为“{TASK_STATE_NAMES[target]}”")
+        raise IllegalMove(f"回访任务不能从“{task_state_name(current)}”改为“{TASK_STATE_NAMES[target]}”")
     return target
 
 
@@ -100,5 +100,6 @@ def attempts_moving_to(status: AttemptStatus) -> tuple[AttemptStatus, ...]:
     return tuple(source for source, targets in ATTEMPT_MOVES.items() if status in targets)
 
 
-def _task_name(state: str | None) -> str:
+def task_state_name(state: str | None) -> str:
+    """A task's state as people read it (新建 before it has one)."""
     return "新建" if state is None else TASK_STATE_NAMES[TaskState(state)]

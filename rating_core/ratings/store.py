@@ -53,11 +53,14 @@ class StoreUnavailable(Exception):
 
 
 class RatingStore:
-    def __init__(self, engine: Engine, rules: Rules, *, region_code: str | None = None) -> None:
+    def __init__(self, engine: Engine, rules: Rules, *, region_code: str | None = None,
+                 number_key: str | None = None) -> None:
         self.engine = engine
         self.rules = rules
         self.region_code = region_code
-        self.sessions: sessionmaker[Session] = make_session_factory(engine, region_code=region_code)
+        self.number_key = number_key
+        self.sessions: sessionmaker[Session] = make_session_factory(engine, region_code=region_code,
+                                                                    number_key=number_key)
 
     def apply(self, events: Iterable[CallEvent]) -> None:
         """Apply events in one transaction (all or nothing)."""

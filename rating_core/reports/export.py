@@ -1,4 +1,10 @@
-"""Calls with their rating (or 未评价), and callback tasks, flattened for supervisors and for checking."""
+"""Calls with their rating (or 未评价), and callback tasks, flattened for supervisors and for checking.
+
+A caller's number leaves masked (``138****5678``) unless the caller of these functions asks for it in full,
+which ``hotline-eval`` does only with ``--full-numbers`` and an audit entry. In a CSV every text field goes
+through :func:`~rating_core.reports.cell_text.csv_text`: unit, queue, agent and tag names come from channel
+variables and the platform's case records and must never run as formulas.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import IO, Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, joinedload
 
 from rating_core.complaints.callback_tasks import OPEN_STATES
@@ -28,20 +34,29 @@ COLUMNS = (
 )
 
 
-def export_rows(session: Session, rules: Rules, since: datetime | None = None) -> Iterator[dict[str, Any]]:
-    query = select(Call).options(joinedload(Call.rating)).order_by(Call.started_at, Call.id)
-    if since is not None:
-        query = query.where(Call.started_at >= since)
+def _chosen(query: Select[Any], since: datetime | None) -> Select[Any]:
+    return query if since is None else query.where(Call.started_at >= since)
+
+
+def export_count(session: Session, since: datetime | None = None) -> int:
+    """How many calls :func:`export_rows` gives for ``since``: what an audit entry says was taken out."""
+    return session.scalar(_chosen(select(func.count(Call.id)), since)) or 0
+
+
+def export_rows(session: Session, rules: Rules, since: datetime | None = None, *,
+                full_numbers: bool = False) -> Iterator[dict[str, Any]]:
+    """Every call started at or after ``since``, oldest first; its caller's number masked unless ``full_numbers``."""
+    query = _chosen(select(Call).options(joinedload(Call.rating)).order_by(Call.started_at, Call.id), since)
     for call in session.scalars(query).unique():
-        yield _row(rules, call)
+        yield _row(rules, call, full_numbers)
 
 
-def _row(rules: Rules, call: Call) -> dict[str, Any]:
+def _row(rules: Rules, call: Call, full_numbers: bool) -> dict[str, Any]:
     row: dict[str, Any] = {
         "uniqueid": call.uniqueid,
         "linkedid": call.linkedid,
         "hotline": call.hotline,
-        "caller_number": call.caller_number,
+        "caller_number": call.caller_number if full_numbers else mask_phone(call.caller_number) or None,
         "agent_id": call.agent_id,
         "queue": call.queue,
         "case_number": call.case_number,
@@ -125,7 +140,8 @@ def callback_rows(session: Session, *, now: datetime, full_numbers: bool = False
                 {
                     "seq": a.seq, "purpose": a.purpose, "status": a.status, "outcome": a.outcome,
                     "channel_id": a.channel_id,
-                    "dial_string": a.dial_string, "requested_at": _iso(a.requested_at),
+                    "dial_string": a.dial_string if full_numbers else _masked_in(a.dial_string, task.number),
+                    "requested_at": _iso(a.requested_at),
                     "originated_at": _iso(a.originated_at), "answered_at": _iso(a.answered_at),
                     "ended_at": _iso(a.ended_at), "originate_reason": a.originate_reason,
                     "hangup_cause": a.hangup_cause, "hangup_cause_text": a.hangup_cause_text,
@@ -146,6 +162,12 @@ def callback_rows(session: Session, *, now: datetime, full_numbers: bool = False
         }
 
 
+def _masked_in(text: str | None, number: str | None) -> str | None:
+    """``text`` with ``number`` masked wherever it appears: a dial string is built from the citizen's number
+    (``PJSIP/{number}@trunk``), and would give it away in full beside the masked ``number`` field."""
+    return text.replace(number, mask_phone(number)) if text and number else text
+
+
 def _tag_names(rules: Rules, hotline: str, codes: list[str]) -> list[str]:
     profile = rules.hotlines.get(hotline)
     names = {t.code: t.name for t in profile.tags} if profile else {}
@@ -153,6 +175,7 @@ def _tag_names(rules: Rules, hotline: str, codes: list[str]) -> list[str]:
 
 
 def write_csv(rows: Iterator[dict[str, Any]], out: IO[str]) -> int:
+    """The rows as CSV, lists joined with ``|``; a field a spreadsheet would run is written as text."""
     writer = csv.DictWriter(out, fieldnames=COLUMNS)
     writer.writeheader()
     count = 0

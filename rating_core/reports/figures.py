@@ -33,6 +33,9 @@ DIMENSIONS = {
 }
 UNNAMED = "（未填写）"
 MAX_PERIOD_DAYS = 366
+# The years a period may fall in: the calendar's edges (year 1, year 9999) overflow once the local midnight is
+# turned into UTC or a day is added, and no hotline has calls outside these.
+FIRST_YEAR, LAST_YEAR = 1970, 2999
 
 
 class PeriodError(Refused):
@@ -52,6 +55,7 @@ class Period:
 def parse_period(text: str, zone: ZoneInfo) -> Period:
     """``2026Q4`` (a quarter, the 淄博 table's unit), ``2026-11`` (a month) or ``2026-11-01..2026-11-15``."""
     text = text.strip()
+    shown = text if len(text) <= 40 else f"{text[:40]}…"  # the period as the messages quote it
     try:
         if match := re.fullmatch(r"([0-9]{4})Q([1-4])", text):
             year, quarter = int(match[1]), int(match[2])
@@ -64,15 +68,20 @@ def parse_period(text: str, zone: ZoneInfo) -> Period:
         elif match := re.fullmatch(r"([0-9]{4}-[0-9]{2}-[0-9]{2})\.\.([0-9]{4}-[0-9]{2}-[0-9]{2})", text):
             first, last = date.fromisoformat(match[1]), date.fromisoformat(match[2]) + timedelta(days=1)
             if last <= first:
-                raise PeriodError(f"时段 {text} 的结束日期早于开始日期")
+                raise PeriodError(f"时段 {shown} 的结束日期早于开始日期")
         else:
-            raise PeriodError(f"无法识别的时段“{text}”：可写 2026Q4、2026-11 或 2026-11-01..2026-11-15")
+            raise PeriodError(f"无法识别的时段“{shown}”：可写 2026Q4、2026-11 或 2026-11-01..2026-11-15")
     except PeriodError:
         raise
     except ValueError:  # date() refused a month or a day: say so in the supervisor's words, not Python's
-        raise PeriodError(f"时段 {text} 中的日期不存在：月份须为 01–12，日须在当月天数之内", Reason.NOT_FOUND) from None
+        raise PeriodError(f"时段 {shown} 中的日期不存在：月份须为 01–12，日须在当月天数之内",
+                          Reason.NOT_FOUND) from None
+    except OverflowError:  # the day after 9999-12-31
+        raise PeriodError(f"时段 {shown} 须在 {FIRST_YEAR} 年至 {LAST_YEAR} 年之间") from None
+    if first < date(FIRST_YEAR, 1, 1) or last > date(LAST_YEAR + 1, 1, 1):  # last is the day after
+        raise PeriodError(f"时段 {shown} 须在 {FIRST_YEAR} 年至 {LAST_YEAR} 年之间")
     if (last - first).days > MAX_PERIOD_DAYS:
-        raise PeriodError(f"时段 {text} 超过一年，请分段查看")
+        raise PeriodError(f"时段 {shown} 超过一年，请分段查看")
     start = datetime.combine(first, time(0), zone).astimezone(timezone.utc)
     end = datetime.combine(last, time(0), zone).astimezone(timezone.utc)
     return Period(text, start, end, zone)

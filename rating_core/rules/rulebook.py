@@ -22,6 +22,7 @@ from rating_core.rules.callback_policy import CallbackPolicy
 from rating_core.rules.frozen_model import FrozenModel
 from rating_core.rules.lifecycle_policy import Lifecycle
 from rating_core.rules.promises import PromiseError, TimeLimitWording, promised_prompts
+from rating_core.rules.retention_policy import RetentionPolicy
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("rules.yaml")
 
@@ -234,6 +235,8 @@ class Rules(FrozenModel):
     hotlines: dict[str, HotlineProfile]
     callback: CallbackPolicy
     lifecycle: Lifecycle = Lifecycle()
+    # A rules file without the section gets the shipped periods: the law sets no "keep for ever" default.
+    retention: RetentionPolicy = RetentionPolicy()
     speech_languages: dict[str, SpeechLanguage] = {}
 
     @model_validator(mode="after")
@@ -256,6 +259,13 @@ class Rules(FrozenModel):
             silent = sorted(code for code, hotline in self.hotlines.items() if hotline.sms_reminder is None)
             if silent:
                 raise ValueError(f"SMS reminders are enabled but hotlines {silent} have no sms_reminder text")
+        # The batch rule and the SMS limit compare numbers within their look-back; a number hashed inside it
+        # would no longer match its own newer calls, so numbers must outlive both.
+        lookback = max(self.lifecycle.batch.within.as_timedelta(),
+                       self.lifecycle.supplementary.reminder.per_number.within.as_timedelta())
+        if self.retention.numbers.shortest() <= lookback:
+            raise ValueError(f"retention.numbers ({self.retention.numbers.describe()}) must be longer than the batch "
+                             f"rule's and the SMS limit's look-back ({lookback})")
         return self
 
     def _check_speech(self, hotline: HotlineProfile, codes: list[str]) -> None:
@@ -342,7 +352,7 @@ def parse_rules(document: dict[str, Any]) -> Rules:
             profiles[code] = merged
         return Rules.model_validate(
             {"levels": document.get("levels"), "hotlines": profiles, "callback": policy,
-             "lifecycle": document.get("lifecycle") or {},
+             "lifecycle": document.get("lifecycle") or {}, "retention": document.get("retention") or {},
              "speech_languages": document.get("speech_languages") or {}}
         )
     except ValidationError as exc:

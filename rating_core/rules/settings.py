@@ -13,20 +13,47 @@ none); an empty variable counts as unset, as it always has here.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+# A secret that signs sessions, links and webhooks or keys a hash must not be guessable: 32 characters at least
+# (``python -c "import secrets; print(secrets.token_urlsafe(32))"`` makes one of 43), and not one a person
+# typed to get past the length (few different characters, a short pattern repeated, a run like abcd…).
+MIN_SECRET_LENGTH = 32
+MIN_DISTINCT_CHARACTERS = 8
+# The secrets this deployment makes. The SMS gateway's token and the AMI secret are not among them: their
+# issuers choose them, and refusing a short one would only stop the 补充评价 SMS or the dialer.
+SECRET_FIELDS = ("secret_key", "inbound_secret", "inbound_secret_previous", "number_key", "pull_tokens")
+
+
+def weak_secret(value: str) -> str | None:
+    """Why ``value`` is too weak to be a secret, in a few words; None when it will do."""
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"is too short ({len(value)} characters, at least {MIN_SECRET_LENGTH} are needed)"
+    if len(set(value)) < MIN_DISTINCT_CHARACTERS:
+        return f"has fewer than {MIN_DISTINCT_CHARACTERS} different characters"
+    if any(value == (value[:period] * (len(value) // period + 1))[:len(value)]
+           for period in range(1, len(value) // 2 + 1)):
+        return "repeats a short pattern"
+    steps = Counter(ord(b) - ord(a) for a, b in zip(value, value[1:], strict=False))
+    if steps.most_common(1)[0][1] > len(value) // 2:
+        return "is mostly a run of consecutive characters"
+    return None
 
 
 class Settings(BaseSettings):
     # Fields are set by their names in code and tests; the prefix keeps a name from ever being read
     # from a variable of someone else's (``home`` from ``$HOME``).
     model_config = SettingsConfigDict(env_prefix="HOTLINE_EVAL_", frozen=True, env_ignore_empty=True,
-                                      extra="ignore", validate_by_name=True, validate_by_alias=True)
+                                      extra="ignore", validate_by_name=True, validate_by_alias=True,
+                                      # An error names the variable, never its value: secrets end up in logs.
+                                      hide_input_in_errors=True)
 
     # Where the embedded default keeps its files: the SQLite database, the journal spool, the models.
     home: Path = Field(Path("var"), validation_alias="HOTLINE_EVAL_HOME")
@@ -44,6 +71,10 @@ class Settings(BaseSettings):
     # The web tool: it refuses to start without a secret key (outside the demo).
     secret_key: str | None = Field(None, validation_alias="HOTLINE_EVAL_SECRET_KEY", repr=False)
     insecure_cookies: bool = Field(False, validation_alias="HOTLINE_EVAL_INSECURE_COOKIES")
+    # How many reverse proxies (HTTPS terminators) stand in front of the web tool and append the client's
+    # address to X-Forwarded-For; 0 when it is reached directly. The audit log and the sign-in lock per
+    # address need the client's address, not the proxy's.
+    proxies: int = Field(0, ge=0, le=5, validation_alias="HOTLINE_EVAL_PROXIES")
     report_from: str | None = Field(None, validation_alias="HOTLINE_EVAL_REPORT_FROM")
     report_to: str | None = Field(None, validation_alias="HOTLINE_EVAL_REPORT_TO")
     inbound_secret: str | None = Field(None, validation_alias="HOTLINE_EVAL_INBOUND_SECRET", repr=False)
@@ -51,6 +82,9 @@ class Settings(BaseSettings):
                                                 repr=False)
     pull_tokens: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias="HOTLINE_EVAL_PULL_TOKENS",
                                                               repr=False)
+    # The key of the keyed hash (HMAC-SHA256) that replaces caller numbers past their retention
+    # (rating_core.rules.rulebook's retention): kept for good, or yesterday's hashes stop matching today's.
+    number_key: str | None = Field(None, validation_alias="HOTLINE_EVAL_NUMBER_KEY", repr=False)
 
     # The 补充评价 SMS: sent only when the gateway, the public address and the secret key are all set.
     sms_url: str | None = Field(None, validation_alias="HOTLINE_EVAL_SMS_URL")
@@ -68,6 +102,19 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(token.strip() for token in value.split(",") if token.strip())
+        return value
+
+    @field_validator(*SECRET_FIELDS)
+    @classmethod
+    def _strong(cls, value: str | tuple[str, ...] | None, info: ValidationInfo) -> object:
+        """A weak secret stops the process at start, naming the variable (never the value)."""
+        assert info.field_name is not None
+        variable = cls.model_fields[info.field_name].validation_alias
+        for secret in (value,) if isinstance(value, str) else value or ():
+            why = weak_secret(secret)
+            if why:
+                raise ValueError(f"{variable} {why}; generate one with "
+                                 f"python -c \"import secrets; print(secrets.token_urlsafe(32))\"")
         return value
 
     @property

@@ -22,8 +22,10 @@ from datetime import datetime
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, joinedload
 
+from rating_core.rules.number_hash import number_forms
 from rating_core.rules.rulebook import Rules
 from rating_core.rules.working_days import WorkingCalendar
+from rating_core.store.database import session_number_key
 from rating_core.store.models import BlockedNumber, Call, CallbackTask, CaseRecord, Rating
 
 _KEY = "batch_lookups"
@@ -65,11 +67,15 @@ def load_case_keys(session: Session, keys: set[str]) -> set[str]:
 
 
 def load_blocked(session: Session, numbers: set[str]) -> dict[str, BlockedNumber | None]:
-    """The malicious-rater list's entry for each number (None: not on it)."""
+    """The malicious-rater list's entry for each number (None: not on it), listed as it is or, past its
+    retention, as its keyed hash."""
     if not numbers:
         return {}
-    return dict.fromkeys(numbers) | {row.number: row for row in session.scalars(
-        select(BlockedNumber).where(BlockedNumber.number.in_(numbers)))}
+    key = session_number_key(session)
+    forms = {number: number_forms(number, key) for number in numbers}
+    listed = {row.number: row for row in session.scalars(
+        select(BlockedNumber).where(BlockedNumber.number.in_({form for each in forms.values() for form in each})))}
+    return {number: next((listed[form] for form in each if form in listed), None) for number, each in forms.items()}
 
 
 def load_busy_numbers(session: Session, rules: Rules, rated: Counter[str], earliest: datetime | None) -> set[str]:
@@ -106,8 +112,18 @@ def blocked_reason(session: Session, number: str | None) -> str | None:
     if loaded is not None and number in loaded.blocked:
         blocked = loaded.blocked[number]
     else:
-        blocked = session.get(BlockedNumber, number)
+        blocked = listed_entry(session, number)
     return None if blocked is None else listed_reason(blocked)
+
+
+def listed_entry(session: Session, number: str) -> BlockedNumber | None:
+    """The list's entry for ``number``: under the number itself, or under its keyed hash once the entry
+    outlived the numbers' retention (rating_core.ratings.retention), so a listed number stays listed."""
+    for form in number_forms(number, session_number_key(session)):
+        entry = session.get(BlockedNumber, form)
+        if entry is not None:
+            return entry
+    return None
 
 
 def listed_reason(entry: BlockedNumber) -> str:

@@ -38,7 +38,17 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 # The key of the deployment's 行政区划代码 in every session's ``info``: the outbox writes it into each payload,
 # and an event is emitted from deep inside the rules, which are handed a session and nothing else.
 REGION_CODE = "region_code"
+# The key of the callers' numbers' keyed hash (``Settings.number_key``), for the same reason: the
+# malicious-rater list is consulted deep inside the rules, and an entry past its retention is only a hash.
+NUMBER_KEY = "number_key"
 
 
-def make_session_factory(engine: Engine, *, region_code: str | None = None) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False, info={REGION_CODE: region_code})
+def make_session_factory(engine: Engine, *, region_code: str | None = None,
+                         number_key: str | None = None) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False, info={REGION_CODE: region_code, NUMBER_KEY: number_key})
+
+
+def session_number_key(session: Session) -> str | None:
+    """The number key this session's factory was given (None: numbers are compared as they are)."""
+    key = session.info.get(NUMBER_KEY)
+    return key if isinstance(key, str) and key else None

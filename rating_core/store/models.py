@@ -120,6 +120,9 @@ class Rating(Base):
     reason_text: Mapped[str | None] = mapped_column(Text)
     voice_message_file: Mapped[str | None] = mapped_column(String(512))
     voice_message_seconds: Mapped[float | None] = mapped_column()
+    # When the retention pass deleted the message's file (voice_message_file is None from then on), so the
+    # pages say it was deleted by its retention period rather than that there never was one.
+    voice_message_purged_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # A spoken rating: the phrase the recogniser returned and its confidence (the lowest word's), so a
     # 差评 heard by machine can be checked against what was said.
     heard_text: Mapped[str | None] = mapped_column(String(256))
@@ -264,6 +267,8 @@ class CallbackAttempt(Base):
     hangup_cause_text: Mapped[str | None] = mapped_column(String(128))
     detail: Mapped[str | None] = mapped_column(String(512))
     recording_file: Mapped[str | None] = mapped_column(String(512))
+    # When the retention pass deleted the recording (recording_file is None from then on).
+    recording_purged_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     task: Mapped[CallbackTask] = relationship(back_populates="attempts")
 
@@ -368,6 +373,9 @@ class WebUser(Base):
     unit: Mapped[str | None] = mapped_column(String(256))
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Carried in the user's session cookie and checked on every request; raised at logout and at a
+    # password change, so that every cookie issued before stops working at once (cookies are not stored).
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class AuditEntry(Base):
@@ -666,5 +674,7 @@ class AppealEvidence(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     uploaded_at: Mapped[datetime] = mapped_column(UtcDateTime())
     uploaded_by: Mapped[str] = mapped_column(String(64))
+    # When the retention pass deleted the file, its appeal long decided; the row stays as the appeal's record.
+    purged_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     appeal: Mapped[Appeal] = relationship()
