@@ -45,9 +45,9 @@ FILL = [
               now() - interval '365 days' + (g::double precision / :rows) * interval '365 days',
               'completed', 1, '{}'::json
        FROM generate_series(1, :rows) AS g""",
-    """INSERT INTO ratings (id, call_id, level, stars, is_negative, channel, is_active, reason_tags, is_adopted,
-                            rated_at, updated_at)
-       SELECT c.id, c.id,
+    """INSERT INTO ratings (id, call_id, public_id, level, stars, is_negative, channel, is_active, reason_tags,
+                            is_adopted, rated_at, updated_at)
+       SELECT c.id, c.id, gen_random_uuid()::text,
               CASE WHEN c.id % 17 = 0 THEN 'very_dissatisfied' WHEN c.id % 31 = 0 THEN 'dissatisfied'
                    WHEN c.id % 5 = 0 THEN 'basic' ELSE 'very_satisfied' END,
               CASE WHEN c.id % 17 = 0 THEN 1 WHEN c.id % 31 = 0 THEN 2 WHEN c.id % 5 = 0 THEN 3 ELSE 5 END,

@@ -778,6 +778,72 @@ def webhooks_rotate(endpoint_id: int, overlap_hours: int) -> None:
     click.echo(f"new secret (give it to the receiver; it is not shown again): {secret}")
 
 
+@webhooks.command("profiles")
+def webhooks_profiles() -> None:
+    """列出随附的报文格式（profile）及各自发送的事件。"""
+    from rating_core.outbox.profile import load_profile, shipped_profiles
+
+    for name in shipped_profiles():
+        profile = load_profile(name)
+        events = "全部事件" if profile.mapping is None else "、".join(profile.mapping.events)
+        click.echo(f"{name}  {profile.title}  发送：{events}")
+
+
+@webhooks.command("render")
+@click.option("--profile", "profile_name", required=True,
+              help="报文格式：随附格式的名称（见 webhooks profiles），或一个 .yaml 文件的路径。")
+@click.option("--rating", "rating_ref", required=True, help="评价的公开编号（public_id）或数字 id。")
+@click.option("--event", "event_type", default=None, help="只看这一类事件，如 rating.created。")
+def webhooks_render(profile_name: str, rating_ref: str, event_type: str | None) -> None:
+    """按某一报文格式生成该评价各事件的报文（JSON），并按其 JSON Schema 校验；有无法生成或不合格的，退出码为 1。"""
+    import json
+
+    from sqlalchemy import select
+
+    from rating_core.outbox.profile import ProfileError, load_profile
+    from rating_core.outbox.render import Refusal, render, render_context, validate
+    from rating_core.store.models import OutboxEvent, Rating
+
+    try:
+        profile = load_profile(profile_name)
+    except ProfileError as exc:
+        raise click.ClickException(f"报文格式有误：{exc}") from exc
+    given = settings()
+    store = open_store(given)
+    context = render_context(store.rules, given.region_code, given.department_code, given.data_source_code)
+    with store.sessions() as session:
+        ref = rating_ref.strip()
+        found = session.get(Rating, int(ref)) if ref.isdigit() else session.scalars(
+            select(Rating).where(Rating.public_id == ref)).one_or_none()
+        if found is None:
+            raise click.ClickException(f"找不到评价 {rating_ref}（请给出 public_id 或数字 id）")
+        query = select(OutboxEvent).where(OutboxEvent.rating_id == found.id).order_by(OutboxEvent.id)
+        if event_type:
+            query = query.where(OutboxEvent.type == event_type)
+        events = session.scalars(query).all()
+        public_id = found.public_id
+    if not events:
+        raise click.ClickException(f"评价 {public_id} 没有{f'“{event_type}”' if event_type else ''}事件")
+    results, problems = [], []
+    for event in events:
+        entry: dict[str, object] = {"event_id": event.event_id, "type": event.type}
+        try:
+            body = render(profile, event.payload, public_id, context)
+        except Refusal as exc:
+            entry |= {"body": None, "refused": list(exc.reasons)}
+            problems.append(f"{event.event_id}（{event.type}）无法生成：" + "；".join(exc.reasons))
+        else:
+            errors = [] if body is None else validate(profile, body)
+            entry |= {"body": body, "schema": errors or ("不发送此类事件" if body is None else "通过")}
+            if errors:
+                problems.append(f"{event.event_id}（{event.type}）未通过校验：" + "；".join(errors))
+        results.append(entry)
+    click.echo(json.dumps(results, ensure_ascii=False, indent=2))
+    if problems:
+        click.echo("\n".join(problems), err=True)
+        sys.exit(1)
+
+
 @main.group()
 def lifecycle() -> None:
     """What happens to ratings after the call: defaults for 未评价, 补充评价 SMS."""

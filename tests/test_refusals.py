@@ -17,7 +17,7 @@ from rating_core.rules.refusals import REASON_TEXTS, Reason, Refused
 
 ROOT = Path(__file__).resolve().parent.parent
 # Errors that are not a rule refusing a person's move but a file a deployment must mend before it starts.
-CONFIGURATION_ERRORS = {"RulesError", "PromiseError", "ScoringError", "RubricError"}
+CONFIGURATION_ERRORS = {"RulesError", "PromiseError", "ScoringError", "RubricError", "ProfileError"}
 
 
 def value_errors() -> list[tuple[str, str]]:

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     scoring_file: Path | None = Field(None, validation_alias="HOTLINE_EVAL_SCORING")
     # 行政区划代码 in every outbox payload.
     region_code: str | None = Field(None, validation_alias="HOTLINE_EVAL_REGION_CODE")
+    # What a provincial profile (rating_core/outbox/profiles/) may ask for besides the region: the centre's
+    # 18-character 统一社会信用代码 as its department code, and the code the platform gave this data source.
+    department_code: str | None = Field(None, validation_alias="HOTLINE_EVAL_DEPARTMENT_CODE")
+    data_source_code: str | None = Field(None, validation_alias="HOTLINE_EVAL_DATA_SOURCE_CODE")
 
     redis_url: str = Field(DEFAULT_REDIS_URL, validation_alias="REDIS_URL", repr=False)
 

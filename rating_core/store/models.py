@@ -7,6 +7,7 @@ menu twice and pressed nothing".
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -109,6 +110,9 @@ class Rating(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), unique=True, insert_sentinel=True)
+    # The rating's name outside this store (every outbound profile carries it): a UUID4 made when the row is
+    # inserted, because the Asterisk uniqueid repeats across hosts and restarts and the row id across stores.
+    public_id: Mapped[str] = mapped_column(String(36), unique=True, index=True, default=lambda: str(uuid.uuid4()))
     level: Mapped[str] = mapped_column(String(32), index=True)
     stars: Mapped[int] = mapped_column(Integer)
     is_negative: Mapped[bool] = mapped_column(index=True)
