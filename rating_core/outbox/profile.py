@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from rating_core.outbox.outbox import EVENT_TYPES
 from rating_core.rules.frozen_model import FrozenModel
+from rating_core.rules.yaml_file import read_yaml
 
 PROFILES_DIR = Path(__file__).with_name("profiles")
 NATIVE = "native"
@@ -206,12 +206,7 @@ def _shipped(name: str) -> LoadedProfile:
 
 
 def _from_file(path: Path) -> LoadedProfile:
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ProfileError(f"cannot read profile file {path}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ProfileError(f"profile file {path} is not valid YAML: {exc}") from exc
+    document = read_yaml(path, ProfileError, "profile file")
     loaded = parse_profile(document, _read_json(path.with_name(f"{path.stem}.schema.json")))
     if loaded.name != path.stem:
         raise ProfileError(f"profile file {path} names itself {loaded.name!r}: the name must be the file's stem")

@@ -16,7 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, ValidationError, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
@@ -25,6 +24,7 @@ from rating_core.reports.figures import Period
 from rating_core.rules.frozen_model import FrozenModel
 from rating_core.rules.refusals import Reason, Refused
 from rating_core.rules.rulebook import Rules
+from rating_core.rules.yaml_file import read_yaml
 from rating_core.store.models import Call, QualityItem, QualitySample
 
 STRATA = {"hotline": "热线", "agent": "坐席", "level": "评价等级"}
@@ -123,12 +123,10 @@ class QualityRubric(FrozenModel):
 def load_quality_rubric(path: str | os.PathLike[str] | None = None) -> QualityRubric:
     """``path``, else the shipped rubric (rating_core/reports/quality_rubric.yaml)."""
     chosen = Path(path or DEFAULT_RUBRIC_FILE)
+    document = read_yaml(chosen, RubricError, "quality rubric")
     try:
-        document: Any = yaml.safe_load(chosen.read_text(encoding="utf-8"))
         return QualityRubric.model_validate(document)
-    except OSError as exc:
-        raise RubricError(f"cannot read quality rubric {chosen}: {exc}") from exc
-    except (yaml.YAMLError, ValidationError) as exc:
+    except ValidationError as exc:
         raise RubricError(f"invalid quality rubric {chosen}: {exc}") from exc
 
 

@@ -14,13 +14,12 @@ import os
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any
 
-import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from rating_core.reports.figure_counts import COUNT_NAMES, subset_pairs
 from rating_core.rules.frozen_model import FrozenModel
+from rating_core.rules.yaml_file import read_yaml
 
 DEFAULT_SCORING_FILE = Path(__file__).with_name("scoring_rules.yaml")
 ONE = Decimal(1)
@@ -125,12 +124,10 @@ class ScoringRules(FrozenModel):
 def load_scoring_rules(path: str | os.PathLike[str] | None = None) -> ScoringRules:
     """``path`` (``Settings.scoring_file``, ``$HOTLINE_EVAL_SCORING``), else the shipped 淄博 rules."""
     chosen = Path(path or DEFAULT_SCORING_FILE)
+    document = read_yaml(chosen, ScoringError, "scoring rules")
     try:
-        document: Any = yaml.safe_load(chosen.read_text(encoding="utf-8"))
         return ScoringRules.model_validate(document)
-    except OSError as exc:
-        raise ScoringError(f"cannot read scoring rules {chosen}: {exc}") from exc
-    except (yaml.YAMLError, ValidationError) as exc:
+    except ValidationError as exc:
         raise ScoringError(f"invalid scoring rules {chosen}: {exc}") from exc
 
 

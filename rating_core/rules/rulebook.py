@@ -15,7 +15,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from rating_core.rules.callback_policy import CallbackPolicy
@@ -23,6 +22,7 @@ from rating_core.rules.frozen_model import FrozenModel
 from rating_core.rules.lifecycle_policy import Lifecycle
 from rating_core.rules.promises import PromiseError, TimeLimitWording, promised_prompts
 from rating_core.rules.retention_policy import RetentionPolicy
+from rating_core.rules.yaml_file import read_yaml
 
 DEFAULT_RULES_FILE = Path(__file__).with_name("rules.yaml")
 
@@ -363,11 +363,4 @@ def parse_rules(document: dict[str, Any]) -> Rules:
 
 def load_rules(path: str | os.PathLike[str] | None = None) -> Rules:
     """Load the rules file: ``path`` (``Settings.rules_file``, ``$HOTLINE_EVAL_RULES``), else the shipped one."""
-    chosen = Path(path or DEFAULT_RULES_FILE)
-    try:
-        document = yaml.safe_load(chosen.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RulesError(f"cannot read rules file {chosen}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise RulesError(f"rules file {chosen} is not valid YAML: {exc}") from exc
-    return parse_rules(document)
+    return parse_rules(read_yaml(Path(path or DEFAULT_RULES_FILE), RulesError, "rules file"))
