@@ -23,6 +23,7 @@ from web.audit import detail_text, target_name
 from web.changes import commit_or_flash
 from web.context import db, store
 from web.downloads import attachment
+from web.numbers import whole
 from web.roles import ROLES, role_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -102,10 +103,9 @@ def _zone() -> ZoneInfo:
 @role_required("admin")
 def audit() -> Any:
     chosen = AuditFilter(request.args, _zone())
-    page_text = request.args.get("page") or "1"
-    if not (page_text.isascii() and page_text.isdigit()) or not 1 <= int(page_text) <= 1_000_000:
+    page = whole(request.args.get("page") or "1", most=1_000_000)
+    if not page:  # not digits, past the bound, or 0
         abort(400, description="页码应为正整数")
-    page = int(page_text)
     session = db()
     total = session.scalar(chosen.where(select(func.count()).select_from(AuditEntry))) or 0
     pages = max(1, -(-total // AUDIT_PAGE_SIZE))

@@ -42,7 +42,7 @@ from web.context import db, store
 from web.downloads import attachment
 from web.forms import ActionForm, RectifiedForm, SatisfactionForm, VerdictForm
 from web.ids import MAX_ID
-from web.numbers import whole
+from web.numbers import page_number, whole
 from web.recordings import serve_recording
 from web.report_docx import report_docx
 from web.roles import PLAY_RECORDINGS, REVEAL_NUMBER, role_required
@@ -89,9 +89,7 @@ def _task_query(args: MultiDict[str, str]) -> TaskQuery:
         except ValueError:
             abort(400, description=f"筛选条件不正确：{value[:20]}")
 
-    page = whole(args.get("page", "1"), most=999_999)
-    if page is None:
-        abort(400, description=f"页码不正确：{args.get('page', '')[:20]}")
+    page = page_number(args.get("page"))
     hotline = args.get("hotline", "").strip() or None
     if hotline is not None and hotline not in store().rules.hotlines:
         abort(400, description=f"没有这条热线：{hotline[:20]}")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from flask import abort
+
 _DIGITS = re.compile(r"[0-9]{1,18}")
 
 
@@ -18,3 +20,11 @@ def whole(text: str | None, *, most: int) -> int | None:
         return None
     value = int(text)
     return value if value <= most else None
+
+
+def page_number(text: str | None) -> int:
+    """A list's ``page=`` (1 when absent; 0 is read as the first page by the lists), or a 400 in Chinese."""
+    page = whole(text if text is not None else "1", most=999_999)
+    if page is None:
+        abort(400, description=f"页码不正确：{(text or '')[:20]}")
+    return page

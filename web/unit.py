@@ -29,7 +29,7 @@ from rating_core.store.models import Appeal, AppealEvidence, Call, CallbackTask,
 from web.audit import audit
 from web.context import db, store
 from web.downloads import attachment
-from web.numbers import whole
+from web.numbers import page_number
 from web.roles import role_required
 
 bp = Blueprint("unit", __name__, url_prefix="/unit")
@@ -44,9 +44,7 @@ _REFUSAL_STATUS = {Reason.INVALID: 400, Reason.NOT_FOUND: 404, Reason.ALREADY_DO
 @role_required("unit")
 def home() -> Any:
     """The 差评 of the signed-in unit, newest first, 50 a page, with each one's appeal deadline and status."""
-    asked = whole(request.args.get("page", "1"), most=999_999)
-    if asked is None:
-        abort(400, description=f"页码不正确：{request.args.get('page', '')[:20]}")
+    asked = page_number(request.args.get("page"))
     own = (select(CallbackTask).join(CallbackTask.rating).join(Rating.call)
            .where(Call.unit == current_user.unit, Rating.is_negative.is_(True)))
     total = db().scalar(select(func.count()).select_from(own.subquery())) or 0
