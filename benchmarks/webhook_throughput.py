@@ -29,7 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 from sqlalchemy import insert, select, update
 
-from delivery.webhooks import body_of, deliver_pass, fan_out, signature
+from delivery.webhooks import deliver_pass, fan_out, signature
+from rating_core.outbox.bodies import Body
 from rating_core.outbox.webhook_endpoints import new_secret
 from rating_core.store.database import make_engine, make_session_factory
 from rating_core.store.migrate import upgrade
@@ -77,7 +78,7 @@ def naive(sessions) -> None:
                 return
             endpoint, event = delivery.endpoint, delivery.event
             now = datetime.now(timezone.utc)
-            body = body_of(event)
+            body = Body.of(event.payload, sort_keys=True).text
             headers = {"content-type": "application/json", "webhook-id": event.event_id,
                        "webhook-timestamp": str(int(now.timestamp())),
                        "webhook-signature": signature(endpoint, event.event_id, now, body)}

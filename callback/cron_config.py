@@ -1,7 +1,7 @@
-"""``rq cron callback.cron_config``: the callback loop's sweep, webhook delivery, default ratings, SMS reminders,
-voice message transcripts, and the retention pass.
+"""``hotline-eval cron`` (or ``rq cron callback.cron_config``): the callback loop's sweep, webhook delivery,
+default ratings, SMS reminders, voice message transcripts, and the retention pass.
 
-Run exactly one ``rq cron`` per deployment; it has no leader election, and
+Run exactly one per deployment; it has no leader election, and
 two would sweep twice (harmless, since jobs are idempotent, but wasteful).
 """
 

@@ -53,6 +53,8 @@ from rating_core.complaints.callback_tasks import (
 from rating_core.complaints.task_states import LIVE_ATTEMPT_STATUSES
 from rating_core.events.call_events import utcnow
 from rating_core.rules.callback_policy import CallbackPolicy
+from rating_core.rules.log_context import about_task
+from rating_core.rules.metrics import DIALER_CHANNELS, DIALER_OUTCOMES
 from rating_core.store.batch_lookups import blocked_reason
 from rating_core.store.models import CallbackAttempt, CallbackTask
 
@@ -92,6 +94,8 @@ class Dialer:
         self.poll_interval = poll_interval
         self.on_retry = on_retry
         self.tracker = CallTracker()
+        # The calls this dialer follows are its channels in use; read on scrape.
+        DIALER_CHANNELS.set_function(lambda: len(self.tracker.live))
         self._background: set[asyncio.Task[None]] = set()
         self.client = AmiClient(ami.host, ami.port, ami.username, ami.secret,
                                 on_event=self.handle_event, on_connect=self.reconcile)
@@ -150,6 +154,7 @@ class Dialer:
                 if not dialer.valid_number(task.number):
                     record_outcome(session, self.policy, attempt.id, "invalid_number", now, ACTOR,
                                    detail=f"号码格式错误：{task.number!r}")
+                    DIALER_OUTCOMES.labels("invalid_number").inc()
                     continue
                 fields, dial_string = self._originate_fields(task, attempt)
                 if claim_attempt(session, attempt.id, now, dial_string):
@@ -197,6 +202,11 @@ class Dialer:
         return fields, channel
 
     async def _originate(self, placement: _Placement) -> None:
+        # Each step that handles one attempt says so for its lines (and the store's in its threads).
+        with about_task(placement.task_id):
+            await self._originate_attempt(placement)
+
+    async def _originate_attempt(self, placement: _Placement) -> None:
         loop = asyncio.get_running_loop()
         live = LiveAttempt(
             placement.attempt_id, placement.task_id, placement.channel_id, placement.action_id, placement.mode,
@@ -264,7 +274,8 @@ class Dialer:
         def write() -> None:
             with self.sessions.begin() as session:
                 note_answered(session, live.attempt_id, utcnow())
-        await asyncio.to_thread(write)
+        with about_task(live.task_id):
+            await asyncio.to_thread(write)
 
     async def _finish_after_grace(self, live: LiveAttempt) -> None:
         await asyncio.sleep(CAUSE_GRACE_SECONDS)
@@ -275,8 +286,9 @@ class Dialer:
             return
         live.finishing = True
         end = outcome_of(live)
-        await self._write_outcome(live, end.outcome, reason=end.reason, cause=end.cause, cause_text=end.cause_text,
-                                  detail=end.detail)
+        with about_task(live.task_id):
+            await self._write_outcome(live, end.outcome, reason=end.reason, cause=end.cause,
+                                      cause_text=end.cause_text, detail=end.detail)
 
     async def _write_outcome(self, live: LiveAttempt, outcome: str, *, reason: int | None = None,
                              cause: int | None = None, cause_text: str | None = None,
@@ -296,6 +308,7 @@ class Dialer:
             state, next_seq, next_at = await asyncio.to_thread(write)
         finally:
             self.tracker.forget(live)
+        DIALER_OUTCOMES.labels(outcome).inc()
         log.info("dialer: attempt %s of task %s ended %s%s", live.attempt_id, live.task_id, outcome,
                  f" ({detail})" if detail else "")
         if state in DIALLABLE_STATES and next_at is not None and self.on_retry is not None:
@@ -334,6 +347,10 @@ class Dialer:
                 await self._look_up(live)
 
     async def _look_up(self, live: LiveAttempt) -> None:
+        with about_task(live.task_id):
+            await self._look_up_attempt(live)
+
+    async def _look_up_attempt(self, live: LiveAttempt) -> None:
         try:
             found = await self.client.send_list("Status", {"Channel": live.channel_id}, "StatusComplete")
         except ActionFailed:

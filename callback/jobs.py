@@ -21,6 +21,7 @@ from rq.job import Job, JobStatus
 from sqlalchemy.orm import Session, sessionmaker
 
 from rating_core.complaints.callback_tasks import SweepResult, request_attempt, sweep
+from rating_core.rules.log_context import about_task
 from rating_core.rules.rulebook import Rules, load_rules
 from rating_core.rules.settings import Settings
 from rating_core.store.database import make_engine, make_session_factory
@@ -69,14 +70,15 @@ def request_job_id(task_id: int, attempt_seq: int) -> str:
 
 def request_callback(task_id: int, now_iso: str | None = None) -> str:
     """RQ job: queue the next dial of a task for the dialer, if the policy allows it now."""
-    sessions, rules = _store()
-    with sessions.begin() as session:
-        decision = request_attempt(session, rules.callback, task_id, _now(now_iso), "system:rq")
-    if decision.attempt_id is not None:
-        log.info("task %s: attempt %s queued for the dialer", task_id, decision.attempt_id)
-        return f"queued attempt {decision.attempt_id}"
-    log.info("task %s: not dialled now (%s: %s)", task_id, decision.reason, decision.message)
-    return f"not dialled: {decision.reason}"
+    with about_task(task_id):  # every line of the job, the store's included, is about this task
+        sessions, rules = _store()
+        with sessions.begin() as session:
+            decision = request_attempt(session, rules.callback, task_id, _now(now_iso), "system:rq")
+        if decision.attempt_id is not None:
+            log.info("task %s: attempt %s queued for the dialer", task_id, decision.attempt_id)
+            return f"queued attempt {decision.attempt_id}"
+        log.info("task %s: not dialled now (%s: %s)", task_id, decision.reason, decision.message)
+        return f"not dialled: {decision.reason}"
 
 
 def enqueue_request(queue: Queue, task_id: int, attempt_seq: int, at: datetime | None = None) -> bool:
@@ -112,12 +114,15 @@ def deliver_webhooks() -> dict[str, int]:
     import httpx
 
     from delivery.webhooks import deliver_pass
+    from rating_core.outbox.render import render_context
 
-    sessions, _rules = _store()
+    sessions, rules = _store()
+    given = settings()
+    context = render_context(rules, given.region_code, given.department_code, given.data_source_code)
     with httpx.Client() as client:
-        result = deliver_pass(sessions, client)
+        result = deliver_pass(sessions, client, context=context)
     return {"fanned_out": result.fanned_out, "delivered": result.delivered, "failed": result.failed,
-            "dead": result.dead}
+            "dead": result.dead, "held": result.held, "unchanged": result.unchanged}
 
 
 def default_unrated_calls(now_iso: str | None = None) -> int:

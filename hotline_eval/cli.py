@@ -24,6 +24,7 @@ import uvloop
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from hotline_eval.logging_setup import LogFormat, setup_logging
 from rating_core.events.journal import Journal, JournalFull
 from rating_core.ratings.store import RatingStore
 from rating_core.rules.rulebook import HotlineProfile, Rules, RulesError, load_rules
@@ -31,16 +32,6 @@ from rating_core.rules.settings import Settings
 from rating_core.store.database import make_engine
 
 log = logging.getLogger("hotline_eval")
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if not verbose:  # Alembic names each of its plugins at every start: a screen of noise before any work
-        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def read_settings() -> Settings:
@@ -97,13 +88,80 @@ def _host_port(value: str, default_port: int) -> tuple[str, int]:
         raise click.BadParameter(f"expected HOST:PORT, got {value!r}") from None
 
 
+# Prometheus' registered default for a Python client's exporter; the units give each process its own port.
+METRICS_PORT = 9464
+METRICS_HELP = ("Serve Prometheus metrics at http://HOST:PORT/metrics (default: none; give each process on a host "
+                "its own port).")
+
+
+def _serve_metrics(value: str | None) -> None:
+    """Start the metrics endpoint (a thread) when asked to; a port in use is one line, not a traceback."""
+    if not value:
+        return
+    from prometheus_client import start_http_server
+
+    host, port = _host_port(value, METRICS_PORT)
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; choose another "
+                                   f"port with --metrics HOST:PORT") from exc
+    log.info("metrics on http://%s:%d/metrics", host, port)
+
+
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
+              help="Log lines as text or one JSON object each (default: $HOTLINE_EVAL_LOG_FORMAT, else text).")
 @click.pass_context
-def main(ctx: click.Context, verbose: bool) -> None:
+def main(ctx: click.Context, verbose: bool, log_format: LogFormat | None) -> None:
     """Post-call evaluation (好差评) for 12345 / 12333 hotlines."""
-    _setup_logging(verbose)
-    ctx.obj = read_settings()
+    if ctx.invoked_subcommand == "doctor":  # a malformed setting is among what it reports, not a stop before it
+        from hotline_eval.doctor import read_settings_leniently
+
+        ctx.obj = read_settings_leniently()[0]
+    else:
+        ctx.obj = read_settings()
+    setup_logging(verbose, log_format or ctx.obj.log_format, ctx.obj.log_zone)
+
+
+@main.command()
+@click.option("--skip", "skipped", multiple=True, metavar="CHECK",
+              help="Leave out this check (repeatable): settings, rules, database, redis, ami, ports, prompts, "
+                   "folders, speech, calendar, webhooks.")
+@click.option("--listen", default="127.0.0.1:4573", show_default=True, help="Where `agi` will listen (FastAGI).")
+@click.option("--audiosocket", default="127.0.0.1:9092", show_default=True,
+              help="Where `agi` will listen for AudioSocket.")
+@click.option("--running", is_flag=True, help="The FastAGI server is up: its ports must answer, not be free.")
+@click.option("--sounds", type=click.Path(path_type=Path), default=None,
+              help="Asterisk's hotline-eval sound folder as this host sees it "
+                   "(default /var/lib/asterisk/sounds/hotline-eval).")
+@click.option("--now", "now_iso", help="ISO time to check as (the calendar's years; default: now).")
+def doctor(skipped: tuple[str, ...], listen: str, audiosocket: str, running: bool, sounds: Path | None,
+           now_iso: str | None) -> None:
+    """Check this deployment before its first call: a line per finding (ok, warn, FAIL); exit 1 on a FAIL."""
+    from hotline_eval.doctor import (
+        ASTERISK_SOUNDS,
+        CHECKS,
+        Deployment,
+        any_failed,
+        read_settings_leniently,
+        report_lines,
+        run_checks,
+    )
+
+    unknown = sorted(set(skipped) - set(CHECKS))
+    if unknown:
+        raise click.BadParameter(f"no check {', '.join(unknown)} (known: {', '.join(CHECKS)})", param_hint="--skip")
+    given, problems = read_settings_leniently()
+    deployment = Deployment(given, _iso_time(now_iso, "--now"), problems, agi_listen=_host_port(listen, 4573),
+                            audiosocket=_host_port(audiosocket, 9092), running=running,
+                            sounds=sounds or ASTERISK_SOUNDS, sounds_given=sounds is not None)
+    results = run_checks(deployment, skipped)
+    for line in report_lines(results):
+        click.echo(line)
+    if any_failed(results):
+        sys.exit(1)
 
 
 # -- database -------------------------------------------------------------------
@@ -161,16 +219,18 @@ def db_dead_letters() -> None:
               _shared_folder(value),
               help="Hear spoken ratings from RECORD FILE into ASTERISK_DIR, a folder this host also sees "
                    "(at LOCAL_DIR if mounted elsewhere), instead of over AudioSocket.")
+@click.option("--metrics", "metrics_at", default=None, metavar="HOST:PORT", help=METRICS_HELP)
 def agi(listen: str, audiosocket: str, audiosocket_advertise: str | None, speech_workers: int,
-        speech_recordings: tuple[str, Path] | None) -> None:
+        speech_recordings: tuple[str, Path] | None, metrics_at: str | None) -> None:
     """Run the FastAGI server (Asterisk: AGI(agi://host:4573/postcall?hotline=12345))."""
     from ivr.agi_server import DEFAULT_PORT
-    from ivr.service import serve_until_signalled
+    from ivr.service import PortTaken, serve_until_signalled
 
     host, port = _host_port(listen, DEFAULT_PORT)
     store = open_store(settings())
     require_number_key(store)
     _warn_of_stale_sounds(store.rules)
+    _serve_metrics(metrics_at)
     # uvloop (libuv) instead of the stock event loop: with thousands of calls in progress, the loop's own
     # work on each socket event is what a caller waits for between prompts (benchmarks/agi_concurrency.py).
     try:
@@ -180,6 +240,13 @@ def agi(listen: str, audiosocket: str, audiosocket_advertise: str | None, speech
                                          speech_recordings=speech_recordings, models_dir=settings().models_dir))
     except JournalFull as exc:
         raise click.ClickException(f"{exc}: not starting, since no rating could be kept") from exc
+    except PortTaken as exc:
+        # One line, not a traceback: which port, and the option that moves it (another server on this host
+        # holds it, most likely).
+        option = "--listen" if exc.listener == "fastagi" else "--audiosocket"
+        what = "FastAGI" if exc.listener == "fastagi" else "AudioSocket"
+        raise click.ClickException(f"the {what} port {exc.host}:{exc.port} is already in use; "
+                                   f"choose another with {option} HOST:PORT") from exc
 
 
 def _warn_of_stale_sounds(rules: Rules) -> None:
@@ -279,9 +346,10 @@ def agi_script() -> None:
     from ivr.rating_writer import RatingWriter
     from ivr.service import make_scripts
     from rating_core.ratings.journal_replay import apply_own_journal
+    from rating_core.rules.log_context import call_uniqueid
 
-    _setup_logging(False)
     given = read_settings()  # its own edge: Asterisk starts it, not `hotline-eval`
+    setup_logging(False, given.log_format, given.log_zone)
     store = open_store(given)
 
     async def run() -> None:
@@ -290,6 +358,7 @@ def agi_script() -> None:
         writer = RatingWriter(journal)
         scripts = make_scripts(store, writer)
         session = await open_stdio_session()
+        call_uniqueid.set(session.env.uniqueid)  # one call per process: every line after this is about it
         try:
             name = session.env.query.get("script", "postcall")
             script = scripts.get(name)
@@ -470,7 +539,7 @@ def callbacks_list(fmt: str, full_numbers: bool) -> None:
 @callbacks.command("run-due")
 @click.option("--now", "now_iso", help="Pretend it is this ISO time (for checking).")
 def callbacks_run_due(now_iso: str | None) -> None:
-    """One sweep: recompute deadlines, escalate, enqueue what is due (what `rq cron` runs every minute)."""
+    """One sweep: recompute deadlines, escalate, enqueue what is due (what `hotline-eval cron` runs every minute)."""
     from callback.jobs import sweep_due
 
     now = _iso_time(now_iso, "--now")
@@ -485,17 +554,35 @@ def callbacks_run_due(now_iso: str | None) -> None:
 @click.option("--burst", is_flag=True, help="Run the jobs waiting now, then exit.")
 @click.option("--queue", "queues", multiple=True, type=click.Choice(["callbacks", "transcripts"]),
               help="Queues to serve, first first (default: callbacks, then transcripts).")
-def worker(burst: bool, queues: tuple[str, ...]) -> None:
+@click.option("--metrics", "metrics_at", default=None, metavar="HOST:PORT", help=METRICS_HELP)
+def worker(burst: bool, queues: tuple[str, ...], metrics_at: str | None) -> None:
     """Run an RQ worker (with the scheduler) for the callback queue and the voice message transcripts."""
     from callback.jobs import QUEUE_NAME, TRANSCRIPT_QUEUE_NAME
     from callback.rq_worker import run_worker
 
     require_number_key(open_store(settings()))
+    _serve_metrics(metrics_at)
     run_worker(queues or (QUEUE_NAME, TRANSCRIPT_QUEUE_NAME), burst=burst)
 
 
 @main.command()
-def dialer() -> None:
+def cron() -> None:
+    """Run the periodic passes (callback.cron_config): what `rq cron callback.cron_config` runs, logging as every
+    other hotline-eval process does (zoned stamps, --log-format json). Exactly one per deployment."""
+    from rq.cron import CronScheduler
+
+    from callback.jobs import redis_connection
+
+    # Our handlers are on the root logger already, so the scheduler adds none of its own (time-only stamps).
+    scheduler = CronScheduler(connection=redis_connection(settings().redis_url),
+                              logging_level=logging.getLogger().level)
+    scheduler.load_config_from_file("callback.cron_config")
+    scheduler.start()  # until SIGTERM or SIGINT, which it handles itself
+
+
+@main.command()
+@click.option("--metrics", "metrics_at", default=None, metavar="HOST:PORT", help=METRICS_HELP)
+def dialer(metrics_at: str | None) -> None:
     """Run the callback dialer: one AMI connection, Originates for queued attempts."""
     from callback.dialer import AmiSettings, Dialer
     from callback.jobs import callback_queue, enqueue_request
@@ -507,6 +594,7 @@ def dialer() -> None:
     store = open_store(given)
     require_number_key(store)
     queue = callback_queue()
+    _serve_metrics(metrics_at)
 
     def on_retry(task_id: int, attempt_seq: int, at: datetime) -> None:
         enqueue_request(queue, task_id, attempt_seq, at=at)
@@ -693,7 +781,9 @@ def webhooks() -> None:
 @click.argument("url")
 @click.option("--events", required=True, help="Comma-separated event types, or * for all.")
 @click.option("--secret", envvar="HOTLINE_EVAL_WEBHOOK_SECRET", help="whsec_… (default: a new one, printed once).")
-def webhooks_add(url: str, events: str, secret: str | None) -> None:
+@click.option("--profile", "profile_name", default="gbt39046", show_default=True,
+              help="The body's format: a shipped profile (webhooks profiles) or a profile .yaml file's path.")
+def webhooks_add(url: str, events: str, secret: str | None, profile_name: str) -> None:
     """Subscribe an endpoint."""
     from rating_core.outbox.webhook_endpoints import EndpointError, add_endpoint
 
@@ -701,18 +791,34 @@ def webhooks_add(url: str, events: str, secret: str | None) -> None:
     try:
         with store.sessions.begin() as session:
             endpoint = add_endpoint(session, url, [e.strip() for e in events.split(",") if e.strip()],
-                                    datetime.now(timezone.utc), secret)
-            endpoint_id, made = endpoint.id, endpoint.secret
+                                    datetime.now(timezone.utc), profile=profile_name, secret=secret)
+            endpoint_id, made, profile = endpoint.id, endpoint.secret, endpoint.profile
     except EndpointError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"endpoint {endpoint_id}: {url}")
+    click.echo(f"endpoint {endpoint_id}: {url} (profile {profile})")
     if not secret:
         click.echo(f"secret (give it to the receiver; it is not shown again): {made}")
 
 
+@webhooks.command("set-profile")
+@click.argument("endpoint_id", type=int)
+@click.argument("profile_name", metavar="PROFILE")
+def webhooks_set_profile(endpoint_id: int, profile_name: str) -> None:
+    """Send an endpoint's events in another profile from now on (what waits, held ones too, goes in it)."""
+    from rating_core.outbox.webhook_endpoints import EndpointError, set_profile
+
+    store = open_store(settings())
+    try:
+        with store.sessions.begin() as session:
+            profile = set_profile(session, endpoint_id, profile_name).profile
+    except EndpointError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"endpoint {endpoint_id}: profile {profile}")
+
+
 @webhooks.command("list")
 def webhooks_list() -> None:
-    """Endpoints with their deliveries by status, and the dead letters."""
+    """Endpoints with their deliveries by status, then the held deliveries with their reasons and the dead ones."""
     from sqlalchemy import func, select
 
     from rating_core.outbox.delivery_states import DeliveryStatus
@@ -725,8 +831,16 @@ def webhooks_list() -> None:
                 select(WebhookDelivery.status, func.count()).where(WebhookDelivery.endpoint_id == endpoint.id)
                 .group_by(WebhookDelivery.status))}
             state = "active" if endpoint.active else f"disabled ({endpoint.disabled_reason})"
-            click.echo(f"{endpoint.id}  {endpoint.url}  {state}  events={','.join(endpoint.event_types)}  "
+            click.echo(f"{endpoint.id}  {endpoint.url}  {state}  profile={endpoint.profile}  "
+                       f"events={','.join(endpoint.event_types)}  "
                        + "  ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+        held = session.execute(
+            select(OutboxEvent.event_id, OutboxEvent.type, WebhookDelivery.endpoint_id, WebhookDelivery.held_reasons)
+            .join(WebhookDelivery, WebhookDelivery.event_id == OutboxEvent.id)
+            .where(WebhookDelivery.status == DeliveryStatus.HELD).order_by(OutboxEvent.id)).all()
+        for event_id, event_type, endpoint_id, reasons in held:
+            click.echo(f"held  {event_id}  {event_type}  endpoint {endpoint_id}  "
+                       + "; ".join((reasons or "").splitlines()))
         dead = session.execute(
             select(OutboxEvent.event_id, OutboxEvent.type, WebhookDelivery.endpoint_id, WebhookDelivery.attempts,
                    WebhookDelivery.last_error)
@@ -738,7 +852,7 @@ def webhooks_list() -> None:
 
 @webhooks.command("deliver")
 def webhooks_deliver() -> None:
-    """One delivery pass now (what `rq cron` runs every 10 s)."""
+    """One delivery pass now (what `hotline-eval cron` runs every 10 s)."""
     from callback.jobs import deliver_webhooks
 
     click.echo(" ".join(f"{k}={v}" for k, v in deliver_webhooks().items()))
@@ -800,17 +914,18 @@ def webhooks_render(profile_name: str, rating_ref: str, event_type: str | None) 
 
     from sqlalchemy import select
 
-    from rating_core.outbox.profile import ProfileError, load_profile
-    from rating_core.outbox.render import Refusal, render, render_context, validate
+    from rating_core.outbox.bodies import Bodies, Held
+    from rating_core.outbox.profile import ProfileError
+    from rating_core.outbox.render import render_context
     from rating_core.store.models import OutboxEvent, Rating
 
-    try:
-        profile = load_profile(profile_name)
-    except ProfileError as exc:
-        raise click.ClickException(f"报文格式有误：{exc}") from exc
     given = settings()
     store = open_store(given)
-    context = render_context(store.rules, given.region_code, given.department_code, given.data_source_code)
+    bodies = Bodies(render_context(store.rules, given.region_code, given.department_code, given.data_source_code))
+    try:
+        bodies.profile(profile_name)
+    except ProfileError as exc:
+        raise click.ClickException(f"报文格式有误：{exc}") from exc
     with store.sessions() as session:
         ref = rating_ref.strip()
         found = session.get(Rating, int(ref)) if ref.isdigit() else session.scalars(
@@ -822,22 +937,20 @@ def webhooks_render(profile_name: str, rating_ref: str, event_type: str | None) 
             query = query.where(OutboxEvent.type == event_type)
         events = session.scalars(query).all()
         public_id = found.public_id
-    if not events:
-        raise click.ClickException(f"评价 {public_id} 没有{f'“{event_type}”' if event_type else ''}事件")
-    results, problems = [], []
-    for event in events:
-        entry: dict[str, object] = {"event_id": event.event_id, "type": event.type}
-        try:
-            body = render(profile, event.payload, public_id, context)
-        except Refusal as exc:
-            entry |= {"body": None, "refused": list(exc.reasons)}
-            problems.append(f"{event.event_id}（{event.type}）无法生成：" + "；".join(exc.reasons))
-        else:
-            errors = [] if body is None else validate(profile, body)
-            entry |= {"body": body, "schema": errors or ("不发送此类事件" if body is None else "通过")}
-            if errors:
-                problems.append(f"{event.event_id}（{event.type}）未通过校验：" + "；".join(errors))
-        results.append(entry)
+        if not events:
+            raise click.ClickException(f"评价 {public_id} 没有{f'“{event_type}”' if event_type else ''}事件")
+        results, problems = [], []
+        for event in events:
+            entry: dict[str, object] = {"event_id": event.event_id, "type": event.type}
+            try:
+                body = bodies.body(profile_name, event)
+            except Held as exc:
+                entry |= {"body": None, "refused": list(exc.reasons)}
+                problems.append(f"{event.event_id}（{event.type}）无法生成：" + "；".join(exc.reasons))
+            else:
+                entry |= {"body": None if body is None else json.loads(body.text),
+                          "schema": "不发送此类事件" if body is None else "通过"}
+            results.append(entry)
     click.echo(json.dumps(results, ensure_ascii=False, indent=2))
     if problems:
         click.echo("\n".join(problems), err=True)
@@ -878,7 +991,7 @@ def retention() -> None:
 @click.option("--dry-run", is_flag=True, help="只统计到期的数量，不删除、不改动任何数据。")
 @click.option("--now", "now_iso", help="按此 ISO 时间计算到期（默认：现在）。")
 def retention_run(dry_run: bool, now_iso: str | None) -> None:
-    """清理一次（rq cron 每天运行一次）；没有 HOTLINE_EVAL_NUMBER_KEY 时号码不脱敏，退出码为 1。"""
+    """清理一次（hotline-eval cron 每天运行一次）；没有 HOTLINE_EVAL_NUMBER_KEY 时号码不脱敏，退出码为 1。"""
     from rating_core.ratings.retention import run_retention
     from rating_core.ratings.retention_files import RetentionPlaces
 

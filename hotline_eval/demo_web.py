@@ -21,6 +21,7 @@ import socket
 import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
+from ipaddress import ip_network
 from pathlib import Path
 
 import click
@@ -91,9 +92,13 @@ def serve_web(store: RatingStore, journal: Journal, listener: socket.socket, set
     port = listener.getsockname()[1]
     listener.listen(64)  # from here a browser waits for the server instead of being refused
     passwords = demo_logins(store)
+    # Prometheus may read /metrics from this host: the demo's FastAGI server and dialer run in this process, so
+    # their counts are there beside the store's.
     app = create_app(store, {"DEMO": True, "SESSION_COOKIE_SECURE": False,
-                             "RECORDING_ROOTS": recording_roots(store.rules)}, settings)
+                             "RECORDING_ROOTS": recording_roots(store.rules),
+                             "METRICS_FROM": (ip_network("127.0.0.1/32"), ip_network("::1/128"))}, settings)
     click.echo(f"\n9. the web tool: http://127.0.0.1:{port}/  (Ctrl-C stops the demo; the SMS links above open here)")
+    click.echo(f"   metrics (Prometheus, from this host only): http://127.0.0.1:{port}/metrics")
     for username, (role, name, _extra) in DEMO_USERS.items():
         click.echo(f"   {name:<12} {username:<11} 密码 {passwords[username]}")
     web = threading.Thread(target=waitress.create_server(app, sockets=[listener], threads=4).run,

@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import Token
 
 from ivr.agi_session import AgiSession, ConnectionLost
 from ivr.reply_bounds import ReplyBounds
 from protocols.agi import AgiConnection
+from rating_core.rules.log_context import call_uniqueid
+from rating_core.rules.metrics import AGI_CALLS_IN_PROGRESS, AGI_SESSIONS
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +94,23 @@ class FastAgiServer:
         assert task is not None
         self.active.add(task)
         try:
-            await self._serve(StreamTransport(reader, writer), writer.get_extra_info("peername"))
+            with AGI_CALLS_IN_PROGRESS.track_inprogress():
+                await self._serve(StreamTransport(reader, writer), writer.get_extra_info("peername"))
         finally:
             self.active.discard(task)
 
     async def _serve(self, transport: StreamTransport, peer: object) -> None:
         self.sessions_total += 1
         session: AgiSession | None = None
+        about: Token[str | None] | None = None
+        outcome = "failed"  # until the script returns
         try:
             session = await AgiSession.open(
                 transport, env_timeout=self.env_timeout, reply_bounds=self.reply_bounds, connection=AgiConnection()
             )
+            # Where the call's uniqueid is first known: from here every line this connection's task logs (and
+            # the threads it starts, which copy its context) is about this call (rating_core.rules.log_context).
+            about = call_uniqueid.set(session.env.uniqueid)
             script = self.scripts.get(session.env.path)
             if script is None:
                 self.sessions_failed += 1
@@ -109,6 +118,7 @@ class FastAgiServer:
                           peer, session.env.path, session.env.variables.get("agi_request"))
                 return
             await script(session)
+            outcome = "ok"
         except ConnectionLost as exc:
             self.sessions_failed += 1
             uniqueid = session.env.uniqueid if session else None
@@ -117,4 +127,7 @@ class FastAgiServer:
             self.sessions_failed += 1
             log.exception("FastAGI from %s: script failed; closing", peer)
         finally:
+            AGI_SESSIONS.labels(outcome).inc()
             await transport.close()
+            if about is not None:
+                call_uniqueid.reset(about)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,6 +27,7 @@ from protocols.agi import (
     Reply,
     ReplyReceived,
 )
+from rating_core.rules.metrics import AGI_TURN
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,8 @@ class AgiSession:
         self.transport = transport
         self.connection = connection
         self.reply_bounds = reply_bounds
+        # When Asterisk last gave us the turn (the environment, then each reply): the next command ends it.
+        self._turn_began: float | None = None
 
     @classmethod
     async def open(
@@ -106,6 +110,7 @@ class AgiSession:
             raise ConnectionLost(f"no complete environment block within {env_timeout:g} s") from None
         if not isinstance(event, EnvironmentReceived):
             raise ConnectionLost(f"expected the environment block, got {event!r}")
+        session._turn_began = time.perf_counter()
         return session
 
     @property
@@ -136,6 +141,9 @@ class AgiSession:
         reply does not come within the command's bound (its own length and some slack)."""
         bound = self.reply_bounds.for_command(words)
         data = self.connection.send_command(words)
+        if self._turn_began is not None:
+            AGI_TURN.observe(time.perf_counter() - self._turn_began)
+            self._turn_began = None
         try:
             await self.transport.write(data)
         except (ConnectionError, OSError) as exc:
@@ -152,6 +160,7 @@ class AgiSession:
                     # HangupReceived: noted by the connection; the reply still follows.
         except TimeoutError:
             raise ConnectionLost(f"no reply to {' '.join(map(str, words))[:60]} within {bound:g} s") from None
+        self._turn_began = time.perf_counter()
         if reply.code == 511:
             raise ChannelHungUp(f"{words[0]} on a dead channel")
         if reply.code != 200:

@@ -34,6 +34,7 @@ from rating_core.events.call_events import (
     VoiceMessageRecorded,
     utcnow,
 )
+from rating_core.rules.metrics import RATINGS
 from rating_core.rules.privacy import mask_phone
 from rating_core.rules.rulebook import HotlineProfile, Level, Rules, VoiceMessagePolicy
 from speech_models.grammar import Understood
@@ -225,6 +226,7 @@ class EvaluationFlow(HotlineScript):
         await self.writer.write(RatingGiven(  # on disk before the caller hears another word
             self.uniqueid, level.code, channel, utcnow(), heard=understood.text if understood else None,
             confidence=understood.confidence if understood else None))
+        RATINGS.labels(self.profile.code, level.code, channel).inc()
         self.progress = "rated"
         return level
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from ivr.agi_server import FastAgiServer, Script
 from ivr.agi_session import AgiSession
@@ -22,12 +24,33 @@ from ivr.speech_workers import GrammarSpec, RecognizerPool
 from ivr.store_process import StoreProcess
 from ivr.verification_flow import verify
 from rating_core.complaints.callback_tasks import VerificationCall
-from rating_core.events.journal import Journal
+from rating_core.events.journal import Journal, Position
 from rating_core.ratings.store import RatingStore
+from rating_core.rules.log_context import task_id
+from rating_core.rules.metrics import JOURNAL_QUEUE, SPOOL_PENDING
 from rating_core.rules.rulebook import Rules
 from speech_models.manifests import locate
 
 log = logging.getLogger(__name__)
+
+
+class PortTaken(Exception):
+    """A port this server is to listen on is held by another process (another FastAGI server, say)."""
+
+    def __init__(self, listener: Literal["fastagi", "audiosocket"], host: str, port: int) -> None:
+        super().__init__(f"{host}:{port} is already in use")
+        self.listener, self.host, self.port = listener, host, port
+
+
+async def listening(start: Awaitable[object], listener: Literal["fastagi", "audiosocket"], host: str,
+                    port: int) -> None:
+    """Await a server's ``start``; a port in use becomes :class:`PortTaken`, for one line instead of a traceback."""
+    try:
+        await start
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortTaken(listener, host, port) from exc
+        raise
 
 
 @dataclass
@@ -57,9 +80,12 @@ def make_scripts(store: RatingStore, writer: RatingWriter, *, lookup_timeout: fl
     async def postcall(agi: AgiSession) -> None:
         await evaluate(agi, rules, writer, speech)
 
-    async def lookup(task_id: int, attempt_id: int) -> VerificationCall | None:
+    async def lookup(task: int, attempt_id: int) -> VerificationCall | None:
+        # Where a callback call's task is first known: the rest of the call's lines are about it too (the
+        # connection's own asyncio task, whose context this is, ends with the call).
+        task_id.set(task)
         # The store is read in a thread under a time limit: a slow database must not freeze other calls.
-        return await asyncio.wait_for(asyncio.to_thread(store.verification_call, task_id, attempt_id), lookup_timeout)
+        return await asyncio.wait_for(asyncio.to_thread(store.verification_call, task, attempt_id), lookup_timeout)
 
     async def callback_verify(agi: AgiSession) -> None:
         await verify(agi, rules, writer, lookup)
@@ -94,36 +120,43 @@ async def running_speech(rules: Rules, host: str, port: int, *, advertise: str |
     The audio comes over AudioSocket, or with ``recordings`` (Asterisk's folder, and where this host
     sees it) from RECORD FILE on a disk both hosts share. The models come from ``models_dir`` (else only
     those installed as Python packages).
+
+    The AudioSocket server is started only when it has something to hear: some hotline with speech and
+    its model here, and no ``recordings``. So FastAGI servers for keys-only hotlines hold no port but
+    their own and several run side by side on one host with the defaults. It is bound before the models
+    load (which takes seconds): a port already taken (:class:`PortTaken`) stops the start at once.
     """
     models, grammars = speech_grammars(rules, models_dir)
     if not grammars:
+        log.info("no hotline hears speech here: keys only, no AudioSocket server")
         yield None
         return
+    server: AudioSocketServer | None = None
+    if recordings is None:
+        server = AudioSocketServer()
+        await listening(server.start(host, port), "audiosocket", host, port)
     pool = RecognizerPool(models, grammars, workers=workers)
-    await asyncio.to_thread(pool.start)
-    for code, (model, _) in grammars.items():
-        grammar = pool.grammars.get(code)
-        if grammar is None:
-            log.warning("hotline %s: speech model %s failed to load; keys only", code, model)
-        elif grammar.left_out:
-            log.warning("hotline %s: model %s cannot hear %s", code, model, ", ".join(grammar.left_out))
-    if recordings is not None:
-        try:
+    try:
+        await asyncio.to_thread(pool.start)
+        for code, (model, _) in grammars.items():
+            grammar = pool.grammars.get(code)
+            if grammar is None:
+                log.warning("hotline %s: speech model %s failed to load; keys only", code, model)
+            elif grammar.left_out:
+                log.warning("hotline %s: model %s cannot hear %s", code, model, ", ".join(grammar.left_out))
+        if server is None:
+            assert recordings is not None
             log.info("speech from RECORD FILE into %s, read at %s; speech for %s", *recordings,
                      ", ".join(pool.grammars) or "no hotline")
             yield RecordingListener(pool, *recordings)
-        finally:
-            await asyncio.to_thread(pool.close)
-        return
-    server = AudioSocketServer()
-    try:
-        await server.start(host, port)
-        address = advertise or f"{host}:{server.port}"
-        log.info("AudioSocket server on %s:%d (Asterisk connects to %s); speech for %s",
-                 host, server.port, address, ", ".join(pool.grammars) or "no hotline")
-        yield SpeechListener(server, pool, address)
+        else:
+            address = advertise or f"{host}:{server.port}"
+            log.info("AudioSocket server on %s:%d (Asterisk connects to %s); speech for %s",
+                     host, server.port, address, ", ".join(pool.grammars) or "no hotline")
+            yield SpeechListener(server, pool, address)
     finally:
-        await server.close()
+        if server is not None:
+            await server.close()
         await asyncio.to_thread(pool.close)
 
 
@@ -146,8 +179,11 @@ async def running_ivr(
     writer = RatingWriter(journal, applier)
     writer.start()
     server = FastAgiServer(make_scripts(store, writer, speech=speech))
+    # Read on scrape, from where the journal and the store stand: nothing to keep up to date on each call.
+    SPOOL_PENDING.set_function(lambda: lines_between(applier.position, journal.position, journal.segment_events))
+    JOURNAL_QUEUE.set_function(lambda: writer.pending)
     try:
-        await server.start(host, port)
+        await listening(server.start(host, port), "fastagi", host, port)
         yield IvrService(store, journal, writer, applier, server, speech)
     finally:
         await server.close()
@@ -156,6 +192,12 @@ async def running_ivr(
         journal.close(applied=drained)
         if drained:
             await asyncio.to_thread(store.forget_stream, journal.stream)
+
+
+def lines_between(applied: Position, written: Position, segment_events: int) -> int:
+    """Journal lines written after ``applied`` up to ``written``: exact within a segment, and across segments as
+    if each were full (they are, but for the header and the last one)."""
+    return max(0, (written.segment - applied.segment) * segment_events + written.line - applied.line)
 
 
 # Collect the youngest generation every 50,000 allocations (Python's default: 700), the next every 20 of

@@ -27,12 +27,14 @@ import operator
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from ivr.parent_watch import exit_with_parent
+from rating_core.rules.metrics import SPEECH_DECODE, SPEECH_STREAMS
 from rating_core.rules.rulebook import HotlineProfile
 from speech_models.grammar import RatingGrammar, build_grammar
 from speech_models.recordings import SAMPLE_RATE
@@ -176,6 +178,7 @@ class RecognitionStream:
         self.loop = asyncio.get_running_loop()  # results are delivered on the loop that opened the stream
         self._pending = bytearray()
         self.closed = False
+        self.finished_at: float | None = None  # when the audio ended: the final result's wait is timed from it
 
     def feed(self, pcm: bytes) -> None:
         if self.closed:
@@ -193,6 +196,8 @@ class RecognitionStream:
             self.worker.inbox.put(("audio", self.number, bytes(self._pending)))
             self._pending.clear()
         self.worker.inbox.put(("finish", self.number))
+        if self.finished_at is None:
+            self.finished_at = time.perf_counter()
 
     def close(self) -> None:
         """No more results wanted (the caller pressed a key, hung up, or the answer is in)."""
@@ -266,6 +271,7 @@ class RecognizerPool:
         worker.streams.add(stream.number)
         self._streams[stream.number] = stream
         worker.inbox.put(("open", stream.number, grammar, end_silence))
+        SPEECH_STREAMS.inc()
         return stream
 
     async def decode(self, name: str, pcm: bytes, *, timeout: float) -> list[dict[str, Any]]:
@@ -298,7 +304,8 @@ class RecognizerPool:
         return results
 
     def _forget(self, stream: RecognitionStream) -> None:
-        self._streams.pop(stream.number, None)
+        if self._streams.pop(stream.number, None) is not None:
+            SPEECH_STREAMS.dec()
         stream.worker.streams.discard(stream.number)
 
     def _read_results(self) -> None:
@@ -325,6 +332,8 @@ class RecognizerPool:
             log.error("speech stream %d: %s", number, message[2])
             stream.on_result({"error": message[2]}, True)
         else:
+            if kind == "final" and stream.finished_at is not None:
+                SPEECH_DECODE.observe(time.perf_counter() - stream.finished_at)
             stream.on_result(message[2], kind == "final")
 
     def close(self) -> None:

@@ -21,17 +21,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import pickle
 import signal
+import sys
 import threading
+import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Any
 
 from ivr.parent_watch import exit_with_parent
 from rating_core.events.journal import START, Position
 from rating_core.ratings.journal_replay import JournalApplier
 from rating_core.ratings.store import RatingStore, StoreUnavailable
+from rating_core.rules.metrics import STORE_BATCH, STORE_EVENTS, STORE_UP
 from rating_core.rules.rulebook import Rules
 from rating_core.store.database import make_engine
 
@@ -53,6 +58,55 @@ def database_url(store: RatingStore) -> str:
     return store.engine.url.render_as_string(hide_password=False)
 
 
+# Only where the parent logs in a way the child cannot copy (a test runner's own handler, which does not
+# pickle): the text format's fields, the time as logging writes it.
+FALLBACK_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@dataclass(frozen=True)
+class ChildLogging:
+    """How the parent logs, handed to the child so that its lines read as the parent's: the same format (text
+    or JSON) stamped in the same zone with its offset, through the same filters (the call's uniqueid).
+
+    Copied from the parent's root handler that writes to its stderr (``hotline_eval.logging_setup`` made it
+    from the settings) rather than rebuilt from the settings here: ``ivr`` does not import the CLI's
+    modules, and the formatter and filters pickle across to the spawned child as they are.
+    """
+
+    level: int
+    formatter: logging.Formatter | None = None
+    filters: tuple[Any, ...] = ()
+
+    @classmethod
+    def of_parent(cls) -> ChildLogging:
+        root = logging.getLogger()
+        for handler in root.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
+                copied = cls(root.level, handler.formatter, tuple(handler.filters))
+                try:
+                    pickle.dumps(copied)
+                except (pickle.PicklingError, TypeError, AttributeError):
+                    break
+                return copied
+        return cls(root.level)
+
+    def apply(self) -> None:
+        """The child's logging: to its stderr (the parent's, inherited), each logger name marked ``[store]``."""
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(self.formatter or logging.Formatter(FALLBACK_FORMAT))
+        for kept in self.filters:
+            handler.addFilter(kept)
+        handler.addFilter(_mark_store)
+        logging.basicConfig(level=self.level, handlers=[handler], force=True)
+
+
+def _mark_store(record: logging.LogRecord) -> bool:
+    """Name the child in each of its lines, as ``ivr.store_process[store]``, beside the server's own."""
+    if not record.name.endswith("[store]"):
+        record.name = f"{record.name}[store]"
+    return True
+
+
 @dataclass(frozen=True)
 class Report:
     """What the child tells the server: where the stream is, and whether the store is taking it."""
@@ -60,6 +114,10 @@ class Report:
     position: Position
     unavailable: str | None = None
     drained: bool = False
+    # The batch this report follows: lines applied, and how long it took (counted in the server, which
+    # serves the metrics: the child has no endpoint of its own).
+    applied: int = 0
+    seconds: float | None = None
 
 
 class StoreProcess:
@@ -97,8 +155,8 @@ class StoreProcess:
             parent, child = context.Pipe()
             self._process = context.Process(
                 target=_child_main,
-                args=(child, database_url(self.store), self.store.rules, self.store.region_code,
-                      self.store.number_key, *where),
+                args=(child, ChildLogging.of_parent(), database_url(self.store), self.store.rules,
+                      self.store.region_code, self.store.number_key, *where),
                 name="hotline-eval-store", daemon=True,
             )
         self._process.start()
@@ -160,6 +218,11 @@ class StoreProcess:
             log.info("store available again; applying the journal from %d:%d",
                      report.position.segment, report.position.line)
         self.last = report
+        STORE_UP.set(0 if report.unavailable else 1)
+        if report.applied:
+            STORE_EVENTS.inc(report.applied)
+        if report.seconds is not None:
+            STORE_BATCH.observe(report.seconds)
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
@@ -205,11 +268,12 @@ class StoreProcess:
         return self.last.drained
 
 
-def _child_main(conn: Connection, url: str, rules: Rules, region_code: str | None, number_key: str | None,
-                directory: Path, stream: str, after: Position) -> None:
+def _child_main(conn: Connection, logs: ChildLogging, url: str, rules: Rules, region_code: str | None,
+                number_key: str | None, directory: Path, stream: str, after: Position) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent, which asks for a drain
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[store]: %(message)s")
+    logs.apply()
     exit_with_parent()
+    log.info("applying journal %s after %d:%d", stream, after.segment, after.line)
     store = RatingStore(make_engine(url), rules, region_code=region_code, number_key=number_key)
     try:
         serve(conn, store, directory, stream, after)
@@ -233,6 +297,7 @@ def serve(conn: Connection, store: RatingStore, directory: Path, stream: str, af
                         stopping = True
             except (EOFError, OSError):
                 return
+            began = time.perf_counter()
             try:
                 read = applier.step()
                 unavailable = None
@@ -241,10 +306,11 @@ def serve(conn: Connection, store: RatingStore, directory: Path, stream: str, af
             except Exception as exc:  # a bug must show, and must not end the loop: the journal keeps the events
                 logging.getLogger(__name__).exception("journal applier: batch failed")
                 read, unavailable = 0, f"{type(exc).__name__}: {exc}"
+            seconds = time.perf_counter() - began if read else None
             drained = stopping and not read and unavailable is None
             if read or unavailable or drained:
                 try:
-                    conn.send(Report(applier.position, unavailable, drained))
+                    conn.send(Report(applier.position, unavailable, drained, read, seconds))
                 except OSError:
                     return  # the parent is gone
             if drained:

@@ -6,9 +6,9 @@ is refused after one second and the connection closed), Ping, Logoff,
 Originate with ``Async: true`` answered by ``Response: Success`` and later an
 ``OriginateResponse``, channel events with the 14-line snapshot, the five
 outcomes with their Reason and Q.850 causes, ``Status`` by channel name or
-uniqueid, and the login's ``Events:`` filter. Event order is shuffled where a
-real Asterisk's is not stable (the OriginateResponse drifts), so clients
-cannot come to depend on one order.
+uniqueid, ``Command: dialplan show CONTEXT``, and the login's ``Events:``
+filter. Event order is shuffled where a real Asterisk's is not stable (the
+OriginateResponse drifts), so clients cannot come to depend on one order.
 
 Who answers is decided per citizen number by ``behaviour``: ``answer``,
 ``busy``, ``noanswer``, ``reject``, ``congest``, ``unallocated``. What an
@@ -104,9 +104,12 @@ class SimulatedAsterisk:
         self, *, username: str = "hotline-eval", secret: str = "hotline-eval",
         behaviour: Callable[[str], str] | None = None, talk_seconds: float = 0.3,
         ring_seconds: float | None = None, seed: int | None = None, dialplan: dict[str, ContextScript] | None = None,
+        contexts: tuple[str, ...] = (),
     ) -> None:
         self.username, self.secret = username, secret
         self.dialplan = dialplan or {}
+        # Contexts `dialplan show` finds besides the scripted ones (whose answered legs simply hang up).
+        self.contexts = contexts
         self.behaviour = behaviour or (lambda number: "answer")
         self.talk_seconds = talk_seconds
         # None: ring for the Originate's own Timeout, as Asterisk does.
@@ -217,10 +220,32 @@ class SimulatedAsterisk:
             self._originate(conn, action, head)
         elif name == "status":
             self._status(conn, action, head)
+        elif name == "command":
+            self._command(conn, action, head)
         else:
             conn.send([("Response", "Error"), *head, ("Message", f"Invalid/unknown command: {action.get('Action')}. "
                                                                "Use Action: ListCommands to show available commands.")])
         return True
+
+    def _command(self, conn: _Connection, action: Message, head: list[tuple[str, str]]) -> None:
+        """A CLI command, answered as manager.c's action_command does (its output a line per ``Output:``, the
+        response ``Error`` when the command failed); of the CLI, only ``dialplan show CONTEXT`` (pbx.c)."""
+        command = " ".join((action.get("Command") or "").split())
+        words = command.split(" ")
+        if words[:2] == ["dialplan", "show"] and len(words) == 3:
+            context = words[2]
+            if context in self.dialplan or context in self.contexts:
+                output = [f"[ Context '{context}' created by 'pbx_config' ]",
+                          "  %-17s %-45s [%s]" % ("'s' =>", "1. NoOp(simulated)", "pbx_config"), "",
+                          "-= 1 extension (1 priority) in 1 context. =-"]
+                conn.send([("Response", "Success"), *head, ("Message", "Command output follows"),
+                           *(("Output", line) for line in output)])
+                return
+            output = [f"There is no existence of '{context}' context", f"Command '{command}' failed."]
+        else:
+            output = [f"No such command '{command}' (type 'core show help {command}' for other possible commands)"]
+        conn.send([("Response", "Error"), *head, ("Message", "Command output follows"),
+                   *(("Output", line) for line in output)])
 
     def _originate(self, conn: _Connection, action: Message, head: list[tuple[str, str]]) -> None:
         channel = action.get("Channel")

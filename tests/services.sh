@@ -25,6 +25,10 @@ command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# systemd-analyze verify checks the units in deploy/systemd (tests/test_systemd_units.py).
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+# promtool checks the alert rules in deploy/prometheus (tests/test_metrics.py); Debian ships it with prometheus.
+command -v promtool >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "services: installing ${missing[*]}"
     apt_install "${missing[@]}"

@@ -216,6 +216,13 @@ def test_the_demo_ends_with_the_web_tool_filled_by_the_loop(tmp_path: Path) -> N
             opener.open(links[0], timeout=10)
         assert used.value.code == 410
         assert "请为本次服务打分" in opener.open(links[1], timeout=10).read().decode()
+        # The counts of the loop that just ran, for Prometheus on this host: the calls rated, the tasks stored.
+        assert f"metrics (Prometheus, from this host only): {base}/metrics" in output
+        scraped = opener.open(f"{base}/metrics", timeout=10).read().decode()
+        rated = sum(float(line.rsplit(" ", 1)[1]) for line in scraped.splitlines()
+                    if line.startswith("hotline_eval_ratings_total{"))
+        assert rated > 0, scraped[:2000]
+        assert re.search(r'^hotline_eval_callback_tasks\{hotline="12345",state="[a-z_]+"\} [1-9]', scraped, re.M)
     finally:
         proc.send_signal(signal.SIGINT)
         # No time limit of its own: Ctrl-C must end the demo cleanly, however busy the machine (the bound is
@@ -234,12 +241,21 @@ def test_figures_rollup_by_hand(tmp_path: Path) -> None:
 def test_webhook_endpoints_on_the_command_line(tmp_path: Path) -> None:
     assert run(tmp_path, "db", "upgrade").returncode == 0
     bad = run(tmp_path, "webhooks", "add", "https://platform.example/hooks", "--events", "rating.sold")
-    assert bad.returncode == 1 and "unknown event types" in bad.stderr
+    assert bad.returncode == 1 and "未知：rating.sold" in bad.stderr
     done = run(tmp_path, "webhooks", "add", "https://platform.example/hooks", "--events",
                "rating.created,complaint.verified")
     assert done.returncode == 0 and "secret (give it to the receiver" in done.stdout and "whsec_" in done.stdout
+    assert "(profile gbt39046)" in done.stdout  # the national standard unless another is chosen
+    native = run(tmp_path, "webhooks", "add", "https://other.example/hooks", "--events", "*", "--profile", "native")
+    assert native.returncode == 0 and "(profile native)" in native.stdout
+    unknown = run(tmp_path, "webhooks", "add", "https://x.example/hooks", "--events", "*", "--profile", "gd")
+    assert unknown.returncode == 1 and "报文格式“gd”无法使用：unknown profile 'gd'" in unknown.stderr
     listed = run(tmp_path, "webhooks", "list")
-    assert "https://platform.example/hooks  active  events=complaint.verified,rating.created" in listed.stdout
+    assert ("https://platform.example/hooks  active  profile=gbt39046  events=complaint.verified,rating.created"
+            in listed.stdout)
+    moved = run(tmp_path, "webhooks", "set-profile", "2", "zj-example")
+    assert moved.returncode == 0 and "endpoint 2: profile zj-example" in moved.stdout
+    assert "https://other.example/hooks  active  profile=zj-example" in run(tmp_path, "webhooks", "list").stdout
     assert run(tmp_path, "webhooks", "replay").returncode == 2  # says what to give
     assert "0 delivery(ies) queued again" in run(tmp_path, "webhooks", "replay", "--dead").stdout
     rotated = run(tmp_path, "webhooks", "rotate", "1")

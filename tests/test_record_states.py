@@ -34,6 +34,7 @@ from rating_core.outbox.delivery_states import (
     DeliveryStatus,
     delivery_move,
 )
+from rating_core.outbox.render import RenderContext
 from rating_core.outbox.webhook_endpoints import add_endpoint, replay
 from rating_core.ratings.reminder_states import (
     FIRST_REMINDER_STATUSES,
@@ -238,21 +239,28 @@ def test_the_sms_sender_leaves_only_reminder_statuses_moved_along_the_table(stor
 def test_webhook_deliveries_and_replays_leave_only_delivery_statuses_moved_along_the_table(
         store: RatingStore) -> None:
     machine, seen = MACHINES["delivery"], set()
-    answers = {"ok.example": 200, "down.example": 500, "gone.example": 410}
+    answers = {"ok.example": 200, "down.example": 500, "gone.example": 410, "national.example": 200}
     at = datetime(2026, 11, 20, 1, 30, tzinfo=timezone.utc)
     with store.sessions.begin() as session:
         for host in answers:
-            add_endpoint(session, f"https://{host}/hooks", ["*"], at)
+            add_endpoint(session, f"https://{host}/hooks", ["*"], at,
+                         profile="gbt39046" if host == "national.example" else "native")
+    # No 工单号: the national profile holds it. A voice message adds nothing its body carries: unchanged.
     store.apply([CallStarted(uniqueid="1796800000.1", hotline="12345", at=at, caller_number="13800000000"),
-                 RatingGiven("1796800000.1", "satisfied", "dtmf", at)])
+                 RatingGiven("1796800000.1", "satisfied", "dtmf", at),
+                 CallStarted(uniqueid="1796800000.2", hotline="12345", at=at, caller_number="13800000000",
+                             case_number="GD20261120002"),
+                 RatingGiven("1796800000.2", "dissatisfied", "dtmf", at),
+                 VoiceMessageRecorded("1796800000.2", "/var/spool/asterisk/hotline-eval/2.wav", 3.0, at)])
     transport = httpx.MockTransport(lambda request: httpx.Response(answers[request.url.host]))
     with httpx.Client(transport=transport) as client:
 
         def run(now: datetime) -> None:
-            deliver_pass(store.sessions, client, now=now, rng=random.Random(1))
+            deliver_pass(store.sessions, client, now=now, rng=random.Random(1),
+                         context=RenderContext(region_code="370303"))
 
         with along_the_table(store, machine, WebhookDelivery.status, seen):
-            run(at)  # fanned out: delivered, waiting to be retried, its endpoint disabled by a 410
+            run(at)  # fanned out: delivered, waiting to be retried, its endpoint disabled by a 410, held, unchanged
         with along_the_table(store, machine, WebhookDelivery.status, seen):
             run(at + timedelta(days=3, hours=1))  # past the retry window: dead
         with along_the_table(store, machine, WebhookDelivery.status, seen), store.sessions.begin() as session:
@@ -316,16 +324,16 @@ def test_the_transcript_pass_leaves_only_transcript_statuses_moved_along_the_tab
 def test_the_pages_show_the_statuses_by_their_names(web_site) -> None:
     """The admin's delivery counts under the names' headings, in the enum's order; a decided appeal by name."""
     with web_site.store.sessions.begin() as session:
-        add_endpoint(session, "https://platform.example/hooks", ["*"], T0)
+        add_endpoint(session, "https://platform.example/hooks", ["*"], T0, profile="native")
         fan_out(session)
         rows = session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)).all()
         rows[0].status, rows[-1].status = DeliveryStatus.DELIVERED, DeliveryStatus.DEAD
         counts = [sum(row.status == status for row in rows) for status in DeliveryStatus]
     page = signed_in(web_site, "admin").get("/admin/webhooks").get_data(as_text=True)
     headings = re.findall(r"<th>([^<]*)</th>", page.split('id="endpoints"')[1].split("</thead>")[0])
-    assert headings[4:7] == [DELIVERY_STATUS_NAMES[status] for status in DeliveryStatus]
+    assert headings[5:5 + len(DeliveryStatus)] == [DELIVERY_STATUS_NAMES[status] for status in DeliveryStatus]
     row = page.split('data-endpoint="1"')[1].split("</tr>")[0]
-    assert [int(n) for n in re.findall(r"<td>(\d+)</td>", row)][-3:] == counts
+    assert [int(n) for n in re.findall(r"<td>(\d+)</td>", row)][-len(DeliveryStatus):] == counts
 
     unit = signed_in(web_site, "unit")
     unit.post("/unit/tasks/1/appeal", data={"reason": "非本单位职责", "csrf_token": csrf(unit, "/unit/")})

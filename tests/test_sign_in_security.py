@@ -6,6 +6,7 @@ an admin reaching past the README's role table, and the role table itself pinned
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import uuid
@@ -56,6 +57,30 @@ def test_the_app_counts_failures_in_redis_with_the_stated_limits(web_site, monke
     create_app(web_site.store, {"SECRET_KEY": "x" * 32, "SIGN_IN_STORAGE": "redis://cache.example:6379/3"})
     create_app(web_site.store, {"SECRET_KEY": "x" * 32, "DEMO": True})
     assert made == ["redis://cache.example:6379/3", "memory://"]
+
+
+def test_a_redis_on_a_unix_socket_counts_the_failures_too(tmp_path) -> None:
+    """REDIS_URL as redis-py spells a socket (unix://…), which the limits library names otherwise."""
+    import shutil
+    import subprocess
+
+    from redis import Redis
+
+    from waiting import HANG, wait_until
+
+    socket_path = tmp_path / "redis.sock"
+    server = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", "0", "--save", "",
+                               "--unixsocket", str(socket_path)], stdout=subprocess.DEVNULL)
+    try:
+        asyncio.run(wait_until(socket_path.exists, HANG))
+        throttle = SignInThrottle(f"unix://{socket_path}?db=0", per_account="2/15minutes")
+        assert throttle.failed("zhang", "10.0.0.9") is None
+        lock = throttle.failed("zhang", "10.0.0.9")
+        assert lock is not None and lock.scope == "account"
+        assert Redis(unix_socket_path=str(socket_path)).dbsize() > 0  # counted there, not in memory
+    finally:
+        server.terminate()
+        server.wait(timeout=HANG)
 
 
 def test_five_wrong_passwords_lock_the_account_even_against_the_right_one(web_site) -> None:
@@ -264,10 +289,11 @@ ROLE_TABLE = {
     "supervisor.score": {S}, "supervisor.withdraw_adjustment": {S},
     "unit.appeal": {U}, "unit.evidence": {U, S}, "unit.home": {U}, "unit.task": {U},
 }
-# Routes a role never decides: the sign-in page, the platform's API (its own signatures and tokens) and the
-# citizen's 补充评价 link (its own signed token).
-OPEN = {"static", "index", "auth.login"}
-OWN_AUTHENTICATION = {"api.events", "api.inbound", "rate.page"}
+# Routes a role never decides: the sign-in page and the probes of liveness and readiness (they say only "ok" or
+# which service failed), the platform's API (its own signatures and tokens), Prometheus' /metrics (a token or an
+# address) and the citizen's 补充评价 link (its own signed token).
+OPEN = {"static", "index", "auth.login", "metrics.healthz", "metrics.readyz"}
+OWN_AUTHENTICATION = {"api.events", "api.inbound", "metrics.metrics", "rate.page"}
 
 
 def test_every_route_admits_exactly_the_roles_of_the_readme(web_site) -> None:

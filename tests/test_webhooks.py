@@ -115,7 +115,7 @@ def client() -> Iterator[httpx.Client]:
 
 def subscribe(store: RatingStore, url: str, secret: str, events: list[str] | None = None) -> int:
     with store.sessions.begin() as session:
-        return add_endpoint(session, url, events or ["*"], T0, secret).id
+        return add_endpoint(session, url, events or ["*"], T0, profile="native", secret=secret).id
 
 
 def rate(store: RatingStore, level: str = "very_dissatisfied", tags: tuple[str, ...] = ()) -> str:
@@ -298,14 +298,14 @@ def test_a_claimed_delivery_is_not_sent_twice_by_another_worker(store, receiver,
     assert run(store, client, T0 + timedelta(seconds=61)).delivered == 1 and len(receiver.seen_ids) == 1
 
 
-@pytest.mark.parametrize(("url", "events", "message"), [("ftp://x", ["*"], "not an http"),
-                                                         ("https://x/h", ["rating.sold"], "unknown event types"),
-                                                         ("https://x/h", [], "unknown event types")])
+@pytest.mark.parametrize(("url", "events", "message"), [("ftp://x", ["*"], "须为 http"),
+                                                         ("https://x/h", ["rating.sold"], "未知：rating.sold"),
+                                                         ("https://x/h", [], "请选择事件类型；")])
 def test_bad_endpoints_are_refused(store, url: str, events: list[str], message: str) -> None:
     with pytest.raises(EndpointError, match=message), store.sessions.begin() as session:
-        add_endpoint(session, url, events, T0)
+        add_endpoint(session, url, events, T0, profile="native")
     with pytest.raises(EndpointError, match="whsec_"), store.sessions.begin() as session:
-        add_endpoint(session, "https://x/h", ["*"], T0, secret="not base64!")
+        add_endpoint(session, "https://x/h", ["*"], T0, profile="native", secret="not base64!")
 
 
 def test_every_event_the_loop_makes_matches_the_documented_schema(store: RatingStore, rules) -> None:
@@ -364,12 +364,19 @@ def admin_client(site, username: str = "admin"):
 def test_an_admin_manages_endpoints_and_replays_dead_letters(web_site) -> None:
     client, token = admin_client(web_site)
     bad = client.post("/admin/webhooks", follow_redirects=True,
-                      data={"url": "ftp://nowhere", "events": ["rating.created"], "csrf_token": token})
-    assert "not an http(s) URL" in bad.data.decode()
+                      data={"url": "ftp://nowhere", "events": ["rating.created"], "profile": "gbt39046",
+                            "csrf_token": token})
+    assert "推送地址须为 http(s) 网址" in bad.data.decode()
+    unnamed = client.post("/admin/webhooks", follow_redirects=True, data={
+        "url": "https://platform.example/hooks", "events": ["rating.created"], "profile": "/etc/passwd.yaml",
+        "csrf_token": token})
+    assert "请选择报文格式" in unnamed.data.decode()  # the form names shipped profiles only, never a path
     added = client.post("/admin/webhooks", follow_redirects=True, data={
-        "url": "https://platform.example/hooks", "events": ["rating.created", "appeal.decided"], "csrf_token": token})
+        "url": "https://platform.example/hooks", "events": ["rating.created", "appeal.decided"],
+        "profile": "zj-example", "csrf_token": token})
     page = added.data.decode()
     assert "签名密钥（仅显示一次" in page and "whsec_" in page and 'data-endpoint="1"' in page
+    assert "<td>zj-example</td>" in page
     assert "whsec_" not in client.get("/admin/webhooks").data.decode()  # shown once only
     client.post("/admin/webhooks/1/disable", data={"csrf_token": token})
     with web_site.store.sessions() as session:

@@ -19,9 +19,10 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.orm import Session
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from rating_core.outbox.render import render_context
 from rating_core.ratings.store import RatingStore
 from rating_core.rules.settings import Settings
-from web import display, input_guard, security_headers
+from web import display, input_guard, metrics, security_headers
 from web.context import csrf, login_manager
 from web.ids import RecordId
 
@@ -68,6 +69,10 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
         MAX_CONTENT_LENGTH=60 * 1024 * 1024,
         # Failed sign-ins are counted here, shared by every process of the tool (web.sign_in_throttle).
         SIGN_IN_STORAGE=settings.redis_url,
+        # /metrics' readers (web/metrics.py), and the Redis /readyz asks.
+        METRICS_TOKEN=settings.metrics_token,
+        METRICS_FROM=settings.metrics_from,
+        READINESS_REDIS_URL=settings.redis_url,
     )
     app.config.update(config or {})
     if not app.config["SECRET_KEY"]:
@@ -81,6 +86,9 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
         store = RatingStore(make_engine(settings.database_url), load_rules(settings.rules_file),
                             region_code=settings.region_code, number_key=settings.number_key)
     app.extensions["hotline_store"] = store
+    # The codes a profile's body may carry, for the pull API's ?profile= (the delivery pass has its own).
+    app.extensions["hotline_render_context"] = render_context(store.rules, settings.region_code,
+                                                              settings.department_code, settings.data_source_code)
     if settings.proxies:
         # Behind a reverse proxy every request comes from the proxy: the audit log and the per-address sign-in
         # lock need the client's address, from the X-Forwarded-For the trusted proxies append to.
@@ -107,6 +115,7 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(rate.bp)
+    metrics.register(app, store)
 
     @app.teardown_appcontext
     def close_session(_error: BaseException | None) -> None:

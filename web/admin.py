@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session, joinedload
 
 from rating_core.outbox.delivery_states import DeliveryStatus
 from rating_core.outbox.outbox import EVENT_TYPES
-from rating_core.outbox.webhook_endpoints import add_endpoint, replay, rotate_secret
+from rating_core.outbox.profile import DEFAULT_PROFILE, load_profile, shipped_profiles
+from rating_core.outbox.webhook_endpoints import EndpointError, add_endpoint, replay, rotate_secret
 from rating_core.reports.cell_text import csv_text
 from rating_core.store.models import AuditEntry, WebhookDelivery, WebhookEndpoint, WebUser
 from web.audit import audit as record_audit
@@ -174,22 +175,27 @@ def webhooks() -> Any:
     counts = {(endpoint_id, status): n for endpoint_id, status, n in session.execute(
         select(WebhookDelivery.endpoint_id, WebhookDelivery.status, func.count())
         .group_by(WebhookDelivery.endpoint_id, WebhookDelivery.status))}
-    dead = session.scalars(
-        select(WebhookDelivery).where(WebhookDelivery.status == DeliveryStatus.DEAD)
+    dead, held = (session.scalars(
+        select(WebhookDelivery).where(WebhookDelivery.status == status)
         .options(joinedload(WebhookDelivery.event), joinedload(WebhookDelivery.endpoint))
         .order_by(WebhookDelivery.id).limit(500)
-    ).all()
-    return render_template("admin/webhooks.html", endpoints=endpoints, counts=counts, dead=dead,
-                           statuses=tuple(DeliveryStatus), event_types=EVENT_TYPES)
+    ).all() for status in (DeliveryStatus.DEAD, DeliveryStatus.HELD))
+    profiles = {name: load_profile(name).title for name in shipped_profiles()}
+    return render_template("admin/webhooks.html", endpoints=endpoints, counts=counts, dead=dead, held=held,
+                           statuses=tuple(DeliveryStatus), event_types=EVENT_TYPES, profiles=profiles,
+                           default_profile=DEFAULT_PROFILE)
 
 
 @bp.post("/webhooks")
 @role_required("admin")
 def add_webhook() -> Any:
     def add(session: Session) -> WebhookEndpoint:
+        profile = request.form.get("profile", "")
+        if profile not in shipped_profiles():  # the form offers the shipped ones; a file's path is the CLI's
+            raise EndpointError(f"请选择报文格式（{'、'.join(shipped_profiles())}）")
         endpoint = add_endpoint(session, request.form.get("url", "").strip(), request.form.getlist("events"),
-                                datetime.now(timezone.utc))
-        record_audit(session, "webhook_added", f"endpoint:{endpoint.id}", url=endpoint.url)
+                                datetime.now(timezone.utc), profile=profile)
+        record_audit(session, "webhook_added", f"endpoint:{endpoint.id}", url=endpoint.url, profile=profile)
         return endpoint
 
     endpoint = commit_or_flash(add)

@@ -14,8 +14,9 @@ JSON, ``{"error": "…"}`` in Chinese for the platform's people (``reason`` for 
 from __future__ import annotations
 
 import hmac
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,6 +26,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from rating_core.outbox.bodies import Bodies, Held
+from rating_core.outbox.profile import NATIVE, shipped_profiles
 from rating_core.ratings.inbound import InboundError, apply_inbound, parse_body
 from rating_core.rules.refusals import Reason
 from rating_core.store.models import OutboxEvent
@@ -121,9 +124,19 @@ def _token_ok() -> bool:
 @bp.get("/events")
 @machine_auth("bearer-token")
 def events() -> Any:
-    """Our outbox, oldest first, after ``cursor``: ``{"events": [...], "next_cursor": "…", "has_more": …}``."""
+    """Our outbox, oldest first, after ``cursor``: ``{"events": [...], "next_cursor": "…", "has_more": …}``.
+
+    With ``profile=`` (a shipped profile other than native) each event is ``{"id", "type", "rating_id",
+    "body"}``, the body as a webhook in that profile carries it; an event the profile cannot express yet is
+    ``{"id", "type", "rating_id", "held": [reasons]}``, with no body: pulled again from an earlier cursor once
+    it is fixed, it has one. Events the profile does not send are left out; the cursor moves past them.
+    """
     if not _token_ok():
         return _error(401, "须提供有效的 Bearer 令牌（HOTLINE_EVAL_PULL_TOKENS）")
+    profile = request.args.get("profile", NATIVE)
+    # Shipped names only: a path in a query string would let a caller have any YAML file on the host read.
+    if profile not in shipped_profiles():
+        return _error(400, f"profile 须为以下之一：{'、'.join(shipped_profiles())}")
     # A cursor is an outbox id we gave out: 0 to the largest id a column holds.
     cursor, limit = whole(request.args.get("cursor", "0"), most=MAX_ID), whole(request.args.get("limit", "100"),
                                                                                most=PAGE_MAX)
@@ -133,5 +146,26 @@ def events() -> Any:
         select(OutboxEvent).where(OutboxEvent.id > cursor).order_by(OutboxEvent.id).limit(limit + 1)
     ).all()
     page = rows[:limit]
-    return jsonify({"events": [row.payload for row in page],
-                    "next_cursor": str(page[-1].id if page else cursor), "has_more": len(rows) > limit})
+    answer = {"next_cursor": str(page[-1].id if page else cursor), "has_more": len(rows) > limit}
+    if profile == NATIVE:
+        return jsonify({"events": [row.payload for row in page]} | answer)
+    # Not jsonify: it sorts keys, and a profile's body keeps the profile's field order.
+    return current_app.response_class(json.dumps({"events": _rendered(page, profile)} | answer, ensure_ascii=False),
+                                      mimetype="application/json")
+
+
+def _rendered(page: Sequence[OutboxEvent], profile: str) -> list[dict[str, Any]]:
+    """The page's events in ``profile``, each body in the profile's field order (as its webhook sends it)."""
+    bodies = Bodies(current_app.extensions["hotline_render_context"])
+    listed: list[dict[str, Any]] = []
+    for event in page:
+        head: dict[str, Any] = {"id": event.event_id, "type": event.type,
+                                "rating_id": event.rating.public_id if event.rating else None}
+        try:
+            body = bodies.body(profile, event)
+        except Held as held:
+            listed.append(head | {"held": list(held.reasons)})
+            continue
+        if body is not None:
+            listed.append(head | {"body": json.loads(body.text)})
+    return listed

@@ -52,6 +52,8 @@ class SignInThrottle:
         if not storage_uri.startswith("memory"):
             # A Redis that does not answer must not hold a sign-in for long (see _fail_open).
             options = {"key_prefix": key_prefix, "socket_connect_timeout": 1.0, "socket_timeout": 1.0}
+        if storage_uri.startswith("unix://"):  # REDIS_URL as redis-py spells a socket; limits spells it so
+            storage_uri = "redis+" + storage_uri
         storage = storage_from_string(storage_uri, wrap_exceptions=True, **options)
         self._limiter = MovingWindowRateLimiter(storage)
         self._limits: dict[Scope, RateLimitItem] = {"account": parse(per_account), "address": parse(per_address)}

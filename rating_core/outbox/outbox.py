@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from rating_core.store.database import REGION_CODE
-from rating_core.store.models import CallbackTask, OutboxEvent, Rating
+from rating_core.store.models import Appeal, CallbackTask, OutboxEvent, Rating
 
 SCHEMA_VERSION = "1.0"
 EVENT_TYPES = {
@@ -79,8 +79,18 @@ def rating_payload(rating: Rating, region_code: str | None) -> dict[str, Any]:
             "rectified_at": _iso(task.rectified_at),
             "citizen_resolved": task.citizen_resolved,
             "citizen_satisfied": task.citizen_satisfied,
+            # What was done (the newest 整改情况, as the 报告单 quotes it), on every event after it.
+            "rectification": task.rectifications[-1].what if task.rectifications else None,
+            # The appeal's outcome once decided, so every later event still says a rating was found malicious.
+            "appeal": _appeal(task.appeal),
         }
     return {"rating": body, "complaint": complaint}
+
+
+def _appeal(appeal: Appeal | None) -> dict[str, Any] | None:
+    if appeal is None or appeal.decision is None:
+        return None
+    return {"decision": appeal.decision, "finding": appeal.finding, "decided_at": _iso(appeal.decided_at)}
 
 
 _HELD = "outbox_held"  # session.info key of the events held_events() holds

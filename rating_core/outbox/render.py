@@ -156,8 +156,10 @@ def _derive(name: str, payload: dict[str, Any], public_id: str, context: RenderC
     if name == "reasonable":
         return None if verdict is None else ("yes" if verdict in FIX_VERDICTS else "no")
     if name == "malicious":
-        if data.get("finding") in ("malicious", "misjudged"):
-            return "yes" if data["finding"] == "malicious" else "no"
+        appeal = (complaint or {}).get("appeal") or {}
+        finding = data.get("finding") or appeal.get("finding")
+        if finding in ("malicious", "misjudged"):
+            return "yes" if finding == "malicious" else "no"
         return "no" if rating.get("valid") else None  # not adopted for another reason: not ours to call malice
     if name == "rectified":
         if complaint is None or verdict is None or verdict == "not_adopted":

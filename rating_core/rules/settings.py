@@ -14,8 +14,10 @@ none); an empty variable counts as unset, as it always has here.
 from __future__ import annotations
 
 from collections import Counter
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -29,7 +31,8 @@ MIN_SECRET_LENGTH = 32
 MIN_DISTINCT_CHARACTERS = 8
 # The secrets this deployment makes. The SMS gateway's token and the AMI secret are not among them: their
 # issuers choose them, and refusing a short one would only stop the 补充评价 SMS or the dialer.
-SECRET_FIELDS = ("secret_key", "inbound_secret", "inbound_secret_previous", "number_key", "pull_tokens")
+SECRET_FIELDS = ("secret_key", "inbound_secret", "inbound_secret_previous", "number_key", "pull_tokens",
+                 "metrics_token")
 
 
 def weak_secret(value: str) -> str | None:
@@ -101,11 +104,48 @@ class Settings(BaseSettings):
     ami_username: str = Field("hotline-eval", validation_alias="AMI_USERNAME")
     ami_secret: str | None = Field(None, validation_alias="AMI_SECRET", repr=False)
 
+    # Who may read the web tool's /metrics (web/metrics.py): a Prometheus sending this bearer token, or one at
+    # these addresses or networks (comma-separated, as the tool sees the client: after HOTLINE_EVAL_PROXIES).
+    # Neither set: nobody, for the counts of 差评 and tasks are the centre's business.
+    metrics_token: str | None = Field(None, validation_alias="HOTLINE_EVAL_METRICS_TOKEN", repr=False)
+    metrics_from: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = Field(
+        (), validation_alias="HOTLINE_EVAL_METRICS_FROM")
+
+    # The processes' logs (hotline_eval/logging_setup.py): a line of text or a JSON object per record, stamped
+    # in this zone with its offset; Beijing time, as the tables beside them, whatever the host's own zone.
+    log_format: Literal["text", "json"] = Field("text", validation_alias="HOTLINE_EVAL_LOG_FORMAT")
+    log_timezone: str = Field("Asia/Shanghai", validation_alias="HOTLINE_EVAL_LOG_TIMEZONE")
+
     @field_validator("pull_tokens", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(token.strip() for token in value.split(",") if token.strip())
+        return value
+
+    @field_validator("metrics_from", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return tuple(ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
+            except ValueError:
+                raise ValueError("HOTLINE_EVAL_METRICS_FROM is not a comma-separated list of addresses or "
+                                 "networks (such as 127.0.0.1,10.0.5.0/24)") from None
+        return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_name(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_timezone")
+    @classmethod
+    def _zone_name(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # "Asia" is a folder of the database, not a zone
+            raise ValueError("HOTLINE_EVAL_LOG_TIMEZONE is not a time zone name (such as Asia/Shanghai)") from None
         return value
 
     @field_validator(*SECRET_FIELDS)
@@ -135,6 +175,11 @@ class Settings(BaseSettings):
     def models_dir(self) -> Path:
         """Where ``models fetch`` puts speech models and the recognisers look first."""
         return self.models_given or self.home / "models"
+
+    @property
+    def log_zone(self) -> ZoneInfo:
+        """The zone every log line is stamped in."""
+        return ZoneInfo(self.log_timezone)
 
     @property
     def inbound_secrets(self) -> tuple[str, ...]:

@@ -235,6 +235,8 @@ class CallbackTask(Base):
     rectifications: Mapped[list[Rectification]] = relationship(
         back_populates="task", order_by="Rectification.id", cascade="all, delete-orphan"
     )
+    # The unit's appeal, if one was filed (one per task); read by the outbox, written through Appeal.task.
+    appeal: Mapped[Appeal | None] = relationship(viewonly=True, uselist=False)
 
 
 class CallbackAttempt(Base):
@@ -547,13 +549,16 @@ class WebhookEndpoint(Base):
     previous_secret: Mapped[str | None] = mapped_column(String(128))
     previous_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
     event_types: Mapped[list[str]] = mapped_column(JSON)
+    # The body's format (rating_core/outbox/profile.py): a shipped profile's name or a profile file's path.
+    profile: Mapped[str] = mapped_column(String(1024), default="native", server_default="native")
     active: Mapped[bool] = mapped_column(default=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class WebhookDelivery(Base):
-    """One event to one endpoint: pending until a 2xx, dead after the retry window, replayable."""
+    """One event to one endpoint: pending until a 2xx, dead after the retry window, held while the endpoint's
+    profile cannot express it, replayable."""
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
@@ -565,7 +570,7 @@ class WebhookDelivery(Base):
     event_id: Mapped[int] = mapped_column(ForeignKey("outbox_events.id", ondelete="CASCADE"))
     endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True)
     rating_id: Mapped[int | None] = mapped_column(Integer)
-    # pending, delivered or dead: a DeliveryStatus; its moves are the table in rating_core/outbox/delivery_states.py.
+    # A DeliveryStatus; its moves are the table in rating_core/outbox/delivery_states.py.
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     first_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
@@ -573,6 +578,10 @@ class WebhookDelivery(Base):
     last_status: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(String(512))
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Held: why the profile cannot express the event (one reason a line), for the admin's page and the CLI.
+    held_reasons: Mapped[str | None] = mapped_column(Text)
+    # SHA-256 of the body last sent: a later event whose body would be the same is not sent again.
+    body_digest: Mapped[str | None] = mapped_column(String(64))
 
     event: Mapped[OutboxEvent] = relationship()
     endpoint: Mapped[WebhookEndpoint] = relationship()
