@@ -22,6 +22,7 @@ from typing import TextIO
 import click
 import uvloop
 from pydantic import ValidationError
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from hotline_eval.logging_setup import LogFormat, setup_logging
@@ -174,13 +175,43 @@ def db() -> None:
 
 @db.command("upgrade")
 @click.option("--revision", default="head", show_default=True)
-def db_upgrade(revision: str) -> None:
+@click.option("--wait", "wait_seconds", type=click.IntRange(min=0), default=0, show_default=True, metavar="SECONDS",
+              help="Wait up to SECONDS for the database to accept connections (a boot where it starts later).")
+def db_upgrade(revision: str, wait_seconds: int) -> None:
     """Apply the schema migrations."""
     from rating_core.store.migrate import upgrade
 
     engine = make_engine(settings().database_url)
+    _wait_for_database(engine, wait_seconds)
     upgrade(engine, revision)
     click.echo(f"database at {engine.url.render_as_string(hide_password=True)} is at {revision}")
+
+
+def _wait_for_database(engine: Engine, seconds: int) -> None:
+    """Until the database accepts a connection, for at most ``seconds``; then the migration goes on and, if it
+    still cannot connect, says why as it always has.
+
+    The migration unit runs at boot, perhaps before PostgreSQL (on this host or another) accepts connections.
+    Failing then would leave every unit that requires it stopped: systemd does not start them again when a
+    restarted oneshot finally succeeds. Every refusal is logged (a wrong password is waited out too, and
+    says so each time).
+    """
+    import time
+
+    from sqlalchemy.exc import OperationalError
+
+    deadline = time.monotonic() + seconds
+    pause = 1.0
+    while time.monotonic() + pause <= deadline:
+        try:
+            with engine.connect():
+                return
+        except OperationalError as exc:
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            log.warning("database at %s: %s; trying again in %.0f s",
+                        engine.url.render_as_string(hide_password=True), reason, pause)
+        time.sleep(pause)
+        pause = min(pause * 2, 10.0)
 
 
 @db.command("replay-spool")

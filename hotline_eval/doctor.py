@@ -479,8 +479,9 @@ def check_speech(deployment: Deployment) -> list[Finding]:
             found.append(ok(f"{model} ({'; '.join(uses)}): installed in {status.directory}"))
         else:
             why = "; ".join(status.problems[:SHOWN]) or "not installed"
+            # A FAIL though the server goes on keys only: callers the rules say are heard would not be.
             found.append(fail(f"{model} ({'; '.join(uses)}): {why} (hotline-eval models fetch {model}, into "
-                              f"{models_dir})"))
+                              f"{models_dir}; or keys only: speech.language null in the rules)"))
     return found
 
 

@@ -17,8 +17,10 @@ when the line is about one (:mod:`rating_core.rules.log_context`).
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import sys
 from datetime import datetime, tzinfo
 from typing import Literal, TextIO
@@ -99,11 +101,42 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+# syslog's priorities, which journald reads from a "<N>" at the start of a line (sd-daemon(3)).
+JOURNAL_PRIORITIES = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
+
+
+class JournalPriority(logging.Formatter):
+    """Another formatter's line, led by its level as journald reads it: under systemd every line on stderr is
+    otherwise filed as info, and `journalctl -p warning` would show none of our warnings or errors."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = next((number for level, number in JOURNAL_PRIORITIES if record.levelno >= level), 7)
+        return f"<{priority}>{self.inner.format(record)}"
+
+
+def writes_to_journal(stream: TextIO) -> bool:
+    """Whether ``stream`` is the journal's: systemd names the stream it connected in ``JOURNAL_STREAM``
+    (device:inode), and a process whose stderr was redirected elsewhere must not prefix its lines."""
+    given = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        status = os.fstat(stream.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):  # no file behind it (a test's StringIO)
+        return False
+    return given == f"{status.st_dev}:{status.st_ino}"
+
+
 def log_handler(log_format: LogFormat, zone: tzinfo, stream: TextIO | None = None) -> logging.Handler:
-    """A handler writing ``log_format`` lines stamped in ``zone`` to ``stream`` (stderr by default)."""
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    """A handler writing ``log_format`` lines stamped in ``zone`` to ``stream`` (stderr by default), each led by
+    its priority when the stream is systemd's journal."""
+    target = stream if stream is not None else sys.stderr
+    handler = logging.StreamHandler(target)
     handler.addFilter(LogContextFilter())
-    handler.setFormatter(JsonFormatter(zone) if log_format == "json" else ZonedTextFormatter(zone))
+    formatter: logging.Formatter = JsonFormatter(zone) if log_format == "json" else ZonedTextFormatter(zone)
+    handler.setFormatter(JournalPriority(formatter) if writes_to_journal(target) else formatter)
     return handler
 
 

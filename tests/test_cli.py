@@ -295,3 +295,60 @@ def test_dead_letters_are_listed_and_replay_spool_applies_a_dead_journal(tmp_pat
     assert listed.returncode == 0
     assert "rating_given call ghost.9  UnknownCall: no call with uniqueid 'ghost.9'" in listed.stdout
     assert "1 dead letter(s)" in listed.stdout
+
+
+@pytest.mark.postgres
+def test_db_upgrade_waits_for_a_database_that_starts_late(tmp_path: Path) -> None:
+    """The migration unit at boot: PostgreSQL is not accepting connections yet, then is; the migration waits
+    for it inside the one start (`--wait`) instead of failing and leaving every unit that requires it down."""
+    import socket
+    import threading
+
+    from sqlalchemy.engine import make_url
+
+    from conftest import POSTGRES_URL, _create_database, worker_database
+
+    name = worker_database("hotline_eval_late")
+    try:
+        _create_database(name)
+    except Exception as exc:  # the server's own words, whatever they are
+        if os.environ.get("REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL required but unusable: {exc}")
+        pytest.skip(f"PostgreSQL unusable: {exc}")
+    real = make_url(POSTGRES_URL)
+    with socket.socket() as probe:  # a port nobody listens on yet: the database "still starting"
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    late = real.set(host="127.0.0.1", port=port, database=name).render_as_string(hide_password=False)
+    env = dict(os.environ, HOTLINE_EVAL_HOME=str(tmp_path), DATABASE_URL=late)
+    migration = subprocess.Popen([CLI, "db", "upgrade", "--wait", str(int(HANG))], env=env, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert migration.stderr is not None
+    waiting = migration.stderr.readline()
+    assert "trying again in" in waiting, waiting
+    # The database comes up: a relay on that port to the real server.
+    relay = socket.create_server(("127.0.0.1", port))
+
+    def pipe(source: socket.socket, target: socket.socket) -> None:
+        with source, target:
+            while data := source.recv(65536):
+                target.sendall(data)
+
+    def serve() -> None:
+        while True:
+            try:
+                client, _ = relay.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection((real.host or "127.0.0.1", real.port or 5432))
+            threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        out, err = migration.communicate(timeout=HANG)
+    finally:
+        relay.close()
+    assert migration.returncode == 0, err[-2000:]
+    assert f"/{name} is at head" in out
+    _create_database(name)  # emptied again: the next run starts from nothing too

@@ -244,3 +244,26 @@ def test_the_cron_scheduler_runs_the_passes_and_logs_as_every_other_process(tmp_
     assert any("starting" in message for message in messages), errors
     assert any("shutdown complete" in message for message in messages), errors
     assert all(str(record["time"]).endswith("+08:00") for record in records)
+
+
+def test_under_systemd_each_line_is_led_by_its_priority_for_the_journal(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """journald files a line by a leading <N>; without it `journalctl -p warning` showed none of ours."""
+    journal_file, other_file = tmp_path / "journal", tmp_path / "elsewhere"
+    with journal_file.open("w") as journal, other_file.open("w") as other:
+        status = os.fstat(journal.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{status.st_dev}:{status.st_ino}")
+        for stream in (journal, other):
+            for log_format in ("text", "json"):
+                logger = logging.getLogger(f"test.journal.{log_format}.{stream is journal}")
+                logger.propagate = False
+                logger.setLevel(logging.INFO)
+                logger.addHandler(log_handler(log_format, BEIJING, stream))
+                logger.warning("警告")
+                logger.error("错误")
+                logger.info("信息")
+    led = journal_file.read_text(encoding="utf-8").splitlines()
+    assert [line[:3] for line in led] == ["<4>", "<3>", "<6>"] * 2
+    assert json.loads(led[3][3:])["message"] == "警告"
+    # A stderr redirected away from the journal (the same process, another file) is not prefixed.
+    assert all(not line.startswith("<") for line in other_file.read_text(encoding="utf-8").splitlines())

@@ -146,3 +146,20 @@ async def test_the_worker_waits_for_redis_and_outlives_its_restart(tmp_path: Pat
         if worker.poll() is None:
             worker.kill()
             worker.wait(HANG)
+
+
+def test_the_workers_command_listener_looks_for_a_stop_every_second() -> None:
+    """RQ 2.12's listener thread sleeps 60 s between looks, and redis-py joins it without a timeout: a stopped
+    worker then waited up to a minute. Ours looks every second, so a stop is never held up by it."""
+    from callback.rq_worker import PUBSUB_SLEEP, _Worker
+    from conftest import worker_redis_url
+
+    connection = redis.Redis.from_url(worker_redis_url(0))
+    worker = _Worker([Queue("callbacks", connection=connection)], connection=connection)
+    worker.subscribe()
+    try:
+        thread = worker.pubsub_thread
+        assert thread is not None and thread.is_alive() and thread.sleep_time == PUBSUB_SLEEP <= 1
+    finally:
+        worker.unsubscribe()
+    assert not thread.is_alive()

@@ -201,6 +201,7 @@ def test_every_exec_start_is_a_command_the_cli_has(monkeypatch: pytest.MonkeyPat
     assert run["agi"]["listen"] == "127.0.0.1:4573"
     assert run["web"]["listen"] == "127.0.0.1:8000"
     assert run["db upgrade"]["revision"] == "head"
+    assert run["db upgrade"]["wait_seconds"] >= 300  # a PostgreSQL still starting at boot is waited for
     assert not run["worker callbacks"]["burst"]
 
 
