@@ -179,12 +179,21 @@ def db() -> None:
               help="Wait up to SECONDS for the database to accept connections (a boot where it starts later).")
 def db_upgrade(revision: str, wait_seconds: int) -> None:
     """Apply the schema migrations."""
+    from sqlalchemy.exc import OperationalError
+
+    from hotline_eval.doctor import first_line
     from rating_core.store.migrate import upgrade
 
     engine = make_engine(settings().database_url)
     _wait_for_database(engine, wait_seconds)
-    upgrade(engine, revision)
+    try:
+        upgrade(engine, revision)
+    except OperationalError as exc:  # one line, logged (an error in the journal), not a traceback
+        log.error("database at %s: %s%s", engine.url.render_as_string(hide_password=True), first_line(exc),
+                  f" (waited {wait_seconds} s)" if wait_seconds else "")
+        sys.exit(1)
     click.echo(f"database at {engine.url.render_as_string(hide_password=True)} is at {revision}")
+
 
 
 def _wait_for_database(engine: Engine, seconds: int) -> None:
@@ -200,6 +209,8 @@ def _wait_for_database(engine: Engine, seconds: int) -> None:
 
     from sqlalchemy.exc import OperationalError
 
+    from hotline_eval.doctor import first_line
+
     deadline = time.monotonic() + seconds
     pause = 1.0
     while time.monotonic() + pause <= deadline:
@@ -207,9 +218,8 @@ def _wait_for_database(engine: Engine, seconds: int) -> None:
             with engine.connect():
                 return
         except OperationalError as exc:
-            reason = str(exc.orig or exc).strip().splitlines()[0]
             log.warning("database at %s: %s; trying again in %.0f s",
-                        engine.url.render_as_string(hide_password=True), reason, pause)
+                        engine.url.render_as_string(hide_password=True), first_line(exc), pause)
         time.sleep(pause)
         pause = min(pause * 2, 10.0)
 

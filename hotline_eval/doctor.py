@@ -212,7 +212,7 @@ def check_database(deployment: Deployment) -> list[Finding]:
         with deployment.engine.connect() as connection:
             current = MigrationContext.configure(connection).get_current_revision()
     except SQLAlchemyError as exc:
-        return [fail(f"cannot reach {shown}: {_first_line(exc)}")]
+        return [fail(f"cannot reach {shown}: {first_line(exc)}")]
     heads = ScriptDirectory.from_config(alembic_config(deployment.settings.database_url)).get_heads()
     if current is None:
         return [fail(f"{shown} has no schema: run `hotline-eval db upgrade`")]
@@ -547,7 +547,7 @@ def check_webhooks(deployment: Deployment) -> list[Finding]:
                 # Any answer will do, even 405 to a HEAD: the receiver is there; what it accepts is the delivery's.
                 status = client.head(url).status_code
             except httpx.HTTPError as exc:
-                why = _first_line(exc) or type(exc).__name__
+                why = first_line(exc) or type(exc).__name__
                 found.append(warn(f"endpoint {endpoint_id} {url} does not answer ({why}): deliveries retry, "
                                   f"then go dead"))
             else:
@@ -611,5 +611,8 @@ def _without_password(url: str) -> str:
     return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+def first_line(exc: BaseException) -> str:
+    """What went wrong in one line: a database driver's own words where SQLAlchemy wraps them (it adds the
+    statement and a link below), else the exception's first line."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else ""

@@ -352,3 +352,19 @@ def test_db_upgrade_waits_for_a_database_that_starts_late(tmp_path: Path) -> Non
     assert migration.returncode == 0, err[-2000:]
     assert f"/{name} is at head" in out
     _create_database(name)  # emptied again: the next run starts from nothing too
+
+
+def test_db_upgrade_against_a_database_that_never_answers_says_why_in_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, HOTLINE_EVAL_HOME=str(tmp_path),
+               DATABASE_URL=f"postgresql+psycopg://nobody:secret@127.0.0.1:{port}/none")
+    done = subprocess.run([CLI, "db", "upgrade", "--wait", "1"], capture_output=True, text=True, env=env,
+                          timeout=HANG)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and f"127.0.0.1:{port}/none: connection failed" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr and "secret" not in done.stderr
