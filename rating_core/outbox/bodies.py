@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.orm import object_session
 
-from rating_core.outbox.outbox import rating_payload
+from rating_core.outbox.outbox import rating_section
 from rating_core.outbox.profile import LoadedProfile, ProfileError, load_profile
 from rating_core.outbox.render import Refusal, RenderContext, render, validate
 from rating_core.store.database import REGION_CODE
@@ -48,11 +48,16 @@ class Body:
         return cls(text, hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
+def call_fact_holes(stored: dict[str, Any]) -> list[str]:
+    """The call's facts ``stored`` lacks: only these are looked up again."""
+    then = stored.get("rating") or {}
+    return [key for key in CALL_FACTS if then.get(key) in (None, "")]
+
+
 def with_call_facts(stored: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-    """``stored`` with the call's facts it lacked taken from ``current`` (the rating as it is now)."""
-    then, now = stored.get("rating") or {}, current.get("rating") or {}
-    learned = {key: now[key] for key in CALL_FACTS if then.get(key) in (None, "") and now.get(key) not in (None, "")}
-    return stored if not learned else {**stored, "rating": {**then, **learned}}
+    """``stored`` with the call's facts it lacked taken from ``current`` (the payload's ``rating`` as it is now)."""
+    learned = {key: current[key] for key in call_fact_holes(stored) if current.get(key) not in (None, "")}
+    return stored if not learned else {**stored, "rating": {**(stored.get("rating") or {}), **learned}}
 
 
 @dataclass
@@ -97,9 +102,11 @@ class Bodies:
         rating = event.rating
         if rating is None:
             raise Held(["该事件的评价已不在库中，无法按此格式生成报文"])
-        session = object_session(event)
-        region_code = session.info.get(REGION_CODE) if session else None
-        payload = with_call_facts(event.payload, rating_payload(rating, region_code))
+        payload = event.payload
+        if call_fact_holes(payload):  # the rating as it is now is read only when there is a hole to fill
+            session = object_session(event)
+            region_code = session.info.get(REGION_CODE) if session else None
+            payload = with_call_facts(payload, rating_section(rating, region_code))
         try:
             document = render(profile, payload, rating.public_id, self.context)
         except Refusal as exc:

@@ -38,9 +38,13 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def rating_payload(rating: Rating, region_code: str | None) -> dict[str, Any]:
+    return {"rating": rating_section(rating, region_code), "complaint": _complaint(rating.callback_task)}
+
+
+def rating_section(rating: Rating, region_code: str | None) -> dict[str, Any]:
+    """The payload's ``rating``: the rating and the facts of its call."""
     call = rating.call
-    task = rating.callback_task
-    body: dict[str, Any] = {
+    return {
         "call_uniqueid": call.uniqueid,
         "linkedid": call.linkedid,
         "hotline": call.hotline,
@@ -64,27 +68,30 @@ def rating_payload(rating: Rating, region_code: str | None) -> dict[str, Any]:
         "rated_at": _iso(rating.rated_at),
         "updated_at": _iso(rating.updated_at),
     }
-    complaint = None
-    if task is not None:
-        answered = any(attempt.outcome == "answered" for attempt in task.attempts)
-        complaint = {
-            "task_id": task.id,
-            "state": task.state,
-            "verify_by": _iso(task.verify_by),
-            "replied": answered or task.verified_at is not None,
-            "verdict": task.verdict,
-            "verdict_note": task.verdict_note,
-            "verified_at": _iso(task.verified_at),
-            "rectify_by": _iso(task.rectify_by),
-            "rectified_at": _iso(task.rectified_at),
-            "citizen_resolved": task.citizen_resolved,
-            "citizen_satisfied": task.citizen_satisfied,
-            # What was done (the newest 整改情况, as the 报告单 quotes it), on every event after it.
-            "rectification": task.rectifications[-1].what if task.rectifications else None,
-            # The appeal's outcome once decided, so every later event still says a rating was found malicious.
-            "appeal": _appeal(task.appeal),
-        }
-    return {"rating": body, "complaint": complaint}
+
+
+def _complaint(task: CallbackTask | None) -> dict[str, Any] | None:
+    """The payload's ``complaint``: the 差评's handling, None for a good rating."""
+    if task is None:
+        return None
+    answered = any(attempt.outcome == "answered" for attempt in task.attempts)
+    return {
+        "task_id": task.id,
+        "state": task.state,
+        "verify_by": _iso(task.verify_by),
+        "replied": answered or task.verified_at is not None,
+        "verdict": task.verdict,
+        "verdict_note": task.verdict_note,
+        "verified_at": _iso(task.verified_at),
+        "rectify_by": _iso(task.rectify_by),
+        "rectified_at": _iso(task.rectified_at),
+        "citizen_resolved": task.citizen_resolved,
+        "citizen_satisfied": task.citizen_satisfied,
+        # What was done (the newest 整改情况, as the 报告单 quotes it), on every event after it.
+        "rectification": task.rectifications[-1].what if task.rectifications else None,
+        # The appeal's outcome once decided, so every later event still says a rating was found malicious.
+        "appeal": _appeal(task.appeal),
+    }
 
 
 def _appeal(appeal: Appeal | None) -> dict[str, Any] | None:
