@@ -26,7 +26,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, Worker
 from rq.job import Job
 
-from callback.jobs import redis_connection, settings
+from callback.jobs import redis_connection, request_callback, settings
+from rating_core.rules.log_context import about_task
 from rating_core.rules.metrics import WORKER_JOBS
 
 log = logging.getLogger(__name__)
@@ -101,11 +102,31 @@ class _Worker(Worker):
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """Run the job in its work horse, then count how it ended here, in the process that serves the metrics
-        (a count made in the horse would end with it)."""
+        (a count made in the horse would end with it).
+
+        The whole run is about the job's task, if it has one: RQ's own lines for the job ("Job OK", the failure
+        with its traceback, a horse killed) are logged outside the job's own ``about_task``, and would carry no
+        ``task_id`` otherwise. Here it covers both processes at once: the horse is forked inside, and a fork
+        keeps the context it was made in."""
         try:
-            super().execute_job(job, queue)
+            with about_task(job_task_id(job)):
+                super().execute_job(job, queue)
         finally:
             WORKER_JOBS.labels(job_name(job), job_outcome(job)).inc()
+
+
+# The jobs about one callback task, each given the task's id as its first argument.
+TASK_JOBS = frozenset({f"{request_callback.__module__}.{request_callback.__qualname__}"})
+
+
+def job_task_id(job: Job) -> int | None:
+    """The callback task ``job`` is about, or None for a job about no one task (a pass, a transcript)."""
+    try:
+        if job.func_name in TASK_JOBS and job.args and isinstance(job.args[0], int):
+            return job.args[0]
+    except Exception:  # a job whose payload cannot be read back: RQ fails it and says why
+        return None
+    return None
 
 
 def job_name(job: Job) -> str:

@@ -214,11 +214,14 @@ def _deliver(sessions: sessionmaker[Session], client: httpx.Client, bodies: Bodi
         try:
             body = bodies.body(endpoint.profile, event)
         except Held as held:
-            delivery.status, delivery.held_reasons = delivery_move(delivery.status, DeliveryStatus.HELD), "\n".join(
-                held.reasons)
+            reasons = "\n".join(held.reasons)
+            # A recheck finding the reasons it left (release_held keeps them) has nothing new to say: thousands
+            # held for want of one setting would otherwise repeat a warning each every HOLD_RECHECK.
+            level = logging.DEBUG if delivery.held_reasons == reasons else logging.WARNING
+            delivery.status, delivery.held_reasons = delivery_move(delivery.status, DeliveryStatus.HELD), reasons
             delivery.next_attempt_at = now + HOLD_RECHECK
-            log.warning("webhooks: event %s to %s held (profile %s): %s", event.event_id, endpoint.url,
-                        endpoint.profile, held)
+            log.log(level, "webhooks: event %s (%s) to %s held (profile %s): %s", event.event_id, event.type,
+                    endpoint.url, endpoint.profile, held)
             return "held"
         if body is None:  # the endpoint's profile changed since fan-out and no longer sends this type
             log.info("webhooks: event %s (%s) is not sent to %s: profile %s does not send it", event.event_id,

@@ -278,7 +278,8 @@ def agi(listen: str, audiosocket: str, audiosocket_advertise: str | None, speech
         uvloop.run(serve_until_signalled(store, Journal(settings().spool_dir), host, port,
                                          audiosocket=_host_port(audiosocket, 9092),
                                          audiosocket_advertise=audiosocket_advertise, speech_workers=speech_workers,
-                                         speech_recordings=speech_recordings, models_dir=settings().models_dir))
+                                         speech_recordings=speech_recordings, models_dir=settings().models_dir,
+                                         notify_socket=os.environ.get("NOTIFY_SOCKET")))
     except JournalFull as exc:
         raise click.ClickException(f"{exc}: not starting, since no rating could be kept") from exc
     except PortTaken as exc:
@@ -681,6 +682,7 @@ def web(listen: str, threads: int) -> None:
     """Serve the web tool (waitress). Needs HOTLINE_EVAL_SECRET_KEY; put HTTPS in front of it."""
     import waitress
 
+    from protocols.service_manager import notify
     from web import create_app
 
     host, port = _host_port(listen, 8000)
@@ -691,7 +693,11 @@ def web(listen: str, threads: int) -> None:
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"web tool on http://{host}:{port}/")
-    waitress.serve(app, host=host, port=port, threads=threads)
+    server = waitress.create_server(app, host=host, port=port, threads=threads)
+    server.print_listen("Serving on http://{}:{}")
+    # Bound and listening: systemd's start (Type=notify) returns now, not once the process has forked.
+    notify(os.environ.get("NOTIFY_SOCKET"), READY="1", STATUS=f"serving on http://{host}:{port}/")
+    server.run()
 
 
 @main.group()

@@ -268,7 +268,7 @@ async def _ami_findings(given: Settings, contexts: list[str]) -> list[Finding]:
     try:
         session = await asyncio.wait_for(AmiSession.open(given.ami_host, given.ami_port), TIMEOUT_SECONDS)
     except (OSError, asyncio.TimeoutError, RemoteProtocolError, AmiClosed) as exc:
-        return [fail(f"cannot reach the AMI at {where}: {exc or type(exc).__name__}")]
+        return [fail(f"cannot reach the AMI at {where}: {str(exc) or type(exc).__name__}")]
     try:
         # Events off: the answers are all the doctor reads.
         login = await session.ask("Login", {"Username": given.ami_username, "Secret": given.ami_secret or "",
@@ -278,27 +278,38 @@ async def _ami_findings(given: Settings, contexts: list[str]) -> list[Finding]:
                          f"(AMI_USERNAME / AMI_SECRET, and the user's permit= in manager.conf)")]
         found = [ok(f"logged in to {where} as {given.ami_username} ({session.banner})")]
         for context in contexts:
-            answer = await session.ask("Command", {"Command": f"dialplan show {context}"})
-            found.append(_context_finding(context, answer, given.ami_username))
+            answer, listed = await session.ask_list("ShowDialPlan", {"Context": context}, "ShowDialPlanComplete")
+            found.append(_context_finding(context, answer, listed, given.ami_username))
         await session.ask("Logoff")
         return found
     except (OSError, asyncio.TimeoutError, RemoteProtocolError, AmiClosed) as exc:
-        return [fail(f"the AMI at {where} stopped answering: {exc or type(exc).__name__}")]
+        return [fail(f"the AMI at {where} stopped answering: {str(exc) or type(exc).__name__}")]
     finally:
         session.close()
 
 
-def _context_finding(context: str, answer: Message, username: str) -> Finding:
-    output = [line for line in answer.get_all("Output") if line.strip()]
+def _context_finding(context: str, answer: Message, listed: list[Message], username: str) -> Finding:
+    """What ShowDialPlan said of ``context`` (pbx.c, manager_show_dialplan): a list ending in
+    ShowDialPlanComplete with its counts, ``Did not find context …`` when there is none, or ``Permission denied``
+    when the user's write= has neither ``reporting`` nor ``config`` (the action takes either)."""
     if answer.name.lower() == "success":
-        counts = output[-1].strip("-= ") if output else "present"
-        return ok(f"dialplan context {context}: {counts}")
-    if any("There is no existence of" in line for line in output):
+        complete = listed[-1] if listed else answer
+        if complete.get("ListExtensions") == "0":  # declared, but empty (an include gone, a paste cut short)
+            return fail(f"dialplan context {context} has no extension: the dialer's calls would fail "
+                        f"(callback/asterisk/extensions.conf has a sample)")
+        extensions = _counted(complete.get("ListExtensions") or "?", "extension", "extensions")
+        priorities = _counted(complete.get("ListPriorities") or "?", "priority", "priorities")
+        return ok(f"dialplan context {context}: {extensions}, {priorities}")
+    why = answer.get("Message") or "refused"
+    if why.startswith("Did not find context"):
         return fail(f"dialplan context {context} is not in Asterisk's dialplan: the dialer's calls would fail "
                     f"(callback/asterisk/extensions.conf has a sample; match rules.yaml's callback.dialer)")
-    why = answer.get("Message") or "; ".join(output) or "refused"
-    return warn(f"dialplan context {context} not checked: `dialplan show` refused ({why}); the AMI user {username} "
-                f"needs write=command in manager.conf for this check")
+    return warn(f"dialplan context {context} not checked: ShowDialPlan refused ({why}); the AMI user {username} "
+                f"needs reporting in its write= in manager.conf for this check")
+
+
+def _counted(number: str, one: str, many: str) -> str:
+    return f"{number} {one if number == '1' else many}"
 
 
 class AmiClosed(Exception):
@@ -306,7 +317,8 @@ class AmiClosed(Exception):
 
 
 class AmiSession:
-    """One short AMI conversation over :mod:`protocols.ami`: an action, then its response.
+    """One short AMI conversation over :mod:`protocols.ami`: an action, then its response (and its list of events,
+    for an action that answers with one).
 
     Not :class:`callback.ami_client.AmiClient`: that one keeps a connection up for ever, logging and
     retrying a refused login, where the doctor wants one try and the reason it was refused.
@@ -333,13 +345,33 @@ class AmiSession:
 
     async def ask(self, action: str, fields: dict[str, str] | None = None) -> Message:
         """Send ``action`` and return its response (events and other answers are passed over)."""
-        action_id = next(self._ids)
-        self.writer.write(format_action(action, action_id, fields or {}))
-        await self.writer.drain()
+        action_id = await self._send(action, fields or {})
         while True:
             message = await asyncio.wait_for(self._next(), TIMEOUT_SECONDS)
             if isinstance(message, Message) and message.is_response and message.action_id == action_id:
                 return message
+
+    async def ask_list(self, action: str, fields: dict[str, str], complete: str) -> tuple[Message, list[Message]]:
+        """Send an action Asterisk answers with a list (``EventList: start`` on its response, then events carrying
+        its ActionID, the last one named ``complete``): the response and the list's events, ``complete`` last.
+        An error response has no list. The whole list must come within the timeout, not just each event: a
+        doctor fed one event at a time for ever would hang as surely as one fed nothing."""
+        async with asyncio.timeout(TIMEOUT_SECONDS):
+            response = await self.ask(action, fields)
+            listed: list[Message] = []
+            if (response.get("EventList") or "").lower() != "start":
+                return response, listed
+            while not listed or listed[-1].name.lower() != complete.lower():
+                message = await self._next()
+                if isinstance(message, Message) and message.is_event and message.action_id == response.action_id:
+                    listed.append(message)
+            return response, listed
+
+    async def _send(self, action: str, fields: dict[str, str]) -> str:
+        action_id = next(self._ids)
+        self.writer.write(format_action(action, action_id, fields))
+        await self.writer.drain()
+        return action_id
 
     async def _next(self) -> Banner | Message:
         while True:

@@ -23,6 +23,7 @@ from ivr.speech_listener import RatingListener, SpeechListener
 from ivr.speech_workers import GrammarSpec, RecognizerPool
 from ivr.store_process import StoreProcess
 from ivr.verification_flow import verify
+from protocols.service_manager import notify
 from rating_core.complaints.callback_tasks import VerificationCall
 from rating_core.events.journal import Journal, Position
 from rating_core.ratings.store import RatingStore
@@ -222,7 +223,9 @@ async def serve_until_signalled(store: RatingStore, journal: Journal, host: str,
                                 audiosocket: tuple[str, int] = ("127.0.0.1", 9092),
                                 audiosocket_advertise: str | None = None, speech_workers: int = 2,
                                 speech_recordings: tuple[str, Path] | None = None,
-                                models_dir: Path | None = None) -> None:
+                                models_dir: Path | None = None, notify_socket: str | None = None) -> None:
+    """Serve calls until SIGINT or SIGTERM, then drain; ``notify_socket`` (systemd's ``$NOTIFY_SOCKET``) hears
+    READY=1 once the port takes calls, and STOPPING=1 when the drain begins."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -234,6 +237,8 @@ async def serve_until_signalled(store: RatingStore, journal: Journal, host: str,
     ):
         log.info("FastAGI server listening on %s:%d (hotlines: %s)", host, ivr.server.port,
                  ", ".join(store.rules.hotlines))
+        notify(notify_socket, READY="1", STATUS=f"listening on {host}:{ivr.server.port}")
         tune_garbage_collector()
         await stop.wait()
         log.info("stopping: waiting for %d call(s) in progress", len(ivr.server.active))
+        notify(notify_socket, STOPPING="1", STATUS=f"stopping: {len(ivr.server.active)} call(s) in progress")

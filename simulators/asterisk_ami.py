@@ -6,8 +6,9 @@ is refused after one second and the connection closed), Ping, Logoff,
 Originate with ``Async: true`` answered by ``Response: Success`` and later an
 ``OriginateResponse``, channel events with the 14-line snapshot, the five
 outcomes with their Reason and Q.850 causes, ``Status`` by channel name or
-uniqueid, ``Command: dialplan show CONTEXT``, and the login's ``Events:``
-filter. Event order is shuffled where a real Asterisk's is not stable (the
+uniqueid, ``ShowDialPlan``, the login's ``Events:`` filter, and the user's
+``write=`` (an action it does not allow is ``Permission denied``). Event
+order is shuffled where a real Asterisk's is not stable (the
 OriginateResponse drifts), so clients cannot come to depend on one order.
 
 Who answers is decided per citizen number by ``behaviour``: ``answer``,
@@ -46,6 +47,10 @@ CAUSE_TEXT = {
 }
 BEHAVIOURS = ("answer", "busy", "noanswer", "reject", "congest", "unallocated")
 KNOWN_TECHS = ("Local", "PJSIP", "SIP", "IAX2", "DAHDI")
+# The write= classes that allow each action, any one of them (the authority its ast_manager_register call gives,
+# manager.c and pbx.c); an action not named here needs none.
+AUTHORITY = {"originate": {"originate"}, "status": {"system", "call", "reporting"},
+             "showdialplan": {"config", "reporting"}}
 
 
 @dataclass
@@ -104,11 +109,13 @@ class SimulatedAsterisk:
         self, *, username: str = "hotline-eval", secret: str = "hotline-eval",
         behaviour: Callable[[str], str] | None = None, talk_seconds: float = 0.3,
         ring_seconds: float | None = None, seed: int | None = None, dialplan: dict[str, ContextScript] | None = None,
-        contexts: tuple[str, ...] = (),
+        contexts: tuple[str, ...] = (), write: str = "all",
     ) -> None:
         self.username, self.secret = username, secret
+        # The user's write= in manager.conf: a comma-separated list of classes, or "all".
+        self.write = {p.strip().lower() for p in write.split(",")}
         self.dialplan = dialplan or {}
-        # Contexts `dialplan show` finds besides the scripted ones (whose answered legs simply hang up).
+        # Contexts ShowDialPlan finds besides the scripted ones (whose answered legs simply hang up).
         self.contexts = contexts
         self.behaviour = behaviour or (lambda number: "answer")
         self.talk_seconds = talk_seconds
@@ -208,6 +215,10 @@ class SimulatedAsterisk:
         if not conn.logged_in:
             conn.send([("Response", "Error"), *head, ("Message", "Permission denied")])
             return True
+        allowed = AUTHORITY.get(name)
+        if allowed is not None and "all" not in self.write and not allowed & self.write:
+            conn.send([("Response", "Error"), *head, ("Message", "Permission denied")])
+            return True
         if name == "ping":
             conn.send([("Response", "Success"), *head, ("Ping", "Pong"), ("Timestamp", f"{time.time():.6f}")])
         elif name == "logoff":
@@ -220,32 +231,36 @@ class SimulatedAsterisk:
             self._originate(conn, action, head)
         elif name == "status":
             self._status(conn, action, head)
-        elif name == "command":
-            self._command(conn, action, head)
+        elif name == "showdialplan":
+            self._show_dialplan(conn, action, head)
         else:
             conn.send([("Response", "Error"), *head, ("Message", f"Invalid/unknown command: {action.get('Action')}. "
                                                                "Use Action: ListCommands to show available commands.")])
         return True
 
-    def _command(self, conn: _Connection, action: Message, head: list[tuple[str, str]]) -> None:
-        """A CLI command, answered as manager.c's action_command does (its output a line per ``Output:``, the
-        response ``Error`` when the command failed); of the CLI, only ``dialplan show CONTEXT`` (pbx.c)."""
-        command = " ".join((action.get("Command") or "").split())
-        words = command.split(" ")
-        if words[:2] == ["dialplan", "show"] and len(words) == 3:
-            context = words[2]
-            if context in self.dialplan or context in self.contexts:
-                output = [f"[ Context '{context}' created by 'pbx_config' ]",
-                          "  %-17s %-45s [%s]" % ("'s' =>", "1. NoOp(simulated)", "pbx_config"), "",
-                          "-= 1 extension (1 priority) in 1 context. =-"]
-                conn.send([("Response", "Success"), *head, ("Message", "Command output follows"),
-                           *(("Output", line) for line in output)])
-                return
-            output = [f"There is no existence of '{context}' context", f"Command '{command}' failed."]
-        else:
-            output = [f"No such command '{command}' (type 'core show help {command}' for other possible commands)"]
-        conn.send([("Response", "Error"), *head, ("Message", "Command output follows"),
-                   *(("Output", line) for line in output)])
+    def _show_dialplan(self, conn: _Connection, action: Message, head: list[tuple[str, str]]) -> None:
+        """As pbx.c's manager_show_dialplan answers: the contexts asked for (``Context:``, else all), each a
+        simulated ``s,1,NoOp(simulated)``, as ``ListDialplan`` events between a listack and
+        ``ShowDialPlanComplete`` with its counts; a context that is not there (or an extension, matched here
+        literally) is an error with no list. These events are written to the asker alone, with no Privilege or
+        Timestamp and whatever its ``Events:`` filter (astman_append, not manager_event)."""
+        wanted, exten = action.get("Context") or "", action.get("Extension") or ""
+        known = list(dict.fromkeys([*self.dialplan, *self.contexts]))
+        contexts = [c for c in known if c == wanted] if wanted else known
+        if wanted and not contexts:
+            conn.send([("Response", "Error"), *head, ("Message", f"Did not find context {wanted}")])
+            return
+        if exten and exten != "s":
+            where = f"{exten}@{wanted}" if wanted else f"{exten} in any context"
+            conn.send([("Response", "Error"), *head, ("Message", f"Did not find extension {where}")])
+            return
+        conn.send([("Response", "Success"), *head, ("EventList", "start"), ("Message", "DialPlan list will follow")])
+        for context in contexts:
+            conn.send([("Event", "ListDialplan"), *head, ("Context", context), ("Extension", "s"), ("Priority", "1"),
+                       ("Application", "NoOp"), ("AppData", "simulated"), ("Registrar", "pbx_config")])
+        count = str(len(contexts))
+        conn.send([("Event", "ShowDialPlanComplete"), *head, ("EventList", "Complete"), ("ListItems", count),
+                   ("ListExtensions", count), ("ListPriorities", count), ("ListContexts", count)])
 
     def _originate(self, conn: _Connection, action: Message, head: list[tuple[str, str]]) -> None:
         channel = action.get("Channel")

@@ -14,7 +14,7 @@ import weakref
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -375,17 +375,23 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return WholePbxModules(config, log)
 
 
+def unavailable(why: str) -> NoReturn:
+    """A real part this host cannot give (Asterisk, the install test's Debian): a failure under REQUIRE_PBX
+    (``make test``), a skip otherwise."""
+    if os.environ.get("REQUIRE_PBX"):
+        pytest.fail(why)
+    pytest.skip(why)
+
+
 @pytest.fixture(scope="session")
 def asterisk_build() -> None:
-    """Asterisk built (once per machine); REQUIRE_PBX turns "cannot be built here" into a failure."""
+    """Asterisk built (once per machine)."""
     from real_pbx import PbxUnavailable, ensure_built
 
     try:
         ensure_built()
     except PbxUnavailable as exc:
-        if os.environ.get("REQUIRE_PBX"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
+        unavailable(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from sqlalchemy import select
@@ -51,6 +51,7 @@ CONFIG = Path(__file__).with_name("pbx")
 VERSION = "22.10.1"
 PREFIX = Path(os.environ.get("ASTERISK_PREFIX", f"/opt/asterisk-{VERSION}"))
 AMI_USER, AMI_SECRET = "hotline-eval", "test-pbx-secret"
+SAMPLE_AMI_USER = "hotline-eval-sample"  # ivr/asterisk/manager.conf's permissions, with the same secret
 THINK = 0.6  # seconds a caller takes to react to a prompt: past the 0.25 s beep before a recording
 
 
@@ -85,8 +86,31 @@ def free_port() -> int:
 # -- the PBX ----------------------------------------------------------------------------------
 
 
+def rendered(template: Path, values: dict[str, str]) -> str:
+    """A file of ``tests/pbx/`` with its ``@{name}`` placeholders filled in (a name without a value: KeyError)."""
+    return re.sub(r"@\{(\w+)\}", lambda m: values[m.group(1)], template.read_text(encoding="utf-8"))
+
+
+class Switchboard(Protocol):
+    """What the robot needs of an Asterisk: its AMI, with a user allowed everything, and its sounds folder (where
+    the callers' clips go)."""
+
+    @property
+    def ami_host(self) -> str: ...
+    @property
+    def ami_port(self) -> int: ...
+    @property
+    def ami_username(self) -> str: ...
+    @property
+    def ami_secret(self) -> str: ...
+    @property
+    def sounds(self) -> Path: ...
+
+
 class Pbx:
     """One Asterisk, its configuration rendered into ``home/etc`` from ``tests/pbx/``."""
+
+    ami_host, ami_username, ami_secret = "127.0.0.1", AMI_USER, AMI_SECRET
 
     def __init__(self, home: Path, *, fastagi_port: int | None = None) -> None:
         self.home = home
@@ -109,8 +133,7 @@ class Pbx:
         for folder in ("etc", "lib", "agi-bin", "run", "log", "spool", "data"):
             (self.home / folder).mkdir(parents=True, exist_ok=True)
         for template in CONFIG.glob("*.conf"):
-            text = re.sub(r"@\{(\w+)\}", lambda m: values[m.group(1)], template.read_text(encoding="utf-8"))
-            (self.home / "etc" / template.name).write_text(text, encoding="utf-8")
+            (self.home / "etc" / template.name).write_text(rendered(template, values), encoding="utf-8")
         # The XML documentation the core needs to start lives with the install; the sounds are ours:
         # the shipped prompts where the sample dialplan expects them, a beep, and what callers say.
         documentation = self.home / "data" / "documentation"
@@ -288,7 +311,9 @@ class Dialer(Service):
 
     def __init__(self, pbx: Pbx, home: Path, database_url: str, rules: dict[str, Any]) -> None:
         super().__init__(home, database_url, rules, ["dialer"], name="dialer", ready="AMI connected")
-        self.env |= {"AMI_HOST": "127.0.0.1", "AMI_PORT": str(pbx.ami_port), "AMI_USERNAME": AMI_USER,
+        # As the sample's user (tests/pbx/manager.conf's copy of its read= and write=): what the dialer does here
+        # is what those permissions allow.
+        self.env |= {"AMI_HOST": "127.0.0.1", "AMI_PORT": str(pbx.ami_port), "AMI_USERNAME": SAMPLE_AMI_USER,
                      "AMI_SECRET": AMI_SECRET}
 
 
@@ -346,11 +371,11 @@ def waits_for_the_caller(words: list[str]) -> bool:
 class Robot:
     """Places calls on the PBX and plays the caller (or the citizen called back) on each."""
 
-    def __init__(self, pbx: Pbx) -> None:
+    def __init__(self, pbx: Switchboard) -> None:
         self.pbx = pbx
         self.calls: dict[str, PbxCall] = {}
         self.events: list[Message] = []
-        self.client = AmiClient("127.0.0.1", pbx.ami_port, AMI_USER, AMI_SECRET, on_event=self._on_event,
+        self.client = AmiClient(pbx.ami_host, pbx.ami_port, pbx.ami_username, pbx.ami_secret, on_event=self._on_event,
                                 events="on", backoff_max=1.0, name="robot")
         self._runner: asyncio.Task[None] | None = None
         self._actions: set[asyncio.Task[None]] = set()
@@ -376,17 +401,19 @@ class Robot:
 
     # -- placing ------------------------------------------------------------------------------
 
-    async def call(self, caller: Caller, hotline: str, *, server: FastAgi | None = None) -> PbxCall:
+    async def call(self, caller: Caller, hotline: str, *, server: FastAgi | None = None,
+                   dialled: tuple[str, str] = ("postcall-eval", "s")) -> PbxCall:
         """A caller who has just been served, handed to the evaluation by the sample dialplan's
         ``postcall-eval``; ``server`` when not the one its HOTLINE_EVAL_AGI names (the channel's own
-        variable of that name comes before the global)."""
+        variable of that name comes before the global). ``dialled``: another (context, extension) that starts the
+        evaluation, such as the sample's test line ``("eval-test", "8000")``."""
         uniqueid = f"{int(time.time())}.{uuid.uuid4().hex[:10]}"
         call = self.expect(uniqueid, caller.reactions)
         variables = {"EVAL_HOTLINE": hotline, **caller.variables}
         if server is not None:
             variables["HOTLINE_EVAL_AGI"] = server.url
         await self.client.send("Originate", originate_fields(
-            channel="Local/wait@caller/n", context="postcall-eval", exten="s", priority=1,
+            channel="Local/wait@caller/n", context=dialled[0], exten=dialled[1], priority=1,
             caller_id=f'"{caller.callerid}" <{caller.callerid}>', timeout_ms=30000,
             channel_id=uniqueid, other_channel_id=call.peer, variables=variables))
         return call

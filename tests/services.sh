@@ -3,9 +3,10 @@
 # espeak-ng (prompt building), a PostgreSQL server with a test database, a
 # Redis server (RQ), Debian's Chromium (the web tool's browser tests, driven
 # by Playwright at /usr/bin/chromium: Playwright's own browser download is not
-# reachable from here), and a real Asterisk 22 (the real-PBX tests: built once
+# reachable from here), a real Asterisk 22 (the real-PBX tests: built once
 # from its source, ../shared/asterisk or $ASTERISK_SOURCE, into /opt; the tests
-# start and stop their own).
+# start and stop their own), and a fresh Debian 12 root for the install test
+# (tests/debian_root.sh: debootstrapped once into /opt, booted by the test).
 # Idempotent; safe to run before every test run. Needs root for apt-get.
 set -euo pipefail
 
@@ -66,3 +67,8 @@ if [ ! -f "$ASTERISK_PREFIX/.built-22.10.1" ]; then
     bash "$source_dir/build-asterisk.sh" "$ASTERISK_PREFIX"
 fi
 echo "services: Asterisk ready at $ASTERISK_PREFIX"
+
+# The README's install, followed under a real systemd (tests/test_pbx_install.py), boots this root.
+# Not fatal here: without it the tier fails (REQUIRE_PBX) or is skipped, and says why.
+bash "$(dirname "$0")/debian_root.sh" "${HOTLINE_EVAL_DEBIAN_ROOT:-/opt/hotline-eval-debian-12}" "$ASTERISK_PREFIX" ||
+    echo "services: no Debian root for the install test (tests/debian_root.sh failed)"

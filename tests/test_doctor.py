@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import chinese_calendar
 import pytest
@@ -29,19 +30,23 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
 from conftest import worker_redis_url
+from hotline_eval import doctor
 from hotline_eval.cli import main
-from hotline_eval.doctor import Status, _context_finding
 from ivr.prompts import SOUNDS_DIR
 from protocols.ami import Message
 from rating_core.outbox.webhook_endpoints import add_endpoint
 from rating_core.rules.rulebook import DEFAULT_RULES_FILE
+from rating_core.rules.settings import Settings
 from rating_core.store.database import make_engine
 from rating_core.store.migrate import alembic_config, upgrade
 from rating_core.store.models import CalendarOverride
-from simulators.asterisk_ami import SimulatedAsterisk
+from simulators.asterisk_ami import SimulatedAsterisk, _Connection
 
 AMI_SECRET = "doctor-test-secret"
 DIALER_CONTEXTS = ("callback-bridge", "callback-verify", "callback-agents")
+# The write= of the sample AMI user a centre pastes: what the doctor's AMI check is tested with.
+SAMPLE_MANAGER_CONF = Path(__file__).resolve().parent.parent / "ivr" / "asterisk" / "manager.conf"
+SAMPLE_WRITE = re.findall(r"^write\s*=\s*(\S+)", SAMPLE_MANAGER_CONF.read_text(encoding="utf-8"), re.MULTILINE)[0]
 # A time whose year and the next are both in chinesecalendar (the check's good case, whatever the date today).
 KNOWN_YEARS = "2025-06-01T12:00:00+08:00"
 
@@ -53,12 +58,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def simulated_ami(contexts: tuple[str, ...] = DIALER_CONTEXTS) -> Iterator[SimulatedAsterisk]:
-    """The simulated Asterisk's AMI, served from a thread with its own loop while the doctor runs its own."""
+def simulated_ami(contexts: tuple[str, ...] = DIALER_CONTEXTS, write: str = SAMPLE_WRITE,
+                  kind: type[SimulatedAsterisk] = SimulatedAsterisk) -> Iterator[SimulatedAsterisk]:
+    """The simulated Asterisk's AMI, served from a thread with its own loop while the doctor runs its own; its user
+    may do what ``write`` (manager.conf's write=) allows."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    sim = SimulatedAsterisk(secret=AMI_SECRET, contexts=contexts)
+    sim = kind(secret=AMI_SECRET, contexts=contexts, write=write)
     asyncio.run_coroutine_threadsafe(sim.start(), loop).result(10)
     try:
         yield sim
@@ -267,7 +274,36 @@ def test_a_dialer_context_missing_from_the_dialplan_fails(sqlite_engine: Engine,
         site.engine.dispose()
     assert result.exit_code == 1
     one(result, "ami", "FAIL", "dialplan context callback-agents is not in Asterisk's dialplan")
-    one(result, "ami", "ok", "dialplan context callback-verify: 1 extension (1 priority) in 1 context.")
+    one(result, "ami", "ok", "dialplan context callback-verify: 1 extension, 1 priority")
+
+
+class _EndlessDialplan(SimulatedAsterisk):
+    """An Asterisk whose ShowDialPlan list never ends: events keep coming, the completion event never does."""
+
+    trickles: ClassVar[set[asyncio.Task[None]]] = set()  # held, so that no trickle is collected while it runs
+
+    def _show_dialplan(self, conn: _Connection, action: Message, head: list[tuple[str, str]]) -> None:
+        conn.send([("Response", "Success"), *head, ("EventList", "start"), ("Message", "DialPlan list will follow")])
+
+        async def trickle() -> None:
+            while not conn.writer.is_closing():
+                conn.send([("Event", "ListDialplan"), *head, ("Context", "callback-verify"), ("Extension", "s"),
+                           ("Priority", "1"), ("Application", "NoOp"), ("AppData", ""), ("Registrar", "pbx_config")])
+                await asyncio.sleep(doctor.TIMEOUT_SECONDS / 10)
+
+        task = asyncio.create_task(trickle())
+        self.trickles.add(task)
+        task.add_done_callback(self.trickles.discard)
+
+
+def test_a_dialplan_list_that_never_ends_fails_within_the_timeout() -> None:
+    """The timeout covers the whole list, not each event: a list that trickles on for ever (an event every tenth
+    of the timeout, so no single wait runs out) is a failure too."""
+    with simulated_ami(kind=_EndlessDialplan) as ami:
+        given = Settings(AMI_HOST="127.0.0.1", AMI_PORT=ami.port, AMI_SECRET=AMI_SECRET)
+        # The outer bound only keeps a doctor without a timeout from hanging the suite.
+        found = asyncio.run(asyncio.wait_for(doctor._ami_findings(given, ["callback-verify"]), 30))
+    assert found == [doctor.fail(f"the AMI at 127.0.0.1:{ami.port} stopped answering: TimeoutError")]
 
 
 def test_no_dialer_configured_is_a_warning(sqlite_site: Site) -> None:
@@ -277,12 +313,20 @@ def test_no_dialer_configured_is_a_warning(sqlite_site: Site) -> None:
                                                 "not dialled")]
 
 
-def test_an_ami_user_without_the_command_privilege_is_a_warning() -> None:
-    """Asterisk's answer to an action the user's write= does not allow (manager.c: "Permission denied")."""
-    denied = Message((("Response", "Error"), ("ActionID", "doctor-2"), ("Message", "Permission denied")))
-    finding = _context_finding("callback-verify", denied, "hotline-eval")
-    assert finding.status is Status.WARN
-    assert "not checked: `dialplan show` refused (Permission denied)" in finding.text
+def test_an_ami_user_whose_write_does_not_allow_showdialplan_is_a_warning(sqlite_engine: Engine,
+                                                                          tmp_path: Path) -> None:
+    """The sample user's write= before it had ``reporting``: Asterisk refuses ShowDialPlan ("Permission denied"),
+    the login and the dialer's own actions still work, so the contexts are not checked, not failed."""
+    with simulated_ami(write="system,call,originate") as ami, webhook_receiver() as url:
+        site = Site(tmp_path, sqlite_engine.url.render_as_string(hide_password=False), ami.port, url)
+        result = site.doctor()
+        site.engine.dispose()
+    assert result.exit_code == 0, result.output
+    one(result, "ami", "ok", "logged in to 127.0.0.1:")
+    for context in DIALER_CONTEXTS:
+        line = one(result, "ami", "warn", f"dialplan context {context} not checked")
+        assert "ShowDialPlan refused (Permission denied)" in line
+        assert "needs reporting in its write=" in line
 
 
 def test_a_taken_port_fails_unless_the_servers_are_said_to_be_running(sqlite_site: Site) -> None:

@@ -8,22 +8,15 @@ checkout's files and compared with the files the packages hold.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from release import copy_release, sources
+
 PACKAGES = ("protocols", "rating_core", "ivr", "callback", "delivery", "web", "speech_models", "simulators",
             "hotline_eval")
-
-
-def sources() -> list[str]:
-    """The checkout's files, committed or not, without what .gitignore leaves out (build/, *.egg-info, …)."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, text=True, check=True)
-    return [name for name in listed.stdout.splitlines() if (ROOT / name).is_file()]
 
 
 def test_the_wheel_carries_every_file_the_packages_hold(tmp_path: Path) -> None:
@@ -32,10 +25,7 @@ def test_the_wheel_carries_every_file_the_packages_hold(tmp_path: Path) -> None:
     assert any(name.endswith("manifest.json") for name in expected)
     # Built from a copy of those files: a build/ folder or an egg-info left in the checkout by an earlier build
     # would otherwise lend the wheel what the package data no longer names.
-    tree = tmp_path / "tree"
-    for name in files:
-        (tree / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, tree / name)
+    tree = copy_release(tmp_path / "tree", files)
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                             "-w", str(tmp_path / "dist"), str(tree)], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr[-2000:]

@@ -272,7 +272,7 @@ async def test_the_sample_dialplan_sends_a_refused_call_to_the_other_server_and_
     one of the two servers, and to the other only when the first refused the connection; a call that was
     served and ended with AGISTATUS=FAILURE (a prompt that would not play) is not evaluated again. (That one
     the server's HANGUP ends; the dialplan's time guard is for a server that closes without hanging up after
-    a failed command, which no flow here does on purpose.)"""
+    a failed command: the next test.)"""
     database = fresh_postgres_database("hotline_eval_scale_out_pbx")
     closed = f"agi://127.0.0.1:{pbx_free_port()}"  # nothing listens there: a server that is down
     with running_pbx(tmp_path / "pbx") as pbx:
@@ -316,3 +316,65 @@ async def test_the_sample_dialplan_sends_a_refused_call_to_the_other_server_and_
     assert served_failing.agistatus == "FAILURE" and not noted[served_failing.uniqueid], served_failing
     assert stored[served_failing.uniqueid] == 1
     assert sum(served_failing.uniqueid in server.log() for server in servers) == 1
+
+
+class StandIn:
+    """A FastAGI server that takes a call, keeps it ``hold`` seconds, then runs one command that fails (a sound
+    that is not there) and closes without hanging up: a server that served the call, then broke. It notes each
+    call it was given in ``given``, (its name, the call's uniqueid), in order, beside the other stand-ins'."""
+
+    def __init__(self, name: str, hold: float, given: list[tuple[str, str]]) -> None:
+        self.name, self.hold, self.given = name, hold, given
+        self.server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"agi://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def __aenter__(self) -> StandIn:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        environment = (await reader.readuntil(b"\n\n")).decode()
+        uniqueid = re.search(r"^agi_uniqueid: (.*)$", environment, flags=re.M)
+        assert uniqueid, environment
+        self.given.append((self.name, uniqueid.group(1)))
+        await asyncio.sleep(self.hold)
+        writer.write(b'STREAM FILE hotline-eval-nowhere/none ""\n')
+        await writer.drain()
+        await reader.readline()  # 200 result=-1 endpos=0
+        writer.close()
+
+
+@pytest.mark.pbx
+async def test_the_sample_dialplan_tries_the_other_server_only_after_a_quick_failure(pbx: Any) -> None:
+    """[hotline-eval-agi]'s time guard: AGISTATUS=FAILURE within 3 s of the AGI's start is taken for a server that
+    could not serve (the other is tried); later, for one that served the call and then broke (the caller has
+    rated or hung up: the other would ask again, so nothing more)."""
+    given: list[tuple[str, str]] = []
+    async with (StandIn("quick", 0, given) as quick, StandIn("late", 5, given) as late,
+                StandIn("other", 0, given) as other, Robot(pbx) as robot):
+
+        def servers(call: PbxCall) -> list[str]:
+            return [name for name, uniqueid in given if uniqueid == call.uniqueid]
+
+        # The Gosub picks either server first at random (a fair coin): a call is placed until its stand-in was the
+        # first pick, 30 tries at most (one chance in a billion of 30 tails).
+        tried = {}
+        for first in (quick, late):
+            for _ in range(30):
+                call = await robot.finished(await robot.call(Caller([], callerid="13812345678", variables={
+                    "EVAL_AGENT": "1024", "HOTLINE_EVAL_AGI": first.url, "HOTLINE_EVAL_AGI_2": other.url}), "12345"))
+                if servers(call)[:1] == [first.name]:
+                    tried[first.name] = servers(call)
+                    break
+            else:
+                raise AssertionError(f"{first.name} was never tried first in 30 calls: {given}")
+    assert tried == {"quick": ["quick", "other"],  # failed at once: sent on to the other
+                     "late": ["late"]}  # failed after serving 5 s: not evaluated again

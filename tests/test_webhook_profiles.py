@@ -9,6 +9,7 @@ delivery around them.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import shutil
 from collections.abc import Iterator
@@ -165,6 +166,36 @@ def test_a_missing_setting_holds_and_a_replay_renders_again_at_once(store: Ratin
     assert run(store, client, T0 + timedelta(days=30, minutes=1), rules).delivered == 1
     [body] = platform.bodies("zj.example")
     assert body["deptCode"] == DEPARTMENT and body["pf"] == "5"
+
+
+def test_a_hold_warns_once_and_again_only_when_its_reasons_change(store: RatingStore, rules: Rules,
+                                                                   platform: Platform, client: httpx.Client,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """Thousands held for want of one setting must not repeat a warning each at every recheck."""
+    subscribe(store, "zj.example", "zj-example")
+    call(store)
+    caplog.set_level(logging.DEBUG, logger="delivery.webhooks")
+
+    def logged(at: datetime, **codes: str | None) -> list[tuple[int, str]]:
+        caplog.clear()
+        run(store, client, at, rules, **codes)
+        return [(record.levelno, record.getMessage()) for record in caplog.records
+                if record.name == "delivery.webhooks"]
+
+    [(level, line)] = logged(T0 + timedelta(minutes=1), department_code=None)
+    assert level == logging.WARNING and "\n" not in line
+    assert "(rating.created) to https://zj.example/hooks held (profile zj-example)" in line
+    assert line.endswith("缺少必填项“部门统一社会信用代码”（deptCode）：未设置 HOTLINE_EVAL_DEPARTMENT_CODE")
+    # The recheck finds the same reason: said for whoever runs with -v, not warned again.
+    recheck = T0 + timedelta(minutes=1) + HOLD_RECHECK
+    assert logged(recheck, department_code=None) == [(logging.DEBUG, line)]
+    # Another reason joins it: that is news, and the warning names both.
+    [(level, changed)] = logged(recheck + HOLD_RECHECK, department_code=None, region_code=None)
+    assert level == logging.WARNING and "HOTLINE_EVAL_DEPARTMENT_CODE" in changed
+    assert "HOTLINE_EVAL_REGION_CODE" in changed
+    # Released once the settings are given: it goes, and the release logs what it always did (nothing).
+    assert logged(recheck + 2 * HOLD_RECHECK) == []
+    assert [body["deptCode"] for body in platform.bodies("zj.example")] == [DEPARTMENT]
 
 
 def test_a_voice_message_goes_to_native_but_is_not_sent_twice_in_a_profile_without_it(
