@@ -114,11 +114,10 @@ def deliver_webhooks() -> dict[str, int]:
     import httpx
 
     from delivery.webhooks import deliver_pass
-    from rating_core.outbox.render import render_context
+    from rating_core.outbox.render import deployment_context
 
     sessions, rules = _store()
-    given = settings()
-    context = render_context(rules, given.region_code, given.department_code, given.data_source_code)
+    context = deployment_context(rules, settings())
     with httpx.Client() as client:
         result = deliver_pass(sessions, client, context=context)
     return {"fanned_out": result.fanned_out, "delivered": result.delivered, "failed": result.failed,

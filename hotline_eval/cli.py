@@ -596,7 +596,10 @@ def callbacks_run_due(now_iso: str | None) -> None:
 @click.option("--burst", is_flag=True, help="Run the jobs waiting now, then exit.")
 @click.option("--queue", "queues", multiple=True, type=click.Choice(["callbacks", "transcripts"]),
               help="Queues to serve, first first (default: callbacks, then transcripts).")
-@click.option("--metrics", "metrics_at", default=None, metavar="HOST:PORT", help=METRICS_HELP)
+# Also from the environment: the unit is a template, and each instance's drop-in gives its own port
+# (deploy/systemd/hotline-eval-worker@callbacks.service.d/metrics.conf).
+@click.option("--metrics", "metrics_at", default=None, metavar="HOST:PORT", envvar="HOTLINE_EVAL_WORKER_METRICS",
+              show_envvar=True, help=METRICS_HELP)
 def worker(burst: bool, queues: tuple[str, ...], metrics_at: str | None) -> None:
     """Run an RQ worker (with the scheduler) for the callback queue and the voice message transcripts."""
     from callback.jobs import QUEUE_NAME, TRANSCRIPT_QUEUE_NAME
@@ -963,12 +966,12 @@ def webhooks_render(profile_name: str, rating_ref: str, event_type: str | None) 
 
     from rating_core.outbox.bodies import Bodies, Held
     from rating_core.outbox.profile import ProfileError
-    from rating_core.outbox.render import render_context
+    from rating_core.outbox.render import deployment_context
     from rating_core.store.models import OutboxEvent, Rating
 
     given = settings()
     store = open_store(given)
-    bodies = Bodies(render_context(store.rules, given.region_code, given.department_code, given.data_source_code))
+    bodies = Bodies(deployment_context(store.rules, given))
     try:
         bodies.profile(profile_name)
     except ProfileError as exc:

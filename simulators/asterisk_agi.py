@@ -525,7 +525,7 @@ class CallResult:
     channel: SimulatedChannel
     closed_by_server: bool = False
     error: str | None = None
-    turn_seconds: list[float] = field(default_factory=list)  # our send → server's next command
+    turn_seconds: list[float] = field(default_factory=list)  # our send → server's next command, while the caller is on
 
     @property
     def agistatus(self) -> str:
@@ -567,7 +567,8 @@ async def run_call(
                     if not raw:
                         result.closed_by_server = True
                         break
-                    result.turn_seconds.append(time.perf_counter() - sent_at)
+                    if not channel_gone:  # a caller who hung up waits for nothing (and the HANGUP line's delay is ours)
+                        result.turn_seconds.append(time.perf_counter() - sent_at)
                     if not raw.endswith(b"\n"):
                         channel.violations.append(f"partial line at close: {raw!r}")
                         result.closed_by_server = True

@@ -343,6 +343,11 @@ def test_the_install_section_brings_every_service_up(installed: Machine) -> None
     # The README's `journalctl -u hotline-eval-agi -n 5` line (the unit is started once the server listens).
     journal = installed.run("journalctl -u hotline-eval-agi --no-pager").stdout
     assert "FastAGI server listening on 127.0.0.1:4573" in journal
+    # Every process the README's scrape configuration names answers on its port (the workers' ports from their
+    # instances' drop-ins, copied with the units). The workers open theirs a moment after they start.
+    for port in (9464, 9465, 9470, 9471):
+        installed.run(f"until python3 -c \"import urllib.request; urllib.request.urlopen("
+                      f"'http://127.0.0.1:{port}/metrics', timeout=5)\" 2>/dev/null; do sleep 0.5; done")
 
 
 def test_the_first_call_is_rated_and_its_callback_task_made(installed: Machine) -> None:

@@ -56,11 +56,18 @@ def values(unit: Path, key: str) -> list[str]:
     return [value for k, value in directives(unit) if k == key]
 
 
-def exec_starts(unit: Path) -> list[list[str]]:
-    """Each ExecStart as its words, one per worker queue for the template (``%i`` filled in)."""
+def exec_starts(unit: Path) -> list[tuple[list[str], dict[str, str]]]:
+    """Each ExecStart as its words, one per worker queue for the template (``%i`` filled in), with the
+    ``Environment=`` of the instance's drop-ins (``NAME@instance.service.d/*.conf``)."""
     instances = WORKER_INSTANCES if "%i" in unit.read_text(encoding="utf-8") else ("",)
-    return [[word.replace("%i", instance) for word in line.split()]
+    return [([word.replace("%i", instance) for word in line.split()], drop_in_environment(unit, instance))
             for line in values(unit, "ExecStart") for instance in instances]
+
+
+def drop_in_environment(unit: Path, instance: str) -> dict[str, str]:
+    name = unit.name.replace("@.", f"@{instance}.") if instance else unit.name
+    return dict(value.split("=", 1) for conf in sorted(UNITS.glob(f"{name}.d/*.conf"))
+                for value in values(conf, "Environment"))
 
 
 def render(target: Path) -> list[Path]:
@@ -69,6 +76,9 @@ def render(target: Path) -> list[Path]:
     assert (venv / "bin" / "hotline-eval").exists(), "the tests must run from the venv the project is installed in"
     rendered = []
     for unit in sorted(UNITS.iterdir()):
+        if unit.is_dir():  # an instance's drop-ins: systemd-analyze finds them beside the unit, by name
+            shutil.copytree(unit, target / unit.name)
+            continue
         text = unit.read_text(encoding="utf-8")
         if unit.suffix == ".service":
             assert INSTALLED_VENV in text, f"{unit.name} does not run from {INSTALLED_VENV}"
@@ -92,7 +102,7 @@ def test_every_long_running_process_has_its_unit() -> None:
     assert {unit.name for unit in UNITS.iterdir()} == {
         "hotline-eval-agi.service", "hotline-eval-worker@.service", "hotline-eval-cron.service",
         "hotline-eval-dialer.service", "hotline-eval-web.service", "hotline-eval-migrate.service",
-        "hotline-eval.target"}
+        "hotline-eval.target", "hotline-eval-worker@callbacks.service.d", "hotline-eval-worker@transcripts.service.d"}
 
 
 @needs_systemd_analyze
@@ -119,6 +129,12 @@ def test_verify_would_see_a_broken_unit(tmp_path: Path) -> None:
     dialer.write_text(text.replace("Requires=hotline-eval-migrate.service", "Requires=hotline-eval-migrat.service"),
                       encoding="utf-8")
     assert "hotline-eval-migrat.service not found" in verify(dialer)
+    # An instance's drop-ins are read too.
+    instance = tmp_path / "hotline-eval-worker@callbacks.service"
+    instance.symlink_to(tmp_path / "hotline-eval-worker@.service")
+    conf = tmp_path / "hotline-eval-worker@callbacks.service.d" / "metrics.conf"
+    conf.write_text(conf.read_text(encoding="utf-8").replace("Environment=", "Environmen="), encoding="utf-8")
+    assert "Unknown key 'Environmen'" in verify(instance)
 
 
 # -- what they say --------------------------------------------------------------------------------------
@@ -191,11 +207,14 @@ def parse(group: click.Group, argv: list[str], monkeypatch: pytest.MonkeyPatch) 
 def test_every_exec_start_is_a_command_the_cli_has(monkeypatch: pytest.MonkeyPatch) -> None:
     run: dict[str, dict[str, Any]] = {}
     for unit in SERVICES:
-        for argv in exec_starts(unit):
+        for argv, environment in exec_starts(unit):
             program = Path(argv[0])
             assert program.parent == Path(INSTALLED_VENV, "bin"), unit.name
             assert program.name == "hotline-eval", unit.name
-            name, params = parse(hotline_eval, argv[1:], monkeypatch)
+            with monkeypatch.context() as instance:
+                for variable, value in environment.items():
+                    instance.setenv(variable, value)
+                name, params = parse(hotline_eval, argv[1:], monkeypatch)
             run[name + "".join(f" {q}" for q in params.get("queues", ()))] = params
     assert set(run) == {"agi", "worker callbacks", "worker transcripts", "cron", "dialer", "web", "db upgrade"}
     assert run["agi"]["listen"] == "127.0.0.1:4573"
@@ -203,6 +222,10 @@ def test_every_exec_start_is_a_command_the_cli_has(monkeypatch: pytest.MonkeyPat
     assert run["db upgrade"]["revision"] == "head"
     assert run["db upgrade"]["wait_seconds"] >= 300  # a PostgreSQL still starting at boot is waited for
     assert not run["worker callbacks"]["burst"]
+    # Every process Prometheus scrapes (README's scrape configuration) serves its metrics on its own port.
+    assert {name: params.get("metrics_at") for name, params in run.items()} == {
+        "agi": "127.0.0.1:9464", "dialer": "127.0.0.1:9465", "worker callbacks": "127.0.0.1:9470",
+        "worker transcripts": "127.0.0.1:9471", "cron": None, "web": None, "db upgrade": None}
 
 
 def test_a_command_the_cli_lacks_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.orm import Session
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from rating_core.outbox.render import render_context
+from rating_core.outbox.render import deployment_context
 from rating_core.ratings.store import RatingStore
 from rating_core.rules.settings import Settings
 from web import display, input_guard, metrics, security_headers
@@ -86,9 +86,8 @@ def create_app(store: RatingStore | None = None, config: dict[str, Any] | None =
         store = RatingStore(make_engine(settings.database_url), load_rules(settings.rules_file),
                             region_code=settings.region_code, number_key=settings.number_key)
     app.extensions["hotline_store"] = store
-    # The codes a profile's body may carry, for the pull API's ?profile= (the delivery pass has its own).
-    app.extensions["hotline_render_context"] = render_context(store.rules, settings.region_code,
-                                                              settings.department_code, settings.data_source_code)
+    # The codes a profile's body may carry, for the pull API's ?profile= (as the delivery pass renders).
+    app.extensions["hotline_render_context"] = deployment_context(store.rules, settings)
     if settings.proxies:
         # Behind a reverse proxy every request comes from the proxy: the audit log and the per-address sign-in
         # lock need the client's address, from the X-Forwarded-For the trusted proxies append to.

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from rating_core.outbox.profile import FieldSpec, LoadedProfile, Profile
 from rating_core.rules.refusals import Reason, Refused
 from rating_core.rules.rulebook import Rules
+from rating_core.rules.settings import Settings
 
 FIX_VERDICTS = ("immediate_fix", "deadline_fix")
 SETTING_VARIABLES = {"region_code": "HOTLINE_EVAL_REGION_CODE", "department_code": "HOTLINE_EVAL_DEPARTMENT_CODE",
@@ -59,6 +60,12 @@ def render_context(rules: Rules, region_code: str | None = None, department_code
     return RenderContext(region_code=region_code, department_code=department_code, data_source_code=data_source_code,
                          tag_names={code: {tag.code: tag.name for tag in hotline.tags}
                                     for code, hotline in rules.hotlines.items()})
+
+
+def deployment_context(rules: Rules, settings: Settings) -> RenderContext:
+    """:func:`render_context` with this deployment's codes: what the delivery pass, the pull API and ``webhooks
+    render`` all render with, so the three give the same bytes."""
+    return render_context(rules, settings.region_code, settings.department_code, settings.data_source_code)
 
 
 def render(profile: LoadedProfile, event_payload: dict[str, Any], rating_public_id: str,
