@@ -22,8 +22,9 @@ on two, with the same callers arriving at the same moments.
 Reported per run: the callers offered a second (those arriving in the window); calls/s completed (calls ended
 by the server, over the span from the first arrival to the last hang-up, so a little under the offered rate
 by the last calls' length); the p99 AGI turn (from a reply written by the simulated Asterisk to the server's next
-command, while the caller is on the line, as ``agi_concurrency.py`` measures it); the p99 store lag (from the rating's ``rated_at``, set when
-the server read the key, to the row being visible in PostgreSQL, polled every 50 ms, so to within that);
+command, while the caller is on the line, as ``agi_concurrency.py`` measures it); the p99 store lag (from the
+rating's ``rated_at``, set when the server read the key, to the row being visible in PostgreSQL, polled every
+50 ms, so to within that);
 the callback backlog when the last call has ended (open 差评 tasks with no call yet placed: it grows with
 the 差评 rate times the sweep interval, so growth beyond the load factor is what to look for); the CPU
 seconds per completed call of the FastAGI servers (their store processes included) and of the node (every
