@@ -195,7 +195,6 @@ def db_upgrade(revision: str, wait_seconds: int) -> None:
     click.echo(f"database at {engine.url.render_as_string(hide_password=True)} is at {revision}")
 
 
-
 def _wait_for_database(engine: Engine, seconds: int) -> None:
     """Until the database accepts a connection, for at most ``seconds``; then the migration goes on and, if it
     still cannot connect, says why as it always has.

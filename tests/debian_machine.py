@@ -30,6 +30,9 @@ IMAGE = Path(os.environ.get("HOTLINE_EVAL_DEBIAN_ROOT", "/opt/hotline-eval-debia
 BUILD_SCRIPT = Path(__file__).with_name("debian_root.sh")
 NAME = "he-install"  # the machines' and their network namespaces' prefix
 _PR_SET_PDEATHSIG = 1
+# The root with a tmpfs over it, so nothing a run writes stays. --keep-unit and --register=no: this host runs no
+# systemd to make a scope or register the machine.
+NSPAWN = ("systemd-nspawn", "--quiet", "-D", str(IMAGE), "--volatile=overlay", "--register=no", "--keep-unit")
 
 
 class RootUnavailable(RuntimeError):
@@ -92,10 +95,8 @@ class Machine:
             subprocess.run(command.split(), check=True)
         binds = [f"--bind-ro={source}:{target}" for source, target in self.binds.items()]
         with self.console.open("wb") as console:
-            # --keep-unit and --register=no: this host runs no systemd to make a scope or register the machine.
             self.process = subprocess.Popen(
-                ["systemd-nspawn", "--quiet", "-D", str(IMAGE), "--volatile=overlay", "--boot",
-                 f"--machine={self.name}", "--register=no", "--keep-unit", "--console=read-only",
+                [*NSPAWN, "--boot", f"--machine={self.name}", "--console=read-only",
                  f"--network-namespace-path=/run/netns/{self.netns}", *binds],
                 stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_the_test)
         deadline = time.monotonic() + HANG

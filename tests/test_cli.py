@@ -24,6 +24,7 @@ from ivr.prompts import (
     speakable,
 )
 from rating_core.rules.rulebook import PROMPT_NAMES
+from real_pbx import free_port
 from waiting import HANG
 
 CLI = str(Path(sys.executable).with_name("hotline-eval"))
@@ -174,14 +175,11 @@ def test_the_demo_ends_with_the_web_tool_filled_by_the_loop(tmp_path: Path) -> N
     import http.cookiejar
     import re
     import signal
-    import socket
     import urllib.error
     import urllib.parse
     import urllib.request
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = dict(os.environ, HOTLINE_EVAL_HOME=str(tmp_path / "home"))
     env.pop("DATABASE_URL", None)
     proc = subprocess.Popen([CLI, "demo", "--calls", "30", "--port", "0", "--web-port", str(port)],
@@ -316,9 +314,7 @@ def test_db_upgrade_waits_for_a_database_that_starts_late(tmp_path: Path) -> Non
             pytest.fail(f"PostgreSQL required but unusable: {exc}")
         pytest.skip(f"PostgreSQL unusable: {exc}")
     real = make_url(POSTGRES_URL)
-    with socket.socket() as probe:  # a port nobody listens on yet: the database "still starting"
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a port nobody listens on yet: the database "still starting"
     late = real.set(host="127.0.0.1", port=port, database=name).render_as_string(hide_password=False)
     env = dict(os.environ, HOTLINE_EVAL_HOME=str(tmp_path), DATABASE_URL=late)
     migration = subprocess.Popen([CLI, "db", "upgrade", "--wait", str(int(HANG))], env=env, text=True,
@@ -355,11 +351,7 @@ def test_db_upgrade_waits_for_a_database_that_starts_late(tmp_path: Path) -> Non
 
 
 def test_db_upgrade_against_a_database_that_never_answers_says_why_in_one_line(tmp_path: Path) -> None:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = dict(os.environ, HOTLINE_EVAL_HOME=str(tmp_path),
                DATABASE_URL=f"postgresql+psycopg://nobody:secret@127.0.0.1:{port}/none")
     done = subprocess.run([CLI, "db", "upgrade", "--wait", "1"], capture_output=True, text=True, env=env,

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from conftest import unavailable
-from debian_machine import IMAGE, Machine, RootUnavailable, one_at_a_time
+from debian_machine import NSPAWN, Machine, RootUnavailable, one_at_a_time
 from real_pbx import CONFIG, PbxCall, Robot, rendered
 from real_pbx import PREFIX as ASTERISK
 from release import copy_release
@@ -132,8 +132,7 @@ def _wheels(into: Path) -> Path:
     lent = [f"--bind-ro={path}" for path in PIP_SETTINGS if Path(path).exists()]
     PIP_CACHE.mkdir(parents=True, exist_ok=True)
     fetched = subprocess.run(
-        ["systemd-nspawn", "--quiet", "-D", str(IMAGE), "--volatile=overlay", "--register=no", "--keep-unit",
-         "--resolv-conf=bind-host", "--pipe", *lent, f"--bind={PIP_CACHE}", f"--bind={wheels}:{WHEELS}",
+        [*NSPAWN, "--resolv-conf=bind-host", "--pipe", *lent, f"--bind={PIP_CACHE}", f"--bind={wheels}:{WHEELS}",
          "/bin/sh", "-c", f"python3 -m venv /tmp/pip && /tmp/pip/bin/pip download -q -d {WHEELS} "
                           f"-c {WHEELS}/constraints.txt {WHEELS}/{wheel.name}"],
         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=HANG)
